@@ -1,0 +1,19 @@
+"""tnc: a tensor-network expression compiler.
+
+Write a network in the tnc language, compile it, contract it::
+
+    >>> import tnc
+    >>> net = tnc.library("tt", N=4, d=2, r=3)
+    >>> net.contract(net.random()).shape
+    (2, 2, 2, 2)
+"""
+from .compiler import compile, compile_all, library, library_names
+from .errors import MemoryLimitError, TensorError, TncError, TncSemanticError, TncSyntaxError
+from .network import Network
+from .plan import Cost
+
+__version__ = "0.1.0"
+
+__all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
+           "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
+           "MemoryLimitError", "__version__"]

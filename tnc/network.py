@@ -1,0 +1,201 @@
+"""A compiled tensor network: shapes, equation, cost, and cached contraction.
+
+    >>> import tnc
+    >>> net = tnc.compile('''
+    ...     network mm(I = 2, J = 3, K = 4) {
+    ...         index i: I, j: J, k: K
+    ...         tensor A(i, j), B(j, k)
+    ...         output i, k
+    ...     }''')
+    >>> net.equation, net.params
+    ('ab,bc->ac', {'A': (2, 3), 'B': (3, 4)})
+    >>> net.contract(net.random(seed=0)).shape
+    (2, 4)
+"""
+from __future__ import annotations
+
+import functools
+import math
+import string
+
+import numpy as np
+import opt_einsum as oe
+
+from .errors import TensorError
+from .expand import NetworkSpec, Occurrence
+from .graph import build_graph
+from .plan import Cost, Plan, check_memory, plan_contraction
+
+LETTERS = string.ascii_letters
+
+
+def index_symbols(indices) -> dict[str, str]:
+    """Map index names to einsum symbols: letters while they last, then opt_einsum's."""
+    indices = list(indices)
+    pick = (lambda k: LETTERS[k]) if len(indices) <= len(LETTERS) else oe.get_symbol
+    return {index: pick(k) for k, index in enumerate(indices)}
+
+
+def _cache_key(optimize):
+    return optimize if isinstance(optimize, (str, type(None))) else ("object", id(optimize))
+
+
+class Network:
+    """One network of a tnc text with all sizes bound.
+
+    Build it with :func:`tnc.compile` or :func:`tnc.library`. Tensors are passed
+    as a dict ``name -> array`` holding every parameter and data tensor.
+    """
+
+    def __init__(self, spec: NetworkSpec, source: str, filename: str | None = None):
+        self.spec = spec
+        self.source = source
+        self.filename = filename
+        self._plans: dict[object, Plan] = {}
+
+    # -- description -----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Size parameters as bound (header defaults with the caller's overrides)."""
+        return dict(self.spec.sizes)
+
+    @functools.cached_property
+    def params(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of each fitted tensor, in order of first use."""
+        return self.spec.tensor_shapes("param")
+
+    @functools.cached_property
+    def data(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of each data tensor (inputs that are never fitted)."""
+        return self.spec.tensor_shapes("data")
+
+    @property
+    def occurrences(self) -> tuple[Occurrence, ...]:
+        return self.spec.occurrences
+
+    @property
+    def output(self) -> tuple[str, ...]:
+        return self.spec.output
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(self.spec.index_sizes[i] for i in self.output)
+
+    @functools.cached_property
+    def symbols(self) -> dict[str, str]:
+        """Index name -> single-character einsum symbol used in :attr:`equation`."""
+        return index_symbols(self.spec.index_sizes)
+
+    @functools.cached_property
+    def equation(self) -> str:
+        """The einsum equation, one operand per tensor occurrence, in order."""
+        terms = ["".join(self.symbols[i] for i in occ.indices) for occ in self.occurrences]
+        return ",".join(terms) + "->" + "".join(self.symbols[i] for i in self.output)
+
+    @functools.cached_property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(self.spec.shape_of(occ) for occ in self.occurrences)
+
+    @functools.cached_property
+    def graph(self):
+        """The network as a networkx MultiGraph (see :mod:`tnc.graph`)."""
+        return build_graph(self.spec)
+
+    def with_sizes(self, **sizes) -> "Network":
+        """The same network text compiled with other size parameters."""
+        from .compiler import compile as compile_text
+        return compile_text(self.source, name=self.name, filename=self.filename,
+                            **{**self.sizes, **sizes})
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
+        return (f"<tnc.Network {self.name}({sizes}): {len(self.params)} params, "
+                f"{len(self.data)} data, output {self.output_shape}>")
+
+    # -- planning --------------------------------------------------------------------
+    def plan(self, optimize="auto") -> Plan:
+        """The planned contraction for ``optimize``, searched once and cached."""
+        key = _cache_key(optimize)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_contraction(self.equation, self.shapes, optimize)
+            self._plans[key] = plan
+        return plan
+
+    def cost(self, optimize="auto", dtype=np.float64) -> Cost:
+        """Flops, largest intermediate and peak bytes, known before anything is allocated."""
+        cost = self.plan(optimize).cost
+        itemsize = np.dtype(dtype).itemsize
+        return Cost(cost.flops, cost.largest_intermediate,
+                    cost.peak_bytes // 8 * itemsize, cost.path)
+
+    # -- arrays ----------------------------------------------------------------------
+    def random(self, seed=0, include_data: bool = False, dtype=np.float64) -> dict[str, np.ndarray]:
+        """Gaussian parameter arrays scaled so that output entries are of order one.
+
+        Each of the ``n`` tensor uses gets standard deviation
+        ``(prod of contracted index sizes) ** (-1 / (2 n))``, so the variance of an
+        output entry (a sum of that many products) is about one.
+        """
+        rng = np.random.default_rng(seed)
+        contracted = [i for i in self.spec.index_sizes if i not in self.output]
+        log_terms = sum(math.log(self.spec.index_sizes[i]) for i in contracted)
+        scale = math.exp(-log_terms / (2 * len(self.occurrences)))
+        shapes = dict(self.params)
+        if include_data:
+            shapes.update(self.data)
+        return {name: (scale * rng.standard_normal(shape)).astype(dtype)
+                for name, shape in shapes.items()}
+
+    def operands(self, tensors: dict) -> list:
+        """The arrays in occurrence order, after checking names and shapes."""
+        self.check_tensors(tensors)
+        return [tensors[occ.name] for occ in self.occurrences]
+
+    def check_tensors(self, tensors: dict, required=None) -> None:
+        if not isinstance(tensors, dict):
+            raise TensorError("tensors must be a dict name -> array, e.g. net.random(); got "
+                              f"{type(tensors).__name__}")
+        expected = {**self.params, **self.data} if required is None else required
+        missing = [n for n in expected if n not in tensors]
+        unknown = [n for n in tensors if n not in self.params and n not in self.data]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append("missing " + ", ".join(f"`{n}`" for n in missing))
+            if unknown:
+                parts.append("unknown " + ", ".join(f"`{n}`" for n in unknown))
+            raise TensorError(f"tensors for network `{self.name}`: {'; '.join(parts)}; "
+                              f"it takes {', '.join(expected)}")
+        for name, shape in expected.items():
+            got = getattr(tensors[name], "shape", None)
+            if got is None or tuple(got) != shape:
+                raise TensorError(f"tensor `{name}` of network `{self.name}` must have shape "
+                                  f"{shape}, got {got if got is not None else type(tensors[name]).__name__}")
+
+    def contract(self, tensors: dict, optimize="auto", backend="auto", memory_limit="auto"):
+        """Contract the network: ``tensors`` maps every param and data name to an array.
+
+        The path is searched once per ``optimize`` and reused. ``memory_limit``
+        (bytes, ``"auto"`` or None) turns an over-budget contraction into a
+        :class:`~tnc.errors.MemoryLimitError` before anything is allocated.
+        The backend (numpy, torch, jax, ...) follows the arrays.
+        """
+        arrays = self.operands(tensors)
+        plan = self.plan(optimize)
+        if memory_limit is not None:
+            dtype = getattr(arrays[0], "dtype", np.float64)
+            check_memory(self.cost(optimize, _numpy_dtype(dtype)), memory_limit,
+                         f"contracting network `{self.name}`")
+        return plan.expression(*arrays, backend=backend)
+
+
+def _numpy_dtype(dtype):
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])

@@ -1,0 +1,241 @@
+"""Parse tnc text into the typed syntax tree of :mod:`tnc.ast`.
+
+The grammar lives in ``grammar/tnc.lark`` (installed as ``tnc/grammar/tnc.lark``).
+Parse errors become :class:`~tnc.errors.TncSyntaxError` with line, column and a
+readable list of what was expected; common mistakes get a tailored hint::
+
+    >>> from tnc.parser import parse
+    >>> [n.name for n in parse("network a() { output } network b() { output }").networks]
+    ['a', 'b']
+"""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+
+from . import ast
+from .errors import TncError, TncSyntaxError
+
+GRAMMAR_NAME = "tnc.lark"
+
+# Short hints for frequent mistakes, matched by parser state (Lark's match_examples).
+MISTAKE_EXAMPLES = {
+    "a tensor's legs go in parentheses and subscripts in brackets: write `A(i, r)` or `G[n](p[n])`": [
+        "network n() { tensor A[i, r] output }",
+        "network n() { tensor A[i] output }",
+        "network n() { data A[i, r] output }",
+    ],
+    "an index declaration needs a size after a colon: `index i: 10`": [
+        "network n() { index i }",
+        "network n() { index i, j: 2 }",
+        "network n() { index i = 3 }",
+    ],
+    "a loop range is written `start..stop`, e.g. `for n in 1..N`": [
+        "network n() { index i[n]: 2 for n in 1 }",
+        "network n() { index i[n]: 2 for n in 1:3 }",
+        "network n() { index i[n]: 2 for n = 1..3 }",
+    ],
+    "a network starts with `network NAME(SIZE = default, ...) {`": [
+        "tensor A(i)",
+        "index i: 2",
+        "network { }",
+        "network n { }",
+    ],
+}
+
+_TERMINAL_WORDS = {"NAME": "a name", "INT": "an integer", "$END": "the end of the text"}
+
+
+def grammar_text() -> str:
+    """The grammar source: the installed copy, else the checkout's ``grammar/``."""
+    installed = resources.files("tnc").joinpath("grammar", GRAMMAR_NAME)
+    if installed.is_file():
+        return installed.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_NAME
+    return checkout.read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def lark_parser() -> Lark:
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True,
+                maybe_placeholders=False)
+
+
+def _span(meta_or_token) -> ast.Span:
+    if getattr(meta_or_token, "empty", False):
+        return ast.Span(1, 1, 1, 1)
+    return ast.Span(meta_or_token.line, meta_or_token.column,
+                    meta_or_token.end_line, meta_or_token.end_column)
+
+
+def _of(kind, children):
+    return tuple(c for c in children if isinstance(c, kind))
+
+
+@v_args(meta=True)
+class ToAst(Transformer):
+    """Lark tree -> :mod:`tnc.ast`; one method per rule or alias."""
+
+    def start(self, meta, children):
+        return tuple(children)
+
+    def network(self, meta, children):
+        name = children[0]
+        return ast.NetworkDef(str(name), _of(ast.Param, children),
+                              tuple(c for c in children[1:] if not isinstance(c, ast.Param)),
+                              _span(meta))
+
+    def param(self, meta, children):
+        default = children[1] if len(children) > 1 else None
+        return ast.Param(str(children[0]), default, _span(meta))
+
+    def index_stmt(self, meta, children):
+        return ast.IndexStmt(_of(ast.IndexDecl, children), self._loops(children), _span(meta))
+
+    def index_decl(self, meta, children):
+        return ast.IndexDecl(children[0], children[1], _span(meta))
+
+    def tensor_stmt(self, meta, children):
+        return ast.TensorStmt("param", _of(ast.TensorUse, children), self._loops(children), _span(meta))
+
+    def data_stmt(self, meta, children):
+        return ast.TensorStmt("data", _of(ast.TensorUse, children), self._loops(children), _span(meta))
+
+    def tensor_use(self, meta, children):
+        return ast.TensorUse(children[0], _of(ast.Leg, children[1:]), _span(meta))
+
+    def output_stmt(self, meta, children):
+        return ast.OutputStmt(_of(ast.Leg, children), _span(meta))
+
+    def leg(self, meta, children):
+        return ast.Leg(children[0], len(children) > 1, _span(meta))
+
+    @staticmethod
+    def _loops(children):
+        for child in children:
+            if isinstance(child, tuple) and all(isinstance(c, ast.Loop) for c in child):
+                return child
+        return ()
+
+    def loops(self, meta, children):
+        return tuple(children)
+
+    def loop(self, meta, children):
+        return ast.Loop(str(children[0]), children[1], children[2], _span(meta))
+
+    def ref(self, meta, children):
+        return ast.Ref(str(children[0]), tuple(children[1:]), _span(meta))
+
+    def range(self, meta, children):
+        return ast.Range(children[0], children[1], _span(meta))
+
+    def wildcard(self, meta, children):
+        return ast.Wildcard(_span(meta))
+
+    def _binop(self, op, meta, children):
+        return ast.BinOp(op, children[0], children[1], _span(meta))
+
+    def add(self, meta, children):
+        return self._binop("+", meta, children)
+
+    def sub(self, meta, children):
+        return self._binop("-", meta, children)
+
+    def mul(self, meta, children):
+        return self._binop("*", meta, children)
+
+    def floordiv(self, meta, children):
+        return self._binop("//", meta, children)
+
+    def mod(self, meta, children):
+        return self._binop("%", meta, children)
+
+    def neg(self, meta, children):
+        return ast.Neg(children[0], _span(meta))
+
+    def int(self, meta, children):
+        return ast.Int(int(children[0]), _span(children[0]))
+
+    def var(self, meta, children):
+        return ast.Var(str(children[0]), _span(children[0]))
+
+    def __default__(self, data, children, meta):
+        raise TncError(f"internal: the grammar rule `{data}` has no transformer")
+
+
+def _describe_expected(parser: Lark, expected) -> str:
+    words = []
+    for name in sorted(expected):
+        if name in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            words.append(name)
+            continue
+        words.append(f"`{pattern.value}`" if pattern.type == "str" else name.lower())
+    return ", ".join(dict.fromkeys(words))
+
+
+def _syntax_error(error: UnexpectedInput, parser: Lark, text: str) -> TncSyntaxError:
+    line, column = max(error.line, 1), max(error.column, 1)
+    hint = error.match_examples(parser.parse, MISTAKE_EXAMPLES, use_accepts=True)
+    expected, width = _accepted(error), 1
+    if isinstance(error, UnexpectedCharacters):
+        found = f"unexpected character `{text[error.pos_in_stream]}`"
+    elif isinstance(error, UnexpectedEOF) or getattr(error.token, "type", "") == "$END":
+        found = "unexpected end of text"
+        line, column = _end_position(text)
+    else:
+        found = f"unexpected `{error.token}`"
+        width = max(1, len(str(error.token)))
+    message = found
+    if expected:
+        message += f"; expected {_describe_expected(parser, expected)}"
+    if hint:
+        message += f"\nhint: {hint}"
+    return TncSyntaxError(message, ast.Span(line, column, line, column + width))
+
+
+def _accepted(error: UnexpectedInput) -> set[str]:
+    """The terminals the parser would take at the error (exact, not LALR-merged)."""
+    interactive = getattr(error, "interactive_parser", None)
+    if interactive is None:
+        return set()
+    try:
+        return set(interactive.accepts())
+    except Exception:  # accepts() replays the parser; fall back to Lark's own guess
+        return set(getattr(error, "expected", ()) or ())
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def parse(text: str, filename: str | None = None) -> ast.Module:
+    """Parse tnc source text into an :class:`~tnc.ast.Module`.
+
+    Raises :class:`~tnc.errors.TncSyntaxError` (with line, column and a caret)
+    for text that is not in the language.
+    """
+    parser = lark_parser()
+    try:
+        tree = parser.parse(text)
+        networks = ToAst().transform(tree)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, parser, text).located(text, filename) from None
+    except VisitError as error:
+        original = error.orig_exc
+        if isinstance(original, TncError):
+            raise original.located(text, filename) from None
+        raise
+    except RecursionError:
+        raise TncSyntaxError("the text is nested too deeply").located(text, filename) from None
+    return ast.Module(tuple(networks), text, filename)

@@ -1,0 +1,175 @@
+"""Plan a contraction: einsum equation, path, flop count and memory, before any allocation.
+
+    >>> from tnc.plan import plan_contraction
+    >>> plan = plan_contraction("ij,jk->ik", [(2, 3), (3, 4)], "greedy")
+    >>> plan.cost.flops, plan.cost.largest_intermediate
+    (48, 8)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import opt_einsum as oe
+
+from .errors import MemoryLimitError, TncError
+
+OPTIMIZERS = ("auto", "greedy", "dp", "optimal", "branch-1", "branch-2", "branch-all",
+              "random-greedy", "auto-hq", "cotengra")
+DP_MAX_TENSORS = 20          # 'auto' plans with dynamic programming up to this many tensors
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a planned contraction costs.
+
+    ``flops``: scalar operations counted by opt_einsum; ``largest_intermediate``:
+    elements of the biggest intermediate; ``peak_bytes``: bytes of intermediates
+    alive at the same moment (inputs excluded, result included); ``path``: the
+    pairwise contraction order.
+    """
+
+    flops: int
+    largest_intermediate: int
+    peak_bytes: int
+    path: tuple[tuple[int, ...], ...]
+
+    def __str__(self) -> str:
+        return (f"flops {self.flops:.4g}, largest intermediate {self.largest_intermediate:.4g} "
+                f"elements, peak memory {format_bytes(self.peak_bytes)}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planned contraction: the compiled opt_einsum expression and its cost."""
+
+    equation: str
+    expression: oe.contract.ContractExpression
+    cost: Cost
+    info: object    # opt_einsum PathInfo, for printing
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.4g} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def resolve_optimizer(optimize, num_tensors: int):
+    """Turn tnc's optimizer names into something opt_einsum accepts.
+
+    ``"auto"`` plans exactly (dynamic programming) for up to ``DP_MAX_TENSORS``
+    tensors and with cotengra (when installed) or opt_einsum's random-greedy above.
+    """
+    if not isinstance(optimize, str):
+        return optimize             # a path, or a PathOptimizer object
+    if optimize not in OPTIMIZERS:
+        raise TncError(f"unknown path optimizer {optimize!r}; choose one of "
+                       + ", ".join(OPTIMIZERS))
+    if optimize == "auto":
+        if num_tensors <= 4:
+            return "optimal"
+        if num_tensors <= DP_MAX_TENSORS:
+            return "dp"
+        return _cotengra_optimizer() if cotengra_available() else "random-greedy-128"
+    if optimize == "cotengra":
+        if not cotengra_available():
+            raise TncError("optimize='cotengra' needs the optional cotengra package: "
+                           "pip install 'tnc[cotengra]'")
+        return _cotengra_optimizer()
+    return optimize
+
+
+def cotengra_available() -> bool:
+    try:
+        import cotengra  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _cotengra_optimizer():
+    import cotengra as ctg
+    return ctg.HyperOptimizer(max_repeats=64, max_time=5, minimize="flops",
+                              parallel=False, progbar=False)
+
+
+def peak_intermediate_elements(contraction_list, input_sizes: list[int]) -> int:
+    """Largest total size of intermediates alive at once while following the path."""
+    live = list(input_sizes)
+    is_input = [True] * len(input_sizes)
+    alive = peak = 0
+    for step in contraction_list:
+        positions, result_size = step[0], step[-1]
+        for pos in sorted(positions, reverse=True):
+            size, was_input = live.pop(pos), is_input.pop(pos)
+            if not was_input:
+                alive -= size
+        alive += result_size
+        peak = max(peak, alive + sum(s for s, inp in zip(live, is_input) if not inp))
+        live.append(result_size)
+        is_input.append(False)
+    return peak
+
+
+def _step_result_sizes(info) -> list:
+    """opt_einsum's contraction list with each step's result size appended."""
+    steps = []
+    for positions, _, einsum_str, _, _ in info.contraction_list:
+        result = einsum_str.split("->")[1]
+        size = 1
+        for symbol in result:
+            size *= info.size_dict[symbol]
+        steps.append((positions, size))
+    return steps
+
+
+def plan_contraction(equation: str, shapes, optimize="auto", itemsize: int = 8) -> Plan:
+    """Find a path for ``equation`` over ``shapes`` and compile it, allocating nothing."""
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    optimizer = resolve_optimizer(optimize, len(shapes))
+    try:
+        path, info = oe.contract_path(equation, *shapes, shapes=True, optimize=optimizer)
+    except MemoryError as error:   # pragma: no cover - planning itself is small
+        raise TncError(f"planning ran out of memory: {error}") from None
+    input_sizes = [int(np.prod(s, dtype=object)) for s in shapes]
+    peak = peak_intermediate_elements(_step_result_sizes(info), input_sizes)
+    cost = Cost(int(info.opt_cost), int(info.largest_intermediate), int(peak) * itemsize,
+                tuple(tuple(p) for p in path))
+    expression = oe.contract_expression(equation, *shapes, optimize=path)
+    return Plan(equation, expression, cost, info)
+
+
+def available_memory() -> int:
+    """Bytes this process may use before the machine swaps or kills it."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 62
+
+
+def check_memory(cost: Cost, memory_limit, what: str = "this contraction") -> None:
+    """Raise :class:`MemoryLimitError` when ``cost`` does not fit ``memory_limit``.
+
+    ``memory_limit`` is a number of bytes, ``"auto"`` (90% of available memory)
+    or ``None`` (no check).
+    """
+    if memory_limit is None:
+        return
+    limit = int(0.9 * available_memory()) if memory_limit == "auto" else int(memory_limit)
+    if cost.peak_bytes > limit:
+        raise MemoryLimitError(
+            f"{what} needs {format_bytes(cost.peak_bytes)} for intermediates "
+            f"(largest {cost.largest_intermediate:.4g} elements) but the memory limit is "
+            f"{format_bytes(limit)}; lower the sizes, try optimize='dp' or 'cotengra', "
+            "or raise memory_limit")
