@@ -9,11 +9,15 @@ Write a network in the tnc language, compile it, contract it::
 """
 from .compiler import compile, compile_all, library, library_names
 from .errors import MemoryLimitError, TensorError, TncError, TncSemanticError, TncSyntaxError
+from .fitting import fit, fit_options, register_method
+from .losses import Loss, get_loss, register_loss
 from .network import Network
+from .result import FitResult, load_result
 from .plan import Cost
 
 __version__ = "0.1.0"
 
 __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
            "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
-           "MemoryLimitError", "__version__"]
+           "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
+           "load_result", "Loss", "get_loss", "register_loss", "__version__"]

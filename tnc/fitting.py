@@ -1,0 +1,251 @@
+"""``tnc.fit``: one entry point for every fitting method, and the data checks they share.
+
+A method registers a function ``run(problem, options) -> FitResult`` and the
+dataclass of its options; :func:`fit` compiles the model (taking open sizes
+from the data), checks the data and the options, and calls it::
+
+    >>> import numpy as np, tnc
+    >>> sorted(METHODS) == sorted(METHODS)   # methods register on import
+    True
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import ast
+from .compiler import compile as compile_text, read_source
+from .errors import TncError
+from .network import Network
+from .parser import parse
+
+SENTINEL_BASE = 1_000_003   # stand-in sizes, far larger than any real index
+
+
+@dataclass
+class FitProblem:
+    """What a method fits: ``network``'s output to ``target`` where ``mask`` is True.
+
+    ``target`` has the network's output shape with missing entries set to 0;
+    ``mask`` is None when every entry is observed; ``inputs`` holds the
+    network's data tensors (never changed).
+    """
+
+    network: Network
+    target: np.ndarray
+    mask: np.ndarray | None
+    inputs: dict[str, np.ndarray]
+
+    @property
+    def observed(self) -> int:
+        return self.target.size if self.mask is None else int(self.mask.sum())
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    options: type
+    run: Callable[[FitProblem, object], object]
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(name: str, options: type, run: Callable) -> None:
+    """Make ``tnc.fit(..., method=name, **options)`` call ``run(problem, options(**options))``."""
+    METHODS[name] = Method(name, options, run)
+
+
+def make_options(method: Method, options: dict):
+    valid = [f.name for f in dataclasses.fields(method.options)]
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise TncError(f"method {method.name!r} has no option(s) {', '.join(unknown)}; "
+                       f"its options are {', '.join(valid)}")
+    return method.options(**options)
+
+
+def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None,
+        sizes=None, **options):
+    """Fit a network to data and return a :class:`~tnc.result.FitResult`.
+
+    ``model``: a :class:`Network`, tnc text or a ``.tn`` path (its open size
+    parameters are then read off ``target``'s shape). ``mask``: boolean array,
+    True where observed, or ``"nan"`` to treat NaN entries as missing.
+    ``inputs``: the network's data tensors. Other keywords are the method's
+    options (see ``tnc.fit_options(method)``).
+    """
+    _load_methods()
+    if method not in METHODS:
+        raise TncError(f"unknown fitting method {method!r}; available: "
+                       + ", ".join(sorted(METHODS)))
+    chosen = METHODS[method]
+    target = as_target(target)
+    network = model_for_data(model, target.shape, name=name, **(sizes or {}))
+    problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs))
+    return chosen.run(problem, make_options(chosen, options))
+
+
+def fit_options(method: str):
+    """The options dataclass of a method, to read its fields and defaults."""
+    _load_methods()
+    if method not in METHODS:
+        raise TncError(f"unknown fitting method {method!r}")
+    return METHODS[method].options
+
+
+def _load_methods() -> None:
+    """Import the modules that register methods (kept lazy to keep ``import tnc`` quick)."""
+    import importlib
+    for module in ("als", "gcp", "dmrg"):
+        try:
+            importlib.import_module(f"tnc.{module}")
+        except ModuleNotFoundError as error:
+            if error.name != f"tnc.{module}":
+                raise
+
+
+def as_target(target) -> np.ndarray:
+    if isinstance(target, (str, bytes)) or not hasattr(target, "__array__") and not isinstance(
+            target, (list, tuple)):
+        raise TncError(f"data must be an array, got {type(target).__name__}")
+    array = np.asarray(target)
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise TncError(f"data must be a real numeric array, got dtype {array.dtype}")
+    return array.astype(np.float64, copy=False)
+
+
+def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(target with missing entries zeroed, mask or None)`` after checking both."""
+    nan = np.isnan(target)
+    if isinstance(mask, str):
+        if mask != "nan":
+            raise TncError(f"mask must be a boolean array or 'nan', got {mask!r}")
+        mask = ~nan
+    elif mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != target.shape:
+            raise TncError(f"mask has shape {mask.shape} but the data has shape {target.shape}")
+        if mask.dtype != bool:
+            raise TncError(f"mask must be boolean (True = observed), got dtype {mask.dtype}")
+    if mask is None:
+        if nan.any():
+            raise TncError(f"the data has {int(nan.sum())} NaN entries; to treat them as "
+                           "missing pass mask='nan' (or a boolean mask, True = observed)")
+    else:
+        hidden_nan = nan & mask
+        if hidden_nan.any():
+            raise TncError(f"the data has {int(hidden_nan.sum())} NaN entries where the mask "
+                           "says observed")
+        if not mask.any():
+            raise TncError("the mask hides every entry; nothing to fit")
+        if mask.all():
+            mask = None
+    infinite = np.isinf(target)
+    if infinite.any():
+        raise TncError(f"the data has {int(infinite.sum())} infinite entries")
+    clean = np.where(nan, 0.0, target) if nan.any() else target
+    return clean, mask
+
+
+def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
+    inputs = dict(inputs or {})
+    missing = [k for k in network.data if k not in inputs]
+    unknown = [k for k in inputs if k not in network.data]
+    if missing or unknown:
+        raise TncError(f"network `{network.name}` takes data tensors "
+                       f"{', '.join(network.data) or 'none'} as inputs=...; "
+                       + (f"missing {', '.join(missing)}" if missing else "")
+                       + ("; " if missing and unknown else "")
+                       + (f"unknown {', '.join(unknown)}" if unknown else ""))
+    network.check_tensors(inputs, required=network.data)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+
+
+def model_for_data(model, shape: tuple[int, ...], name=None, **sizes) -> Network:
+    """The network to fit, its output sizes read off the data's ``shape``.
+
+    Size parameters passed in ``sizes`` are kept; every other one that sets an
+    output index's size is taken from the data (a :class:`Network`'s current
+    sizes and the header defaults are used for the rest).
+    """
+    if isinstance(model, Network):
+        if model.source is None:
+            return _checked_shape(model, shape)
+        text, filename, name, defaults = model.source, model.filename, model.name, model.sizes
+    else:
+        (text, filename), defaults = read_source(model), {}
+    definition = _pick(parse(text, filename), name)
+    bound = _sizes_from_shape(text, filename, definition, shape, sizes, defaults)
+    return _checked_shape(compile_text(text, name=definition.name, filename=filename, **bound),
+                          shape)
+
+
+def _checked_shape(network: Network, shape) -> Network:
+    if network.output_shape != tuple(shape):
+        raise TncError(f"network `{network.name}` has output shape {network.output_shape} "
+                       f"but the data has shape {tuple(shape)}; change the sizes "
+                       f"({', '.join(f'{k}={v}' for k, v in network.sizes.items())})")
+    return network
+
+
+def _sizes_from_shape(text, filename, definition, shape, given, defaults) -> dict[str, int]:
+    """Size parameters for ``definition``: ``given``, then read off ``shape``, then defaults."""
+    def probe(values):
+        return compile_text(text, name=definition.name, filename=filename, **values).output_shape
+
+    free = [p for p in definition.params if p.name not in given]
+    sentinels = {p.name: SENTINEL_BASE + 2 * k for k, p in enumerate(free)}
+    open_names = [p.name for p in free if p.default is None and p.name not in defaults]
+    base = {**{k: v for k, v in defaults.items() if k in sentinels}, **given,
+            **{p: sentinels[p] for p in open_names}}
+    try:
+        readable = {p: probe(base) for p in open_names}
+    except TncError:
+        raise TncError(f"cannot read size parameter(s) {', '.join(open_names)} of network "
+                       f"`{definition.name}` off the data; pass them, e.g. "
+                       f"sizes={{'{open_names[0]}': ...}}") from None
+    for p in sentinels:
+        if p not in open_names:
+            try:
+                readable[p] = probe({**base, p: sentinels[p]})
+            except TncError:
+                continue     # e.g. a loop bound: a huge stand-in does not expand
+    read = _read_sentinels(readable, shape, sentinels, definition.name)
+    unread = [p for p in open_names if p not in read]
+    if unread:
+        raise TncError(f"size parameter(s) {', '.join(unread)} of network `{definition.name}` "
+                       "are not output sizes, so the data cannot fix them; pass them")
+    return {**{k: v for k, v in base.items() if k not in sentinels or k in defaults}, **given,
+            **read}
+
+
+def _pick(module: ast.Module, name) -> ast.NetworkDef:
+    if name is None:
+        if len(module.networks) != 1:
+            raise TncError("the text declares " + ", ".join(n.name for n in module.networks)
+                           + "; pick one with name=...")
+        return module.networks[0]
+    for definition in module.networks:
+        if definition.name == name:
+            return definition
+    raise TncError(f"no network `{name}` in the text")
+
+
+def _read_sentinels(probe_shapes, shape, sentinels, network_name) -> dict[str, int]:
+    """Values of the parameters whose stand-in size shows up in a probe's output shape."""
+    bound: dict[str, int] = {}
+    for param, probe_shape in probe_shapes.items():
+        if len(probe_shape) != len(shape):
+            raise TncError(f"network `{network_name}` has {len(probe_shape)} output legs but "
+                           f"the data has {len(shape)} dimensions")
+        for axis, (probe, actual) in enumerate(zip(probe_shape, shape)):
+            if probe != sentinels[param]:
+                continue
+            if bound.setdefault(param, int(actual)) != int(actual):
+                raise TncError(f"size parameter `{param}` of network `{network_name}` would be "
+                               f"both {bound[param]} and {actual} (axis {axis} of the data)")
+    return bound
