@@ -8,7 +8,7 @@ line, column, the offending line and a caret under it::
     >>> compile("network n() { index i: 0 output i }")
     Traceback (most recent call last):
     ...
-    tnc.errors.TncError: <string>:1:24: index `i` has size 0; sizes must be positive integers
+    tnc.errors.TncSemanticError: <string>:1:24: index `i` has size 0; sizes must be positive integers
         network n() { index i: 0 output i }
                                ^
 """
