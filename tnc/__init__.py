@@ -8,6 +8,7 @@ Write a network in the tnc language, compile it, contract it::
     (2, 2, 2, 2)
 """
 from .compiler import compile, compile_all, library, library_names
+from .einsum_text import from_einsum
 from .errors import MemoryLimitError, TensorError, TncError, TncSemanticError, TncSyntaxError
 from .fitting import fit, fit_options, register_method
 from .losses import Loss, get_loss, register_loss
@@ -20,4 +21,4 @@ __version__ = "0.1.0"
 __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
            "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
            "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
-           "load_result", "Loss", "get_loss", "register_loss", "__version__"]
+           "load_result", "from_einsum", "Loss", "get_loss", "register_loss", "__version__"]
