@@ -1,0 +1,64 @@
+"""The ``tnc`` command line: one module per subcommand.
+
+Each name in :data:`COMMANDS` is a module ``tnc/cli/<name>.py`` exposing
+``register(subparsers)``, which adds its parser and sets ``run=function(args) -> int``.
+Adding a subcommand is adding a module and its name here.
+
+    >>> main(["show", "--help"]) == 0   # doctest: +ELLIPSIS
+    usage: tnc show ...
+    True
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import TncError
+
+COMMANDS = ["show", "draw", "contract"]
+
+DESCRIPTION = """\
+tnc: a tensor-network expression compiler.
+
+Write a network in the tnc language (a .tn file), then inspect, draw or
+contract it from the shell:
+
+  tnc show peps.tn --size Lx=4 --size Ly=4     tensors, indices, equation, path, cost
+  tnc draw tt.tn -o tt.png                     a diagram of the network
+  tnc contract cp.tn --tensors t.npz -o x.npy  contract saved arrays
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tnc", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `tnc COMMAND --help` for the options of one command.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"tnc {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Errors in the user's input print a message on stderr and return 2.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.run(args) or 0)
+    except SystemExit as stop:          # --help, --version and usage errors
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    except TncError as error:
+        print(f"tnc {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:             # `tnc show ... | head`
+        return 0
+    except OSError as error:            # unreadable input, unwritable output
+        print(f"tnc {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,61 @@
+"""Options and helpers shared by the subcommands (sizes, network choice, loading).
+
+    >>> parse_size("N=6")
+    ('N', 6)
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..compiler import compile_all
+from ..errors import TncError
+
+
+def parse_size(text: str) -> tuple[str, int]:
+    """``"N=6"`` -> ``("N", 6)``; argparse turns the error into a usage message."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if not sep or not name.isidentifier() or number is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=INTEGER (for example --size N=6)")
+    return name, number
+
+
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a .tn file")
+    parser.add_argument("--size", "-s", metavar="NAME=N", type=parse_size, action="append",
+                        default=[], help="override a size parameter of the header; repeat "
+                        "for several (--size N=6 --size r=4)")
+    parser.add_argument("--name", "-n", metavar="NETWORK",
+                        help="use only this network of the file")
+
+
+def add_optimize_option(parser: argparse.ArgumentParser) -> None:
+    from ..plan import OPTIMIZERS
+    parser.add_argument("--optimize", "-O", default="auto", choices=OPTIMIZERS,
+                        metavar="OPTIMIZER", help="contraction path optimizer: "
+                        + ", ".join(OPTIMIZERS) + " (default: auto)")
+
+
+def load_networks(args) -> dict:
+    """The networks of ``args.file`` with ``--size`` applied, narrowed by ``--name``."""
+    networks = compile_all(args.file, **dict(args.size))
+    if args.name is None:
+        return networks
+    if args.name not in networks:
+        raise TncError(f"{args.file} has no network `{args.name}`; it declares "
+                       + ", ".join(networks))
+    return {args.name: networks[args.name]}
+
+
+def load_one(args):
+    """The single network the command works on (``--name`` when the file has several)."""
+    networks = load_networks(args)
+    if len(networks) > 1:
+        raise TncError(f"{args.file} declares networks {', '.join(networks)}; "
+                       "pick one with --name")
+    return next(iter(networks.values()))

@@ -1,0 +1,111 @@
+"""``tnc show FILE``: every network of a file with its tensors, indices, equation, path and cost.
+
+A saved fit result (``.npz``) is summarised instead.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ..errors import TncError
+from ..plan import resolve_optimizer
+from ._common import add_network_options, add_optimize_option, load_networks
+
+HELP = "print networks: tensors, indices, einsum equation, contraction path and cost"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "show", help=HELP, description=HELP.capitalize() + ". Given a saved fit result "
+        "(.npz), print its summary instead.",
+        epilog="example: tnc show peps.tn --size Lx=4 --size Ly=4 --optimize dp")
+    add_network_options(parser)
+    add_optimize_option(parser)
+    parser.add_argument("--steps", action="store_true",
+                        help="also print opt_einsum's step-by-step contraction table")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if Path(args.file).suffix == ".npz":
+        print(describe_result(args.file))
+        return 0
+    networks = load_networks(args)
+    for k, net in enumerate(networks.values()):
+        if k:
+            print()
+        print(describe(net, args.optimize, args.steps))
+    return 0
+
+
+def describe_result(path) -> str:
+    """A summary of a fit result saved with ``FitResult.save``."""
+    try:
+        from .. import result
+    except ImportError:
+        raise TncError(f"{path}: this tnc cannot read fit results (tnc.result is missing)") \
+            from None
+    if hasattr(result, "describe"):
+        return result.describe(path)
+    loaded = result.load_result(path)
+    lines = [repr(loaded), ""]
+    lines.append(describe(loaded.network, "auto", False))
+    lines.append("fitted tensors: " + ", ".join(
+        f"{name} {tuple(array.shape)}" for name, array in loaded.tensors.items()))
+    return "\n".join(lines)
+
+
+def describe(net, optimize="auto", steps=False) -> str:
+    """The text ``tnc show`` prints for one network."""
+    sizes = ", ".join(f"{k}={v}" for k, v in net.sizes.items())
+    lines = [f"network {net.name}({sizes})"]
+    lines += _tensor_lines(net)
+    lines += _index_lines(net)
+    plan = net.plan(optimize)
+    chosen = resolve_optimizer(optimize, len(net.occurrences))
+    chosen = chosen if isinstance(chosen, str) else type(chosen).__name__
+    lines.append(f"  equation  {net.equation}")
+    lines.append(f"  output    {', '.join(net.output) or '(scalar)'}  shape {net.output_shape}")
+    lines.append(f"  optimizer {optimize}" + (f" ({chosen})" if chosen != optimize else ""))
+    lines.append("  path      " + " ".join(f"({','.join(map(str, p))})" for p in plan.cost.path))
+    lines.append(f"  cost      {plan.cost}")
+    if steps:
+        lines += ["", *("  " + row for row in str(plan.info).splitlines())]
+    return "\n".join(lines)
+
+
+def _table(rows) -> list[str]:
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return ["    " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+            for row in rows]
+
+
+def _tensor_lines(net) -> list[str]:
+    uses = Counter(occ.name for occ in net.occurrences)
+    first = {}
+    for occ in net.occurrences:
+        first.setdefault(occ.name, occ)
+    rows = []
+    for name, occ in first.items():
+        kind = "param" if occ.kind == "param" else "data"
+        tied = f"used {uses[name]}x" if uses[name] > 1 else ""
+        rows.append((name, kind, str(net.spec.shape_of(occ)),
+                     "(" + ", ".join(occ.indices) + ")", tied))
+    head = (f"  tensors: {len(net.params)} param, {len(net.data)} data, "
+            f"{len(net.occurrences)} uses")
+    return [head, *_table(rows)]
+
+
+def _index_lines(net) -> list[str]:
+    legs = Counter(i for occ in net.occurrences for i in occ.indices)
+    output = set(net.output)
+    rows = []
+    for index, size in net.spec.index_sizes.items():
+        notes = []
+        if index in output:
+            notes.append("open")
+        if legs[index] + (index in output) >= 3:
+            notes.append(f"hyperedge ({legs[index]} legs)")
+        rows.append((index, str(size), ", ".join(notes)))
+    return [f"  indices: {len(rows)}", *_table(rows)]
+
