@@ -20,7 +20,8 @@ from .parser import parse
 def read_source(text_or_path) -> tuple[str, str | None]:
     """``(text, filename)`` from tnc text or a path to a ``.tn`` file."""
     if isinstance(text_or_path, os.PathLike) or (
-            isinstance(text_or_path, str) and "{" not in text_or_path):
+            isinstance(text_or_path, str) and text_or_path.strip()
+            and not any(c in text_or_path for c in "{\n")):
         path = Path(text_or_path)
         try:
             return path.read_text(encoding="utf-8"), str(path)

@@ -4,7 +4,7 @@ Each operand becomes a tensor ``T1, T2, ...``, each letter an index of the size
 read off the shapes; implicit mode (no ``->``) keeps the letters used once, in
 alphabetical order, as numpy does::
 
-    >>> print(from_einsum("ij,jk->ik", (2, 3), (3, 4), name="mm"))
+    >>> print(from_einsum("ij,jk->ik", (2, 3), (3, 4), name="mm"), end="")
     network mm() {
         index i: 2, j: 3, k: 4
         tensor T1(i, j), T2(j, k)
@@ -94,7 +94,7 @@ def from_einsum(eq: str, *shapes, name: str = "einsum") -> str:
     The network's tensors are ``T1, T2, ...`` in operand order; compile the
     text with :func:`tnc.compile` and pass ``{"T1": a, "T2": b}`` to contract.
 
-    >>> print(from_einsum("ii", (3, 3)))
+    >>> print(from_einsum("ii", (3, 3)), end="")
     network einsum() {
         index i: 3
         tensor T1(i, i)

@@ -1,0 +1,248 @@
+"""Every kind of bad input gives tnc's own exception, located, with a caret and a helpful phrase."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tnc
+from tnc import MemoryLimitError, TensorError, TncError, TncSemanticError, TncSyntaxError
+
+
+def network(body: str, header: str = "n()") -> str:
+    """A network whose statements are ``body`` (one per line, from line 2)."""
+    return f"network {header} {{\n{body}\n}}\n"
+
+
+def raised(text: str, **sizes) -> TncError:
+    with pytest.raises(TncError) as info:
+        tnc.compile_all(text, filename="bad.tn", **sizes)
+    return info.value
+
+
+def assert_located(error: TncError, line: int, column: int, phrase: str) -> None:
+    assert (error.line, error.column) == (line, column), str(error)
+    text = str(error)
+    assert text.startswith(f"bad.tn:{line}:{column}: ")
+    assert phrase in text
+    shown, caret = text.splitlines()[-2:]
+    assert caret.strip().startswith("^")
+    assert caret.index("^") - 4 == column - 1          # the caret sits under the column
+
+
+# (name, text, exception class, line, column, phrase)
+CASES = [
+    ("syntax: missing colon", network("  index i 2"), TncSyntaxError, 2, 11,
+     "expected `:`"),
+    ("syntax: unexpected character", network("  index i: 2 $"), TncSyntaxError, 2, 14,
+     "unexpected character `$`"),
+    ("syntax: end of text", "network n() {\n  index i: 2\n", TncSyntaxError, 2, 13,
+     "unexpected end of text"),
+    ("syntax: legs in brackets", network("  tensor A[i, j]\n  output"), TncSyntaxError, 3, 3,
+     "legs go in parentheses"),
+    ("syntax: no network name", "network { }\n", TncSyntaxError, 1, 9,
+     "a network starts with"),
+    ("undeclared index", network("  index i: 2\n  tensor A(i, j)\n  output i"),
+     TncSemanticError, 3, 15, "index `j` is not declared"),
+    ("index with two sizes", network("  index i: 2\n  index i: 3\n  tensor A(i)\n  output i"),
+     TncSemanticError, 3, 9, "declared with two sizes: 2 (line 2) and 3"),
+    ("tied tensor shapes", network("  index i: 2, j: 3\n  tensor A(i), A(j)\n  output i, j"),
+     TncSemanticError, 3, 16, "every use of a tied tensor must have the same shape"),
+    ("tied tensor leg count", network("  index i: 2\n  tensor A(i)\n  tensor A(i, i)\n  output"),
+     TncSemanticError, 4, 10, "has shape (2,) on line 3 but (2, 2) here"),
+    ("output carried by no tensor", network("  index i: 2, j: 3\n  tensor A(i)\n  output i, j"),
+     TncSemanticError, 4, 13, "output index `j` is carried by no tensor"),
+    ("output not declared", network("  index i: 2\n  tensor A(i)\n  output k"),
+     TncSemanticError, 4, 10, "index `k` is not declared"),
+    ("output twice", network("  index i: 2\n  tensor A(i)\n  output i, i"),
+     TncSemanticError, 4, 13, "appears twice in the output"),
+    ("empty loop range", network("  index p[n]: 2   for n in 1..N\n  tensor A(p[1])\n  output",
+                                 "n(N = 0)"),
+     TncSemanticError, 2, 23, "the loop range `n in 1..0` is empty (N = 0)"),
+    ("negative loop range", network("  index p[n]: 2   for n in 1..-3\n  tensor A(p[1])\n  output"),
+     TncSemanticError, 2, 23, "the loop range `n in 1..-3` is empty"),
+    ("empty subscript range", network("  index p[n]: 2 for n in 1..3\n  tensor A(p[3..1])\n  output"),
+     TncSemanticError, 3, 14, "the range `3..1` is empty"),
+    ("unknown size parameter in text", network("  index i: M\n  tensor A(i)\n  output i"),
+     TncSemanticError, 2, 12, "unknown name `M`"),
+    ("size zero", network("  index i: N\n  tensor A(i)\n  output i", "n(N = 0)"),
+     TncSemanticError, 2, 12, "sizes must be positive integers (N = 0)"),
+    ("negative size", network("  index i: -2\n  tensor A(i)\n  output i"),
+     TncSemanticError, 2, 12, "has size -2; sizes must be positive integers"),
+    ("division by zero", network("  index i: 2 // 0\n  tensor A(i)\n  output"),
+     TncSemanticError, 2, 12, "division by zero"),
+    ("duplicate index", network("  index i: 2, i: 2\n  tensor A(i)\n  output i"),
+     TncSemanticError, 2, 15, "index `i` is declared twice (first on line 2)"),
+    ("duplicate size parameter", network("  index i: N\n  tensor A(i)\n  output i",
+                                         "n(N = 2, N = 3)"),
+     TncSemanticError, 1, 18, "size parameter `N` is declared twice"),
+    ("duplicate network", network("  index i: 2\n  tensor A(i)\n  output") * 2,
+     TncSemanticError, 6, 1, "network `n` is declared twice"),
+    ("duplicate output", network("  index i: 2\n  tensor A(i)\n  output i\n  output"),
+     TncSemanticError, 5, 3, "one output statement"),
+    ("missing default", network("  index i: N\n  tensor A(i)\n  output i", "n(N)"),
+     TncSemanticError, 1, 11, "has no default; pass it, e.g. N=10"),
+    ("param and data under one name", network("  index i: 2\n  tensor A(i)\n  data A(i)\n  output"),
+     TncSemanticError, 4, 8, "one name is one kind of tensor"),
+    ("shared tensor with two shapes",
+     network("  index i: 2\n  tensor A(i)\n  output", "a()")
+     + network("  index i: 3\n  tensor A(i)\n  output", "b()"),
+     TncSemanticError, 8, 10, "a shared name is one tensor"),
+    ("no tensors", network("  index i: 2\n  output"), TncSemanticError, 1, 1, "has no tensors"),
+    ("no output", network("  index i: 2\n  tensor A(i)"), TncSemanticError, 1, 1,
+     "has no output statement"),
+    ("wildcard in a declaration", network("  index i[*]: 2\n  tensor A(i[1])\n  output"),
+     TncSemanticError, 2, 11, "`*` can only stand in a leg or the output"),
+    ("range in a tensor name", network("  index i: 2\n  tensor A[1..2](i)\n  output"),
+     TncSemanticError, 3, 12, "a tensor name takes single subscripts"),
+    ("loop variable hides a size", network("  index i[N]: 2 for N in 1..2\n  tensor A(i[1])\n"
+                                           "  output", "n(N = 2)"),
+     TncSemanticError, 2, 21, "hides a size parameter"),
+    ("wildcard over nothing", network("  index i: 2\n  tensor A(i)\n  output q[*]"),
+     TncSemanticError, 4, 10, "no declared members"),
+]
+
+
+@pytest.mark.parametrize("name, text, kind, line, column, phrase", CASES,
+                         ids=[c[0] for c in CASES])
+def test_bad_text_is_located(name, text, kind, line, column, phrase):
+    error = raised(text)
+    assert isinstance(error, kind)
+    assert_located(error, line, column, phrase)
+
+
+def test_syntax_error_lists_what_was_expected():
+    error = raised(network("  tensor A(i,)\n  output"))
+    assert isinstance(error, TncSyntaxError)
+    assert "expected" in error.message and "a name" in error.message
+
+
+def test_errors_share_one_root_class():
+    for kind in (TncSyntaxError, TncSemanticError, TensorError, MemoryLimitError):
+        assert issubclass(kind, TncError)
+
+
+def test_parse_error_names_the_file(tmp_path):
+    path = tmp_path / "net.tn"
+    path.write_text(network("  index i: 2\n  tensor A(i j)\n  output"))
+    with pytest.raises(TncSyntaxError) as info:
+        tnc.compile(path)
+    assert str(info.value).startswith(f"{path}:3:")
+
+
+def test_missing_file_is_a_tnc_error(tmp_path):
+    with pytest.raises(TncError, match="cannot read tnc file"):
+        tnc.compile(tmp_path / "missing.tn")
+
+
+# -- errors from Python arguments --------------------------------------------------------
+TEXT = network("  index i: N\n  tensor A(i)\n  output i", "n(N = 2)")
+
+
+def test_unknown_size_parameter_from_python():
+    with pytest.raises(TncError, match=r"unknown size parameter\(s\) M; the networks take N"):
+        tnc.compile(TEXT, M=3)
+
+
+def test_unknown_size_parameter_in_with_sizes():
+    with pytest.raises(TncError, match="unknown size parameter"):
+        tnc.library("cp").with_sizes(Q=2)
+
+
+@pytest.mark.parametrize("value", [2.5, "3", True, None, np.float64(2.0)])
+def test_size_must_be_an_integer(value):
+    error = raised(TEXT, N=value)
+    assert_located(error, 1, 11, f"size parameter `N` must be an integer, got {value!r}")
+
+
+def test_numpy_integer_sizes_are_accepted():
+    assert tnc.compile(TEXT, N=np.int64(4)).params == {"A": (4,)}
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_size_must_be_positive(value):
+    error = raised(TEXT, N=value)
+    assert_located(error, 2, 12, "sizes must be positive integers")
+
+
+def test_missing_default_passed_from_python_compiles():
+    text = network("  index i: N\n  tensor A(i)\n  output i", "n(N)")
+    assert tnc.compile(text, N=3).params == {"A": (3,)}
+
+
+def test_unknown_network_name():
+    with pytest.raises(TncError, match="no network `zz`; the text declares n"):
+        tnc.compile(TEXT, name="zz")
+
+
+def test_several_networks_need_a_name():
+    text = network("  index i: 2\n  tensor A(i)\n  output", "a()") + \
+        network("  index i: 2\n  tensor B(i)\n  output", "b()")
+    with pytest.raises(TncError, match="pick one with name="):
+        tnc.compile(text)
+
+
+def test_unknown_library_network():
+    with pytest.raises(TncError, match="no built-in network `nope`; the library has"):
+        tnc.library("nope")
+
+
+def test_unknown_optimizer():
+    net = tnc.library("cp", R=2)
+    with pytest.raises(TncError, match="unknown path optimizer 'fastest'"):
+        net.contract(net.random(), optimize="fastest")
+
+
+# -- errors from arrays --------------------------------------------------------------------
+@pytest.fixture
+def cp():
+    return tnc.library("cp", I=3, J=4, K=5, R=2)
+
+
+def test_missing_tensor(cp):
+    tensors = cp.random()
+    del tensors["B"]
+    with pytest.raises(TensorError, match="missing `B`"):
+        cp.contract(tensors)
+
+
+def test_unknown_tensor(cp):
+    with pytest.raises(TensorError, match="unknown `Z`"):
+        cp.contract({**cp.random(), "Z": np.zeros(3)})
+
+
+def test_wrong_shape(cp):
+    tensors = {**cp.random(), "A": np.zeros((3, 3))}
+    with pytest.raises(TensorError, match=r"tensor `A` of network `cp` must have shape \(3, 2\), "
+                                          r"got \(3, 3\)"):
+        cp.contract(tensors)
+
+
+def test_not_an_array(cp):
+    with pytest.raises(TensorError, match="must have shape"):
+        cp.contract({**cp.random(), "A": [[1.0, 2.0]] * 3})
+
+
+def test_tensors_not_a_dict(cp):
+    with pytest.raises(TensorError, match="tensors must be a dict"):
+        cp.contract(list(cp.random().values()))
+
+
+def test_memory_limit(cp):
+    big = tnc.library("cp", I=1000, J=1000, K=1000, R=2)
+    with pytest.raises(MemoryLimitError, match="memory limit") as info:
+        big.contract({"A": np.zeros((1000, 2)), "B": np.zeros((1000, 2)),
+                      "C": np.zeros((1000, 2))}, memory_limit=10 ** 6)
+    assert "raise memory_limit" in str(info.value)
+    assert cp.contract(cp.random(), memory_limit=10 ** 6).shape == (3, 4, 5)
+
+
+def test_text_without_braces_is_parsed_not_opened():
+    error = raised("index i: 2\n")
+    assert isinstance(error, TncSyntaxError)
+    assert_located(error, 1, 1, "a network starts with `network NAME(")
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n"])
+def test_text_without_networks(text):
+    with pytest.raises(TncError, match="declares no network"):
+        tnc.compile(text)
