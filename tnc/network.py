@@ -21,7 +21,7 @@ import string
 import numpy as np
 import opt_einsum as oe
 
-from .errors import TensorError
+from .errors import TensorError, TncError
 from .expand import NetworkSpec, Occurrence
 from .graph import build_graph
 from .plan import Cost, Plan, check_memory, plan_contraction
@@ -47,7 +47,7 @@ class Network:
     as a dict ``name -> array`` holding every parameter and data tensor.
     """
 
-    def __init__(self, spec: NetworkSpec, source: str, filename: str | None = None):
+    def __init__(self, spec: NetworkSpec, source: str | None, filename: str | None = None):
         self.spec = spec
         self.source = source
         self.filename = filename
@@ -108,6 +108,10 @@ class Network:
     def with_sizes(self, **sizes) -> "Network":
         """The same network text compiled with other size parameters."""
         from .compiler import compile as compile_text
+        if self.source is None:
+            raise TncError(f"network `{self.name}` was built in code (e.g. an environment), "
+                           "not from tnc text, so it cannot be recompiled with other sizes; "
+                           "call with_sizes on the network it came from")
         return compile_text(self.source, name=self.name, filename=self.filename,
                             **{**self.sizes, **sizes})
 
@@ -192,6 +196,61 @@ class Network:
             check_memory(self.cost(optimize, _numpy_dtype(dtype)), memory_limit,
                          f"contracting network `{self.name}`")
         return plan.expression(*arrays, backend=backend)
+
+    # -- gradients (see tnc.grad) ----------------------------------------------------
+    def grad(self, tensors: dict, upstream=None, wrt=None, optimize="auto",
+             memory_limit="auto") -> dict[str, np.ndarray]:
+        """Gradients of ``sum(upstream * contract(tensors))``, one array per tensor.
+
+        ``upstream`` has the output's shape (default: ones; 1 for a scalar
+        network). ``wrt``: the tensor names to differentiate (default: every
+        parameter; data tensors may be named too). A tied tensor gets the sum
+        over its uses. All gradients come from one forward and one backward
+        pass over the planned contraction tree (numpy arrays); the plan is
+        cached per ``optimize`` and ``wrt``. ``memory_limit`` as in
+        :meth:`contract`, counting the kept intermediates.
+
+            >>> net = tnc.compile("network d(n = 3) { index i: n  tensor x(i), y(i)  output }")
+            >>> net.grad({"x": np.arange(3.0), "y": np.ones(3)})["x"]
+            array([1., 1., 1.])
+        """
+        from .grad import grad
+        return grad(self, tensors, upstream, wrt, optimize, memory_limit)
+
+    def value_and_grad(self, tensors: dict, loss, target, mask=None, wrt=None,
+                       optimize="auto", memory_limit="auto"):
+        """``(loss value, gradients)`` of an elementwise loss between output and ``target``.
+
+        ``loss``: a registered loss name (``"gaussian"``: least squares) or a
+        :class:`~tnc.losses.Loss`. The value is ``loss.value(output, target)``
+        summed over the entries where ``mask`` is True (all when None); the
+        gradients are :meth:`grad` with upstream ``mask * loss.derivative``.
+
+            >>> net = tnc.compile("network v(n = 2) { index i: n  tensor x(i)  output i }")
+            >>> value, g = net.value_and_grad({"x": np.ones(2)}, "gaussian", np.zeros(2))
+            >>> value, g["x"]
+            (2.0, array([2., 2.]))
+        """
+        from .grad import value_and_grad
+        return value_and_grad(self, tensors, loss, target, mask, wrt, optimize, memory_limit)
+
+    def environment(self, name: str, occurrence: int | None = None) -> "Network":
+        """The network with one use of tensor ``name`` deleted, as a network of its own.
+
+        Its output is the deleted tensor's distinct legs (in the tensor's leg
+        order) followed by this network's output legs not already among them;
+        legs no remaining tensor carries are left out (the environment is
+        constant along them). Contracting it with ``upstream`` over the original
+        output gives that use's share of :meth:`grad`. A tensor used several
+        times needs ``occurrence=k`` (its k-th use, from 0).
+
+            >>> net = tnc.library("tt", N=3, d=2, r=4)
+            >>> env = net.environment("G[2]")
+            >>> env.equation, env.output_shape
+            ('ac,db->cdab', (4, 4, 2, 2))
+        """
+        from .grad import environment_spec
+        return Network(environment_spec(self.spec, name, occurrence), None, self.filename)
 
 
 def _numpy_dtype(dtype):
