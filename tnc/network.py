@@ -210,6 +210,7 @@ class Network:
         cached per ``optimize`` and ``wrt``. ``memory_limit`` as in
         :meth:`contract`, counting the kept intermediates.
 
+            >>> import numpy as np, tnc
             >>> net = tnc.compile("network d(n = 3) { index i: n  tensor x(i), y(i)  output }")
             >>> net.grad({"x": np.arange(3.0), "y": np.ones(3)})["x"]
             array([1., 1., 1.])
@@ -226,6 +227,7 @@ class Network:
         summed over the entries where ``mask`` is True (all when None); the
         gradients are :meth:`grad` with upstream ``mask * loss.derivative``.
 
+            >>> import numpy as np, tnc
             >>> net = tnc.compile("network v(n = 2) { index i: n  tensor x(i)  output i }")
             >>> value, g = net.value_and_grad({"x": np.ones(2)}, "gaussian", np.zeros(2))
             >>> value, g["x"]
@@ -244,6 +246,7 @@ class Network:
         output gives that use's share of :meth:`grad`. A tensor used several
         times needs ``occurrence=k`` (its k-th use, from 0).
 
+            >>> import numpy as np, tnc
             >>> net = tnc.library("tt", N=3, d=2, r=4)
             >>> env = net.environment("G[2]")
             >>> env.equation, env.output_shape
