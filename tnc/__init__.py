@@ -15,10 +15,12 @@ from .losses import Loss, get_loss, register_loss
 from .network import Network
 from .result import FitResult, load_result
 from .plan import Cost
+from .mpo import heisenberg_mpo, ising_mpo
+from .dmrg import ground_state
 
 __version__ = "0.1.0"
 
 __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
            "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
            "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
-           "load_result", "from_einsum", "Loss", "get_loss", "register_loss", "__version__"]
+           "load_result", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__"]
