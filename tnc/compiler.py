@@ -25,7 +25,7 @@ def read_source(text_or_path) -> tuple[str, str | None]:
         path = Path(text_or_path)
         try:
             return path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError) as error:
+        except (OSError, UnicodeDecodeError, ValueError) as error:   # ValueError: NUL in path
             raise TncError(f"cannot read tnc file {str(path)!r}: {error}") from None
     if not isinstance(text_or_path, str):
         raise TncError("expected tnc text or a path to a .tn file, got "

@@ -185,7 +185,7 @@ def _describe_expected(parser: Lark, expected) -> str:
 
 def _syntax_error(error: UnexpectedInput, parser: Lark, text: str) -> TncSyntaxError:
     line, column = max(error.line, 1), max(error.column, 1)
-    hint = error.match_examples(parser.parse, MISTAKE_EXAMPLES, use_accepts=True)
+    hint = _hint(error, parser)
     expected, width = _accepted(error), 1
     if isinstance(error, UnexpectedCharacters):
         found = f"unexpected character `{text[error.pos_in_stream]}`"
@@ -201,6 +201,14 @@ def _syntax_error(error: UnexpectedInput, parser: Lark, text: str) -> TncSyntaxE
     if hint:
         message += f"\nhint: {hint}"
     return TncSyntaxError(message, ast.Span(line, column, line, column + width))
+
+
+def _hint(error: UnexpectedInput, parser: Lark) -> str | None:
+    """The tailored hint for a known mistake, if the error matches one."""
+    try:
+        return error.match_examples(parser.parse, MISTAKE_EXAMPLES, use_accepts=True)
+    except Exception:  # Lark's matcher fails on some states (e.g. `network n() { tensor network`)
+        return None
 
 
 def _accepted(error: UnexpectedInput) -> set[str]:
