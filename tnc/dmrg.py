@@ -42,7 +42,7 @@ from .fitting import register_method
 from .progress import Progress, wants_stop
 from .result import FitResult
 
-DENSE_LIMIT = 256        # local problems this small are solved with a dense eigh
+DENSE_LIMIT = 32         # local problems this small are solved with a dense eigh
 
 
 # -- the site structure of an energy network ---------------------------------------------
