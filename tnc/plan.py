@@ -98,18 +98,25 @@ def _cotengra_optimizer():
 
 
 def peak_intermediate_elements(contraction_list, input_sizes: list[int]) -> int:
-    """Largest total size of intermediates alive at once while following the path."""
+    """Most intermediate elements alive at once while following the path.
+
+    A step's operands are freed only once its result exists, so at each step
+    the intermediates alive before it plus its result count (inputs do not)::
+
+        >>> peak_intermediate_elements([((0, 1), 8), ((0, 1), 24), ((0, 1), 12)], [6, 12, 20, 30])
+        44
+    """
     live = list(input_sizes)
     is_input = [True] * len(input_sizes)
     alive = peak = 0
     for step in contraction_list:
         positions, result_size = step[0], step[-1]
+        peak = max(peak, alive + result_size)
         for pos in sorted(positions, reverse=True):
             size, was_input = live.pop(pos), is_input.pop(pos)
             if not was_input:
                 alive -= size
         alive += result_size
-        peak = max(peak, alive + sum(s for s, inp in zip(live, is_input) if not inp))
         live.append(result_size)
         is_input.append(False)
     return peak
