@@ -1,0 +1,695 @@
+"""Generic alternating least squares: fit any network's output to data, one tensor at a time.
+
+The loss ``||X - M||^2 = <X,X> - 2<X,M> + <M,M>`` is quadratic in each parameter
+``G`` (used once). Its exact minimiser solves the normal equations
+``G Gram = RHS`` where
+
+* ``RHS`` is the environment of ``G`` in the scalar network ``<X, M>``
+  (``X`` contracted with every other tensor, output = G's legs);
+* ``Gram`` is the environment of both copies of ``G`` in ``<M, M>``.
+
+G's legs split three ways: *free* legs F (output indices carried by no other
+tensor, like ``i`` of ``A(i, r)`` in CP or ``p[n]`` of a TT core) on which the
+Gram operator is the identity, *diagonal* legs D (output indices other tensors
+also carry) on which it is block diagonal, and *bond* legs B (everything
+else). So one small ``|B| x |B|`` system is solved for all ``|F|`` rows at once::
+
+       X ──┬── C              the CP update of A:  RHS(i, r) = X ×_j B ×_k C
+        │  │                                      Gram(r, r') = (BᵀB) * (CᵀC)
+        └── B                 TT: RHS = X projected onto the left/right interfaces
+
+Contractions run pairwise over trees of *leaves* (X, the tensor uses, and a
+second, primed copy of the model for Gram networks). Every intermediate is
+cached under the set of leaves it contains and dropped when one of them
+changes, so intermediates shared between updates are computed once per sweep.
+The RHS trees follow a *dimension tree* derived from the sweep order: the
+update of a tensor in the first half of the order absorbs the second half into
+X first, an intermediate the other first-half updates reuse (for 3-way CP two
+passes over X per sweep instead of three).
+
+    >>> import numpy as np, tnc
+    >>> net = tnc.library("cp", I=6, J=5, K=4, R=2)
+    >>> X = net.contract(net.random(seed=1))
+    >>> result = tnc.fit(net, X, method="als", seed=0, progress=False)
+    >>> result.rel_error < 1e-8, result.reconstruct().shape
+    (True, (6, 5, 4))
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import opt_einsum as oe
+
+from .errors import TncError
+from .fitting import FitProblem, register_method
+from .plan import resolve_optimizer
+from .progress import Progress, wants_stop
+from .result import FitResult
+
+TARGET = "X"          # leaf label of the data in <X, M>
+WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
+EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
+EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
+CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
+
+
+@dataclass
+class ALSOptions:
+    """Options of ``tnc.fit(..., method="als")``.
+
+    ``max_sweeps``: sweep budget; ``tol``: stop when the relative error changes
+    by less than ``tol`` times itself (times 1e-3 once below 1e-3) between
+    sweeps, or falls below 1e-13; ``seed``: random initialisation;
+    ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
+    unfolding along each tensor's free legs) or a dict name -> array (or a
+    FitResult) of starting tensors; ``order``: sweep order (param names);
+    ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
+    or names of tensors kept non-negative (HALS updates); ``normalize``:
+    balance the norms of the slices along every bond so scales do not drift
+    (a gauge change: the model is unchanged); ``missing``: ``"em"``
+    (impute from the model each sweep), ``"wls"`` (weighted least squares) or
+    ``"auto"``; ``holdout``: fraction of the observed entries hidden from the
+    fit and used to report ``holdout_rel_error``; ``restarts``: fits from
+    seeds ``seed, seed+1, ...``, the best kept; ``callback(state)``: called
+    after each sweep, return True to stop; ``progress``: show a progress bar;
+    ``optimize``: contraction path optimizer.
+    """
+
+    max_sweeps: int = 1000
+    tol: float = 1e-9
+    seed: int | None = 0
+    init: object = "random"
+    order: list | None = None
+    l2: float | dict = 0.0
+    nonneg: bool | list | set | tuple = False
+    normalize: bool = True
+    missing: str = "auto"
+    holdout: float = 0.0
+    restarts: int = 1
+    callback: Callable | None = None
+    progress: bool = True
+    optimize: str = "auto"
+
+
+# -- contraction trees with cached intermediates ------------------------------------------
+@dataclass
+class Node:
+    """A pairwise (or unary) contraction over ``children``; a leaf when it has none.
+
+    ``indices`` are the legs the node keeps: those any leaf outside it carries.
+    """
+
+    leaves: frozenset
+    indices: tuple
+    children: tuple = ()
+    key: tuple = ()
+    expression: object = None
+    flops: int = 0
+
+
+class Leaves:
+    """The leaves of one scalar network (labels -> legs) and the symbols of their indices."""
+
+    def __init__(self, tag: str, legs: dict, sizes: dict, rank: dict):
+        self.tag = tag
+        self.legs = legs
+        self.sizes = sizes
+        self.rank = rank
+        self.symbols = {ix: oe.get_symbol(k) for k, ix in enumerate(sorted(rank, key=rank.get))}
+        self.count = Counter(ix for legs_ in legs.values() for ix in legs_)
+
+    def kept(self, members: frozenset, indices) -> tuple:
+        """Legs of ``members`` that some leaf outside them carries, in canonical order."""
+        inside = Counter(ix for label in members for ix in self.legs[label])
+        keep = {ix for ix in indices if self.count[ix] > inside[ix]}
+        return tuple(sorted(keep, key=self.rank.get))
+
+    def leaf(self, label) -> Node:
+        return Node(frozenset([label]), tuple(self.legs[label]))
+
+    def join(self, *children: Node) -> Node:
+        members = frozenset().union(*(c.leaves for c in children))
+        union = {ix for c in children for ix in c.indices}
+        kept = self.kept(members, union)
+        flops = math.prod(self.sizes[ix] for ix in union) + sum(c.flops for c in children)
+        gemm = gemm_layout(children, kept, self.sizes) if len(children) == 2 else None
+        if gemm is not None:
+            kept, function = gemm
+        else:
+            term = lambda ixs: "".join(self.symbols[ix] for ix in ixs)  # noqa: E731
+            equation = ",".join(term(c.indices) for c in children) + "->" + term(kept)
+            shapes = [tuple(self.sizes[ix] for ix in c.indices) for c in children]
+            function = oe.contract_expression(equation, *shapes)
+        return Node(members, kept, children, (self.tag, members, kept), function, flops)
+
+
+def gemm_layout(children, kept, sizes):
+    """``(output legs, function)`` doing a pairwise contraction as one matrix product.
+
+    Applies when no kept leg is shared (no batch legs) and every leg is either
+    kept or summed between the two. The larger operand is never copied when its
+    summed legs lead or trail its layout (``X(i,j,k)`` against ``A(i,r)`` is
+    ``X.reshape(I, JK).T @ A``); the smaller one is transposed as needed.
+    """
+    big, small = sorted(children, key=lambda c: -math.prod(sizes[ix] for ix in c.indices))
+    summed = [ix for ix in big.indices if ix in small.indices]
+    if any(ix in kept for ix in summed) or len(set(big.indices)) < len(big.indices) or any(
+            ix not in kept and ix not in summed for ix in big.indices + small.indices):
+        return None
+    keep_big = tuple(ix for ix in big.indices if ix not in summed)
+    keep_small = tuple(ix for ix in small.indices if ix not in summed)
+    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
+    n_keep, n_sum, n_small = size(keep_big), size(summed), size(keep_small)
+    small_order = [small.indices.index(ix) for ix in (*summed, *keep_small)]
+    out_shape = tuple(sizes[ix] for ix in keep_big + keep_small)
+    if big.indices == keep_big + tuple(summed):
+        as_matrix = lambda a: a.reshape(n_keep, n_sum)  # noqa: E731
+    elif big.indices == tuple(summed) + keep_big:
+        as_matrix = lambda a: a.reshape(n_sum, n_keep).T  # noqa: E731
+    else:
+        order = [big.indices.index(ix) for ix in (*keep_big, *summed)]
+        as_matrix = lambda a: np.transpose(a, order).reshape(n_keep, n_sum)  # noqa: E731
+    first_is_big = children[0] is big
+
+    def function(a, b):
+        if not first_is_big:
+            a, b = b, a
+        right = np.transpose(b, small_order).reshape(n_sum, n_small)
+        return (as_matrix(a) @ right).reshape(out_shape)
+
+    return keep_big + keep_small, function
+
+
+def evaluate(node: Node, values: dict, cache: dict):
+    """Value of ``node``: leaves from ``values``, intermediates from/into ``cache``."""
+    if not node.children:
+        return values[next(iter(node.leaves))]
+    hit = cache.get(node.key)
+    if hit is None:
+        hit = node.expression(*(evaluate(c, values, cache) for c in node.children))
+        cache[node.key] = hit
+    return hit
+
+
+def chain_tree(leaves: Leaves, start, groups) -> Node:
+    """``start`` absorbs ``groups`` in turn: each group contracted on its own first and
+    then joined (one product over X), or its leaves absorbed one by one, whichever
+    costs fewer flops (ties go to the group, the BLAS-friendlier form)."""
+    node = leaves.leaf(start)
+    for group in groups:
+        if not group:
+            continue
+        whole = leaves.join(node, path_tree(leaves, list(group), "auto"))
+        one_by_one = node
+        todo = list(group)
+        while todo:
+            step = [(math.prod(leaves.sizes[ix] for ix in set(one_by_one.indices) | set(
+                leaves.legs[label])), k) for k, label in enumerate(todo)]
+            one_by_one = leaves.join(one_by_one, leaves.leaf(todo.pop(min(step)[1])))
+        node = whole if whole.flops <= one_by_one.flops else one_by_one
+    return node
+
+
+def path_tree(leaves: Leaves, labels: list, optimize) -> Node:
+    """The tree of opt_einsum's best path over ``labels``."""
+    nodes = [leaves.leaf(label) for label in labels]
+    if len(nodes) == 1:
+        return nodes[0]
+    members = frozenset(labels)
+    output = leaves.kept(members, {ix for label in labels for ix in leaves.legs[label]})
+    term = lambda ixs: "".join(leaves.symbols[ix] for ix in ixs)  # noqa: E731
+    equation = ",".join(term(leaves.legs[label]) for label in labels) + "->" + term(output)
+    shapes = [tuple(leaves.sizes[ix] for ix in leaves.legs[label]) for label in labels]
+    path, _ = oe.contract_path(equation, *shapes, shapes=True,
+                               optimize=resolve_optimizer(optimize, len(labels)))
+    for positions in path:
+        picked = [nodes.pop(p) for p in sorted(positions, reverse=True)]
+        nodes.append(leaves.join(*picked))
+    while len(nodes) > 1:
+        nodes.append(leaves.join(nodes.pop(0), nodes.pop(0)))
+    return nodes[0]
+
+
+def dimension_tree_groups(order: list, position: int) -> list:
+    """Groups of params absorbed into X, outermost first, for the update at ``position``.
+
+    >>> dimension_tree_groups(["A", "B", "C"], 0), dimension_tree_groups(["A", "B", "C"], 2)
+    ([['B', 'C']], [['A'], ['B']])
+    """
+    groups, lo, hi = [], 0, len(order)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if position < mid:
+            groups.append(order[mid:hi])
+            hi = mid
+        else:
+            groups.append(order[lo:mid])
+            lo = mid
+    return groups
+
+
+# -- the model: leaves, legs and per-tensor update plans ------------------------------------
+@dataclass
+class Update:
+    """How to update one parameter: RHS and Gram trees and the leg partition (D, F, B)."""
+
+    name: str
+    label: int
+    legs: tuple
+    diag: tuple
+    free: tuple
+    bond: tuple
+    rhs: Node
+    gram: Node | None
+    weighted_gram: Node | None = None
+
+    def sizes(self, index_sizes) -> tuple[int, int, int]:
+        size = lambda legs: math.prod(index_sizes[ix] for ix in legs)  # noqa: E731
+        return size(self.diag), size(self.free), size(self.bond)
+
+
+def prime(index: str) -> str:
+    return index + "'"
+
+
+class Model:
+    """The scalar networks ``<X, M>`` and ``<M, M>`` (and ``<W, M, M>``) of a network."""
+
+    def __init__(self, network, order: list, optimize):
+        self.network = network
+        occurrences = network.occurrences
+        self.label_of = {occ.name: k for k, occ in enumerate(occurrences) if occ.kind == "param"}
+        self.name_of = {k: occ.name for k, occ in enumerate(occurrences)}
+        output = tuple(network.output)
+        sizes = dict(network.spec.index_sizes)
+        sizes.update({prime(ix): n for ix, n in network.spec.index_sizes.items()})
+        declared = [*output, *(ix for ix in network.spec.index_sizes if ix not in output)]
+        rank = {ix: k for k, ix in enumerate(declared)}
+        rank.update({prime(ix): len(declared) + k for k, ix in enumerate(declared)})
+        legs = {k: tuple(occ.indices) for k, occ in enumerate(occurrences)}
+        copy2 = {("2", k): tuple(ix if ix in output else prime(ix) for ix in idx)
+                 for k, idx in legs.items()}
+        self.xm = Leaves("xm", {TARGET: output, **legs}, sizes, rank)
+        self.mm = Leaves("mm", {**{("1", k): idx for k, idx in legs.items()}, **copy2}, sizes, rank)
+        self.wmm = Leaves("wmm", {WEIGHT: output, **self.mm.legs}, sizes, rank)
+        self.updates = {name: self._plan(name, order, optimize) for name in order}
+
+    def _plan(self, name, order, optimize) -> Update:
+        label = self.label_of[name]
+        legs = self.xm.legs[label]
+        others = [k for k in self.xm.legs if k not in (TARGET, label)]
+        carried = Counter(ix for k in others for ix in self.xm.legs[k])
+        output = set(self.network.output)
+        diag = tuple(ix for ix in legs if ix in output and carried[ix])
+        free = tuple(ix for ix in legs if ix in output and not carried[ix])
+        bond = tuple(ix for ix in legs if ix not in output)
+        lonely = [ix for ix in bond if not carried[ix]]
+        if lonely:
+            raise TncError(f"ALS: leg `{lonely[0]}` of `{name}` is summed over but no other "
+                           "tensor carries it; drop the leg or make it an output index")
+        rhs = self._rhs_tree(label, order, order.index(name), others, optimize)
+        mm_labels = [lab for lab in self.mm.legs if lab[1] != label]
+        gram = path_tree(self.mm, mm_labels, optimize) if mm_labels else None
+        return Update(name, label, legs, diag, free, bond, rhs, gram)
+
+    def _rhs_tree(self, label, order, position, others, optimize) -> Node:
+        groups = [[self.label_of[n] for n in g] for g in dimension_tree_groups(order, position)]
+        fixed = [k for k in others if k not in {lab for g in groups for lab in g}]
+        chain = chain_tree(self.xm, TARGET, [fixed, *groups] if fixed else groups)
+        best = path_tree(self.xm, [TARGET, *others], optimize)
+        return chain if chain.flops <= CHAIN_SLACK * best.flops else best
+
+    def plan_weighted(self, optimize) -> None:
+        """Gram trees with the mask as a leaf, for weighted least squares."""
+        for update in self.updates.values():
+            labels = [WEIGHT, *(lab for lab in self.mm.legs if lab[1] != update.label)]
+            update.weighted_gram = path_tree(self.wmm, labels, optimize)
+
+    def invalidate(self, cache: dict, name: str) -> None:
+        """Forget every cached intermediate that contains a use of ``name``."""
+        labels = {k for k, n in self.name_of.items() if n == name}
+        stale = [key for key in cache if any(
+            (lab if not isinstance(lab, tuple) else lab[1]) in labels
+            for lab in key[1] if lab not in (TARGET, WEIGHT))]
+        for key in stale:
+            del cache[key]
+
+    def values(self, tensors: dict, inputs: dict, target=None, weight=None) -> dict:
+        """Leaf label -> array for every leaf of the three scalar networks."""
+        arrays = {**tensors, **inputs}
+        values = {k: arrays[n] for k, n in self.name_of.items()}
+        values.update({(c, k): v for k, v in list(values.items()) for c in ("1", "2")})
+        values[TARGET] = target
+        values[WEIGHT] = weight
+        return values
+
+
+def arrange(array, have: tuple, want: tuple):
+    """Transpose ``array`` with axes named ``have`` into the order ``want``."""
+    return np.transpose(array, [have.index(ix) for ix in want]) if have != want else array
+
+
+# -- solving the normal equations ----------------------------------------------------------
+def solve_rows(rhs, gram, l2: float = 0.0, nonneg: bool = False, start=None):
+    """Rows ``g`` minimising ``g Gram gᵀ - 2 g·rhs + l2 |g|²``, batch by batch.
+
+    ``rhs``: (n, m, b) — n batches of m rows; ``gram``: (n, b, b).
+
+    >>> H = np.array([[[2.0, 0.0], [0.0, 4.0]]])
+    >>> solve_rows(np.array([[[2.0, 4.0]]]), H)
+    array([[[1., 1.]]])
+    """
+    if l2:
+        gram = gram + l2 * np.eye(gram.shape[-1])
+    if nonneg:
+        return hals(rhs, gram, np.maximum(start, 0.0) if start is not None else
+                    np.zeros_like(rhs))
+    try:
+        if gram.shape[0] == 1:
+            np.linalg.cholesky(gram[0])   # numpy's LAPACK: scipy's has its own threads
+            return np.linalg.solve(gram[0], rhs[0].T).T[None]
+        np.linalg.cholesky(gram)
+        return np.linalg.solve(gram, rhs.transpose(0, 2, 1)).transpose(0, 2, 1)
+    except np.linalg.LinAlgError:
+        return rhs @ np.linalg.pinv(gram, hermitian=True)
+
+
+def hals(rhs, gram, g, sweeps: int = 50, tol: float = 1e-12):
+    """Non-negative rows by coordinate descent (HALS), starting from ``g`` (n, m, b)."""
+    g = np.array(g, dtype=float)
+    diag = np.maximum(np.einsum("nbb->nb", gram), 1e-300)
+    for _ in range(sweeps):
+        change = 0.0
+        for b in range(g.shape[-1]):
+            residual = rhs[..., b] - np.einsum("nmc,nc->nm", g, gram[:, :, b])
+            new = np.maximum(g[..., b] + residual / diag[:, None, b], 0.0)
+            change += float(np.sum((new - g[..., b]) ** 2))
+            g[..., b] = new
+        if change <= tol * max(float(np.sum(g * g)), 1e-300):
+            break
+    return g
+
+
+# -- one fit -----------------------------------------------------------------------------
+@dataclass
+class Settings:
+    """Options resolved against one network: order, per-tensor penalties, missing-data mode."""
+
+    order: list
+    l2: dict
+    nonneg: set
+    missing: str | None
+
+
+def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
+    net = problem.network
+    uses = Counter(occ.name for occ in net.occurrences if occ.kind == "param")
+    tied = [name for name, n in uses.items() if n > 1]
+    if tied:
+        raise TncError(f"ALS needs each parameter used once, but `{tied[0]}` is used "
+                       f"{uses[tied[0]]} times (a tied tensor makes the loss non-quadratic "
+                       "in it); use method='gcp'")
+    if not net.params:
+        raise TncError(f"network `{net.name}` has no parameters to fit")
+    order = list(options.order) if options.order is not None else list(net.params)
+    _check_names(order, net, "order")
+    missing_names = [n for n in net.params if n not in order]
+    if missing_names:
+        raise TncError(f"order must list every parameter once; missing {', '.join(missing_names)}")
+    if len(set(order)) != len(order):
+        raise TncError("order lists a parameter twice")
+    l2 = options.l2 if isinstance(options.l2, dict) else {n: options.l2 for n in net.params}
+    _check_names(l2, net, "l2")
+    if any(float(v) < 0 for v in l2.values()):
+        raise TncError("l2 penalties must be non-negative")
+    nonneg = options.nonneg
+    nonneg = set(net.params) if nonneg is True else set() if nonneg is False else set(nonneg)
+    _check_names(nonneg, net, "nonneg")
+    if options.missing not in ("auto", "em", "wls"):
+        raise TncError(f"missing must be 'auto', 'em' or 'wls', got {options.missing!r}")
+    if not 0.0 <= options.holdout < 1.0:
+        raise TncError(f"holdout must be a fraction in [0, 1), got {options.holdout!r}")
+    if options.max_sweeps < 1 or options.restarts < 1:
+        raise TncError("max_sweeps and restarts must be at least 1")
+    return Settings(order, {n: float(l2.get(n, 0.0)) for n in net.params}, nonneg,
+                    None if problem.mask is None and not options.holdout else options.missing)
+
+
+def _check_names(names, net, what: str) -> None:
+    unknown = [n for n in names if n not in net.params]
+    if unknown:
+        raise TncError(f"{what}: `{unknown[0]}` is not a parameter of network `{net.name}`; "
+                       f"its parameters are {', '.join(net.params)}")
+
+
+class Fit:
+    """The state of one ALS run: tensors, target, cached intermediates."""
+
+    def __init__(self, problem, model: Model, settings: Settings, tensors: dict, mask):
+        self.problem, self.model, self.settings = problem, model, settings
+        self.tensors = tensors
+        self.mask = mask
+        self.observed_target = problem.target if mask is None else np.where(mask, problem.target,
+                                                                            0.0)
+        self.xx = float(np.vdot(self.observed_target, self.observed_target))
+        self.cache: dict = {}
+        self.mode = self._mode(settings.missing)
+        weight = None if mask is None else mask.astype(float)
+        self.values = model.values(tensors, problem.inputs, self.observed_target, weight)
+
+    def _mode(self, missing) -> str:
+        if self.mask is None:
+            return "dense"
+        if missing == "auto":
+            self.model.plan_weighted("auto")
+            weighted = sum(u.weighted_gram.flops for u in self.model.updates.values())
+            rhs = sum(u.rhs.flops for u in self.model.updates.values())
+            return "wls" if weighted <= max(1e8, 20 * rhs) else "em"
+        if missing == "wls":
+            self.model.plan_weighted("auto")
+        return missing
+
+    def reconstruct(self):
+        return self.problem.network.contract({**self.tensors, **self.problem.inputs})
+
+    def residual_loss(self, model_value=None) -> float:
+        model_value = self.reconstruct() if model_value is None else model_value
+        diff = self.problem.target - model_value
+        if self.mask is not None:
+            diff = np.where(self.mask, diff, 0.0)
+        return float(np.vdot(diff, diff))
+
+    def impute(self, model_value) -> None:
+        """EM step: missing entries of the target from the current model."""
+        self.values[TARGET] = np.where(self.mask, self.problem.target, model_value)
+        self.xx_filled = float(np.vdot(self.values[TARGET], self.values[TARGET]))
+        for key in [k for k in self.cache if TARGET in k[1]]:
+            del self.cache[key]
+
+    def update(self, name: str) -> float:
+        """Solve for ``name``; return the loss ``||X||² - 2<X,M> + <M,M>`` after the update."""
+        u = self.model.updates[name]
+        n_diag, n_free, n_bond = u.sizes(self.problem.network.spec.index_sizes)
+        rhs = evaluate(u.rhs, self.values, self.cache)
+        rhs = arrange(rhs, u.rhs.indices, u.diag + u.free + u.bond)
+        gram = self._gram(u, n_diag, n_free, n_bond)
+        rows = (gram.shape[0], -1, n_bond)
+        rhs = np.reshape(rhs, rows)
+        start = arrange(self.tensors[name], u.legs, u.diag + u.free + u.bond).reshape(rows)
+        new = solve_rows(rhs, gram, self.settings.l2[name], name in self.settings.nonneg, start)
+        shape = tuple(self.problem.network.spec.index_sizes[ix]
+                      for ix in u.diag + u.free + u.bond)
+        self.tensors[name] = np.ascontiguousarray(
+            arrange(new.reshape(shape), u.diag + u.free + u.bond, u.legs))
+        self._changed(name)
+        xm = float(np.vdot(rhs, new))
+        mm = float(np.einsum("nmb,nbc,nmc->", new, gram, new))
+        return (self.xx_filled if self.mode == "em" else self.xx) - 2 * xm + mm
+
+    def _gram(self, u: Update, n_diag, n_free, n_bond):
+        if self.mode == "wls":
+            gram = evaluate(u.weighted_gram, self.values, self.cache)
+            want = u.diag + u.free + u.bond + tuple(map(prime, u.bond))
+            return np.reshape(arrange(gram, u.weighted_gram.indices, want),
+                              (n_diag * n_free, n_bond, n_bond))
+        if u.gram is None:
+            return np.ones((1, 1, 1))
+        gram = evaluate(u.gram, self.values, self.cache)
+        want = u.diag + u.bond + tuple(map(prime, u.bond))
+        return np.reshape(arrange(gram, u.gram.indices, want), (n_diag, n_bond, n_bond))
+
+    def _changed(self, name: str) -> None:
+        self.model.invalidate(self.cache, name)
+        for label, n in self.model.name_of.items():
+            if n == name:
+                for key in (label, ("1", label), ("2", label)):
+                    self.values[key] = self.tensors[name]
+
+    def normalize(self) -> None:
+        """Balance slice norms along every bond shared only by parameters (a gauge change)."""
+        net = self.problem.network
+        carriers: dict[str, list[str]] = {}
+        for occ in net.occurrences:
+            for ix in occ.indices:
+                if ix not in net.output:
+                    carriers.setdefault(ix, []).append(occ.name if occ.kind == "param" else "")
+        for ix, names in carriers.items():
+            if len(names) >= 2 and "" not in names:
+                self._balance(ix, names)
+        for name in net.params:
+            self._changed(name)
+
+    def _balance(self, ix: str, names: list) -> None:
+        axes = {n: self.model.xm.legs[self.model.label_of[n]].index(ix) for n in names}
+        norms = {n: np.sqrt(np.sum(np.moveaxis(self.tensors[n], axes[n], 0).reshape(
+            self.tensors[n].shape[axes[n]], -1) ** 2, axis=1)) for n in names}
+        stacked = np.array(list(norms.values()))
+        if np.any(stacked <= 1e-300):
+            return
+        target = np.exp(np.mean(np.log(stacked), axis=0))
+        for n in names:
+            shape = [1] * self.tensors[n].ndim
+            shape[axes[n]] = -1
+            self.tensors[n] = self.tensors[n] * (target / norms[n]).reshape(shape)
+
+
+# -- initialisation --------------------------------------------------------------------------
+def initial_tensors(problem: FitProblem, model: Model, init, seed) -> dict:
+    """Starting tensors: random, SVD-based or given, scaled so that ``||M|| ≈ ||X||``."""
+    net = problem.network
+    tensors = net.random(seed=seed)
+    if isinstance(init, FitResult):
+        init = init.tensors
+    if isinstance(init, dict):
+        _check_names(init, net, "init")
+        for name, array in init.items():
+            array = np.asarray(array, dtype=float)
+            if array.shape != net.params[name]:
+                raise TncError(f"init: `{name}` must have shape {net.params[name]}, "
+                               f"got {array.shape}")
+            tensors[name] = array.copy()
+        return tensors
+    if init == "svd":
+        rng = np.random.default_rng(seed)
+        for name, update in model.updates.items():
+            if update.free and not update.diag:
+                tensors[name] = svd_start(problem.target, net, update, tensors[name], rng)
+    elif init != "random":
+        raise TncError(f"init must be 'random', 'svd' or a dict of arrays, got {init!r}")
+    return _scaled(problem, model, tensors)
+
+
+def svd_start(target, net, update: Update, current, rng):
+    """A tensor whose free-leg rows span the leading left singular space of X's unfolding."""
+    sizes = net.spec.index_sizes
+    axes = [net.output.index(ix) for ix in update.free]
+    n_free = math.prod(sizes[ix] for ix in update.free)
+    unfolding = np.moveaxis(target, axes, range(len(axes))).reshape(n_free, -1)
+    _, vectors = np.linalg.eigh(unfolding @ unfolding.T)
+    vectors = vectors[:, ::-1]
+    shape = tuple(sizes[ix] for ix in update.free + update.bond)
+    rows = arrange(current, update.legs, update.free + update.bond).reshape(n_free, -1).copy()
+    k = min(rows.shape)
+    rows /= max(np.linalg.norm(rows[:, k:]), 1e-300) / max(rows.shape[1] - k, 1) ** 0.5 or 1.0
+    rows[:, :k] = vectors[:, :k]
+    return np.ascontiguousarray(arrange(rows.reshape(shape), update.free + update.bond,
+                                        update.legs))
+
+
+def _scaled(problem, model: Model, tensors: dict) -> dict:
+    labels = list(model.mm.legs)
+    tree = path_tree(model.mm, labels, "auto")
+    mm = float(evaluate(tree, model.values(tensors, problem.inputs), {}))
+    xx = float(np.vdot(problem.target, problem.target)) * problem.target.size / problem.observed
+    if mm <= 0 or xx <= 0:
+        return tensors
+    factor = (xx / mm) ** (0.5 / len(tensors))
+    return {name: array * factor for name, array in tensors.items()}
+
+
+# -- the sweep loop ------------------------------------------------------------------------
+def split_holdout(problem: FitProblem, fraction: float, seed):
+    """``(fit mask, held-out mask)``: a random ``fraction`` of the observed entries held out."""
+    observed = np.ones(problem.target.shape, bool) if problem.mask is None else problem.mask
+    if not fraction:
+        return problem.mask, None
+    rng = np.random.default_rng(None if seed is None else seed + 7919)
+    held = observed & (rng.random(observed.shape) < fraction)
+    if not held.any() or held.sum() == observed.sum():
+        raise TncError(f"holdout={fraction} leaves no entries to hold out or none to fit")
+    return observed & ~held, held
+
+
+def fit_once(problem, model, settings, options, seed, bar) -> FitResult:
+    """One ALS run from the starting point of ``seed``."""
+    start = time.perf_counter()
+    mask, held = split_holdout(problem, options.holdout, seed)
+    tensors = initial_tensors(problem, model, options.init, seed)
+    fit = Fit(problem, model, settings, tensors, mask)
+    history, converged, previous = [], False, math.inf
+    for sweep in range(1, options.max_sweeps + 1):
+        if fit.mode == "em":
+            fit.impute(fit.reconstruct())
+        for name in settings.order:
+            loss = fit.update(name)
+        model_value = fit.reconstruct() if fit.mode == "em" or held is not None or (
+            loss < EXACT_BELOW ** 2 * fit.xx) else None
+        if model_value is not None:
+            loss = fit.residual_loss(model_value)
+        if options.normalize:
+            fit.normalize()
+        rel = math.sqrt(max(loss, 0.0) / fit.xx) if fit.xx > 0 else math.sqrt(max(loss, 0.0))
+        entry = {"sweep": sweep, "loss": loss + _penalty(fit), "rel_error": rel,
+                 "time": time.perf_counter() - start}
+        if held is not None:
+            entry["holdout_rel_error"] = _held_error(problem.target, model_value, held)
+        history.append(entry)
+        bar.update(rel_error=rel)
+        converged = abs(previous - rel) < options.tol * max(rel, 1e-3) or rel < EXACT_FIT
+        previous = rel
+        state = {**entry, "tensors": fit.tensors}
+        if converged or wants_stop(options.callback, state):
+            break
+    info = {"seed": seed, "order": settings.order, "missing": fit.mode}
+    return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
+                     time.perf_counter() - start, dict(problem.inputs), info)
+
+
+def _penalty(fit: Fit) -> float:
+    return sum(w * float(np.vdot(fit.tensors[n], fit.tensors[n]))
+               for n, w in fit.settings.l2.items() if w)
+
+
+def _held_error(target, model_value, held) -> float:
+    norm = float(np.linalg.norm(target[held]))
+    error = float(np.linalg.norm((target - model_value)[held]))
+    return error / norm if norm > 0 else error
+
+
+def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
+    """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``."""
+    settings = resolve_settings(problem, options)
+    model = Model(problem.network, settings.order, options.optimize)
+    start, best = time.perf_counter(), None
+    seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
+    with Progress(options.max_sweeps * options.restarts, desc="als",
+                  enabled=options.progress) as bar:
+        for seed in seeds:
+            result = fit_once(problem, model, settings, options, seed, bar)
+            if best is None or result.loss < best.loss:
+                best = result
+            if best.rel_error < EXACT_FIT or (result.history and options.callback is not None
+                                          and not result.converged
+                                          and len(result.history) < options.max_sweeps):
+                break
+    best.wall_time = time.perf_counter() - start
+    best.info["restarts"] = len(seeds)
+    return best
+
+
+register_method("als", ALSOptions, run_als)
