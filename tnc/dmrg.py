@@ -25,7 +25,7 @@ moves (see :class:`Environments`).
     >>> net = tnc.library("energy", N=6, D=8)
     >>> result = ground_state(net, tnc.heisenberg_mpo(6), progress=False)
     >>> round(result.info["energy"], 8), result.converged
-    (-2.49395921, True)
+    (-2.49357713, True)
 """
 from __future__ import annotations
 
@@ -210,8 +210,8 @@ class GroundStateOptions:
     """
 
     max_rank: int | list | None = None
-    cutoff: float = 1e-10
-    tol: float = 1e-9
+    cutoff: float = 1e-12
+    tol: float = 1e-10
     max_sweeps: int = 30
     init_rank: int = 4
     eig_tol: float | None = None

@@ -14,9 +14,11 @@ On an open chain in mixed canonical form (left cores left-orthonormal, right
 cores right-orthonormal) the Gram operator is the identity, so ``theta = B``;
 the truncated SVD that splits ``theta`` moves the orthogonality centre and
 picks the rank from the singular values (largest ``max_rank``, discarded
-relative weight at most ``cutoff``). A ring keeps one closing bond and solves
-with its (small, ``r^2 x r^2``) Gram. Missing entries are handled by EM: each
-sweep fits the data with the missing entries imputed from the current model.
+relative weight at most ``cutoff``). A ring solves with its (small,
+``r^2 x r^2``) Gram. Missing entries: on an open chain each local problem is a
+weighted least-squares problem (one ``r^2 x r^2`` system per physical entry of
+``theta``, see :func:`solve_masked`); on a ring, EM (each sweep fits the data with
+the missing entries imputed from the current model).
 
     >>> import numpy as np, tnc
     >>> true = tnc.library("tt", N=5, d=3, r=2)
@@ -45,7 +47,10 @@ class DMRGOptions:
     sizes); ``cutoff``: relative discarded weight allowed per split; ``tol``:
     stop when the loss drops by less than this fraction in a sweep (or the
     relative error falls below ``tol``); ``init_rank``: bond size of the random
-    start (ranks then grow where the data needs them).
+    start (ranks then grow where the data needs them). With missing entries
+    the ranks do not grow: a local solution that interpolates the observed
+    entries has full rank, so its SVD would overfit. The fit then starts at
+    ``max_rank`` and ``cutoff`` can only lower it, so pass ``max_rank``.
     """
 
     max_rank: int | None = None
@@ -100,8 +105,49 @@ def solve_ring(chain: Chain, cores: dict, k: int, b: np.ndarray) -> np.ndarray:
     return np.moveaxis(solution.reshape(moved.shape), [0, 1], axes)
 
 
-def fit_sweep(chain, cores, x, output, max_rank, cutoff, to_right) -> float:
-    """One pass of two-site least-squares updates; returns the largest truncation error."""
+def _side(chain: Chain, cores: dict, members, bond):
+    """Cores ``members`` contracted to a matrix with legs (their physical legs..., ``bond``)."""
+    terms = [chain.cores[j].indices for j in members]
+    legs = tuple(i for j in members for i in chain.cores[j].physical) + (bond,)
+    return legs, einsum_by_name(terms, legs, [cores[chain.cores[j].name] for j in members])
+
+
+def solve_masked(chain: Chain, cores: dict, weights: np.ndarray, output, k: int,
+                 b: np.ndarray) -> np.ndarray:
+    """Weighted local least squares on an open chain: one small system per physical entry.
+
+    ``Gram[p, (a, b), (a', b')] = sum over observed entries of L[a] L[a'] R[b] R[b']``
+    (``L``, ``R``: the left and right cores contracted to matrices), solved
+    against ``B`` (the zero-filled data projected as usual) with the minimum-norm
+    solution, so directions no observed entry sees stay zero (and do not inflate
+    the ranks the split picks).
+    """
+    n, legs = len(chain), chain.pair_legs(k)
+    terms, arrays, bonds = [tuple(output)], [weights], []
+    for members, bond in ((range(k), chain.cores[k].left),
+                          (range(k + 2, n), chain.cores[k + 1].right)):
+        if bond is None:
+            continue
+        side_legs, matrix = _side(chain, cores, members, bond)
+        terms += [side_legs, side_legs[:-1] + (bond + "'",)]
+        arrays += [matrix, matrix]
+        bonds.append(bond)
+    physical = tuple(i for i in legs if i not in bonds)
+    gram = einsum_by_name(terms, physical + tuple(bonds) + tuple(i + "'" for i in bonds), arrays)
+    order = [legs.index(i) for i in physical + tuple(bonds)]
+    rhs = np.transpose(b, order)
+    p, nb = int(np.prod(rhs.shape[:len(physical)])), int(np.prod(rhs.shape[len(physical):]))
+    gram = gram.reshape(p, nb, nb)
+    solution = np.linalg.pinv(gram, rcond=1e-10, hermitian=True) @ rhs.reshape(p, nb, 1)
+    return np.transpose(solution.reshape(rhs.shape), np.argsort(order))
+
+
+def fit_sweep(chain, cores, x, output, max_rank, cutoff, to_right, weights=None) -> float:
+    """One pass of two-site least-squares updates; returns the largest truncation error.
+
+    ``weights`` (1.0 observed, 0.0 missing) switches an open chain to weighted
+    local solves; ``x`` then holds the data with missing entries zeroed.
+    """
     n = len(chain)
     last = n if chain.closed else n - 1
     worst = 0.0
@@ -109,6 +155,8 @@ def fit_sweep(chain, cores, x, output, max_rank, cutoff, to_right) -> float:
         theta = projected_data(chain, cores, x, output, k)
         if chain.closed:
             theta = solve_ring(chain, cores, k, theta)
+        elif weights is not None:
+            theta = solve_masked(chain, cores, weights, output, k, theta)
         worst = max(worst, split(chain, cores, k, theta, max_rank, cutoff, to_right).error)
     return worst
 
@@ -126,21 +174,24 @@ def run_dmrg(problem, options: DMRGOptions):
     chain = fit_chain(network)
     declared = max(network.spec.index_sizes[i] for i in _bond_names(chain))
     max_rank = min(options.max_rank or declared, declared)
-    cores = random_cores(chain, network.spec.index_sizes, options.init_rank,
+    start_rank = options.init_rank if mask is None else max_rank   # see DMRGOptions
+    cores = random_cores(chain, network.spec.index_sizes, start_rank,
                          np.random.default_rng(options.seed))
     canonicalize(chain, cores, 0)
-    x = target if mask is None else np.where(mask, target, target[mask].mean())
+    weighted = mask is not None and not chain.closed       # else EM (imputation)
+    weights = mask.astype(float) if weighted else None
+    x = target if mask is None or weighted else np.where(mask, target, target[mask].mean())
     norm = float(np.linalg.norm(target if mask is None else target[mask]))
     history, converged, start = [], False, time.perf_counter()
     with Progress(options.max_sweeps, desc="dmrg", enabled=options.progress) as bar:
         for number in range(options.max_sweeps):
             error = fit_sweep(chain, cores, x, network.output, max_rank, options.cutoff,
-                              number % 2 == 0)
+                              number % 2 == 0, weights)
             model = model_of(chain, cores, network.output)
             record = _record(target, mask, model, norm, error, ranks(chain, cores), start)
             history.append(record)
             bar.update(loss=record["loss"], max_rank=record["max_rank"])
-            if mask is not None:
+            if mask is not None and not weighted:
                 x = np.where(mask, target, model)
             converged = _converged(history, options.tol)
             if converged or wants_stop(options.callback, dict(record, sweep=number)):
