@@ -14,6 +14,8 @@ from .fitting import fit, fit_options, register_method
 from .losses import Loss, get_loss, register_loss
 from .network import Network
 from .result import FitResult, load_result
+from .decompose import decompose
+from .sparse import SparseTensor
 from .plan import Cost
 from .mpo import heisenberg_mpo, ising_mpo
 from .dmrg import ground_state
@@ -23,4 +25,4 @@ __version__ = "0.1.0"
 __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
            "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
            "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
-           "load_result", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__"]
+           "load_result", "decompose", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__"]

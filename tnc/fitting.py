@@ -21,6 +21,7 @@ from .compiler import compile as compile_text, read_source
 from .errors import TncError
 from .network import Network
 from .parser import parse
+from .sparse import as_sparse
 
 SENTINEL_BASE = 1_000_003   # stand-in sizes, far larger than any real index
 
@@ -49,14 +50,19 @@ class Method:
     name: str
     options: type
     run: Callable[[FitProblem, object], object]
+    sparse: bool = False        # accepts a tnc.SparseTensor target (FitProblem.target)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, options: type, run: Callable) -> None:
-    """Make ``tnc.fit(..., method=name, **options)`` call ``run(problem, options(**options))``."""
-    METHODS[name] = Method(name, options, run)
+def register_method(name: str, options: type, run: Callable, sparse: bool = False) -> None:
+    """Make ``tnc.fit(..., method=name, **options)`` call ``run(problem, options(**options))``.
+
+    ``sparse=True``: the method also takes sparse data, passed through untouched
+    as a :class:`tnc.sparse.SparseTensor` in ``problem.target`` (mask None).
+    """
+    METHODS[name] = Method(name, options, run, sparse)
 
 
 def make_options(method: Method, options: dict):
@@ -76,16 +82,34 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
     parameters are then read off ``target``'s shape). ``mask``: boolean array,
     True where observed, or ``"nan"`` to treat NaN entries as missing.
     ``inputs``: the network's data tensors. Other keywords are the method's
-    options (see ``tnc.fit_options(method)``).
+    options (see ``tnc.fit_options(method)``). Sparse data (a
+    :class:`tnc.SparseTensor` or a pydata ``sparse`` array) goes to methods
+    that take it (``"gcp"``) without ever being made dense.
     """
     _load_methods()
     if method not in METHODS:
         raise TncError(f"unknown fitting method {method!r}; available: "
                        + ", ".join(sorted(METHODS)))
     chosen = METHODS[method]
+    sparse = as_sparse(target)
+    if sparse is not None:
+        return _fit_sparse(chosen, model, sparse, mask, inputs, name, sizes, options)
     target = as_target(target)
     network = model_for_data(model, target.shape, name=name, **(sizes or {}))
     problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs))
+    return chosen.run(problem, make_options(chosen, options))
+
+
+def _fit_sparse(chosen: Method, model, data, mask, inputs, name, sizes, options):
+    """``fit`` for sparse data: sizes read off its shape, the data passed on as is."""
+    if not chosen.sparse:
+        sparse_methods = ", ".join(sorted(m for m in METHODS if METHODS[m].sparse))
+        raise TncError(f"method {chosen.name!r} needs dense data; use a method that takes "
+                       f"sparse data ({sparse_methods}) or pass data.to_dense()")
+    if mask is not None:
+        raise TncError("sparse data takes no mask: every entry not listed is an observed zero")
+    network = model_for_data(model, data.shape, name=name, **(sizes or {}))
+    problem = FitProblem(network, data, None, check_inputs(network, inputs))
     return chosen.run(problem, make_options(chosen, options))
 
 
