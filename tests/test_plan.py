@@ -140,3 +140,21 @@ def test_auto_memory_limit_rejects_the_impossible():
     tensors = {name: np.zeros(shape) for name, shape in net.params.items()}
     with pytest.raises(tnc.MemoryLimitError):
         net.contract(tensors)
+
+
+def test_available_memory_is_read_at_most_once_a_second():
+    plan_module._memory_reading[0] = float("-inf")
+    with mock.patch.object(plan_module, "_read_available_memory", return_value=10 ** 9) as read:
+        assert plan_module.available_memory() == 10 ** 9
+        assert plan_module.available_memory() == 10 ** 9
+        assert read.call_count == 1
+    plan_module._memory_reading[0] = float("-inf")
+
+
+def test_contract_checks_memory_for_the_arrays_dtype():
+    net = tnc.library("cp", I=100, J=100, K=100, R=2)
+    tensors = {n: np.zeros(s, dtype=np.float32) for n, s in net.params.items()}
+    limit = net.cost().peak_bytes - 1                  # float64 would not fit, float32 does
+    assert net.contract(tensors, memory_limit=limit).dtype == np.float32
+    with pytest.raises(tnc.MemoryLimitError):
+        net.contract({n: a.astype(np.float64) for n, a in tensors.items()}, memory_limit=limit)

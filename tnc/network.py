@@ -193,8 +193,8 @@ class Network:
         plan = self.plan(optimize)
         if memory_limit is not None:
             dtype = getattr(arrays[0], "dtype", np.float64)
-            check_memory(self.cost(optimize, _numpy_dtype(dtype)), memory_limit,
-                         f"contracting network `{self.name}`")
+            cost = plan.cost if dtype == np.float64 else self.cost(optimize, _numpy_dtype(dtype))
+            check_memory(cost, memory_limit, f"contracting network `{self.name}`")
         return plan.expression(*arrays, backend=backend)
 
     # -- gradients (see tnc.grad) ----------------------------------------------------

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,8 +151,23 @@ def plan_contraction(equation: str, shapes, optimize="auto", itemsize: int = 8) 
     return Plan(equation, expression, cost, info)
 
 
+MEMORY_RECHECK_SECONDS = 1.0      # available memory is read at most this often
+_memory_reading = [float("-inf"), 0]
+
+
 def available_memory() -> int:
-    """Bytes this process may use before the machine swaps or kills it."""
+    """Bytes this process may use before the machine swaps or kills it.
+
+    Read from the system at most once per ``MEMORY_RECHECK_SECONDS``: reading
+    ``/proc/meminfo`` costs more than a small contraction.
+    """
+    now = time.monotonic()
+    if now - _memory_reading[0] > MEMORY_RECHECK_SECONDS:
+        _memory_reading[:] = [now, _read_available_memory()]
+    return _memory_reading[1]
+
+
+def _read_available_memory() -> int:
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
