@@ -236,3 +236,66 @@ def test_draw_bad_layout_for_network(capsys, two, tmp_path):
     code, _, err = run(capsys, "draw", two, "--name", "x", "-o", tmp_path / "x.png",
                        "--layout", "grid")
     assert code == 2 and "layout='grid' needs tensors named like" in err
+
+
+# -- tnc.draw as a library -----------------------------------------------------------------
+def test_scene_of_cp_has_a_hub_and_open_legs():
+    from tnc.draw import layout_scene
+    scene = layout_scene(tnc.library("cp", R=2))
+    assert scene.hubs == [("hub", "r")]
+    assert sorted(m[1] for m in scene.open_markers) == ["i", "j", "k"]
+    assert sum(1 for u, v, _ in scene.edges if ("hub", "r") in (u, v)) == 3
+
+
+def test_scene_of_a_trace_and_a_bond():
+    from tnc.draw import layout_scene
+    net = tnc.compile("network t() { index i: 2, j: 3  tensor A(i, i, j), B(j)  output }")
+    scene = layout_scene(net)
+    assert scene.hubs == [("hub", "i")] and scene.open_markers == []
+    assert (("tensor", 0), ("tensor", 1), "j:3") in scene.edges
+
+
+@pytest.mark.parametrize("name, layout", [("peps", "grid"), ("energy", "chain"),
+                                          ("ring", "auto"), ("ht", "kamada_kawai"),
+                                          ("sym_cp", "circular")])
+def test_draw_on_given_axes(name, layout):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from tnc.draw import draw
+    ax = Figure().add_subplot()
+    net = tnc.library(name, **({"N": 3} if name in ("energy", "ring") else {}))
+    assert draw(net, ax=ax, layout=layout) is ax
+    labels = {text.get_text() for text in ax.texts}
+    assert {occ.name for occ in net.occurrences} <= labels
+
+
+def test_draw_positions_from_a_dict(tmp_path):
+    pytest.importorskip("matplotlib")
+    from tnc.draw import draw
+    net = tnc.library("tt", N=3)
+    where = {"G[1]": (0, 0), "G[2]": (1, 0), "G[3]": (2, 0)}
+    draw(net, tmp_path / "tt.png", layout=where)
+    assert (tmp_path / "tt.png").read_bytes()[:8] == PNG
+
+
+def test_draw_without_matplotlib_says_how_to_install(monkeypatch):
+    import builtins
+
+    from tnc.draw import draw
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(tnc.TncError, match=r"pip install 'tnc\[draw\]'"):
+        draw(tnc.library("cp"))
+
+
+def test_unknown_layout():
+    from tnc.draw import draw
+    with pytest.raises(tnc.TncError, match="unknown layout 'tree'"):
+        draw(tnc.library("cp"), layout="tree")
