@@ -326,6 +326,7 @@ class StratifiedSampler:
 
     def __init__(self, data: SparseTensor, rng):
         self.data, self.rng = data, rng
+        self.total = data.size
         self.zeros = data.size - data.nnz
 
     def split(self, count: int) -> tuple[int, int]:
