@@ -18,18 +18,13 @@ Run:  python examples/overparameterized_als.py [--quick] [--out DIR]
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-try:
-    import tnc
-except ImportError:   # running from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import tnc
+from _shared import example_parser, pyplot  # also makes tnc importable from a checkout
+import tnc
 
 NETWORKS = """
 # The model and the two halves of a CP-ALS update of the first factor.
@@ -125,9 +120,7 @@ def success_rates(n, r, ks, trials, max_sweeps, seed=0) -> dict:
 
 
 def plot(table: dict, n: int, r: int, trials: int, max_sweeps: int, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for variant, marker in (("sequential", "o"), ("parallel", "s")):
         ax.plot(table["k"], table[variant], marker=marker, label=f"{variant} ALS")
@@ -142,15 +135,11 @@ def plot(table: dict, n: int, r: int, trials: int, max_sweeps: int, path: Path) 
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds: fewer k, trials, sweeps")
-    parser.add_argument("--out", type=Path, default=Path("tnc_examples_out"),
-                        help="folder for the plot (default ./tnc_examples_out)")
+    parser = example_parser(__doc__, "a few seconds: fewer k, trials, sweeps")
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--rank", type=int, default=3, help="true rank r")
     parser.add_argument("--trials", type=int, help="random starts per k (default 20, quick 4)")
     parser.add_argument("--sweeps", type=int, help="sweep budget (default 500, quick 150)")
-    parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 

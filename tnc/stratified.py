@@ -109,8 +109,10 @@ def model_text(n_modes: int, rank_specific: int) -> str:
     """tnc text of one stratum's networks for ``n_modes`` non-sample modes.
 
     ``topics`` and ``features`` are the two parts of the model; ``env_<G>`` is
-    the part holding ``G`` with ``G`` deleted and the data ``X`` in place of the
-    output (its contraction is the MTTKRP of the update of ``G``).
+    the part holding ``G`` with ``G`` deleted and ``X`` in place of the output
+    (its contraction is the MTTKRP of the update of ``G``). ``X`` stacks the
+    data and the model along a leading index ``p`` of size 2, so one
+    contraction gives both the numerator and the denominator of the update.
 
         >>> print(model_text(2, 0).splitlines()[2])
         network topics(M = 1, R = 1, D1 = 1, D2 = 1) {
@@ -119,21 +121,21 @@ def model_text(n_modes: int, rank_specific: int) -> str:
     xs = [f"x{k}" for k in modes]
     header = "M = 1, R = 1, L = 1, " if rank_specific else "M = 1, R = 1, "
     header += ", ".join(f"D{k} = 1" for k in modes)
-    indices = "index m: M, r: R, " + ("l: L, " if rank_specific else "") + \
+    indices = "index p: 2, m: M, r: R, " + ("l: L, " if rank_specific else "") + \
         ", ".join(f"x{k}: D{k}" for k in modes)
     topics = [("W", "m", "r")] + [(f"H{k}", f"x{k}", "r") for k in modes]
     features = [(f"V{k}", f"x{k}", "l") for k in modes]
-    data = "data X(m, " + ", ".join(xs) + ")"
+    data = "data X(p, m, " + ", ".join(xs) + ")"
     parts = [_network("topics", header, indices, topics, "", ["m", *xs])]
     for name, *legs in topics:
         parts.append(_network(f"env_{name}", header, indices,
-                              [t for t in topics if t[0] != name], data, legs))
+                              [t for t in topics if t[0] != name], data, ["p", *legs]))
     if rank_specific:
         parts.append(_network("features", header, indices, features, "", xs))
         for name, *legs in features:
             rest = [t for t in features if t[0] != name]
             parts.append(_network(f"env_{name}", header, indices, rest,
-                                  data + ("" if rest else "\n    data U(l)"), legs))
+                                  data + ("" if rest else "\n    data U(l)"), ["p", *legs]))
     return "# Stratified-NTF: one stratum's model and the environments of its factors\n\n" + \
         "\n".join(parts)
 
@@ -155,7 +157,7 @@ def stratum_networks(shape: tuple[int, ...], rank_specific: int, n_topics: int
 
         >>> nets = stratum_networks((5, 3, 4), 2, 3)
         >>> nets["env_H1"].equation, nets["features"].output_shape
-        ('ab,db,acd->cb', (3, 4))
+        ('bc,ec,abde->adc', (3, 4))
     """
     sizes = {"M": shape[0], "R": n_topics}
     sizes.update({f"D{k}": d for k, d in enumerate(shape[1:], start=1)})
@@ -236,29 +238,33 @@ class _State:
                             for k, d in enumerate(modes, 1)})
                 own["U"] = np.ones(rank_specific)
             self.local.append(own)
+        self.models: list[np.ndarray | None] = [None] * len(strata)
         self.normalize_topics()
         for s, a in enumerate(strata):
             scale = a.mean() / max(self.model(s).mean(), EPS)
             for name in ("W", "V1"):
                 if name in self.local[s]:
                     self.local[s][name] *= scale
+            self.models[s] = None
 
     def pool(self, s: int) -> dict:
         return {**self.topics, **self.local[s]}
 
     def model(self, s: int) -> np.ndarray:
-        """Stratum ``s``'s reconstruction ``B_s``."""
-        nets, pool = self.nets[s], self.pool(s)
-        dense = _contract(nets["topics"], pool)
-        if "features" in nets:
-            dense = dense + _contract(nets["features"], pool)[None]
-        return dense
+        """Stratum ``s``'s reconstruction ``B_s`` (cached until a factor of it changes)."""
+        if self.models[s] is None:
+            nets, pool = self.nets[s], self.pool(s)
+            dense = _contract(nets["topics"], pool)
+            if "features" in nets:
+                dense = dense + _contract(nets["features"], pool)[None]
+            self.models[s] = dense
+        return self.models[s]
 
-    def environments(self, s: int, name: str, model=None) -> tuple[np.ndarray, np.ndarray]:
+    def environments(self, s: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(env_name(A_s), env_name(B_s))``: numerator and denominator of an update."""
         net, pool = self.nets[s][f"env_{name}"], self.pool(s)
-        model = self.model(s) if model is None else model
-        return _contract(net, {**pool, "X": self.strata[s]}), _contract(net, {**pool, "X": model})
+        both = _contract(net, {**pool, "X": np.stack([self.strata[s], self.model(s)])})
+        return both[0], both[1]
 
     def normalize_topics(self) -> None:
         """Unit-norm topic columns, their scale moved into the weights (model unchanged)."""
@@ -274,6 +280,7 @@ def _update_local(state: _State, s: int, names) -> None:
         num, den = state.environments(s, name)
         own = state.local[s]
         own[name] = own[name] * num / (den + EPS)
+        state.models[s] = None
 
 
 def _update_topic(state: _State, name: str, tv: float) -> None:
@@ -289,6 +296,7 @@ def _update_topic(state: _State, name: str, tv: float) -> None:
         num += tv * (degree + neighbours)
         den += 2 * tv * degree
     state.topics[name] = h * num / (den + EPS)
+    state.models = [None] * len(state.strata)
 
 
 def _tv_majoriser(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

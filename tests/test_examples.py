@@ -1,0 +1,53 @@
+"""Smoke tests: each research example runs in quick mode, writes its plot and prints sane numbers."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(autouse=True)
+def examples_importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))   # the examples import their _shared helper
+
+
+def run_example(name: str, out: Path, capsys, *extra) -> tuple[dict, str]:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick", "--out", str(out), *extra])
+    assert Path(result["png"]).is_file() and Path(result["png"]).stat().st_size > 1000
+    return result, capsys.readouterr().out
+
+
+def test_stratified_digits(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    result, printed = run_example("stratified_digits", tmp_path, capsys)
+    (row,) = result["rows"]
+    assert row["ntf_params"] >= row["stratified_params"]          # NTF is not handicapped
+    assert row["stratified_sse"] > 0 and row["ntf_sse"] > 0
+    lower = "Stratified-NTF" if row["stratified_sse"] < row["ntf_sse"] else "NTF"
+    assert f"lower loss: {lower}" in printed
+    assert result["tv"]["penalised"] < result["tv"]["plain"]
+
+
+def test_overparameterized_als(tmp_path, capsys):
+    result, printed = run_example("overparameterized_als", tmp_path, capsys)
+    assert result["k"] == [3, 6, 9]
+    for variant in ("sequential", "parallel"):
+        assert all(0.0 <= rate <= 1.0 for rate in result[variant])
+    # the paper's theorem: at k = r^2 the parallel variant fits exactly from a random start
+    assert result["parallel"][-1] == 1.0 and result["sequential"][-1] == 1.0
+    assert "success = relative error < 1e-06" in printed
+
+
+def test_method_of_moments(tmp_path, capsys):
+    result, printed = run_example("method_of_moments", tmp_path, capsys)
+    assert np.all(result["relative_errors"] < 0.1)
+    assert np.abs(result["found_weights"] - result["weights"]).max() < 0.05
+    assert abs(result["sigma2"] - 1.0) < 0.05
+    assert "max relative centre error" in printed
