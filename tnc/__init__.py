@@ -19,6 +19,7 @@ from .sparse import SparseTensor
 from .plan import Cost
 from .mpo import heisenberg_mpo, ising_mpo
 from .dmrg import ground_state
+from .stratified import StratifiedResult, ntf, stratified_ntf
 
 __version__ = "0.1.0"
 
