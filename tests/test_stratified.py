@@ -123,6 +123,8 @@ def test_bad_strata_are_clear_errors(strata, message):
     ({"rank_specific": -1}, "rank_specific must be"),
     ({"rank_specific": 1.5}, "rank_specific must be"),
     ({"tv": -1.0}, "tv must be"),
+    ({"strata_updates": 0}, "strata_updates must be an integer >= 1"),
+    ({"max_iter": -1}, "max_iter must be"),
 ])
 def test_bad_options_are_clear_errors(options, message):
     with pytest.raises(tnc.TncError, match=message):

@@ -351,6 +351,7 @@ def stratified_ntf(strata, rank_specific: int = 1, n_topics: int = 5, tv: float 
     rank_specific = _check_rank("rank_specific", rank_specific, 0)
     n_topics = _check_rank("n_topics", n_topics, 1)
     max_iter = _check_rank("max_iter", max_iter, 0)
+    strata_updates = _check_rank("strata_updates", strata_updates, 1)
     if not np.isfinite(tv) or tv < 0:
         raise TncError(f"tv must be a finite number >= 0, got {tv!r}")
     start = time.perf_counter()
