@@ -154,7 +154,8 @@ def gemm_layout(children, kept, sizes):
     Applies when no kept leg is shared (no batch legs) and every leg is either
     kept or summed between the two. The larger operand is never copied when its
     summed legs lead or trail its layout (``X(i,j,k)`` against ``A(i,r)`` is
-    ``X.reshape(I, JK).T @ A``); the smaller one is transposed as needed.
+    ``A.T @ X.reshape(I, JK)``, legs ``(r, j, k)``); the smaller one is
+    transposed as needed.
     """
     big, small = sorted(children, key=lambda c: -math.prod(sizes[ix] for ix in c.indices))
     summed = [ix for ix in big.indices if ix in small.indices]
@@ -166,23 +167,28 @@ def gemm_layout(children, kept, sizes):
     size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
     n_keep, n_sum, n_small = size(keep_big), size(summed), size(keep_small)
     small_order = [small.indices.index(ix) for ix in (*summed, *keep_small)]
-    out_shape = tuple(sizes[ix] for ix in keep_big + keep_small)
+    first_is_big = children[0] is big
+    if big.indices == tuple(summed) + keep_big:
+        # summed legs lead: (small^T)(n_small, n_sum) @ big(n_sum, n_keep), big untouched
+        def leading(a, b):
+            big_array, small_array = (a, b) if first_is_big else (b, a)
+            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+            return (right.T @ big_array.reshape(n_sum, n_keep)).reshape(
+                tuple(sizes[ix] for ix in keep_small + keep_big))
+        return keep_small + keep_big, leading
     if big.indices == keep_big + tuple(summed):
         as_matrix = lambda a: a.reshape(n_keep, n_sum)  # noqa: E731
-    elif big.indices == tuple(summed) + keep_big:
-        as_matrix = lambda a: a.reshape(n_sum, n_keep).T  # noqa: E731
     else:
         order = [big.indices.index(ix) for ix in (*keep_big, *summed)]
         as_matrix = lambda a: np.transpose(a, order).reshape(n_keep, n_sum)  # noqa: E731
-    first_is_big = children[0] is big
 
-    def function(a, b):
-        if not first_is_big:
-            a, b = b, a
-        right = np.transpose(b, small_order).reshape(n_sum, n_small)
-        return (as_matrix(a) @ right).reshape(out_shape)
+    def trailing(a, b):
+        big_array, small_array = (a, b) if first_is_big else (b, a)
+        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+        return (as_matrix(big_array) @ right).reshape(
+            tuple(sizes[ix] for ix in keep_big + keep_small))
 
-    return keep_big + keep_small, function
+    return keep_big + keep_small, trailing
 
 
 def evaluate(node: Node, values: dict, cache: dict):

@@ -144,6 +144,8 @@ def as_target(target) -> np.ndarray:
 
 def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
     """``(target with missing entries zeroed, mask or None)`` after checking both."""
+    if mask is None and np.isfinite(target).all():
+        return target, None                          # the common case: one pass
     nan = np.isnan(target)
     if isinstance(mask, str):
         if mask != "nan":
@@ -197,8 +199,9 @@ def model_for_data(model, shape: tuple[int, ...], name=None, **sizes) -> Network
     sizes and the header defaults are used for the rest).
     """
     if isinstance(model, Network):
-        if model.source is None:
-            return _checked_shape(model, shape)
+        if model.source is None or (not sizes and name in (None, model.name)
+                                    and model.output_shape == tuple(shape)):
+            return _checked_shape(model, shape)     # already fits: no recompiling
         text, filename, name, defaults = model.source, model.filename, model.name, model.sizes
     else:
         (text, filename), defaults = read_source(model), {}

@@ -1,0 +1,141 @@
+"""tnc's ALS, HOOI and TT-SVD against pyttb and tensorly, in one process.
+
+    python bench/bench_als.py [--size 200] [--rank 10] [--sweeps 20] [--repeats 3] [--threads N]
+
+Every library gets the same data, the same starting factors (where it accepts
+them), a fixed number of sweeps (tolerance 0) and the same BLAS thread count.
+Times per sweep are total time / sweeps (median over repeats); ratios < 1 mean
+tnc is faster. The targets: CP <= 0.5x pyttb and tensorly, Tucker HOOI <= 1.0x
+pyttb tucker_als, TT-SVD of a 4^11 tensor <= 1.0x tensorly tensor_train.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import nullcontext
+
+import numpy as np
+
+
+def timed(function, repeats: int) -> float:
+    """Median wall time of ``function()`` over ``repeats`` runs (after one warm-up)."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cp_data(n: int, rank: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    factors = [rng.standard_normal((n, rank)) for _ in range(3)]
+    X = np.einsum("ir,jr,kr->ijk", *factors, optimize=True)
+    X += 0.1 * np.linalg.norm(X) / np.sqrt(X.size) * rng.standard_normal(X.shape)
+    start = [rng.random((n, rank)) for _ in range(3)]
+    return X, start
+
+
+def bench_cp(n, rank, sweeps, repeats) -> dict:
+    import pyttb
+    import tensorly
+    from tensorly.decomposition import parafac
+    import tnc
+    X, start = cp_data(n, rank)
+    net = tnc.library("cp", I=n, J=n, K=n, R=rank)
+    init = dict(zip("ABC", start))
+    tt = pyttb.tensor(X, copy=False)
+
+    def run_tnc():
+        return tnc.fit(net, X, method="als", init=init, max_sweeps=sweeps, tol=0,
+                       progress=False)
+
+    def run_pyttb():
+        return pyttb.cp_als(tt, rank, stoptol=0, maxiters=sweeps,
+                            init=pyttb.ktensor([f.copy() for f in start]), printitn=0)
+
+    def run_tensorly():
+        return parafac(X, rank, n_iter_max=sweeps, init=tensorly.cp_tensor.CPTensor(
+            (np.ones(rank), [f.copy() for f in start])), tol=0)
+
+    result = run_tnc()
+    times = {"tnc": timed(run_tnc, repeats) / sweeps,
+             "pyttb": timed(run_pyttb, repeats) / sweeps,
+             "tensorly": timed(run_tensorly, repeats) / sweeps}
+    steps = np.diff([0.0] + [h["time"] for h in result.history])
+    times["tnc median sweep"] = float(np.median(steps[1:]))
+    times["tnc rel_error"] = result.rel_error
+    return times
+
+
+def bench_tucker(n, rank, sweeps, repeats) -> dict:
+    import pyttb
+    from tnc.decompose import hooi
+    rng = np.random.default_rng(1)
+    core = rng.standard_normal((rank,) * 3)
+    factors = [np.linalg.qr(rng.standard_normal((n, rank)))[0] for _ in range(3)]
+    X = np.einsum("abc,ia,jb,kc->ijk", core, *factors, optimize=True)
+    X += 0.1 * np.linalg.norm(X) / np.sqrt(X.size) * rng.standard_normal(X.shape)
+    start = [np.linalg.qr(rng.standard_normal((n, rank)))[0] for _ in range(3)]
+    tt = pyttb.tensor(X, copy=False)
+    return {
+        "tnc": timed(lambda: hooi(X, [f.copy() for f in start], max_sweeps=sweeps, tol=0),
+                     repeats) / sweeps,
+        "pyttb": timed(lambda: pyttb.tucker_als(tt, [rank] * 3, stoptol=0, maxiters=sweeps,
+                                                init=[f.copy() for f in start], printitn=0),
+                       repeats) / sweeps}
+
+
+def bench_tt(repeats, rank: int = 16) -> dict:
+    from tensorly.decomposition import tensor_train
+    from tnc.decompose import tt_svd
+    X = np.random.default_rng(2).standard_normal((4,) * 11)
+    return {"tnc": timed(lambda: tt_svd(X, rank), repeats),
+            "tensorly": timed(lambda: tensor_train(X, rank), repeats)}
+
+
+def report(title: str, times: dict, targets: dict) -> None:
+    print(f"\n{title}")
+    for name, value in times.items():
+        unit = "" if "error" in name else " ms"
+        print(f"  {name:18s} {value * (1 if 'error' in name else 1e3):10.3f}{unit}")
+    for other, target in targets.items():
+        ratio = times["tnc"] / times[other]
+        verdict = "ok" if ratio <= target else "SLOWER THAN TARGET"
+        print(f"  ratio tnc/{other:9s} {ratio:6.2f}  (target <= {target})  {verdict}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--rank", type=int, default=10)
+    parser.add_argument("--sweeps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads for every library (default: leave as is)")
+    parser.add_argument("--only", choices=("cp", "tucker", "tt"), action="append")
+    args = parser.parse_args(argv)
+    limit = nullcontext()
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(args.threads)
+    only = set(args.only or ("cp", "tucker", "tt"))
+    with limit:
+        print(f"dense {args.size}^3, rank {args.rank}, {args.sweeps} sweeps, "
+              f"median of {args.repeats}, threads {args.threads or 'default'}")
+        if "cp" in only:
+            report("CP-ALS (time per sweep)", bench_cp(args.size, args.rank, args.sweeps,
+                                                       args.repeats),
+                   {"pyttb": 0.5, "tensorly": 0.5})
+        if "tucker" in only:
+            report("Tucker HOOI (time per sweep)", bench_tucker(
+                args.size, args.rank, args.sweeps, args.repeats), {"pyttb": 1.0})
+        if "tt" in only:
+            report("TT-SVD of a 4^11 tensor, max rank 16 (total time)",
+                   bench_tt(args.repeats), {"tensorly": 1.0})
+
+
+if __name__ == "__main__":
+    main()
