@@ -6,6 +6,7 @@ import pytest
 
 import tnc
 from tnc.cli import COMMANDS, main
+from tnc.compiler import library_source
 
 TWO = """\
 network x(I = 2, J = 3, R = 2) {
@@ -77,8 +78,9 @@ def test_show_sizes_and_name(capsys, two):
     assert "C  param  (7, 5)  (k, r)" in out
 
 
-def test_show_library_peps(capsys):
-    path = tnc.compiler.resources.files("tnc").joinpath("networks", "peps.tn")
+def test_show_library_peps(capsys, tmp_path):
+    path = tmp_path / "peps.tn"
+    path.write_text(library_source("peps"))
     code, out, _ = run(capsys, "show", path, "--size", "Lx=2", "--optimize", "greedy", "--steps")
     assert code == 0
     assert "A[2,2]  param  (2, 3, 3, 3)  (p[2,2], h[1,2], v[2,1], v[2,2])" in out
@@ -88,7 +90,7 @@ def test_show_library_peps(capsys):
 
 def test_show_marks_hyperedges_and_tied_tensors(capsys, tmp_path):
     path = tmp_path / "sym.tn"
-    path.write_text(tnc.compiler.library_source("sym_cp"))
+    path.write_text(library_source("sym_cp"))
     code, out, _ = run(capsys, "show", path, "--size", "n=3")
     assert code == 0
     assert "used 3x" in out and "hyperedge (3 legs)" in out
@@ -142,7 +144,7 @@ def saved(tmp_path):
     path = tmp_path / "t.npz"
     np.savez(path, **tensors)
     tn = tmp_path / "cp.tn"
-    tn.write_text(tnc.compiler.library_source("cp"))
+    tn.write_text(library_source("cp"))
     return tn, path, net.contract(tensors)
 
 
@@ -168,7 +170,7 @@ def test_contract_fit_result_arrays(capsys, tmp_path):
     path = tmp_path / "fit.npz"
     tnc.FitResult(net, tensors, "als", [], True, 1, 0.1).save(path)
     tn = tmp_path / "cp.tn"
-    tn.write_text(tnc.compiler.library_source("cp"))
+    tn.write_text(library_source("cp"))
     out_path = tmp_path / "x.npy"
     code, _, _ = run(capsys, "contract", tn, "-t", path, "-o", out_path,
                      "-s", "I=3", "-s", "J=4", "-s", "K=5", "-s", "R=2")
@@ -217,7 +219,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_draw_png(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     tn = tmp_path / "peps.tn"
-    tn.write_text(tnc.compiler.library_source("peps"))
+    tn.write_text(library_source("peps"))
     out_path = tmp_path / "peps.png"
     code, out, _ = run(capsys, "draw", tn, "-o", out_path, "--size", "Lx=2")
     assert code == 0 and f"wrote {out_path}" in out

@@ -139,8 +139,10 @@ TEXT = network("  index i: N\n  tensor A(i)\n  output i", "n(N = 2)")
 
 
 def test_unknown_size_parameter_from_python():
-    with pytest.raises(TncError, match=r"unknown size parameter\(s\) M; the networks take N"):
-        tnc.compile(TEXT, M=3)
+    error = raised(TEXT, M=3)
+    assert isinstance(error, TncSemanticError)
+    assert_located(error, 1, 1, "unknown size parameter(s) M passed to compile; the networks "
+                                "take N")
 
 
 def test_unknown_size_parameter_in_with_sizes():

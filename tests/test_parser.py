@@ -4,6 +4,7 @@ Whatever text comes in, parsing and compiling raise nothing but :class:`tnc.TncE
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -128,7 +129,7 @@ ALPHABET = "network index tensor data output for in (){}[],:?*+-/%=.#\n 01234567
 VOCABULARY = ["network", "index", "tensor", "data", "output", "for", "in", "..", "//", "(",
               ")", "{", "}", "[", "]", ",", ":", "?", "*", "+", "-", "%", "=", "#", "\n",
               "0", "1", "-1", "99", "N", "n", "i", "p", "G", "A", "x"]
-FAST = settings(max_examples=150, deadline=None,
+FAST = settings(max_examples=int(os.environ.get("TNC_FUZZ_EXAMPLES", 150)), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 

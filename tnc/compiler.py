@@ -64,8 +64,10 @@ def _check_sizes_used(module, sizes) -> None:
     known = {p.name for n in module.networks for p in n.params}
     unknown = [k for k in sizes if k not in known]
     if unknown:
-        raise TncError(f"unknown size parameter(s) {', '.join(unknown)}; the networks take "
-                       + (", ".join(sorted(known)) or "none"))
+        from .errors import TncSemanticError
+        raise TncSemanticError(f"unknown size parameter(s) {', '.join(unknown)} passed to "
+                               "compile; the networks take " + (", ".join(sorted(known)) or "none"),
+                               module.networks[0].span)     # point at the first header
 
 
 def check_shared_tensors(networks: dict[str, Network]) -> None:
