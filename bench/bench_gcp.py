@@ -90,32 +90,46 @@ def bench_poisson(repeats: int) -> None:
 
 
 def random_sparse(size: int, nnz: int, rank: int, seed=0) -> tnc.SparseTensor:
-    """Counts at ``nnz`` random coordinates, drawn from a low-rank mean there."""
+    """Counts at ``nnz`` random coordinates, drawn from a low-rank mean there (in chunks)."""
     rng = np.random.default_rng(seed)
     linear = np.unique(rng.integers(0, size ** 3, int(nnz * 1.01)))[:nnz]
     coords = np.stack(np.unravel_index(linear, (size,) * 3), axis=1)
     factors = [rng.gamma(1.0, 1.0, (size, rank)) for _ in range(3)]
-    mean = np.einsum("sr,sr,sr->s", *(f[coords[:, n]] for n, f in enumerate(factors)))
-    values = 1.0 + rng.poisson(mean)
+    values = np.empty(len(coords))
+    for start in range(0, len(coords), 100_000):
+        part = coords[start:start + 100_000]
+        mean = np.einsum("sr,sr,sr->s", *(f[part[:, n]] for n, f in enumerate(factors)))
+        values[start:start + 100_000] = 1.0 + rng.poisson(mean)
     return tnc.SparseTensor.from_coo(coords, values, (size,) * 3)
+
+
+def current_rss() -> int:
+    """Resident set size now, in bytes (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
 
 
 def bench_sparse(size: int, nnz: int, rank: int, epochs: int) -> None:
     data = random_sparse(size, nnz, rank)
     stored = data.coords.nbytes + data.values.nbytes
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = current_rss()
+    during = [before]
     net = tnc.library("cp", I=size, J=size, K=size, R=rank)
     start = time.perf_counter()
     result = tnc.fit(net, data, method="gcp", loss="poisson", optimizer="adam",
-                     max_iter=epochs, epoch_iters=200, lr=1e-3, progress=False)
+                     max_iter=epochs, epoch_iters=200, lr=1e-3, progress=False,
+                     callback=lambda state: during.append(current_rss()))
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    mib = 2 ** 20
     print(f"Stochastic Adam (stratified), sparse {size}^3 with {data.nnz} nonzeros, rank {rank}:")
     print(f"  {wall:.1f} s for {result.iterations - 1} epochs of 200 steps "
           f"(batch {result.info['batch_size']}, estimate on {result.info['estimate_samples']} "
           f"entries); estimated loss {result.history[0]['loss']:.4g} -> {result.loss:.4g}")
-    print(f"  peak RSS {peak / 2**20:.0f} MiB (before the fit {before / 2**20:.0f} MiB); "
-          f"nonzeros take {stored / 2**20:.0f} MiB, the dense tensor would take "
+    print(f"  RSS before the fit {before / mib:.0f} MiB, largest after an epoch "
+          f"{max(during) / mib:.0f} MiB (+{(max(during) - before) / mib:.0f} MiB); peak RSS "
+          f"of the process {peak / mib:.0f} MiB")
+    print(f"  the nonzeros take {stored / mib:.0f} MiB; the dense tensor would take "
           f"{8 * data.size / 2**30:.1f} GiB")
 
 

@@ -41,7 +41,6 @@ from typing import Callable
 
 import numpy as np
 import scipy.optimize
-import scipy.sparse
 
 from .errors import TncError
 from .expand import NetworkSpec, Occurrence
@@ -206,6 +205,8 @@ class Gather:
     lead: tuple[int, ...]
 
     def take(self, array, coords):
+        if len(self.axes) == 1 and self.perm[0] == 0:
+            return np.take(array, coords[:, self.axes[0]], axis=0)
         index = tuple(coords[:, a] for a in self.axes)
         return array.transpose(self.perm)[index]
 
@@ -214,9 +215,10 @@ class Gather:
         count = len(coords)
         rows = coords[:, self.axes[0]] if len(self.axes) == 1 else np.ravel_multi_index(
             tuple(coords[:, a] for a in self.axes), self.lead)
-        summer = scipy.sparse.csr_matrix((np.ones(count), (rows, np.arange(count))),
-                                         shape=(math.prod(self.lead), count))
-        permuted = np.asarray(summer @ grad.reshape(count, -1))
+        width = grad.size // max(count, 1)
+        flat = (rows[:, None] * width + np.arange(width)).reshape(-1)
+        permuted = np.bincount(flat, weights=grad.reshape(-1),
+                               minlength=math.prod(self.lead) * width)
         permuted = permuted.reshape([shape[p] for p in self.perm])
         return permuted.transpose(np.argsort(self.perm))
 
@@ -349,8 +351,11 @@ class StratifiedSampler:
         density = self.data.nnz / self.data.size
         while need > 0:
             candidates = self.rng.integers(0, self.data.size, int(1.1 * need / (1 - density)) + 8)
+            candidates.sort()                   # sorted queries: a cache-friendly search
             _, hit = self.data.find(candidates)
-            keep = candidates[~hit][:need]
+            keep = candidates[~hit]
+            if len(keep) > need:                # a random subset, not the smallest indices
+                keep = self.rng.choice(keep, need, replace=False)
             found.append(keep)
             need -= len(keep)
         return np.concatenate(found) if found else np.zeros(0, np.int64)
