@@ -301,3 +301,10 @@ def test_unknown_layout():
     from tnc.draw import draw
     with pytest.raises(tnc.TncError, match="unknown layout 'tree'"):
         draw(tnc.library("cp"), layout="tree")
+
+
+def test_library_network_by_name(capsys):
+    code, out, _ = run(capsys, "show", "tt", "--size", "N=3")
+    assert code == 0 and "network tt(N=3, d=4, r=8)" in out
+    code, _, err = run(capsys, "show", "nope")
+    assert code == 2 and "cannot read tnc file 'nope'" in err

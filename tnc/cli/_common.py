@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..compiler import compile_all
+from pathlib import Path
+
+from ..compiler import compile_all, library_names, library_source
 from ..errors import TncError
 
 
@@ -25,8 +27,9 @@ def parse_size(text: str) -> tuple[str, int]:
     return name, number
 
 
-def add_network_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="a .tn file")
+def add_network_options(parser: argparse.ArgumentParser, file_help: str = "") -> None:
+    parser.add_argument("file", metavar="FILE", help=file_help or "a .tn file, or the name of "
+                        "a built-in network (" + ", ".join(library_names()) + ")")
     parser.add_argument("--size", "-s", metavar="NAME=N", type=parse_size, action="append",
                         default=[], help="override a size parameter of the header; repeat "
                         "for several (--size N=6 --size r=4)")
@@ -43,7 +46,10 @@ def add_optimize_option(parser: argparse.ArgumentParser) -> None:
 
 def load_networks(args) -> dict:
     """The networks of ``args.file`` with ``--size`` applied, narrowed by ``--name``."""
-    networks = compile_all(args.file, **dict(args.size))
+    source = args.file
+    if not Path(source).exists() and source in library_names():
+        source = library_source(source)
+    networks = compile_all(source, filename=args.file, **dict(args.size))
     if args.name is None:
         return networks
     if args.name not in networks:

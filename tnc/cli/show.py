@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import TncError
+from ..compiler import library_names
 from ..plan import resolve_optimizer
 from ._common import add_network_options, add_optimize_option, load_networks
 
@@ -19,7 +20,8 @@ def register(subparsers) -> None:
         "show", help=HELP, description=HELP.capitalize() + ". Given a saved fit result "
         "(.npz), print its summary instead.",
         epilog="example: tnc show peps.tn --size Lx=4 --size Ly=4 --optimize dp")
-    add_network_options(parser)
+    add_network_options(parser, "a .tn file, the name of a built-in network ("
+                        + ", ".join(library_names()) + ") or a saved fit result (.npz)")
     add_optimize_option(parser)
     parser.add_argument("--steps", action="store_true",
                         help="also print opt_einsum's step-by-step contraction table")
