@@ -27,7 +27,7 @@ update of a tensor in the first half of the order absorbs the second half into
 X first, an intermediate the other first-half updates reuse (for 3-way CP two
 passes over X per sweep instead of three).
 
-    >>> import numpy as np, tnc
+    >>> import tnc
     >>> net = tnc.library("cp", I=6, J=5, K=4, R=2)
     >>> X = net.contract(net.random(seed=1))
     >>> result = tnc.fit(net, X, method="als", seed=0, progress=False)
@@ -389,11 +389,12 @@ def hals(rhs, gram, g, sweeps: int = 50, tol: float = 1e-12):
     """Non-negative rows by coordinate descent (HALS), starting from ``g`` (n, m, b)."""
     g = np.array(g, dtype=float)
     diag = np.maximum(np.einsum("nbb->nb", gram), 1e-300)
+    floor = 1e-14 * max(float(np.max(np.abs(g))), 1e-300)  # a zeroed column could not recover
     for _ in range(sweeps):
         change = 0.0
         for b in range(g.shape[-1]):
             residual = rhs[..., b] - np.einsum("nmc,nc->nm", g, gram[:, :, b])
-            new = np.maximum(g[..., b] + residual / diag[:, None, b], 0.0)
+            new = np.maximum(g[..., b] + residual / diag[:, None, b], floor)
             change += float(np.sum((new - g[..., b]) ** 2))
             g[..., b] = new
         if change <= tol * max(float(np.sum(g * g)), 1e-300):
@@ -422,6 +423,7 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
                        "in it); use method='gcp'")
     if not net.params:
         raise TncError(f"network `{net.name}` has no parameters to fit")
+    check_ranks(net)
     order = list(options.order) if options.order is not None else list(net.params)
     _check_names(order, net, "order")
     missing_names = [n for n in net.params if n not in order]
@@ -444,6 +446,48 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
         raise TncError("max_sweeps and restarts must be at least 1")
     return Settings(order, {n: float(l2.get(n, 0.0)) for n in net.params}, nonneg,
                     None if problem.mask is None and not options.holdout else options.missing)
+
+
+def check_ranks(net) -> None:
+    """A bond that cuts the network in two can be at most as large as either side's output.
+
+    >>> import tnc
+    >>> check_ranks(tnc.library("tucker", I=3, J=4, K=5, R1=4, R2=2, R3=2))
+    Traceback (most recent call last):
+    ...
+    tnc.errors.TncError: rank 4 of index `a` is larger than the data allows: it splits the output into 3 x 20 entries, so at most 3 is useful; lower that size
+    """
+    occurrences, sizes = net.occurrences, net.spec.index_sizes
+    total = math.prod(net.output_shape)
+    for ix in sizes:
+        carriers = [k for k, occ in enumerate(occurrences) if ix in occ.indices]
+        if ix in net.output or len(carriers) != 2:
+            continue
+        side = _component(occurrences, carriers[0], ix)
+        if carriers[1] in side:
+            continue
+        outputs = {o for k in side for o in occurrences[k].indices if o in net.output}
+        crossing = [o for o in outputs if any(o in occurrences[k].indices for k in
+                                              range(len(occurrences)) if k not in side)]
+        if crossing:
+            continue
+        left = math.prod(sizes[o] for o in outputs)
+        if sizes[ix] > min(left, total // left):
+            raise TncError(f"rank {sizes[ix]} of index `{ix}` is larger than the data allows: "
+                           f"it splits the output into {left} x {total // left} entries, so at "
+                           f"most {min(left, total // left)} is useful; lower that size")
+
+
+def _component(occurrences, start: int, cut: str) -> set:
+    """Tensor uses reachable from ``start`` through shared indices other than ``cut``."""
+    seen, todo = {start}, [start]
+    while todo:
+        legs = set(occurrences[todo.pop()].indices) - {cut}
+        for k, occ in enumerate(occurrences):
+            if k not in seen and legs & set(occ.indices):
+                seen.add(k)
+                todo.append(k)
+    return seen
 
 
 def _check_names(names, net, what: str) -> None:
@@ -565,10 +609,14 @@ class Fit:
 
 
 # -- initialisation --------------------------------------------------------------------------
-def initial_tensors(problem: FitProblem, model: Model, init, seed) -> dict:
-    """Starting tensors: random, SVD-based or given, scaled so that ``||M|| ≈ ||X||``."""
+def initial_tensors(problem: FitProblem, model: Model, init, seed, nonneg=()) -> dict:
+    """Starting tensors: random, SVD-based or given, scaled so that ``||M|| ≈ ||X||``.
+
+    Random starts of non-negative tensors are the absolute values of Gaussians.
+    """
     net = problem.network
     tensors = net.random(seed=seed)
+    tensors.update({name: np.abs(tensors[name]) for name in nonneg})
     if isinstance(init, FitResult):
         init = init.tensors
     if isinstance(init, dict):
@@ -635,7 +683,7 @@ def fit_once(problem, model, settings, options, seed, bar) -> FitResult:
     """One ALS run from the starting point of ``seed``."""
     start = time.perf_counter()
     mask, held = split_holdout(problem, options.holdout, seed)
-    tensors = initial_tensors(problem, model, options.init, seed)
+    tensors = initial_tensors(problem, model, options.init, seed, settings.nonneg)
     fit = Fit(problem, model, settings, tensors, mask)
     history, converged, previous = [], False, math.inf
     for sweep in range(1, options.max_sweeps + 1):

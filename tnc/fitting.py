@@ -232,6 +232,7 @@ def _sizes_from_shape(text, filename, definition, shape, given, defaults) -> dic
     try:
         readable = {p: probe(base) for p in open_names}
     except TncError:
+        probe({**base, **{p: 2 for p in open_names}})   # a mistake in the model shows here
         raise TncError(f"cannot read size parameter(s) {', '.join(open_names)} of network "
                        f"`{definition.name}` off the data; pass them, e.g. "
                        f"sizes={{'{open_names[0]}': ...}}") from None

@@ -1,0 +1,221 @@
+"""Generic ALS: exact recovery for every topology, noisy fits vs tensorly, missing data, options, errors."""
+import numpy as np
+import pytest
+
+import tnc
+from tnc.als import ALSOptions, Model, dimension_tree_groups, evaluate, solve_rows
+
+QUIET = dict(progress=False)
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def planted(name, seed=1, **sizes):
+    net = tnc.library(name, **sizes)
+    return net, net.contract(net.random(seed=seed))
+
+
+@pytest.mark.parametrize("name, sizes", [
+    ("cp", dict(I=7, J=6, K=5, R=3)),
+    ("tucker", dict(I=7, J=6, K=5, R1=2, R2=3, R3=2)),
+    ("tt", dict(N=5, d=3, r=2)),
+    ("ring", dict(N=4, d=3, r=2)),
+    ("ht", dict(N=4, d=3, r=2)),
+])
+def test_exact_recovery_from_random_starts(name, sizes):
+    net, X = planted(name, **sizes)
+    result = tnc.fit(net, X, method="als", seed=10, restarts=4, max_sweeps=2000, **QUIET)
+    assert rel(result.reconstruct(), X) < 1e-8
+    assert result.info["seed"] >= 10 and result.history[-1]["rel_error"] < 1e-8
+
+
+def test_fit_reads_sizes_from_data_and_text_model():
+    rng = np.random.default_rng(0)
+    A, B, C = (rng.standard_normal((n, 2)) for n in (5, 4, 3))
+    X = np.einsum("ir,jr,kr->ijk", A, B, C)
+    text = "network cp(I, J, K, R = 2) { index i: I, j: J, k: K, r: R " \
+           "tensor A(i, r), B(j, r), C(k, r) output i, j, k }"
+    result = tnc.fit(text, X, method="als", restarts=3, **QUIET)
+    assert result.network.sizes == {"I": 5, "J": 4, "K": 3, "R": 2}
+    assert result.rel_error < 1e-8
+
+
+def test_noisy_cp_matches_tensorly_within_one_percent():
+    tensorly = pytest.importorskip("tensorly")
+    from tensorly.decomposition import parafac
+    net, X = planted("cp", I=12, J=11, K=10, R=3)
+    X = X + 0.1 * np.std(X) * np.random.default_rng(5).standard_normal(X.shape)
+    ours = tnc.fit(net, X, method="als", restarts=3, **QUIET)
+    theirs = parafac(X, 3, n_iter_max=2000, tol=1e-12, init="svd")
+    their_error = rel(tensorly.cp_to_tensor(theirs), X)
+    assert rel(ours.reconstruct(), X) <= 1.01 * their_error
+    assert abs(ours.rel_error - rel(ours.reconstruct(), X)) < 1e-9
+
+
+def test_noisy_tucker_matches_tensorly_within_one_percent():
+    tensorly = pytest.importorskip("tensorly")
+    from tensorly.decomposition import tucker
+    net, X = planted("tucker", I=10, J=9, K=8, R1=3, R2=2, R3=3)
+    X = X + 0.1 * np.std(X) * np.random.default_rng(6).standard_normal(X.shape)
+    ours = tnc.fit(net, X, method="als", init="svd", **QUIET)
+    theirs = tucker(X, [3, 2, 3], n_iter_max=500, tol=1e-12)
+    assert rel(ours.reconstruct(), X) <= 1.01 * rel(tensorly.tucker_to_tensor(theirs), X)
+
+
+def test_missing_entries_of_a_rank3_cp_tensor_are_completed():
+    net, X = planted("cp", I=15, J=14, K=13, R=3, seed=2)
+    mask = np.random.default_rng(3).random(X.shape) > 0.3
+    result = tnc.fit(net, np.where(mask, X, np.nan), mask="nan", method="als", restarts=3,
+                     **QUIET)
+    assert result.info["missing"] == "wls"
+    assert rel(result.reconstruct()[~mask], X[~mask]) < 1e-6
+
+
+def test_em_imputation_also_completes():
+    net, X = planted("cp", I=9, J=8, K=7, R=2, seed=2)
+    mask = np.random.default_rng(4).random(X.shape) > 0.2
+    result = tnc.fit(net, X, mask=mask, method="als", missing="em", restarts=3,
+                     max_sweeps=3000, **QUIET)
+    assert result.info["missing"] == "em"
+    assert rel(result.reconstruct()[~mask], X[~mask]) < 1e-4
+
+
+def test_holdout_error_is_reported():
+    net, X = planted("cp", I=8, J=7, K=6, R=2)
+    result = tnc.fit(net, X, method="als", holdout=0.1, restarts=3, **QUIET)
+    assert result.history[-1]["holdout_rel_error"] < 1e-6
+
+
+def test_nonnegative_factors_stay_nonnegative():
+    rng = np.random.default_rng(0)
+    factors = [rng.random((n, 2)) for n in (8, 7, 6)]
+    X = np.einsum("ir,jr,kr->ijk", *factors)
+    net = tnc.library("cp", I=8, J=7, K=6, R=2)
+    result = tnc.fit(net, X, method="als", nonneg=True, max_sweeps=3000, restarts=2, **QUIET)
+    assert all((t >= 0).all() for t in result.tensors.values())
+    assert result.rel_error < 1e-4
+    some = tnc.fit(net, X - 0.5, method="als", nonneg=["A"], max_sweeps=20, **QUIET)
+    assert (some.tensors["A"] >= 0).all() and (some.tensors["B"] < 0).any()
+
+
+def test_l2_penalty_shrinks_the_solution():
+    net, X = planted("cp", I=8, J=7, K=6, R=2)
+    free = tnc.fit(net, X, method="als", max_sweeps=50, normalize=False, **QUIET)
+    ridge = tnc.fit(net, X, method="als", max_sweeps=50, l2=5.0, normalize=False, **QUIET)
+    norm = lambda r: sum(float(np.sum(t ** 2)) for t in r.tensors.values())  # noqa: E731
+    assert norm(ridge) < norm(free)
+    assert ridge.rel_error > free.rel_error
+    one = tnc.fit(net, X, method="als", max_sweeps=5, l2={"A": 1.0}, **QUIET)
+    assert one.iterations == 5
+
+
+def test_callback_stops_the_fit_and_sees_the_state():
+    net, X = planted("cp", I=8, J=7, K=6, R=2)
+    seen = []
+
+    def stop_after_three(state):
+        seen.append((state["sweep"], state["rel_error"], set(state["tensors"])))
+        return state["sweep"] == 3
+
+    result = tnc.fit(net, X, method="als", callback=stop_after_three, **QUIET)
+    assert result.iterations == 3 and not result.converged
+    assert [s[0] for s in seen] == [1, 2, 3] and seen[0][2] == {"A", "B", "C"}
+
+
+def test_progress_bar_can_be_shown(capsys):
+    net, X = planted("cp", I=5, J=4, K=3, R=2)
+    tnc.fit(net, X, method="als", max_sweeps=3, progress=True)
+
+
+def test_history_loss_and_rel_error_per_sweep_and_save_load(tmp_path):
+    net, X = planted("tt", N=4, d=3, r=2)
+    X = X + 0.1 * np.random.default_rng(0).standard_normal(X.shape)
+    result = tnc.fit(net, X, method="als", max_sweeps=4, tol=0, **QUIET)
+    assert [h["sweep"] for h in result.history] == [1, 2, 3, 4]
+    assert all({"loss", "rel_error", "time"} <= set(h) for h in result.history)
+    losses = [h["loss"] for h in result.history]
+    assert all(b <= a * (1 + 1e-9) + 1e-12 for a, b in zip(losses, losses[1:]))
+    path = tmp_path / "fit.npz"
+    result.save(path)
+    loaded = tnc.load_result(path)
+    assert loaded.network.source == net.source and loaded.iterations == 4
+    assert np.allclose(loaded.reconstruct(), result.reconstruct())
+
+
+def test_init_from_arrays_svd_and_order():
+    net, X = planted("cp", I=8, J=7, K=6, R=2)
+    truth = net.random(seed=1)
+    given = tnc.fit(net, X, method="als", init=truth, max_sweeps=2, **QUIET)
+    assert given.rel_error < 1e-10
+    svd = tnc.fit(net, X, method="als", init="svd", order=["C", "A", "B"], **QUIET)
+    assert svd.info["order"] == ["C", "A", "B"]
+    assert svd.rel_error < 1e-3
+
+
+def test_fixed_data_tensors_are_inputs():
+    text = """network coupled(I = 6, J = 5, R = 3) {
+        index i: I, j: J, r: R, s: R
+        tensor A(i, r), B(j, s)
+        data D(r, s)
+        output i, j }"""
+    net = tnc.compile(text)
+    rng = np.random.default_rng(0)
+    D = rng.random((3, 3))
+    X = net.contract({**net.random(seed=4), "D": D})
+    result = tnc.fit(net, X, method="als", inputs={"D": D}, **QUIET)
+    assert result.rel_error < 1e-10 and set(result.tensors) == {"A", "B"}
+
+
+def test_cp_sweep_streams_the_data_twice():
+    """The dimension tree shares X x (A) between the B and C updates of a 3-way CP sweep."""
+    assert dimension_tree_groups(["A", "B", "C"], 1) == [["A"], ["C"]]
+    net, X = planted("cp", I=8, J=7, K=6, R=2)
+    model = Model(net, ["A", "B", "C"], "auto")
+    values = model.values(net.random(seed=0), {}, X)
+    cache, passes = {}, 0
+
+    def products_with_x(node):
+        found = [node] if any(c.leaves == frozenset(["X"]) for c in node.children) else []
+        return found + [n for c in node.children for n in products_with_x(c)]
+
+    for name in ["A", "B", "C"]:
+        fresh = [n for n in products_with_x(model.updates[name].rhs) if n.key not in cache]
+        passes += len(fresh)
+        evaluate(model.updates[name].rhs, values, cache)
+        model.invalidate(cache, name)
+    assert passes == 2
+
+
+def test_solve_rows_falls_back_on_singular_gram():
+    gram = np.array([[[1.0, 1.0], [1.0, 1.0]]])
+    rows = solve_rows(np.array([[[2.0, 2.0]]]), gram)
+    assert np.allclose(rows @ gram[0], [[2.0, 2.0]])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda X: tnc.fit("network cp(I, J, K, R = 2) { index i: I, j: J, k: K, r: R "
+                       "tensor A(i, r), B(j, q), C(k, r) output i, j, k }", X), "`q`"),
+    (lambda X: tnc.fit(tnc.library("cp", I=5, J=4, K=4, R=2), X[0]), "2 dimensions"),
+    (lambda X: tnc.fit("network sq(I) { index i: I, j: I tensor A(i), B(j) output i, j }",
+                       X[:, :3, 0]), "both 4 and 3"),
+    (lambda X: tnc.fit(tnc.library("tucker", R1=5, R2=2, R3=2), X), "larger than the data"),
+    (lambda X: tnc.fit(tnc.library("tt", N=3, d=4, r=5), X), "larger than the data"),
+    (lambda X: tnc.fit(tnc.library("cp", I=4, J=4, K=4, R=2), np.where(X > 0.5, np.nan, X)),
+     "NaN"),
+    (lambda X: tnc.fit(tnc.library("sym_cp", n=4, R=2), X), "gcp"),
+    (lambda X: tnc.fit(tnc.library("cp", I=4, J=4, K=4, R=2), X, order=["A", "Z"]), "`Z`"),
+    (lambda X: tnc.fit(tnc.library("cp", I=4, J=4, K=4, R=2), X, sweeps=3), "no option"),
+    (lambda X: tnc.fit(tnc.library("cp", I=4, J=4, K=4, R=2), X, missing="x"), "missing"),
+    (lambda X: tnc.fit(tnc.library("cp", I=4, J=4, K=4, R=2), X,
+                       init={"A": np.ones(3)}), "shape"),
+])
+def test_bad_input_gives_a_clear_error(call, message):
+    X = np.random.default_rng(0).random((4, 4, 4))
+    with pytest.raises(tnc.TncError, match=message):
+        call(X)
+
+
+def test_options_dataclass_is_registered():
+    assert tnc.fit_options("als") is ALSOptions
