@@ -82,6 +82,29 @@ class Pairwise:
     def __call__(self, a, b):
         return np.matmul(self.a(a), self.b(b)).reshape(self.out_shape)
 
+    @property
+    def copies(self) -> int:
+        """How many operands must be transposed (copied) before the product."""
+        return (self.a.perm is not None) + (self.b.perm is not None)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """``d(mine) = dC * other`` as a :class:`Pairwise`, the operands in whichever order
+    needs fewer copies and leaves the result in ``mine``'s own leg order."""
+
+    recipe: Pairwise
+    dc_first: bool
+
+    @classmethod
+    def make(cls, dc: Indices, other: Indices, mine: Indices, sizes) -> "Gradient":
+        options = [cls(pairwise(dc, other, set(mine), sizes), True),
+                   cls(pairwise(other, dc, set(mine), sizes), False)]
+        return min(options, key=lambda g: (g.recipe.copies, g.recipe.out != mine))
+
+    def __call__(self, dc, other):
+        return self.recipe(dc, other) if self.dc_first else self.recipe(other, dc)
+
 
 def _layout(indices: Indices, first: list, second: list, sizes) -> tuple:
     """``(perm, shape, swap)`` putting ``indices`` as the matrix ``first x second``."""
@@ -199,8 +222,8 @@ class Step:
     b: int
     c: int
     forward: Pairwise
-    grad_a: Pairwise | None
-    grad_b: Pairwise | None
+    grad_a: Gradient | None
+    grad_b: Gradient | None
 
 
 @dataclass(frozen=True)
@@ -264,6 +287,10 @@ class GradPlan:
         self.grad_order[self.root] = self.output
         for step in reversed(self.steps):
             self._plan_backward(step)
+        self.root_perm = _perm(self.indices[self.root], list(self.output))
+        self.leaf_perms = [_perm(self.grad_order[k], list(leaf.indices))
+                           if k in self.grad_order else None
+                           for k, leaf in enumerate(self.leaves)]
         self.kept = {n for s in self.steps if isinstance(s, Step)
                      for n, g in ((s.b, s.grad_a), (s.a, s.grad_b)) if g is not None}
 
@@ -283,11 +310,11 @@ class GradPlan:
         dc = self.grad_order.get(step.c)
         grads = []
         for mine, other in ((step.a, step.b), (step.b, step.a)):
-            recipe = None
+            gradient = None
             if self.needs[mine] and dc is not None:
-                recipe = pairwise(dc, self.indices[other], set(self.indices[mine]), self.sizes)
-                self.grad_order[mine] = recipe.out
-            grads.append(recipe)
+                gradient = Gradient.make(dc, self.indices[other], self.indices[mine], self.sizes)
+                self.grad_order[mine] = gradient.recipe.out
+            grads.append(gradient)
         self.steps[k] = Step(step.a, step.b, step.c, step.forward, *grads)
 
     def _cost(self, path) -> Cost:
@@ -295,7 +322,8 @@ class GradPlan:
         flops = 0
         for step in self.steps:
             if isinstance(step, Step):
-                flops += sum(p.flops for p in (step.forward, step.grad_a, step.grad_b) if p)
+                flops += step.forward.flops + sum(g.recipe.flops for g in (step.grad_a, step.grad_b)
+                                                  if g is not None)
         nodes = [_size(ix, self.sizes) for ix in self.indices]
         intermediates = sum(nodes[n] for n in self.kept) + max(nodes[len(self.leaves):],
                                                                    default=0)
@@ -317,8 +345,7 @@ class GradPlan:
                     if n not in self.kept:
                         values[n] = None
         result = values[self.root]
-        perm = _perm(self.indices[self.root], list(self.output))
-        return (result if perm is None else result.transpose(perm)), values
+        return (result if self.root_perm is None else result.transpose(self.root_perm)), values
 
     def backward(self, values: list, upstream) -> dict[str, np.ndarray]:
         """Gradients of ``sum(upstream * value)`` for every tensor in ``wrt``."""
@@ -346,7 +373,7 @@ class GradPlan:
             g = grads[k]
             if g is None:
                 continue
-            perm = _perm(self.grad_order[k], list(leaf.indices))
+            perm = self.leaf_perms[k]
             g = leaf.backward(g if perm is None else g.transpose(perm))
             result[leaf.name] = g if leaf.name not in result else result[leaf.name] + g
         return {name: np.array(g) if g.base is not None or g is upstream else g
