@@ -201,3 +201,43 @@ def test_option_errors(options, phrase):
         tnc.fit(tnc.library("cp", R=2), counts, method="gcp", progress=False,
                 **{"loss": "poisson", **options})
     assert phrase in str(info.value)
+
+
+def test_dense_adam_with_a_mask_predicts_held_out_entries():
+    rng = np.random.default_rng(0)
+    net = tnc.library("tt", N=3, d=20, r=3)
+    logits = net.contract(net.random(seed=5))
+    logits *= 4 / logits.std()
+    data = (rng.random(logits.shape) < expit(logits)).astype(float)
+    observed = rng.random(logits.shape) >= 0.2
+    result = tnc.fit(net, data, mask=observed, method="gcp", loss="bernoulli_logit",
+                     optimizer="adam", epoch_iters=100, lr=0.01, max_iter=15, progress=False)
+    assert result.info["sampler"] == "uniform"
+    held = ~observed
+    accuracy = np.mean((result.reconstruct()[held] > 0) == (data[held] > 0.5))
+    assert accuracy > max(data[held].mean(), 1 - data[held].mean()) + 0.2
+
+
+def test_huge_sparse_tensor_is_never_made_dense():
+    rng = np.random.default_rng(0)
+    shape = (100_000, 100_000, 100_000)                       # 1e15 entries
+    coords = rng.integers(0, 100_000, (2000, 3))
+    data = SparseTensor.from_coo(np.unique(coords, axis=0), np.ones(len(np.unique(coords, axis=0))),
+                                 shape)
+    result = tnc.fit(tnc.library("cp", R=2), data, method="gcp", loss="bernoulli_odds",
+                     epoch_iters=5, max_iter=2, batch_size=400, estimate_samples=2000,
+                     progress=False)
+    assert result.info["optimizer"] == "adam" and np.isfinite(result.loss)
+    assert result.tensors["A"].shape == (100_000, 2)
+
+
+def test_weights_count_entries_several_times():
+    _, counts = poisson_cp(size=8, rank=2)
+    net = tnc.library("cp", R=2)
+    weights = np.full(counts.shape, 2.0)
+    weighted = tnc.fit(net, counts, method="gcp", loss="poisson", weights=weights,
+                       progress=False)
+    plain = tnc.fit(net, counts, method="gcp", loss="poisson", progress=False)
+    assert weighted.loss == pytest.approx(2 * plain.loss, rel=1e-4)
+    with pytest.raises(TncError, match="non-negative"):
+        tnc.fit(net, counts, method="gcp", loss="poisson", weights=-weights, progress=False)

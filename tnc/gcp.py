@@ -46,7 +46,7 @@ from .errors import TncError
 from .expand import NetworkSpec, Occurrence
 from .fitting import FitProblem, register_method
 from .grad import grad_plan
-from .losses import Loss, get_loss
+from .losses import Loss, get_loss, offending_entries
 from .network import Network
 from .plan import check_memory
 from .progress import Progress, wants_stop
@@ -76,7 +76,9 @@ class GCPOptions:
     (sampled entries per step; stratified: half nonzeros, half zeros),
     ``sampler`` (``"uniform"``, ``"stratified"`` or ``"auto"``: stratified for
     sparse data), ``estimate_samples`` (fixed entries for the loss estimate).
-    ``callback(state)``: called after each iteration or epoch, True stops;
+    ``weights``: non-negative array of the data's shape (dense data): each
+    observed entry's loss counts that many times (missing entries still never
+    count). ``callback(state)``: called after each iteration or epoch, True stops;
     ``progress``: show a progress bar; ``optimize``: contraction path optimizer.
     """
 
@@ -94,6 +96,7 @@ class GCPOptions:
     batch_size: int | None = None
     sampler: str = "auto"
     estimate_samples: int | None = None
+    weights: np.ndarray | None = None
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"
@@ -136,9 +139,10 @@ class DenseObjective:
     fresh temporaries cost more than the arithmetic.
     """
 
-    def __init__(self, network: Network, inputs: dict, target, mask, loss: Loss, optimize):
+    def __init__(self, network: Network, inputs: dict, target, mask, loss: Loss, optimize,
+                 weights=None):
         self.network, self.inputs, self.loss = network, inputs, loss
-        self.target, self.mask = target, mask
+        self.target, self.mask, self.weights = target, mask, weights
         self.hidden = None if mask is None else ~mask
         self.plan = grad_plan(network, optimize)
         check_memory(self.plan.cost, "auto", f"the GCP gradient of network `{network.name}`")
@@ -162,6 +166,9 @@ class DenseObjective:
         if self.hidden is not None:
             np.copyto(values, 0.0, where=self.hidden)
             np.copyto(upstream, 0.0, where=self.hidden)
+        if self.weights is not None:
+            values *= self.weights
+            upstream *= self.weights
         return values, upstream
 
 
@@ -299,11 +306,12 @@ class Sample:
 class UniformSampler:
     """Entries drawn uniformly (with replacement) from the observed ones.
 
-    ``data``: a dense array (with ``mask`` or None) or a :class:`SparseTensor`.
+    ``data``: a dense array (with ``mask`` or None) or a :class:`SparseTensor`;
+    ``weights`` (dense, optional) multiply each entry's sample weight.
     """
 
-    def __init__(self, data, mask, rng):
-        self.data, self.rng = data, rng
+    def __init__(self, data, mask, rng, weights=None):
+        self.data, self.rng, self.entry_weights = data, rng, weights
         self.shape = data.shape
         self.observed = None if mask is None else np.flatnonzero(mask.reshape(-1))
         self.total = data.size if mask is None else len(self.observed)
@@ -316,7 +324,10 @@ class UniformSampler:
             values = self.data.lookup(coords)
         else:
             values = self.data.reshape(-1)[linear]
-        return Sample(coords, values, np.full(count, self.total / count))
+        weights = np.full(count, self.total / count)
+        if self.entry_weights is not None:
+            weights *= self.entry_weights.reshape(-1)[linear]
+        return Sample(coords, values, weights)
 
 
 class StratifiedSampler:
@@ -378,6 +389,24 @@ def check_loss_data(loss: Loss, target, mask) -> None:
         loss.check_data(target)
     else:
         _check(loss, target[mask], np.argwhere(mask))
+
+
+def check_weights(weights, target) -> np.ndarray | None:
+    """``weights`` as a float array of the data's shape, checked (None passes)."""
+    if weights is None:
+        return None
+    if isinstance(target, SparseTensor):
+        raise TncError("weights need dense data (the same shape as the data); sparse data "
+                       "takes none")
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != target.shape:
+        raise TncError(f"weights have shape {weights.shape} but the data has shape "
+                       f"{target.shape}")
+    bad = ~(weights >= 0) | ~np.isfinite(weights)
+    if bad.any():
+        raise TncError("weights must be finite and non-negative; "
+                       + offending_entries(bad, weights))
+    return weights
 
 
 def _check(loss: Loss, values, coords) -> None:
@@ -570,6 +599,7 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     start = time.perf_counter()
     loss = get_loss(options.loss)
     check_loss_data(loss, problem.target, problem.mask)
+    weights = check_weights(options.weights, problem.target)
     optimizer = _choose_optimizer(problem, options)
     if optimizer == "lbfgsb" and isinstance(problem.target, SparseTensor):
         problem = FitProblem(problem.network, problem.target.to_dense(), None, problem.inputs)
@@ -580,11 +610,11 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     with Progress(options.max_iter, desc=f"gcp {loss.name}", enabled=options.progress) as bar:
         if optimizer == "lbfgsb":
             objective = DenseObjective(problem.network, problem.inputs, problem.target,
-                                       problem.mask, loss, options.optimize)
+                                       problem.mask, loss, options.optimize, weights)
             tensors, history, converged, info = run_lbfgsb(
                 objective, tensors, options, bounded, bar)
         else:
-            sampler = _choose_sampler(problem, options, rng)
+            sampler = _choose_sampler(problem, options, rng, weights)
             tensors, history, converged, info = run_adam(
                 problem, loss, model, tensors, sampler, options, bar)
     info.update({"loss": loss.name, "optimizer": optimizer, "seed": options.seed})
@@ -614,20 +644,22 @@ def _choose_optimizer(problem: FitProblem, options: GCPOptions) -> str:
     return options.optimizer
 
 
-def _choose_sampler(problem: FitProblem, options: GCPOptions, rng):
+def _choose_sampler(problem: FitProblem, options: GCPOptions, rng, weights):
     choices = ("auto", "uniform", "stratified")
     if options.sampler not in choices:
         raise TncError(f"sampler must be one of {', '.join(choices)}, got {options.sampler!r}")
     target = problem.target
     sparse = isinstance(target, SparseTensor)
     if options.sampler == "stratified" or options.sampler == "auto" and sparse:
+        if weights is not None:
+            raise TncError("sampler 'stratified' takes no weights; use sampler='uniform'")
         if not sparse:
             if problem.mask is not None:
                 raise TncError("sampler 'stratified' needs fully observed data (sparse, or "
                                "dense without a mask); use sampler='uniform'")
             target = SparseTensor.from_dense(target)
         return StratifiedSampler(target, rng)
-    return UniformSampler(target, problem.mask, rng)
+    return UniformSampler(target, problem.mask, rng, weights)
 
 
 register_method("gcp", GCPOptions, run_gcp, sparse=True)
