@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tnc
+import tnc.expand
 from tnc import MemoryLimitError, TensorError, TncError, TncSemanticError, TncSyntaxError
 
 
@@ -248,3 +249,11 @@ def test_text_without_braces_is_parsed_not_opened():
 def test_text_without_networks(text):
     with pytest.raises(TncError, match="declares no network"):
         tnc.compile(text)
+
+
+def test_nested_loops_are_capped(monkeypatch):
+    monkeypatch.setattr(tnc.expand, "MAX_UNROLLED", 1000)
+    text = network("  index p[x, y]: 2  for x in 1..L, y in 1..L\n  tensor A(p[1, 1])\n  output",
+                   "n(L = 40)")
+    assert_located(raised(text), 2, 25, "repeats this statement more than 1000 times")
+    assert tnc.compile(text, L=30).params == {"A": (2,)}

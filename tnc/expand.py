@@ -153,6 +153,15 @@ def unroll(loops: tuple[ast.Loop, ...], scope: _Scope):
         yield from unroll(rest, scope.with_var(loop.var, value))
 
 
+def unroll_statement(stmt, scope: _Scope):
+    """:func:`unroll` over a statement's loops, at most ``MAX_UNROLLED`` iterations in all."""
+    for count, inner in enumerate(unroll(stmt.loops, scope), start=1):
+        if count > MAX_UNROLLED:
+            raise TncSemanticError(f"the `for` clause repeats this statement more than "
+                                   f"{MAX_UNROLLED} times; use smaller sizes", stmt.loops[0].span)
+        yield inner
+
+
 def bind_sizes(network: ast.NetworkDef, overrides: dict[str, object]) -> dict[str, int]:
     """Size parameters from the header defaults and the caller's overrides."""
     names = [p.name for p in network.params]
@@ -214,7 +223,7 @@ class _Expander:
 
     # -- indices -----------------------------------------------------------------
     def declare_indices(self, stmt: ast.IndexStmt) -> None:
-        for scope in unroll(stmt.loops, self.scope):
+        for scope in unroll_statement(stmt, self.scope):
             for decl in stmt.decls:
                 size = evaluate(decl.size, scope)
                 for subs in self.subscript_values(decl.ref, scope, wildcard_ok=False):
@@ -288,7 +297,7 @@ class _Expander:
 
     # -- tensors -----------------------------------------------------------------
     def use_tensors(self, stmt: ast.TensorStmt) -> None:
-        for scope in unroll(stmt.loops, self.scope):
+        for scope in unroll_statement(stmt, self.scope):
             for use in stmt.uses:
                 self.add_occurrence(stmt.kind, use, scope)
 
