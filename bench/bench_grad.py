@@ -1,6 +1,6 @@
 """Cost of all parameter gradients against one forward contraction and torch autograd.
 
-    python bench/bench_grad.py [--repeats 15]
+    python bench/bench_grad.py [--repeats 15] [--seconds 5]
 
 For each case prints the median wall time (same process, numpy float64) of
 one forward contraction (``Network.contract``), of ``Network.grad`` (every
@@ -57,10 +57,16 @@ CASES = {"TT8 <X, TT> (d=6, r=12)": XTT,
          "Tucker <X, Tucker> (60x70x80, ranks 8,9,10)": XTUCKER}
 
 
-def median_times(fns: dict, repeats: int) -> dict:
-    """Median seconds per function, the functions interleaved so load changes hit all alike."""
+def median_times(fns: dict, repeats: int, seconds: float) -> dict:
+    """Median seconds per function, the functions interleaved so load changes hit all alike.
+
+    At least ``repeats`` rounds, more while a round fits ``seconds`` in all.
+    """
+    start = time.perf_counter()
     for fn in fns.values():
         fn()                               # warm up (plans, caches, BLAS threads)
+    one_round = time.perf_counter() - start
+    repeats = max(repeats, min(1000, int(seconds / max(one_round, 1e-9))))
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -107,7 +113,7 @@ def naive_envs_fn(net: tnc.Network, tensors: dict):
     return run
 
 
-def bench_case(label: str, text: str, repeats: int) -> dict:
+def bench_case(label: str, text: str, repeats: int, seconds: float) -> dict:
     net = tnc.compile(text)
     tensors = net.random(seed=0, include_data=True)
     fns = {"forward": lambda: net.contract(tensors), "tnc grad": lambda: net.grad(tensors),
@@ -117,19 +123,21 @@ def bench_case(label: str, text: str, repeats: int) -> dict:
         fns["torch grad"] = torch_grad_fn(net, tensors)
     except ImportError:
         pass
-    row = {"case": label, "torch grad": float("nan"), **median_times(fns, repeats)}
+    row = {"case": label, "torch grad": float("nan"), **median_times(fns, repeats, seconds)}
     return row
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=15, help="least rounds per case")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="more rounds while they fit this time per case")
     args = parser.parse_args(argv)
     columns = ["forward", "tape forward", "tnc grad", "torch grad", "naive envs"]
     print(f"{'case':44s}" + "".join(f"{c:>13s}" for c in columns)
           + f"{'grad/fwd':>10s}{'grad/tape':>10s}{'tnc/torch':>10s}{'naive/fwd':>10s}")
     for label, text in CASES.items():
-        row = bench_case(label, text, args.repeats)
+        row = bench_case(label, text, args.repeats, args.seconds)
         print(f"{label:44s}" + "".join(f"{row[c] * 1e3:11.2f}ms" for c in columns)
               + f"{row['tnc grad'] / row['forward']:10.2f}"
               f"{row['tnc grad'] / row['tape forward']:10.2f}"
