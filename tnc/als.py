@@ -455,7 +455,7 @@ def check_ranks(net) -> None:
     >>> check_ranks(tnc.library("tucker", I=3, J=4, K=5, R1=4, R2=2, R3=2))
     Traceback (most recent call last):
     ...
-    tnc.errors.TncError: rank 4 of index `a` is larger than the data allows: it splits the output into 3 x 20 entries, so at most 3 is useful; lower that size
+    tnc.errors.TncError: rank 4 of index `a` is larger than the data allows: it splits the output into 20 x 3 entries, so at most 3 is useful; lower that size
     """
     occurrences, sizes = net.occurrences, net.spec.index_sizes
     total = math.prod(net.output_shape)

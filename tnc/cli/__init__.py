@@ -16,7 +16,7 @@ import sys
 
 from ..errors import TncError
 
-COMMANDS = ["show", "draw", "contract"]
+COMMANDS = ["show", "draw", "contract", "fit"]
 
 DESCRIPTION = """\
 tnc: a tensor-network expression compiler.
