@@ -246,8 +246,9 @@ class GradPlan:
     """Forward steps and backward recipes for one network, path and ``wrt`` set.
 
     Built once per ``(network, optimize, wrt)`` by :func:`grad_plan`.
-    ``cost.flops`` counts the multiply-adds of forward plus backward and
-    ``cost.peak_bytes`` the float64 memory of kept intermediates and gradients.
+    ``cost.flops`` counts forward plus backward, two per multiply-add (like
+    ``Network.cost().flops``); ``cost.peak_bytes`` bounds the float64 memory of
+    the kept intermediates, the largest other intermediate and the gradients.
     """
 
     def __init__(self, spec: NetworkSpec, path, wrt: frozenset[str]):
@@ -291,10 +292,10 @@ class GradPlan:
                 keep = later.union(*(self.indices[n] for n in group[k + 1:]))
                 node = self._add_step(node, other, keep)
             live.append(node)
-        self.root = live[0] if live else None
+        self.root = live[0]
         self.grad_order[self.root] = self.output
-        for step in reversed(self.steps):
-            self._plan_backward(step)
+        for k in reversed(range(len(self.steps))):
+            self.steps[k] = self._plan_backward(self.steps[k])
         self.root_perm = _perm(self.indices[self.root], list(self.output))
         self.leaf_perms = [_perm(self.grad_order[k], list(leaf.indices))
                            if k in self.grad_order else None
@@ -308,13 +309,12 @@ class GradPlan:
         self.steps.append(Step(a, b, c, forward, None, None))
         return c
 
-    def _plan_backward(self, step) -> None:
-        """Fill in the gradient recipes of ``step`` (steps are visited root first)."""
+    def _plan_backward(self, step):
+        """``step`` with its gradient recipes filled in (steps are visited root first)."""
         if isinstance(step, Move):
             if step.c in self.grad_order:
                 self.grad_order[step.a] = self.grad_order[step.c]
-            return
-        k = self.steps.index(step)
+            return step
         dc = self.grad_order.get(step.c)
         grads = []
         for mine, other in ((step.a, step.b), (step.b, step.a)):
@@ -323,18 +323,20 @@ class GradPlan:
                 gradient = Gradient.make(dc, self.indices[other], self.indices[mine], self.sizes)
                 self.grad_order[mine] = gradient.recipe.out
             grads.append(gradient)
-        self.steps[k] = Step(step.a, step.b, step.c, step.forward, *grads)
+        return Step(step.a, step.b, step.c, step.forward, *grads)
 
     def _cost(self, path) -> Cost:
-        """Flops of forward and backward, and the memory both keep alive at their peak."""
+        """Flops of forward and backward, and a bound on the memory they keep alive."""
         flops = 0
         for step in self.steps:
             if isinstance(step, Step):
                 flops += step.forward.flops + sum(g.recipe.flops for g in (step.grad_a, step.grad_b)
                                                   if g is not None)
         nodes = [_size(ix, self.sizes) for ix in self.indices]
-        intermediates = sum(nodes[n] for n in self.kept) + max(nodes[len(self.leaves):],
-                                                                   default=0)
+        allocated = [n for n in self.kept
+                     if n >= len(self.leaves) or not self.leaves[n].trivial]
+        intermediates = sum(nodes[n] for n in allocated) + max(nodes[len(self.leaves):],
+                                                                default=0)
         grads = sum(nodes[n] for n in self.grad_order)
         largest = max(nodes[len(self.leaves):], default=max(nodes))
         return Cost(2 * flops, largest, 8 * (intermediates + grads), tuple(path))
