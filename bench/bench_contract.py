@@ -105,6 +105,12 @@ def main(argv=None) -> None:
     print(f"  tnc auto planning time        {seconds:8.3f} s   flops {cost.flops:.4g}")
     _, info = oe.contract_path(net.equation, *net.shapes, shapes=True, optimize="greedy")
     print(f"  opt_einsum greedy flops       {int(info.opt_cost):10.4g}")
+    _, info = oe.contract_path(net.equation, *net.shapes, shapes=True,
+                               optimize="random-greedy-128")
+    print(f"  opt_einsum random-greedy-128  {int(info.opt_cost):10.4g}   (auto without cotengra)")
+    if cotengra_available():
+        cost, seconds = timed(net.cost, "cotengra")
+        print(f"  tnc 'cotengra' (full search)  {cost.flops:10.4g}   in {seconds:.3f} s")
 
 
 if __name__ == "__main__":
