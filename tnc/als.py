@@ -215,10 +215,22 @@ def chain_tree(leaves: Leaves, start, groups) -> Node:
         todo = list(group)
         while todo:
             step = [(math.prod(leaves.sizes[ix] for ix in set(one_by_one.indices) | set(
-                leaves.legs[label])), k) for k, label in enumerate(todo)]
-            one_by_one = leaves.join(one_by_one, leaves.leaf(todo.pop(min(step)[1])))
+                leaves.legs[label])), not at_an_end(one_by_one.indices, leaves.legs[label]), k)
+                for k, label in enumerate(todo)]
+            one_by_one = leaves.join(one_by_one, leaves.leaf(todo.pop(min(step)[-1])))
         node = whole if whole.flops <= one_by_one.flops else one_by_one
     return node
+
+
+def at_an_end(indices: tuple, legs) -> bool:
+    """Whether the legs ``indices`` shares with ``legs`` lead or trail it (no copy for BLAS).
+
+    >>> at_an_end(("i", "j", "k"), ("k", "r")), at_an_end(("i", "j", "k"), ("j", "r"))
+    (True, False)
+    """
+    shared = set(indices) & set(legs)
+    n = len(shared)
+    return bool(n) and (set(indices[:n]) == shared or set(indices[len(indices) - n:]) == shared)
 
 
 def path_tree(leaves: Leaves, labels: list, optimize) -> Node:
