@@ -16,13 +16,14 @@ SKETCHES = sorted(SHARED.glob("*.tn")) if SHARED.is_dir() else []
 
 
 def small_sizes(text: str, name: str) -> dict[str, int]:
-    """Every size parameter of network ``name`` capped at 3 (defaults that are expressions kept)."""
+    """Size parameters capped at 3, 2 where there is no default (expression defaults kept)."""
     definition = next(n for n in parse(text).networks if n.name == name)
     sizes = {}
     for param in definition.params:
-        value = getattr(param.default, "value", None)
-        if value is not None:
-            sizes[param.name] = min(value, 3)
+        if param.default is None:
+            sizes[param.name] = 2
+        elif getattr(param.default, "value", None) is not None:
+            sizes[param.name] = min(param.default.value, 3)
     return sizes
 
 
