@@ -241,3 +241,23 @@ def test_weights_count_entries_several_times():
     assert weighted.loss == pytest.approx(2 * plain.loss, rel=1e-4)
     with pytest.raises(TncError, match="non-negative"):
         tnc.fit(net, counts, method="gcp", loss="poisson", weights=-weights, progress=False)
+
+
+def test_command_line_fits_with_a_loss(tmp_path, capsys):
+    from tnc.cli import main
+    _, counts = poisson_cp(size=10, rank=2)
+    np.save(tmp_path / "counts.npy", counts)
+    sparse = SparseTensor.from_dense(counts)
+    np.savez(tmp_path / "sparse.npz", coords=sparse.coords, values=sparse.values,
+             shape=np.array(sparse.shape))
+    out = tmp_path / "fit.npz"
+    assert main(["fit", "cp", str(tmp_path / "counts.npy"), "--method", "gcp", "--loss",
+                 "poisson", "--size", "R=2", "-q", "-o", str(out)]) == 0
+    assert tnc.load_result(out).info["loss"] == "poisson"
+    assert main(["fit", "cp", str(tmp_path / "sparse.npz"), "--method", "gcp", "--loss",
+                 "negative_binomial(r=3)", "--size", "R=2", "-q", "--option", "optimizer=adam",
+                 "--option", "max_iter=2", "--option", "epoch_iters=10"]) == 0
+    np.save(tmp_path / "bad.npy", counts - 1)
+    assert main(["fit", "cp", str(tmp_path / "bad.npy"), "--method", "gcp", "--loss",
+                 "poisson", "--size", "R=2", "-q"]) == 2
+    assert "loss 'poisson' needs non-negative integer counts" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,14 @@ def register(subparsers) -> None:
                         help="a .tn file or a built-in network (" + ", ".join(library_names())
                         + ")")
     parser.add_argument("data", metavar="DATA", help="the data tensor (.npy, or .npz with one "
-                        "array)")
+                        "array, or sparse: .npz with arrays coords (nnz x ndim), values, shape)")
     parser.add_argument("--method", "-m", default="als", help="fitting method (default: als)")
     parser.add_argument("--size", "-s", metavar="NAME=N", type=parse_size, action="append",
                         default=[], help="a size parameter, e.g. the rank (--size R=5)")
     parser.add_argument("--name", "-n", metavar="NETWORK", help="the network of the file to fit")
+    parser.add_argument("--loss", metavar="LOSS", help="elementwise loss of --method gcp: "
+                        "gaussian, poisson, bernoulli_logit, huber(0.25), "
+                        "negative_binomial(r=5), ... (the same as --option loss=LOSS)")
     parser.add_argument("--mask", metavar="MASK", help="boolean .npy (True = observed), or "
                         "'nan' to treat NaN entries as missing")
     parser.add_argument("--option", "-x", metavar="KEY=VALUE", type=parse_option,
@@ -74,14 +78,26 @@ def load_array(path: str, what: str) -> np.ndarray:
     return loaded
 
 
+def load_data(path: str):
+    """The data array, or a :class:`~tnc.sparse.SparseTensor` from an .npz of coords/values/shape."""
+    if zipfile.is_zipfile(path):
+        with np.load(path, allow_pickle=False) as loaded:
+            if set(loaded.files) == {"coords", "values", "shape"}:
+                from ..sparse import SparseTensor
+                return SparseTensor.from_coo(loaded["coords"], loaded["values"], loaded["shape"])
+    return load_array(path, "data")
+
+
 def run(args) -> int:
     from .. import fit, fit_options
     model = args.model
     if not Path(model).exists() and model in library_names():
         model = library_source(model)
-    data = load_array(args.data, "data")
+    data = load_data(args.data)
     mask = args.mask if args.mask in (None, "nan") else load_array(args.mask, "mask")
     options = dict(args.option)
+    if args.loss is not None:
+        options["loss"] = args.loss
     fields = {f.name for f in dataclasses.fields(fit_options(args.method))}
     if "progress" in fields:
         options.setdefault("progress", not args.quiet)
