@@ -308,3 +308,18 @@ def test_library_network_by_name(capsys):
     assert code == 0 and "network tt(N=3, d=4, r=8)" in out
     code, _, err = run(capsys, "show", "nope")
     assert code == 2 and "cannot read tnc file 'nope'" in err
+
+
+@pytest.mark.parametrize("eq, shapes", [(",i->i", [(), (3,)]), ("->", [()]),
+                                        ("ij,jk,ki->", [(2, 2)] * 3), ("ab,ab,ab->", [(2, 2)] * 3),
+                                        ("aab,b->a", [(2, 2, 3), (3,)])])
+def test_draw_odd_networks(tmp_path, eq, shapes):
+    pytest.importorskip("matplotlib")
+    from tnc.draw import draw, layout_scene
+    net = tnc.compile(tnc.from_einsum(eq, *shapes))
+    scene = layout_scene(net)
+    legs = sum(len(occ.indices) for occ in net.occurrences)
+    hub_outputs = sum(1 for m in scene.open_markers if ("hub", m[1]) in scene.hubs)
+    direct = sum(1 for u, v, _ in scene.edges if u[0] == v[0] == "tensor")
+    assert len(scene.edges) == legs - direct + hub_outputs
+    draw(net, tmp_path / "odd.png")
