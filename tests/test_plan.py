@@ -158,3 +158,13 @@ def test_contract_checks_memory_for_the_arrays_dtype():
     assert net.contract(tensors, memory_limit=limit).dtype == np.float32
     with pytest.raises(tnc.MemoryLimitError):
         net.contract({n: a.astype(np.float64) for n, a in tensors.items()}, memory_limit=limit)
+
+
+def test_peps_4x4_auto_plan_is_near_the_best_and_quick():
+    import time
+    net = tnc.library("peps", Lx=4, Ly=4, D=3)
+    start = time.perf_counter()
+    flops = net.cost("auto").flops
+    assert time.perf_counter() - start < 10
+    _, dp = oe.contract_path(net.equation, *net.shapes, shapes=True, optimize="dp")
+    assert flops <= 1.1 * int(dp.opt_cost)
