@@ -539,13 +539,14 @@ def sample_sizes(sampler, options: GCPOptions) -> tuple[int, int]:
     else:
         batch = max(1000, math.ceil(10 * sampler.total / options.epoch_iters))
         estimate = max(math.ceil(sampler.total / 10), 1_000_000)
-    batch = options.batch_size or min(batch, 2 * sampler.total)
-    estimate = options.estimate_samples or min(estimate, 2 * sampler.total)
+    most = 2 * max(data.nnz, 1000) if isinstance(sampler, StratifiedSampler) else sampler.total
+    batch = options.batch_size or min(batch, most)
+    estimate = options.estimate_samples or min(estimate, most)
     return int(batch), int(estimate)
 
 
-def run_adam(problem: FitProblem, loss: Loss, model: SampledModel, tensors: dict, sampler,
-             options: GCPOptions, bar: Progress):
+def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: GCPOptions,
+             bar: Progress):
     """Epochs of Adam steps with the pyttb learning-rate schedule."""
     lower = 0.0 if loss.model_lower_bound is not None else None
     batch, n_estimate = sample_sizes(sampler, options)
@@ -616,7 +617,7 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
         else:
             sampler = _choose_sampler(problem, options, rng, weights)
             tensors, history, converged, info = run_adam(
-                problem, loss, model, tensors, sampler, options, bar)
+                loss, model, tensors, sampler, options, bar)
     info.update({"loss": loss.name, "optimizer": optimizer, "seed": options.seed})
     return FitResult(problem.network, tensors, "gcp", history, converged, len(history),
                      time.perf_counter() - start, dict(problem.inputs), info)
