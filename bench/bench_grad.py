@@ -1,8 +1,8 @@
 """Cost of all parameter gradients against one forward contraction and torch autograd.
 
-    python bench/bench_grad.py [--repeats 15] [--seconds 5]
+    python bench/bench_grad.py [--repeats 15] [--seconds 5] [--clock cpu|wall]
 
-For each case prints the median wall time (same process, numpy float64) of
+For each case prints the median time (same process, numpy float64) of
 one forward contraction (``Network.contract``), of ``Network.grad`` (every
 parameter, data tensors not differentiated) and of torch autograd through
 ``opt_einsum.contract`` on torch tensors with the same path (forward plus
@@ -57,7 +57,10 @@ CASES = {"TT8 <X, TT> (d=6, r=12)": XTT,
          "Tucker <X, Tucker> (60x70x80, ranks 8,9,10)": XTUCKER}
 
 
-def median_times(fns: dict, repeats: int, seconds: float) -> dict:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def median_times(fns: dict, repeats: int, seconds: float, clock=time.perf_counter) -> dict:
     """Median seconds per function, the functions interleaved so load changes hit all alike.
 
     At least ``repeats`` rounds, more while a round fits ``seconds`` in all.
@@ -70,9 +73,9 @@ def median_times(fns: dict, repeats: int, seconds: float) -> dict:
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -113,7 +116,7 @@ def naive_envs_fn(net: tnc.Network, tensors: dict):
     return run
 
 
-def bench_case(label: str, text: str, repeats: int, seconds: float) -> dict:
+def bench_case(label: str, text: str, repeats: int, seconds: float, clock) -> dict:
     net = tnc.compile(text)
     tensors = net.random(seed=0, include_data=True)
     fns = {"forward": lambda: net.contract(tensors), "tnc grad": lambda: net.grad(tensors),
@@ -123,7 +126,7 @@ def bench_case(label: str, text: str, repeats: int, seconds: float) -> dict:
         fns["torch grad"] = torch_grad_fn(net, tensors)
     except ImportError:
         pass
-    row = {"case": label, "torch grad": float("nan"), **median_times(fns, repeats, seconds)}
+    row = {"case": label, "torch grad": float("nan"), **median_times(fns, repeats, seconds, clock)}
     return row
 
 
@@ -132,12 +135,16 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=15, help="least rounds per case")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="more rounds while they fit this time per case")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="process CPU time (default: robust to other processes on a "
+                             "shared machine, with one BLAS thread) or wall time")
     args = parser.parse_args(argv)
     columns = ["forward", "tape forward", "tnc grad", "torch grad", "naive envs"]
+    print(f"median {args.clock} time per call, {os.environ['OMP_NUM_THREADS']} BLAS thread(s)")
     print(f"{'case':44s}" + "".join(f"{c:>13s}" for c in columns)
           + f"{'grad/fwd':>10s}{'grad/tape':>10s}{'tnc/torch':>10s}{'naive/fwd':>10s}")
     for label, text in CASES.items():
-        row = bench_case(label, text, args.repeats, args.seconds)
+        row = bench_case(label, text, args.repeats, args.seconds, CLOCKS[args.clock])
         print(f"{label:44s}" + "".join(f"{row[c] * 1e3:11.2f}ms" for c in columns)
               + f"{row['tnc grad'] / row['forward']:10.2f}"
               f"{row['tnc grad'] / row['tape forward']:10.2f}"
