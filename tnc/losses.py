@@ -1,13 +1,22 @@
 """Elementwise losses between a model tensor ``m`` and data ``x``, in one registry.
 
 A :class:`Loss` gives the value and the derivative (with respect to ``m``) of
-``f(m, x)`` entry by entry; fitting sums it over the observed entries. More
-losses (the GCP family) register themselves here too::
+``f(m, x)`` entry by entry; fitting sums it over the observed entries. The
+GCP family (Hong, Kolda & Duersch 2020) is registered here: ``gaussian``,
+``bernoulli_logit``, ``bernoulli_odds``, ``poisson``, ``poisson_log``,
+``gamma``, ``rayleigh``, and the parametrised ``negative_binomial(r)``,
+``huber(delta)`` and ``beta(b)``, spelled with their parameter
+(``"huber(0.25)"``, the same in Python and on the command line). Each checks
+its data's domain and says whether the model must be non-negative. A user
+loss is a :class:`Loss` given to :func:`register_loss`; a parametrised family
+is a factory given to :func:`register_loss_family`::
 
     >>> import numpy as np
     >>> gaussian = get_loss("gaussian")
     >>> gaussian.value(np.array([1.0, 2.0]), np.array([1.5, 2.0]))
     array([0.25, 0.  ])
+    >>> get_loss("huber(0.5)").derivative(np.array([0.0, 3.0]), np.array([0.25, 0.0]))
+    array([-0.5,  1. ])
 """
 from __future__ import annotations
 
