@@ -246,3 +246,18 @@ def test_agrees_with_torch_autograd(name):
         expected = leaves[n].grad.numpy()
         np.testing.assert_allclose(grads[n], expected, rtol=1e-10,
                                    atol=1e-12 * np.abs(expected).max())
+
+
+def test_complex_gradient_is_holomorphic_derivative():
+    net = tnc.library("ring", N=3, d=2, r=2)
+    rng = np.random.default_rng(6)
+    tensors = {n: rng.standard_normal(s) + 1j * rng.standard_normal(s) for n, s in net.params.items()}
+    direction = {n: rng.standard_normal(s) + 1j * rng.standard_normal(s) for n, s in net.params.items()}
+    upstream = rng.standard_normal(net.output_shape)
+    grads = net.grad(tensors, upstream)
+    eps = 1e-6
+    shifted = [{n: tensors[n] + sign * eps * direction[n] for n in tensors} for sign in (1, -1)]
+    numeric = (np.sum(upstream * net.contract(shifted[0]))
+               - np.sum(upstream * net.contract(shifted[1]))) / (2 * eps)
+    analytic = sum(np.sum(grads[n] * direction[n]) for n in net.params)
+    assert abs(numeric - analytic) < 1e-6 * abs(analytic)
