@@ -58,7 +58,16 @@ def report(row: dict) -> str:
             f"{s.parameter_count:>6} params, SSE {s.sse:.4g} (rel. error {s.rel_error:.4f})   "
             f"NTF rank {row['ntf_rank']:<2}: {n.parameter_count:>6} params, SSE {n.sse:.4g} "
             f"(rel. error {n.rel_error:.4f})   lower loss: {lower} "
-            f"({abs(s.sse - n.sse) / max(s.sse, n.sse):.1%} below the other)")
+            f"({abs(s.sse - n.sse) / max(s.sse, n.sse):.1%} below the other; last iteration "
+            f"lowered the SSEs by {_last_drop(s):.1e} and {_last_drop(n):.1e})")
+
+
+def _last_drop(result) -> float:
+    """Relative SSE decrease of the final iteration (how far from converged a fit is)."""
+    if len(result.history) < 2:
+        return 0.0
+    before, after = result.history[-2]["sse"], result.history[-1]["sse"]
+    return (before - after) / before if before > 0 else 0.0
 
 
 def draw(row: dict, smooth, path: Path) -> None:
