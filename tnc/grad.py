@@ -358,7 +358,10 @@ class GradPlan:
         return (result if self.root_perm is None else result.transpose(self.root_perm)), values
 
     def backward(self, values: list, upstream) -> dict[str, np.ndarray]:
-        """Gradients of ``sum(upstream * value)`` for every tensor in ``wrt``."""
+        """Gradients of ``sum(upstream * value)`` for every tensor in ``wrt``.
+
+        Consumes ``values`` (intermediates are freed as soon as they are used).
+        """
         grads: list = [None] * len(self.indices)
         grads[self.root] = upstream
         for step in reversed(self.steps):
@@ -457,11 +460,15 @@ def value_and_grad(network, tensors, loss, target, mask=None, wrt=None, optimize
     target = output_array(network, target, "target")
     if mask is not None:
         mask = output_array(network, mask, "mask").astype(bool)
-    loss.check_data(target if mask is None else target[mask])
-    values, upstream = loss.value(model, target), loss.derivative(model, target)
-    if mask is not None:
-        values, upstream = np.where(mask, values, 0), np.where(mask, upstream, 0)
-    return values.sum().item(), plan.backward(tape, np.asarray(upstream))
+    if mask is None:
+        loss.check_data(target)
+        return (loss.value(model, target).sum().item(),
+                plan.backward(tape, np.asarray(loss.derivative(model, target))))
+    observed_model, observed = model[mask], target[mask]   # missing entries never evaluated
+    loss.check_data(observed)
+    upstream = np.zeros(model.shape, dtype=np.result_type(model, observed))
+    upstream[mask] = loss.derivative(observed_model, observed)
+    return loss.value(observed_model, observed).sum().item(), plan.backward(tape, upstream)
 
 
 # -- environments ---------------------------------------------------------------------------
