@@ -261,3 +261,20 @@ def test_complex_gradient_is_holomorphic_derivative():
                - np.sum(upstream * net.contract(shifted[1]))) / (2 * eps)
     analytic = sum(np.sum(grads[n] * direction[n]) for n in net.params)
     assert abs(numeric - analytic) < 1e-6 * abs(analytic)
+
+
+@pytest.mark.parametrize("name", ["cp", "tucker", "tt", "ring", "peps", "ht", "sym_cp"])
+def test_all_gradients_cost_a_few_forward_contractions(name):
+    """Reverse mode: each product is redone at most twice, whatever the number of tensors."""
+    net = tnc.library(name)
+    assert grad_plan(net).cost.flops <= 3.5 * net.cost().flops
+
+
+def test_data_branches_cost_no_backward_products():
+    net = tnc.compile("""network xtt(N = 6, d = 4, r = 5) {
+        index p[n]: d   for n in 1..N
+        index b[n]: r   for n in 1..N-1
+        tensor G[n](b[n-1]?, p[n], b[n]?)   for n in 1..N
+        data X(p[1..N])
+        output }""")
+    assert grad_plan(net).cost.flops <= 2.5 * net.cost().flops
