@@ -187,7 +187,9 @@ class Network:
         The path is searched once per ``optimize`` and reused. ``memory_limit``
         (bytes, ``"auto"`` or None) turns an over-budget contraction into a
         :class:`~tnc.errors.MemoryLimitError` before anything is allocated.
-        The backend (numpy, torch, jax, ...) follows the arrays.
+        The backend (numpy, torch, jax, ...) follows the arrays: numpy arrays
+        run the path as matrix products laid out to avoid copies (the forward
+        pass of :mod:`tnc.grad`), other arrays go through opt_einsum.
         """
         arrays = self.operands(tensors)
         plan = self.plan(optimize)
@@ -195,7 +197,16 @@ class Network:
             dtype = getattr(arrays[0], "dtype", np.float64)
             cost = plan.cost if dtype == np.float64 else self.cost(optimize, _numpy_dtype(dtype))
             check_memory(cost, memory_limit, f"contracting network `{self.name}`")
+        if backend in ("auto", "numpy") and all(type(a) is np.ndarray for a in arrays):
+            return self._contract_numpy(arrays, optimize)
         return plan.expression(*arrays, backend=backend)
+
+    def _contract_numpy(self, arrays: list, optimize) -> np.ndarray:
+        from .grad import grad_plan
+        result, _ = grad_plan(self, optimize, wrt=()).forward(arrays)
+        if any(result is a or result.base is a for a in arrays):
+            return result.copy()       # never hand back a view of the caller's array
+        return result
 
     # -- gradients (see tnc.grad) ----------------------------------------------------
     def grad(self, tensors: dict, upstream=None, wrt=None, optimize="auto",
