@@ -55,7 +55,8 @@ TARGET = "X"          # leaf label of the data in <X, M>
 WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
-CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
+CHAIN_SLACK = 2.0
+NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor     # a dimension-tree chain may cost this much more than the best path
 
 
 @dataclass
@@ -67,7 +68,9 @@ class ALSOptions:
     sweeps, or falls below 1e-13; ``seed``: random initialisation;
     ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
     unfolding along each tensor's free legs) or a dict name -> array (or a
-    FitResult) of starting tensors; ``order``: sweep order (param names);
+    FitResult) of starting tensors; ``order``: sweep order (param names); ``sweep``: ``"cyclic"`` (the order
+    every sweep) or ``"alternating"`` (forth and back, the turning tensor not
+    solved twice: with cached intermediates a 3-way CP sweep then streams X once);
     ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
     or names of tensors kept non-negative (HALS updates); ``normalize``:
     balance the norms of the slices along every bond so scales do not drift
@@ -91,6 +94,7 @@ class ALSOptions:
     missing: str = "auto"
     holdout: float = 0.0
     restarts: int = 1
+    sweep: str = "cyclic"
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"
@@ -454,6 +458,8 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
         raise TncError(f"missing must be 'auto', 'em' or 'wls', got {options.missing!r}")
     if not 0.0 <= options.holdout < 1.0:
         raise TncError(f"holdout must be a fraction in [0, 1), got {options.holdout!r}")
+    if options.sweep not in ("cyclic", "alternating"):
+        raise TncError(f"sweep must be 'cyclic' or 'alternating', got {options.sweep!r}")
     if options.max_sweeps < 1 or options.restarts < 1:
         raise TncError("max_sweeps and restarts must be at least 1")
     return Settings(order, {n: float(l2.get(n, 0.0)) for n in net.params}, nonneg,
@@ -516,8 +522,8 @@ class Fit:
         self.problem, self.model, self.settings = problem, model, settings
         self.tensors = tensors
         self.mask = mask
-        self.observed_target = problem.target if mask is None else np.where(mask, problem.target,
-                                                                            0.0)
+        self.observed_target = np.ascontiguousarray(    # C order: BLAS reads X in place
+            problem.target if mask is None else np.where(mask, problem.target, 0.0))
         self.xx = float(np.vdot(self.observed_target, self.observed_target))
         self.cache: dict = {}
         self.mode = self._mode(settings.missing)
@@ -592,32 +598,40 @@ class Fit:
                 for key in (label, ("1", label), ("2", label)):
                     self.values[key] = self.tensors[name]
 
-    def normalize(self) -> None:
-        """Balance slice norms along every bond shared only by parameters (a gauge change)."""
+    def normalize(self) -> bool:
+        """Balance slice norms along every bond shared only by parameters (a gauge change).
+
+        Only bonds whose slice norms differ by more than ``NORMALIZE_RATIO``
+        between their tensors are balanced, so cached intermediates survive
+        most sweeps. Returns whether anything changed.
+        """
         net = self.problem.network
         carriers: dict[str, list[str]] = {}
         for occ in net.occurrences:
             for ix in occ.indices:
                 if ix not in net.output:
                     carriers.setdefault(ix, []).append(occ.name if occ.kind == "param" else "")
+        changed = set()
         for ix, names in carriers.items():
-            if len(names) >= 2 and "" not in names:
-                self._balance(ix, names)
-        for name in net.params:
+            if len(names) >= 2 and "" not in names and self._balance(ix, names):
+                changed.update(names)
+        for name in changed:
             self._changed(name)
+        return bool(changed)
 
-    def _balance(self, ix: str, names: list) -> None:
+    def _balance(self, ix: str, names: list) -> bool:
         axes = {n: self.model.xm.legs[self.model.label_of[n]].index(ix) for n in names}
         norms = {n: np.sqrt(np.sum(np.moveaxis(self.tensors[n], axes[n], 0).reshape(
             self.tensors[n].shape[axes[n]], -1) ** 2, axis=1)) for n in names}
         stacked = np.array(list(norms.values()))
-        if np.any(stacked <= 1e-300):
-            return
+        if np.any(stacked <= 1e-300) or np.max(stacked.max(0) / stacked.min(0)) < NORMALIZE_RATIO:
+            return False
         target = np.exp(np.mean(np.log(stacked), axis=0))
         for n in names:
             shape = [1] * self.tensors[n].ndim
             shape[axes[n]] = -1
             self.tensors[n] = self.tensors[n] * (target / norms[n]).reshape(shape)
+        return True
 
 
 # -- initialisation --------------------------------------------------------------------------
@@ -701,7 +715,7 @@ def fit_once(problem, model, settings, options, seed, bar) -> FitResult:
     for sweep in range(1, options.max_sweeps + 1):
         if fit.mode == "em":
             fit.impute(fit.reconstruct())
-        for name in settings.order:
+        for name in sweep_order(settings.order, sweep, options.sweep, fit.mode):
             loss = fit.update(name)
         model_value = fit.reconstruct() if fit.mode == "em" or held is not None or (
             loss < EXACT_BELOW ** 2 * fit.xx) else None
@@ -724,6 +738,20 @@ def fit_once(problem, model, settings, options, seed, bar) -> FitResult:
     info = {"seed": seed, "order": settings.order, "missing": fit.mode}
     return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
                      time.perf_counter() - start, dict(problem.inputs), info)
+
+
+def sweep_order(order: list, sweep: int, kind: str, mode: str) -> list:
+    """The updates of one sweep: ``order`` every time (``"cyclic"``), or forth and back
+    (``"alternating"``), where a sweep starts with the tensor the previous one ended on
+    and whose subproblem has not changed since, so it is skipped.
+
+    >>> [sweep_order(["A", "B", "C"], s, "alternating", "dense") for s in (1, 2, 3)]
+    [['A', 'B', 'C'], ['B', 'A'], ['B', 'C']]
+    """
+    if kind == "cyclic":
+        return order
+    forth = order if sweep % 2 else order[::-1]
+    return forth[1:] if sweep > 1 and mode != "em" and len(order) > 1 else forth
 
 
 def _penalty(fit: Fit) -> float:
