@@ -157,10 +157,79 @@ class NetworkDef:
     span: Span
 
 
+# -- model blocks: networks coupled through shared tensors ----------------------------------
+@dataclass(frozen=True)
+class Number:
+    """A literal amount in a model block (weights, penalties): ``0.5``, ``1e-3``, ``2``."""
+
+    value: float
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    """An amount given by a model parameter: ``lambda`` in ``penalty l2(lambda) A``."""
+
+    name: str
+    span: Span
+
+
+Amount = Union[Number, Name]
+
+
+@dataclass(frozen=True)
+class ModelParam:
+    name: str
+    default: Number
+    span: Span
+
+
+@dataclass(frozen=True)
+class FitStmt:
+    """``fit NETWORK to DATA [loss NAME(args)] [weight AMOUNT]``; ``loss`` is text for
+    :func:`tnc.losses.get_loss` (``"gaussian"`` when left out)."""
+
+    network: str
+    data: str
+    loss: str
+    weight: Amount | None
+    span: Span
+    network_span: Span
+
+
+@dataclass(frozen=True)
+class PenaltyStmt:
+    """``penalty KIND(AMOUNT) T1, T2 [along INDEX]`` (kinds ``l2``, ``tv``)."""
+
+    kind: str
+    amount: Amount
+    tensors: tuple[Ref, ...]
+    along: Ref | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class NonnegStmt:
+    tensors: tuple[Ref, ...]
+    span: Span
+
+
+ModelStatement = Union[FitStmt, PenaltyStmt, NonnegStmt]
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    name: str
+    params: tuple[ModelParam, ...]
+    statements: tuple[ModelStatement, ...]
+    span: Span
+
+
 @dataclass(frozen=True)
 class Module:
-    """A parsed text: its networks, the text itself and where it came from."""
+    """A parsed text: its networks (and model blocks), the text itself and where it came from."""
 
     networks: tuple[NetworkDef, ...]
     source: str
     filename: str | None
+    models: tuple[ModelDef, ...] = ()

@@ -164,6 +164,48 @@ class ToAst(Transformer):
     def var(self, meta, children):
         return ast.Var(str(children[0]), _span(children[0]))
 
+    # -- model blocks ------------------------------------------------------------------
+    def model(self, meta, children):
+        return ast.ModelDef(str(children[0]), _of(ast.ModelParam, children),
+                            tuple(c for c in children[1:] if not isinstance(c, ast.ModelParam)),
+                            _span(meta))
+
+    def model_param(self, meta, children):
+        return ast.ModelParam(str(children[0]), children[1], _span(meta))
+
+    def fit_stmt(self, meta, children):
+        loss = next((c for c in children[2:] if isinstance(c, str) and not isinstance(c, Token)),
+                    "gaussian")
+        weight = next((c for c in children[2:] if isinstance(c, (ast.Number, ast.Name))), None)
+        return ast.FitStmt(str(children[0]), str(children[1]), loss, weight, _span(meta),
+                           _span(children[0]))
+
+    def loss_spec(self, meta, children):
+        name, args = str(children[0]), children[1:]
+        return f"{name}({', '.join(args)})" if args else name
+
+    def loss_arg(self, meta, children):
+        number = children[-1]
+        text = repr(number.value) if number.value != int(number.value) else str(int(number.value))
+        return f"{children[0]}={text}" if len(children) > 1 else text
+
+    def penalty_stmt(self, meta, children):
+        along = next((c[1] for c in children if isinstance(c, tuple)), None)
+        return ast.PenaltyStmt(str(children[0]), children[1], _of(ast.Ref, children), along,
+                               _span(meta))
+
+    def along(self, meta, children):
+        return ("along", children[0])
+
+    def nonneg_stmt(self, meta, children):
+        return ast.NonnegStmt(_of(ast.Ref, children), _span(meta))
+
+    def number(self, meta, children):
+        return ast.Number(float(children[0]), _span(children[0]))
+
+    def amount_name(self, meta, children):
+        return ast.Name(str(children[0]), _span(children[0]))
+
     def __default__(self, data, children, meta):
         raise TncError(f"internal: the grammar rule `{data}` has no transformer")
 
@@ -236,7 +278,7 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
     parser = lark_parser()
     try:
         tree = parser.parse(text)
-        networks = ToAst().transform(tree)
+        definitions = ToAst().transform(tree)
     except UnexpectedInput as error:
         raise _syntax_error(error, parser, text).located(text, filename) from None
     except VisitError as error:
@@ -246,4 +288,5 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
         raise
     except RecursionError:
         raise TncSyntaxError("the text is nested too deeply").located(text, filename) from None
-    return ast.Module(tuple(networks), text, filename)
+    return ast.Module(_of(ast.NetworkDef, definitions), text, filename,
+                      _of(ast.ModelDef, definitions))
