@@ -20,6 +20,7 @@ from .plan import Cost
 from .mpo import heisenberg_mpo, ising_mpo
 from .dmrg import ground_state
 from .stratified import StratifiedResult, ntf, stratified_ntf
+from .model import CoupledModel, compile_model, coupled_model
 
 __version__ = "0.1.0"
 
