@@ -54,6 +54,25 @@ def test_noisy_cp_matches_tensorly_within_one_percent():
     assert abs(ours.rel_error - rel(ours.reconstruct(), X)) < 1e-9
 
 
+@pytest.mark.parametrize("seed", [7, 8])
+def test_default_start_is_svd_then_random_restarts(seed):
+    """With default options a noisy CP fit matches tensorly's (which starts from an SVD too)."""
+    tensorly = pytest.importorskip("tensorly")
+    from tensorly.decomposition import parafac
+    rng = np.random.default_rng(seed)
+    X = np.einsum("ir,jr,kr->ijk", *(rng.standard_normal((15, 4)) for _ in range(3)))
+    X += 0.1 * np.std(X) * rng.standard_normal(X.shape)
+    net = tnc.library("cp", I=15, J=15, K=15, R=4)
+    ours = tnc.fit(net, X, method="als", **QUIET)
+    assert ours.info["init"] == "svd"
+    theirs = rel(tensorly.cp_to_tensor(parafac(X, 4, n_iter_max=1000, tol=1e-10)), X)
+    assert ours.rel_error <= 1.01 * theirs
+    kinds = []
+    tnc.fit(net, X, method="als", restarts=3, max_sweeps=2, tol=0,
+            callback=lambda state: kinds.append(state["sweep"]), **QUIET)
+    assert kinds == [1, 2, 1, 2, 1, 2]
+
+
 def test_noisy_tucker_matches_tensorly_within_one_percent():
     tensorly = pytest.importorskip("tensorly")
     from tensorly.decomposition import tucker

@@ -67,8 +67,9 @@ class ALSOptions:
     by less than ``tol`` times itself (times 1e-3 once below 1e-3) between
     sweeps, or falls below 1e-13; ``seed``: random initialisation;
     ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
-    unfolding along each tensor's free legs) or a dict name -> array (or a
-    FitResult) of starting tensors; ``order``: sweep order (param names); ``sweep``: ``"cyclic"`` (the order
+    unfolding along each tensor's free legs; tensors without free legs
+    random), ``"auto"`` (``"svd"`` for the first start, random for the other
+    restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names); ``sweep``: ``"cyclic"`` (the order
     every sweep) or ``"alternating"`` (forth and back, the turning tensor not
     solved twice: with cached intermediates a 3-way CP sweep then streams X once);
     ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
@@ -86,7 +87,7 @@ class ALSOptions:
     max_sweeps: int = 1000
     tol: float = 1e-9
     seed: int | None = 0
-    init: object = "random"
+    init: object = "auto"
     order: list | None = None
     l2: float | dict = 0.0
     nonneg: bool | list | set | tuple = False
@@ -660,7 +661,7 @@ def initial_tensors(problem: FitProblem, model: Model, init, seed, nonneg=()) ->
             if update.free and not update.diag:
                 tensors[name] = svd_start(problem.target, net, update, tensors[name], rng)
     elif init != "random":
-        raise TncError(f"init must be 'random', 'svd' or a dict of arrays, got {init!r}")
+        raise TncError(f"init must be 'auto', 'random', 'svd' or a dict of arrays, got {init!r}")
     return _scaled(problem, model, tensors)
 
 
@@ -705,11 +706,11 @@ def split_holdout(problem: FitProblem, fraction: float, seed):
     return observed & ~held, held
 
 
-def fit_once(problem, model, settings, options, seed, bar) -> FitResult:
-    """One ALS run from the starting point of ``seed``."""
+def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
+    """One ALS run from ``init`` (the start's kind or arrays) and ``seed``."""
     start = time.perf_counter()
     mask, held = split_holdout(problem, options.holdout, seed)
-    tensors = initial_tensors(problem, model, options.init, seed, settings.nonneg)
+    tensors = initial_tensors(problem, model, init, seed, settings.nonneg)
     fit = Fit(problem, model, settings, tensors, mask)
     history, converged, previous = [], False, math.inf
     for sweep in range(1, options.max_sweeps + 1):
@@ -735,7 +736,8 @@ def fit_once(problem, model, settings, options, seed, bar) -> FitResult:
         state = {**entry, "tensors": fit.tensors}
         if converged or wants_stop(options.callback, state):
             break
-    info = {"seed": seed, "order": settings.order, "missing": fit.mode}
+    info = {"seed": seed, "order": settings.order, "missing": fit.mode,
+            "init": init if isinstance(init, str) else "given"}
     return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
                      time.perf_counter() - start, dict(problem.inputs), info)
 
@@ -773,8 +775,11 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
     with Progress(options.max_sweeps * options.restarts, desc="als",
                   enabled=options.progress) as bar:
-        for seed in seeds:
-            result = fit_once(problem, model, settings, options, seed, bar)
+        for k, seed in enumerate(seeds):
+            init = options.init
+            if isinstance(init, str) and init == "auto":
+                init = "svd" if k == 0 else "random"
+            result = fit_once(problem, model, settings, options, seed, bar, init)
             if best is None or result.loss < best.loss:
                 best = result
             if best.rel_error < EXACT_FIT or (result.history and options.callback is not None
