@@ -158,3 +158,9 @@ def test_cli_fit_and_show(tmp_path, capsys):
     assert main(["fit", str(model), str(tmp_path / "x.npy"), "--size", "R=9", "-q"]) == 2
     assert "larger than the data allows" in capsys.readouterr().err
     assert main(["fit", str(model), str(tmp_path / "missing.npy"), "-q"]) == 2
+
+
+def test_tnc_decompose_is_the_function_and_the_module():
+    X = tucker_tensor()
+    assert tnc.decompose(X, "tucker", ranks=(3, 2, 4)).rel_error < 1e-12
+    assert tnc.decompose.tt_round is tt_round and tnc.decompose.decompose is decompose

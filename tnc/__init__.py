@@ -14,7 +14,7 @@ from .fitting import fit, fit_options, register_method
 from .losses import Loss, get_loss, register_loss
 from .network import Network
 from .result import FitResult, load_result
-from .decompose import decompose
+from . import decompose   # a callable module: tnc.decompose(data, kind, ...)
 from .sparse import SparseTensor
 from .plan import Cost
 from .mpo import heisenberg_mpo, ising_mpo
