@@ -21,6 +21,7 @@ from .mpo import heisenberg_mpo, ising_mpo
 from .dmrg import ground_state
 from .stratified import StratifiedResult, ntf, stratified_ntf
 from .model import CoupledModel, compile_model, coupled_model
+from .coupled import CoupledResult, fit_model, load_coupled
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,539 @@
+"""Fitting coupled models: several data sets, shared tensors, penalties and constraints.
+
+The objective of a :class:`~tnc.model.CoupledModel` with data sets ``X_k``,
+masks ``W_k`` (True = observed) and networks ``M_k`` is::
+
+    sum_k w_k sum_{observed} loss_k(M_k, X_k)  +  sum_G l2_G ||G||^2
+                                               +  sum_G tv_G sum |diff(G, axis)|_eps
+
+* ``method="als"`` (every loss gaussian, no tv): each tensor in turn gets its
+  exact penalised least-squares update. Its right-hand side and Gram operator
+  are the sums, weighted by ``w_k``, of those of every network that uses it
+  (the per-network trees and cached intermediates of :mod:`tnc.als`), plus
+  ``l2 * I``; non-negative tensors are solved by HALS. Missing entries are
+  filled by EM: each sweep imputes them from the current model (or from a
+  caller's ``imputer``, e.g. MULTIFAC's shared-structure rule for missing
+  slices).
+* ``method="gcp"`` (any loss): L-BFGS-B on the whole objective; the gradient of
+  each network comes from one reverse pass (:class:`tnc.gcp.DenseObjective`),
+  summed per shared tensor; ``tv`` is smoothed (``sqrt(d^2 + eps^2)``) so it is
+  differentiable; non-negative tensors (and every tensor of a network whose
+  loss needs a non-negative model, e.g. Poisson) are bounded below by 0.
+
+    >>> import numpy as np, tnc
+    >>> text = '''
+    ... network X1(I = 5, J = 4) { index i: I, j: J, r: 2  tensor A(i, r), B(j, r)  output i, j }
+    ... network X2(I = 5, K = 6) { index i: I, k: K, r: 2  tensor A(i, r), C(k, r)  output i, k }
+    ... model m { fit X1 to T1  fit X2 to T2 }'''
+    >>> model = tnc.compile_model(text)
+    >>> truth = model.random(seed=3)
+    >>> result = tnc.fit_model(model, model.contract(truth), method="als", progress=False)
+    >>> result.rel_error < 1e-6, sorted(result.reconstruct())
+    (True, ['T1', 'T2'])
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.optimize
+
+from . import als, ast
+from .compiler import read_source
+from .errors import TncError
+from .fitting import FitProblem, _sizes_from_shape, as_target, split_missing
+from .gcp import DenseObjective, Packing, check_loss_data
+from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
+from .parser import parse
+from .progress import Progress, wants_stop
+from .result import _jsonable
+from .sparse import SparseTensor
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CoupledOptions:
+    """Options of :func:`fit_model`.
+
+    ``max_iter``: ALS sweeps or L-BFGS-B iterations; ``tol``: ALS stops when the
+    objective changes by less than ``tol`` times itself between sweeps;
+    ``ftol``/``gtol``: L-BFGS-B's tests; ``seed``: random start; ``init``:
+    ``"random"``, a dict name -> array or a :class:`CoupledResult`;
+    ``tv_smoothing``: the ``eps`` of the smoothed total variation;
+    ``imputer(data_name, tensors, model_value) -> array``: ALS-EM's values for
+    the missing entries of a data set (default: the model value);
+    ``callback(state)``: after each sweep/iteration, True stops; ``progress``:
+    show a bar; ``optimize``: contraction path optimizer.
+    """
+
+    max_iter: int = 500
+    tol: float = 1e-9
+    ftol: float = 1e7 * np.finfo(float).eps
+    gtol: float = 1e-6
+    seed: int | None = 0
+    init: object = "random"
+    tv_smoothing: float = 1e-3
+    imputer: Callable | None = None
+    callback: Callable | None = None
+    progress: bool = True
+    optimize: str = "auto"
+
+
+@dataclass
+class CoupledResult:
+    """A fitted coupled model.
+
+    ``tensors``: every parameter by name (shared ones once); ``history``: one
+    dict per sweep or iteration (``loss``: the penalised objective; at least the
+    last also has ``rel_error``, ``sqrt(sum_k ||W_k(X_k - M_k)||^2 / sum_k
+    ||W_k X_k||^2)``, and ``rel_errors`` per data set); ``info``: details.
+    """
+
+    model: CoupledModel
+    tensors: dict[str, np.ndarray]
+    method: str
+    history: list[dict]
+    converged: bool
+    iterations: int
+    wall_time: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def loss(self) -> float | None:
+        return self.history[-1].get("loss") if self.history else None
+
+    @property
+    def rel_error(self) -> float | None:
+        return self.history[-1].get("rel_error") if self.history else None
+
+    def reconstruct(self, data: str | None = None):
+        """The model value of data set ``data`` (an array), or all of them (a dict)."""
+        values = self.model.contract(self.tensors)
+        if data is None:
+            return values
+        if data not in values:
+            raise TncError(f"no data set `{data}`; the model fits {', '.join(values)}")
+        return values[data]
+
+    def summary(self) -> str:
+        parts = [f"{self.method} fit of coupled model `{self.model.name or '<python>'}`",
+                 f"{self.iterations} iterations", f"{self.wall_time:.3g} s",
+                 "converged" if self.converged else "not converged"]
+        if self.rel_error is not None:
+            parts.append(f"rel error {self.rel_error:.4g}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<tnc.CoupledResult {self.summary()}>"
+
+    def save(self, path) -> None:
+        """Write an ``.npz``: the tensors, and as JSON each network's source and the model."""
+        save_coupled(self, path)
+
+
+# -- the public entry point -----------------------------------------------------------------
+def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
+              **options) -> CoupledResult:
+    """Fit a coupled model to ``data`` (data name -> array or SparseTensor).
+
+    ``model``: a :class:`~tnc.model.CoupledModel`, or tnc text / a path with a
+    ``model`` block (``name`` picks one); sizes the headers leave open are read
+    off the data. ``masks``: data name -> boolean array (True = observed) or
+    ``"nan"``; whole slices may be missing. ``options``: fields of
+    :class:`CoupledOptions`.
+    """
+    if method not in ENGINES:
+        raise TncError(f"method must be one of {', '.join(ENGINES)}, got {method!r}")
+    known = {f.name for f in fields(CoupledOptions)}
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise TncError(f"unknown option(s) {', '.join(unknown)} for fit_model; the options "
+                       f"are {', '.join(sorted(known))}")
+    settings = CoupledOptions(**options)
+    if isinstance(model, CoupledModel):
+        targets, masks = _targets(model.data_names, data, masks or {})
+        model = model_for_data(model, targets)
+    else:
+        text, filename = read_source(model)
+        definition = pick_model(parse(text, filename), name)
+        wanted = [s.data for s in definition.statements if isinstance(s, ast.FitStmt)]
+        targets, masks = _targets(wanted, data, masks or {})
+        model = compile_for_data(text, filename, definition.name, {}, targets)
+    return ENGINES[method](model, targets, masks, settings)
+
+
+def _targets(wanted, data, masks) -> tuple[dict, dict]:
+    if not isinstance(data, dict):
+        raise TncError("data must be a dict data name -> array, e.g. {'T1': X1, 'T2': X2}")
+    missing = [d for d in wanted if d not in data]
+    unknown = [d for d in [*data, *masks] if d not in wanted]
+    if missing or unknown:
+        raise TncError(f"the model fits data sets {', '.join(wanted)}; "
+                       + (f"missing {', '.join(missing)}" if missing else "")
+                       + ("; " if missing and unknown else "")
+                       + (f"unknown {', '.join(dict.fromkeys(unknown))}" if unknown else ""))
+    targets, clean_masks = {}, {}
+    for key in wanted:
+        value = data[key]
+        value = value.to_dense() if isinstance(value, SparseTensor) else as_target(value)
+        targets[key], clean_masks[key] = split_missing(value, masks.get(key))
+    return targets, clean_masks
+
+
+def model_for_data(model: CoupledModel, targets: dict) -> CoupledModel:
+    """``model`` itself when its shapes fit the data, else recompiled with sizes read off it."""
+    if all(t.network.output_shape == targets[t.data].shape for t in model.terms):
+        return model
+    if model.source is None:
+        term = next(t for t in model.terms if t.network.output_shape != targets[t.data].shape)
+        raise TncError(f"network `{term.network.name}` has output shape "
+                       f"{term.network.output_shape} but data set `{term.data}` has shape "
+                       f"{targets[term.data].shape}")
+    return compile_for_data(model.source, model.filename, model.name, model.sizes, targets)
+
+
+def compile_for_data(text, filename, name, sizes, targets) -> CoupledModel:
+    """Compile model block ``name``, each network's open sizes read off its data set."""
+    module = parse(text, filename)
+    definitions = {d.name: d for d in module.networks}
+    fits = [s for s in pick_model(module, name).statements if isinstance(s, ast.FitStmt)]
+    bound: dict[str, int] = {}
+    for statement in fits:
+        definition = definitions.get(statement.network)
+        if definition is None:
+            break                      # compile_model reports the unknown network
+        own = {k: v for k, v in {**sizes, **bound}.items()
+               if k in {p.name for p in definition.params}}
+        read = _sizes_from_shape(text, filename, definition, targets[statement.data].shape,
+                                 own, {})
+        for key, value in read.items():
+            if bound.setdefault(key, value) != value:
+                raise TncError(f"size `{key}` would be both {bound[key]} and {value} "
+                               f"(read off data set `{statement.data}`)")
+    model = compile_model(text, name=name, filename=filename, **{**sizes, **bound})
+    for term in model.terms:
+        if term.network.output_shape != targets[term.data].shape:
+            raise TncError(f"network `{term.network.name}` has output shape "
+                           f"{term.network.output_shape} but data set `{term.data}` has "
+                           f"shape {targets[term.data].shape}")
+    return model
+
+
+# -- shared pieces: start, penalties, measures ------------------------------------------------
+def initial_tensors(model: CoupledModel, targets: dict, masks: dict, init, seed) -> dict:
+    """Random tensors scaled so each network's norm is about its data's (geometric mean),
+    or given ones (checked)."""
+    shapes = model.params
+    if isinstance(init, CoupledResult):
+        init = init.tensors
+    if isinstance(init, dict):
+        tensors = model.random(seed)
+        for key, array in init.items():
+            if key not in shapes:
+                raise TncError(f"init: `{key}` is not a parameter of the model")
+            array = np.asarray(array, dtype=float)
+            if array.shape != shapes[key]:
+                raise TncError(f"init: `{key}` must have shape {shapes[key]}, got {array.shape}")
+            tensors[key] = array.copy()
+        return tensors
+    if init != "random":
+        raise TncError(f"init must be 'random' or a dict of arrays, got {init!r}")
+    tensors = {k: (np.abs(v) if k in model.nonneg or _bounded_names(model, k) else v)
+               for k, v in model.random(seed).items()}
+    logs = []
+    values = model.contract(tensors)
+    for term in model.terms:
+        uses = sum(o.kind == "param" for o in term.network.occurrences)
+        observed = masks[term.data].mean() if masks[term.data] is not None else 1.0
+        data_norm = np.linalg.norm(targets[term.data]) / math.sqrt(max(observed, 1e-12))
+        model_norm = np.linalg.norm(values[term.data])
+        if uses and data_norm > 0 and model_norm > 0:
+            logs.append(math.log(data_norm / model_norm) / uses)
+    factor = math.exp(sum(logs) / len(logs)) if logs else 1.0
+    return {k: v * factor for k, v in tensors.items()}
+
+
+def _bounded_names(model: CoupledModel, key: str) -> bool:
+    return any(t.loss.model_lower_bound is not None and key in t.network.params
+               for t in model.terms)
+
+
+def penalty(model: CoupledModel, tensors: dict, smoothing: float) -> float:
+    """The l2 and tv penalties of ``tensors``."""
+    value = sum(w * float(np.vdot(tensors[k], tensors[k])) for k, w in model.l2.items() if w)
+    for key, (weight, axis) in model.tv.items():
+        value += weight * total_variation(tensors[key], axis, smoothing)[0]
+    return value
+
+
+def total_variation(array, axis: int, smoothing: float = 0.0):
+    """``(sum sqrt(d^2 + eps^2) - eps, gradient)`` with ``d`` the differences along ``axis``.
+
+    >>> value, grad = total_variation(np.array([0.0, 1.0, 3.0]), 0)
+    >>> value, grad
+    (3.0, array([-1.,  0.,  1.]))
+    """
+    d = np.diff(array, axis=axis)
+    root = np.sqrt(d * d + smoothing * smoothing)
+    slope = d / np.where(root > 0, root, 1.0)
+    pad = [(0, 0)] * array.ndim
+    before, after = list(pad), list(pad)
+    before[axis], after[axis] = (1, 0), (0, 1)
+    grad = np.pad(slope, before) - np.pad(slope, after)
+    return float(np.sum(root - smoothing)), grad
+
+
+def measure(model: CoupledModel, tensors: dict, targets: dict, masks: dict) -> dict:
+    """``rel_error`` over all data sets, ``rel_errors`` per data set and the data-fit
+    terms of a gaussian objective (``sse``), from one contraction per network."""
+    values = model.contract(tensors)
+    errors, norms, per = 0.0, 0.0, {}
+    for term in model.terms:
+        residual = targets[term.data] - values[term.data]
+        if masks[term.data] is not None:
+            residual = np.where(masks[term.data], residual, 0.0)
+        err, norm = float(np.vdot(residual, residual)), float(np.vdot(
+            targets[term.data], targets[term.data]))
+        per[term.data] = math.sqrt(err / norm) if norm > 0 else math.sqrt(err)
+        errors, norms = errors + err, norms + norm
+    return {"rel_error": math.sqrt(errors / norms) if norms > 0 else math.sqrt(errors),
+            "rel_errors": per, "values": values}
+
+
+# -- ALS ----------------------------------------------------------------------------------------
+class CoupledALS:
+    """One :class:`tnc.als.Fit` per data set, all sharing one dict of tensors."""
+
+    def __init__(self, model: CoupledModel, targets, masks, tensors, optimize):
+        self.model, self.tensors = model, tensors
+        self.fits = []
+        for term in model.terms:
+            net = term.network
+            uses = Counter(o.name for o in net.occurrences if o.kind == "param")
+            tied = [n for n, c in uses.items() if c > 1]
+            if tied:
+                raise TncError(f"ALS needs each parameter used once per network, but `{tied[0]}`"
+                               f" is used {uses[tied[0]]} times in `{net.name}`; use method='gcp'")
+            if net.data:
+                raise TncError(f"network `{net.name}` has data tensors; coupled ALS fits "
+                               "networks without them (use method='gcp')")
+            problem = FitProblem(net, targets[term.data], masks[term.data], {})
+            order = list(net.params)
+            settings = als.Settings(order, {n: 0.0 for n in order}, set(), "em")
+            self.fits.append(als.Fit(problem, als.Model(net, order, optimize), settings,
+                                     tensors, masks[term.data]))
+        self.carriers = {key: [k for k, t in enumerate(model.terms) if key in t.network.params]
+                         for key in model.params}
+
+    def impute(self, values: dict, imputer) -> None:
+        """EM step for every data set with missing entries."""
+        for term, fit in zip(self.model.terms, self.fits):
+            if fit.mask is not None:
+                value = values[term.data] if imputer is None else imputer(
+                    term.data, self.tensors, values[term.data])
+                fit.impute(value)
+
+    def update(self, key: str) -> None:
+        """Exact penalised least-squares update of tensor ``key`` over every data set."""
+        rhs_sum = gram_sum = None
+        layout = None
+        for k in self.carriers[key]:
+            fit, weight = self.fits[k], self.model.terms[k].weight
+            u = fit.model.updates[key]
+            sizes = u.sizes(fit.problem.network.spec.index_sizes)
+            pattern = tuple("d" if ix in u.diag else "f" if ix in u.free else "b" for ix in u.legs)
+            if layout is None:
+                layout = (pattern, u, sizes)
+            elif layout[0] != pattern:
+                raise TncError(f"ALS: the legs of `{key}` play different roles in `"
+                               f"{self.model.terms[self.carriers[key][0]].network.name}` and `"
+                               f"{fit.problem.network.name}` (output/summed); use method='gcp'")
+            rhs = als.evaluate(u.rhs, fit.values, fit.cache)
+            rhs = als.arrange(rhs, u.rhs.indices, u.diag + u.free + u.bond).reshape(
+                sizes[0], -1, sizes[2])
+            gram = np.broadcast_to(fit._gram(u, *sizes), (sizes[0], sizes[2], sizes[2]))
+            rhs_sum = weight * rhs if rhs_sum is None else rhs_sum + weight * rhs
+            gram_sum = weight * gram if gram_sum is None else gram_sum + weight * gram
+        _, u, sizes = layout
+        order = u.diag + u.free + u.bond
+        start = als.arrange(self.tensors[key], u.legs, order).reshape(rhs_sum.shape)
+        new = als.solve_rows(rhs_sum, gram_sum, self.model.l2.get(key, 0.0),
+                             key in self.model.nonneg, start)
+        shape = tuple(self.tensors[key].shape[u.legs.index(ix)] for ix in order)
+        self.tensors[key] = np.ascontiguousarray(als.arrange(new.reshape(shape), order, u.legs))
+        for k in self.carriers[key]:
+            self.fits[k]._changed(key)
+
+
+def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> CoupledResult:
+    """Penalised ALS (EM for missing entries) on a coupled model of least-squares data sets."""
+    start = time.perf_counter()
+    wrong = [t for t in model.terms if t.loss.name != "gaussian"]
+    if wrong:
+        raise TncError(f"ALS fits least-squares data sets; `{wrong[0].data}` has loss "
+                       f"{wrong[0].loss.name!r}; use method='gcp'")
+    if model.tv:
+        raise TncError("a tv penalty is not quadratic, so ALS cannot take it; use method='gcp'")
+    tensors = initial_tensors(model, targets, masks, options.init, options.seed)
+    engine = CoupledALS(model, targets, masks, tensors, options.optimize)
+    order = list(model.params)
+    history, converged, previous = [], False, math.inf
+    values = model.contract(tensors)
+    with Progress(options.max_iter, desc="coupled als", enabled=options.progress) as bar:
+        for sweep in range(1, options.max_iter + 1):
+            engine.impute(values, options.imputer)
+            for key in order:
+                engine.update(key)
+            measured = measure(model, tensors, targets, masks)
+            values = measured.pop("values")
+            objective = _objective(model, tensors, values, targets, masks, options.tv_smoothing)
+            entry = {"iteration": sweep, "loss": objective, **measured,
+                     "time": time.perf_counter() - start}
+            history.append(entry)
+            bar.update(loss=objective)
+            converged = (abs(previous - objective) <= options.tol * max(abs(objective), 1e-300)
+                         or measured["rel_error"] < als.EXACT_FIT)
+            previous = objective
+            if converged or wants_stop(options.callback, {**entry, "tensors": tensors}):
+                break
+    return CoupledResult(model, dict(tensors), "als", history, converged, len(history),
+                         time.perf_counter() - start, {"seed": options.seed})
+
+
+def _objective(model, tensors, values, targets, masks, smoothing) -> float:
+    total = penalty(model, tensors, smoothing)
+    for term in model.terms:
+        loss = term.loss.value(values[term.data], targets[term.data])
+        if masks[term.data] is not None:
+            loss = np.where(masks[term.data], loss, 0.0)
+        total += term.weight * float(np.sum(loss))
+    return total
+
+
+# -- GCP ----------------------------------------------------------------------------------------
+class CoupledObjective:
+    """``tensors -> (objective, gradients)``: per-network reverse passes, summed per name."""
+
+    def __init__(self, model: CoupledModel, targets, masks, options: CoupledOptions):
+        self.model, self.smoothing = model, options.tv_smoothing
+        self.parts = []
+        for term in model.terms:
+            check_loss_data(term.loss, targets[term.data], masks[term.data])
+            self.parts.append(DenseObjective(term.network, {}, targets[term.data],
+                                             masks[term.data], term.loss, options.optimize))
+
+    def __call__(self, tensors: dict):
+        grads = {k: np.zeros_like(v) for k, v in tensors.items()}
+        total = 0.0
+        for term, part in zip(self.model.terms, self.parts):
+            value, own = part({k: tensors[k] for k in term.network.params})
+            total += term.weight * value
+            for key, g in own.items():
+                grads[key] += term.weight * g
+        for key, weight in self.model.l2.items():
+            total += weight * float(np.vdot(tensors[key], tensors[key]))
+            grads[key] += 2 * weight * tensors[key]
+        for key, (weight, axis) in self.model.tv.items():
+            value, g = total_variation(tensors[key], axis, self.smoothing)
+            total += weight * value
+            grads[key] += weight * g
+        return total, grads
+
+
+def run_gcp(model: CoupledModel, targets, masks, options: CoupledOptions) -> CoupledResult:
+    """L-BFGS-B on the whole penalised objective, any loss per data set."""
+    start = time.perf_counter()
+    objective = CoupledObjective(model, targets, masks, options)
+    tensors = initial_tensors(model, targets, masks, options.init, options.seed)
+    packing = Packing({k: v.shape for k, v in tensors.items()})
+    lower = packing.pack({k: np.full(v.shape, 0.0 if k in model.nonneg or _bounded_names(
+        model, k) else -np.inf) for k, v in tensors.items()})
+    history: list[dict] = []
+
+    def fun(vector):
+        value, grads = objective(packing.unpack(vector))
+        return value, packing.pack(grads)
+
+    with Progress(options.max_iter, desc="coupled gcp", enabled=options.progress) as bar:
+        def callback(intermediate_result):
+            entry = {"iteration": len(history) + 1, "loss": float(intermediate_result.fun),
+                     "time": time.perf_counter() - start}
+            history.append(entry)
+            bar.update(loss=entry["loss"])
+            if wants_stop(options.callback, {**entry, "tensors": packing.unpack(
+                    intermediate_result.x.copy())}):
+                raise StopIteration
+
+        result = scipy.optimize.minimize(
+            fun, packing.pack(tensors), jac=True, method="L-BFGS-B",
+            bounds=scipy.optimize.Bounds(lower, np.inf) if np.isfinite(lower).any() else None,
+            callback=callback, options={"maxiter": options.max_iter, "ftol": options.ftol,
+                                        "gtol": options.gtol})
+    tensors = {k: v.copy() for k, v in packing.unpack(result.x).items()}
+    measured = measure(model, tensors, targets, masks)
+    measured.pop("values")
+    history.append({"iteration": len(history), "loss": float(result.fun), **measured,
+                    "time": time.perf_counter() - start})
+    info = {"seed": options.seed, "message": str(result.message),
+            "evaluations": int(result.nfev)}
+    return CoupledResult(model, tensors, "gcp", history, bool(result.status == 0),
+                         len(history), time.perf_counter() - start, info)
+
+
+ENGINES = {"als": run_als, "gcp": run_gcp}
+
+
+# -- saving and loading ---------------------------------------------------------------------------
+def save_coupled(result: CoupledResult, path) -> None:
+    model = result.model
+    terms = []
+    for term in model.terms:
+        if term.network.source is None:
+            raise TncError(f"network `{term.network.name}` was not compiled from text, so the "
+                           "result cannot be saved")
+        terms.append({"source": term.network.source, "filename": term.network.filename,
+                      "network": term.network.name, "sizes": term.network.sizes,
+                      "data": term.data, "loss": term.loss.name, "weight": term.weight})
+    meta = {"format": FORMAT_VERSION, "kind": "coupled", "terms": terms, "l2": model.l2,
+            "tv": {k: list(v) for k, v in model.tv.items()}, "nonneg": sorted(model.nonneg),
+            "name": model.name, "source": model.source, "filename": model.filename,
+            "sizes": model.sizes, "method": result.method, "history": result.history,
+            "converged": result.converged, "iterations": result.iterations,
+            "wall_time": result.wall_time, "info": result.info}
+    arrays = {f"tensor:{k}": np.asarray(v) for k, v in result.tensors.items()}
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, __meta__=np.array(json.dumps(_jsonable(meta))), **arrays)
+
+
+def load_coupled(path) -> CoupledResult:
+    """Read a result written by :meth:`CoupledResult.save`."""
+    from .compiler import compile as compile_text
+    try:
+        with np.load(Path(path), allow_pickle=False) as archive:
+            meta = json.loads(str(archive["__meta__"]))
+            tensors = {k.split(":", 1)[1]: archive[k] for k in archive.files
+                       if k.startswith("tensor:")}
+    except (OSError, ValueError, KeyError) as error:
+        raise TncError(f"{path}: not a tnc coupled fit result ({error})") from None
+    if meta.get("kind") != "coupled":
+        raise TncError(f"{path}: not a coupled fit result (use tnc.load_result)")
+    terms = [Term(compile_text(t["source"], name=t["network"], filename=t["filename"],
+                               **t["sizes"]), t["data"], _loss(t["loss"]), t["weight"])
+             for t in meta["terms"]]
+    model = coupled_model(terms, l2=meta["l2"], tv={k: tuple(v) for k, v in meta["tv"].items()},
+                          nonneg=meta["nonneg"], name=meta["name"], source=meta["source"],
+                          filename=meta["filename"], sizes=meta["sizes"])
+    return CoupledResult(model, tensors, meta["method"], meta["history"], meta["converged"],
+                         meta["iterations"], meta["wall_time"], meta.get("info", {}))
+
+
+def _loss(name: str):
+    from .losses import get_loss
+    return get_loss(name)
