@@ -14,9 +14,10 @@ Gram operator is the identity, *diagonal* legs D (output indices other tensors
 also carry) on which it is block diagonal, and *bond* legs B (everything
 else). So one small ``|B| x |B|`` system is solved for all ``|F|`` rows at once::
 
-       X ──┬── C              the CP update of A:  RHS(i, r) = X ×_j B ×_k C
-        │  │                                      Gram(r, r') = (BᵀB) * (CᵀC)
-        └── B                 TT: RHS = X projected onto the left/right interfaces
+    CP, update of A(i, r):     RHS(i, r)   = sum_jk X(i,j,k) B(j,r) C(k,r)
+                               Gram(r, r') = (BᵀB)(r,r') * (CᵀC)(r,r')
+    TT, update of core n:      RHS = X contracted with the cores left and right of n
+                               Gram = left environment ⊗ right environment
 
 Contractions run pairwise over trees of *leaves* (X, the tensor uses, and a
 second, primed copy of the model for Gram networks). Every intermediate is
@@ -39,7 +40,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -55,8 +56,8 @@ TARGET = "X"          # leaf label of the data in <X, M>
 WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
-CHAIN_SLACK = 2.0
-NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor     # a dimension-tree chain may cost this much more than the best path
+CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
+NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
 
 
 @dataclass
@@ -675,8 +676,9 @@ def svd_start(target, net, update: Update, current, rng):
     vectors = vectors[:, ::-1]
     shape = tuple(sizes[ix] for ix in update.free + update.bond)
     rows = arrange(current, update.legs, update.free + update.bond).reshape(n_free, -1).copy()
-    k = min(rows.shape)
-    rows /= max(np.linalg.norm(rows[:, k:]), 1e-300) / max(rows.shape[1] - k, 1) ** 0.5 or 1.0
+    k, extra = min(rows.shape), rows.shape[1] - min(rows.shape)
+    if extra:      # columns beyond the data's rank: random, about unit norm each
+        rows[:, k:] *= math.sqrt(extra) / max(np.linalg.norm(rows[:, k:]), 1e-300)
     rows[:, :k] = vectors[:, :k]
     return np.ascontiguousarray(arrange(rows.reshape(shape), update.free + update.bond,
                                         update.legs))
