@@ -153,3 +153,28 @@ def test_ground_state_errors():
         tnc.ground_state(net, {})
     with pytest.raises(tnc.TncError, match="unknown option"):
         tnc.ground_state(net, tnc.heisenberg_mpo(4), bond_dim=3)
+
+
+# -- MPS classifier -------------------------------------------------------------------------
+def test_classifier_learns_a_simple_rule():
+    from tnc.mps_classifier import feature_map, train_classifier
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 6))
+    y = (x[:, 0] + x[:, 5] > 1).astype(int)
+    phi = feature_map(x, "linear")
+    model = train_classifier(phi[:200], y[:200], max_rank=4, sweeps=2, progress=False)
+    assert np.mean(model.predict(phi[200:]) == y[200:]) > 0.85
+    assert {"loss", "train_accuracy", "truncation_error", "max_rank", "ranks", "time"} <= set(
+        model.history[0])
+
+
+def test_digits_example_smoke():
+    pytest.importorskip("sklearn")
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "mps_digits.py"
+    spec = importlib.util.spec_from_file_location("mps_digits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.run(max_rank=6, sweeps=1, limit=200, progress=False)
+    assert 0.0 <= out["test_accuracy"] <= 1.0 and out["max_rank"] <= 6

@@ -40,24 +40,35 @@ from .errors import TncError
 from .progress import Progress, wants_stop
 
 
-def feature_map(x: np.ndarray) -> np.ndarray:
-    """``(n, N)`` values in [0, 1] -> ``(n, N, 2)`` local features ``[cos, sin](pi x / 2)``."""
+def feature_map(x: np.ndarray, kind: str = "trig") -> np.ndarray:
+    """``(n, N)`` values in [0, 1] -> ``(n, N, 2)`` local features.
+
+    ``"trig"``: ``[cos, sin](pi x / 2)`` (Stoudenmire & Schwab); ``"linear"``:
+    ``[1, x]`` (the lecture notes' map: the MPS then spans polynomials whose
+    low-order terms, a linear classifier among them, need small bond sizes).
+    """
     x = np.asarray(x, dtype=float)
     if x.ndim != 2:
         raise TncError(f"feature_map takes an (samples, sites) array, got shape {x.shape}")
-    return np.stack([np.cos(np.pi * x / 2), np.sin(np.pi * x / 2)], axis=-1)
+    if kind == "trig":
+        return np.stack([np.cos(np.pi * x / 2), np.sin(np.pi * x / 2)], axis=-1)
+    if kind == "linear":
+        return np.stack([np.ones_like(x), x], axis=-1)
+    raise TncError(f"feature_map kind must be 'trig' or 'linear', got {kind!r}")
 
 
 def _data_orthonormal(env: np.ndarray, rcond: float = 1e-10):
-    """``(env @ gauge, gauge)`` with ``env @ gauge`` orthonormal over the samples (times sqrt(n)).
+    """``(env @ gauge, gauge)``: ``env`` rotated to orthogonal columns over the samples.
 
-    Rotating each core's bond into this gauge makes the truncated SVD of the
-    next merged tensor rank directions by how much of the fit they carry.
+    The columns keep their relative weights (only the largest is scaled to
+    ``sqrt(n)``), so the truncated SVD of the next merged tensor ranks
+    directions by how much of the fit they carry, and weak directions are not
+    blown up into noise features.
     """
     u, s, vt = np.linalg.svd(env, full_matrices=False)
     keep = max(1, int(np.count_nonzero(s > rcond * s[0])))
-    scale = np.sqrt(env.shape[0])
-    return u[:, :keep] * scale, vt[:keep].T / s[:keep] * scale
+    scale = np.sqrt(env.shape[0]) / s[0]
+    return u[:, :keep] * (s[:keep] * scale), vt[:keep].T * scale
 
 
 @dataclass
@@ -116,10 +127,11 @@ class _Sweeper:
         left, right = self.left[k], self.right[k + 2]
         p, q = self.phi[:, k], self.phi[:, k + 1]
         kernel = (left @ left.T) * (p @ p.T) * (q @ q.T) * (right @ right.T)
-        kernel[np.diag_indices_from(kernel)] += self.ridge
+        shift = self.ridge * float(np.mean(np.diag(kernel)))    # ridge relative to the kernel
+        kernel[np.diag_indices_from(kernel)] += shift
         alpha = sl.cho_solve(sl.cho_factor(kernel, lower=True), self.targets)
         theta = np.einsum("na,ns,nt,nb,nl->astbl", left, p, q, right, alpha, optimize=True)
-        fitted = self.targets - self.ridge * alpha          # (K + ridge) alpha = Y
+        fitted = self.targets - shift * alpha                 # (K + shift) alpha = Y
         return theta, fitted
 
 
@@ -143,13 +155,15 @@ def _split(theta, max_rank, cutoff, to_right):
 @dataclass
 class ClassifierOptions:
     """``max_rank``: largest bond size; ``cutoff``: discarded weight per split;
-    ``ridge``: penalty of the local least squares (features have unit norm);
-    ``sweeps``: passes (alternating direction); ``init_rank``: random start;
+    ``ridge``: penalty of the local least squares, relative to the mean kernel diagonal;
+    ``sweeps``: full passes (alternating direction), then a half pass parks the
+    label leg in the middle of the chain, where both environments feed it;
+    ``init_rank``: random start;
     ``tol``: stop when the training loss changes by less than this fraction."""
 
     max_rank: int = 16
     cutoff: float = 1e-10
-    ridge: float = 1e-2
+    ridge: float = 1e-1
     sweeps: int = 4
     init_rank: int = 2
     tol: float = 1e-4
@@ -168,10 +182,13 @@ def _initial_cores(sites, rank, rng) -> list:
     return cores
 
 
-def _sweep(state: _Sweeper, labels, opts, to_right) -> dict:
+def _sweep(state: _Sweeper, labels, opts, to_right, stop: int | None = None) -> dict:
+    """A pass of two-site updates (ending at pair ``stop`` if given); returns its record."""
     sites = len(state.cores)
     worst, fitted = 0.0, None
     pairs = list(range(sites - 1) if to_right else range(sites - 2, -1, -1))
+    if stop is not None:
+        pairs = pairs[:pairs.index(stop) + 1]
     for k in pairs:
         theta, fitted = state.solve(k)
         state.cores[k], state.cores[k + 1], error = _split(theta, opts.max_rank, opts.cutoff,
@@ -184,7 +201,7 @@ def _sweep(state: _Sweeper, labels, opts, to_right) -> dict:
         else:
             state.grow_right(k + 1)
     ranks = [c.shape[2] for c in state.cores[:-1]]
-    return {"loss": float(np.mean(np.sum((fitted - state.targets) ** 2, axis=1))),
+    return {"label_site": pairs[-1] + 1 if to_right else pairs[-1], "loss": float(np.mean(np.sum((fitted - state.targets) ** 2, axis=1))),
             "train_accuracy": float(np.mean(np.argmax(fitted, axis=1) == labels)),
             "truncation_error": worst, "max_rank": max(ranks), "ranks": ranks}
 
@@ -206,15 +223,16 @@ def train_classifier(phi: np.ndarray, labels: np.ndarray, n_labels: int | None =
     cores = _initial_cores(phi.shape[1], opts.init_rank, np.random.default_rng(opts.seed))
     state = _Sweeper(phi, np.eye(n_labels)[labels], cores, opts.ridge)
     history, converged, start = [], False, time.perf_counter()
-    with Progress(opts.sweeps, desc="mps", enabled=opts.progress) as bar:
-        for number in range(opts.sweeps):
-            record = _sweep(state, labels, opts, number % 2 == 0)
+    with Progress(opts.sweeps + 1, desc="mps", enabled=opts.progress) as bar:
+        for number in range(opts.sweeps + 1):
+            last = number == opts.sweeps
+            centre = (len(cores) - 2) // 2 if last else None
+            record = _sweep(state, labels, opts, number % 2 == 0, stop=centre)
             record["time"] = time.perf_counter() - start
             history.append(record)
             bar.update(loss=record["loss"], max_rank=record["max_rank"])
-            converged = (len(history) > 1 and abs(history[-2]["loss"] - record["loss"])
-                         <= opts.tol * history[-2]["loss"])
-            if converged or wants_stop(opts.callback, dict(record, sweep=number)):
+            if last or wants_stop(opts.callback, dict(record, sweep=number)):
                 break
-    label_site = len(cores) - 1 if len(history) % 2 == 1 else 0
-    return MPSClassifier(state.cores, label_site, history, converged)
+    converged = len(history) > 1 and abs(history[-2]["loss"] - history[-1]["loss"]) <= (
+        opts.tol * history[-2]["loss"])
+    return MPSClassifier(state.cores, history[-1]["label_site"], history, converged)
