@@ -249,8 +249,9 @@ def path_tree(leaves: Leaves, labels: list, optimize) -> Node:
     term = lambda ixs: "".join(leaves.symbols[ix] for ix in ixs)  # noqa: E731
     equation = ",".join(term(leaves.legs[label]) for label in labels) + "->" + term(output)
     shapes = [tuple(leaves.sizes[ix] for ix in leaves.legs[label]) for label in labels]
-    path, _ = oe.contract_path(equation, *shapes, shapes=True,
-                               optimize=resolve_optimizer(optimize, len(labels)))
+    # ALS plans three trees per tensor: "auto" here is opt_einsum's quick choice
+    optimizer = "auto" if optimize == "auto" else resolve_optimizer(optimize, len(labels))
+    path, _ = oe.contract_path(equation, *shapes, shapes=True, optimize=optimizer)
     for positions in path:
         picked = [nodes.pop(p) for p in sorted(positions, reverse=True)]
         nodes.append(leaves.join(*picked))
@@ -472,10 +473,10 @@ def check_ranks(net) -> None:
     """A bond that cuts the network in two can be at most as large as either side's output.
 
     >>> import tnc
-    >>> check_ranks(tnc.library("tucker", I=3, J=4, K=5, R1=4, R2=2, R3=2))
+    >>> check_ranks(tnc.library("tucker", I=3, J=4, K=5, R1=4, R2=2, R3=2))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    tnc.errors.TncError: rank 4 of index `a` is larger than the data allows: it splits the output into 20 x 3 entries, so at most 3 is useful; lower that size
+    tnc.errors.TncError: rank 4 of index `a` is larger than the data allows: it splits the output into 20 x 3 entries, so at most 3 is useful; lower that size ...
     """
     occurrences, sizes = net.occurrences, net.spec.index_sizes
     total = math.prod(net.output_shape)
@@ -495,7 +496,9 @@ def check_ranks(net) -> None:
         if sizes[ix] > min(left, total // left):
             raise TncError(f"rank {sizes[ix]} of index `{ix}` is larger than the data allows: "
                            f"it splits the output into {left} x {total // left} entries, so at "
-                           f"most {min(left, total // left)} is useful; lower that size")
+                           f"most {min(left, total // left)} is useful; lower that size (a network "
+                           "with one rank for every bond, like the library's tt, needs "
+                           "the smallest bond's bound)")
 
 
 def _component(occurrences, start: int, cut: str) -> set:
