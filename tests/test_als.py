@@ -238,3 +238,14 @@ def test_bad_input_gives_a_clear_error(call, message):
 
 def test_options_dataclass_is_registered():
     assert tnc.fit_options("als") is ALSOptions
+
+
+def test_long_trains_and_trees_plan_quickly_and_fit_exactly():
+    import time
+    for name, sizes in [("tt", dict(N=12, d=2, r=2)), ("ht", dict(N=8, d=2, r=2))]:
+        net, X = planted(name, seed=11, **sizes)
+        start = time.perf_counter()
+        Model(net, list(net.params), "auto")
+        assert time.perf_counter() - start < 5.0
+        result = tnc.fit(net, X, method="als", restarts=3, max_sweeps=300, **QUIET)
+        assert result.rel_error < 1e-8
