@@ -20,7 +20,7 @@ missing-data run: two samples missing entirely from X2 (whole slices) and 5% of
 the other entries missing; the slices are imputed from the shared structure
 and compared with imputing the mean of the observed samples.
 
-    python examples/multifac_simulation.py            # 20 replicates, ~2 min on 2 cores
+    python examples/multifac_simulation.py            # 20 replicates, about 30 s on 2 cores
     python examples/multifac_simulation.py --quick    # the smoke test's run
 """
 from __future__ import annotations
@@ -115,11 +115,12 @@ def plot(result, out) -> str:
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     order = np.argsort(-result.weights.max(axis=0))
     for k, axis in enumerate(axes):
-        colours = ["tab:purple" if c == "shared" else "tab:orange" if c.startswith("individual")
+        colours = ["tab:purple" if c == "shared" else "tab:orange" if c == f"individual {k + 1}"
                    else "tab:gray" for c in np.array(result.classes)[order]]
         axis.bar(range(len(order)), result.weights[k, order], color=colours)
         axis.set_title(f"tensor {k + 1} {SHAPES[k]}: component weights")
-        axis.set_xlabel("component (purple: shared, orange: individual)")
+        axis.axhline(result.threshold * result.weights[k].max(), color="k", lw=0.8, ls=":")
+        axis.set_xlabel("component (purple: shared, orange: individual, grey: below threshold)")
     figure.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "multifac_component_weights.png"
