@@ -1,0 +1,80 @@
+"""MULTIFAC (tnc.multifac): rank recovery, classification, missing slices, cross-validation."""
+import numpy as np
+import pytest
+
+import tnc
+from tnc.multifac import (classify, cp_signal, cross_validate, impute, linked_cp_text, multifac,
+                          multifac_model)
+
+
+def unit(a):
+    return a / np.linalg.norm(a, axis=0)
+
+
+def linked_data(seed, shapes=((8, 7, 6), (8, 9, 5)), shared=1, individual=(2, 1), snr=10.0):
+    """Equal-weight CP signals sharing ``shared`` first-mode columns, scaled to unit mean square."""
+    rng = np.random.default_rng(seed)
+    U = unit(rng.standard_normal((shapes[0][0], shared + sum(individual))))
+    data, signal, start = [], [], shared
+    for k, shape in enumerate(shapes):
+        cols = list(range(shared)) + list(range(start, start + individual[k]))
+        start += individual[k]
+        s = cp_signal([U[:, cols], *(unit(rng.standard_normal((n, len(cols)))) for n in shape[1:])])
+        x = s + rng.standard_normal(shape) * np.sqrt(s.var() / snr)
+        scale = 1 / np.sqrt(np.mean(x ** 2))
+        data.append(x * scale)
+        signal.append(s * scale)
+    return data, signal
+
+
+def test_recovers_shared_and_individual_ranks():
+    data, signal = linked_data(0)
+    result = multifac(data, rank=8, sigma=2.0, restarts=2)
+    assert result.ranks == {"shared": 1, "individual": [2, 1]}
+    assert result.weights.shape == (2, 8)
+    for k in range(2):
+        err = np.sum((result.signal(k) - signal[k]) ** 2) / np.sum(signal[k] ** 2)
+        assert err < 0.05
+    # the unpenalised fit of the same rank overfits the noise
+    plain = multifac(data, rank=8, sigma=0.0, max_iter=200)
+    rse = lambda r: sum(np.sum((r.signal(k) - signal[k]) ** 2) for k in range(2))  # noqa: E731
+    assert rse(result) < rse(plain)
+
+
+def test_missing_slice_imputation_beats_the_mean():
+    data, signal = linked_data(1, shared=2, individual=(1, 1))
+    rng = np.random.default_rng(5)
+    masks = [rng.random(x.shape) > 0.05 for x in data]
+    gone = [2, 5]
+    masks[1][gone] = False
+    result = multifac(data, rank=8, sigma=2.0, masks=masks, restarts=2)
+    completed = impute(result, data, masks)
+    truth = signal[1][gone]
+    mean = np.delete(data[1], gone, axis=0).mean(axis=0)
+    ours = np.sum((completed[1][gone] - truth) ** 2)
+    baseline = np.sum((mean - truth) ** 2)
+    assert ours < 0.7 * baseline
+    assert np.array_equal(completed[0][masks[0]], data[0][masks[0]])   # observed entries kept
+
+
+def test_classify_and_text():
+    weights = np.array([[5.0, 4.0, 0.0, 1e-9, 3.0], [3.0, 0.0, 2.0, 0.0, 0.1]])
+    assert classify(weights) == ["shared", "individual 1", "individual 2", "zero", "individual 1"]
+    text = linked_cp_text([(4, 3, 2), (4, 5, 2, 2)], rank=3, sigma=0.5)
+    model = tnc.compile_model(text)
+    assert [t.data for t in model.terms] == ["T1", "T2"]
+    assert set(model.l2) == {"U", "F1_2", "F1_3", "F2_2", "F2_3", "F2_4"}
+    assert all(v == 0.5 for v in model.l2.values())
+    assert multifac_model([(4, 3), (4, 2)], 2, 1.0).params["U"] == (4, 2)
+    with pytest.raises(tnc.TncError, match="share their first mode"):
+        linked_cp_text([(4, 3), (5, 3)], rank=2)
+
+
+def test_cross_validation_one_standard_error_rule():
+    data, _ = linked_data(2)
+    cv = cross_validate(data, [0.5, 2.0, 50.0], rank=6, folds=3, max_iter=300)
+    assert cv.mean.shape == (3,) and cv.se.shape == (3,)
+    assert cv.chosen >= cv.best and cv.chosen in cv.sigmas
+    best = cv.sigmas.index(cv.best)
+    assert cv.mean[cv.sigmas.index(cv.chosen)] <= cv.mean[best] + cv.se[best]
+    assert cv.chosen != 50.0            # a penalty that kills everything is clearly worse
