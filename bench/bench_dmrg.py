@@ -6,7 +6,10 @@ L = 32), the same bond-dimension schedule ending at 64, the same SVD cutoff
 change between sweeps below ``--tol``). Prints both energies, the median wall
 times over ``--repeats`` runs and the ratio tnc / quimb::
 
-    python bench/bench_dmrg.py --L 32 --chi 64 --repeats 5
+    python bench/bench_dmrg.py --L 32 --chi 64 --repeats 5 --threads 1
+
+``--threads`` caps the BLAS threads of both (threadpoolctl): on a shared
+2-core machine multithreaded BLAS on 64x64 blocks mostly measures contention.
 """
 from __future__ import annotations
 
@@ -45,7 +48,12 @@ def main(argv=None) -> None:
     parser.add_argument("--cutoff", type=float, default=1e-10)
     parser.add_argument("--tol", type=float, default=1e-8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads for both libraries (0: leave as is)")
     args = parser.parse_args(argv)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(args.threads)
     schedule = [c for c in (8, 16, 32) if c < args.chi] + [args.chi]
     warnings.simplefilter("ignore")
     runs = {"tnc": run_tnc, "quimb": run_quimb}
@@ -56,7 +64,7 @@ def main(argv=None) -> None:
             seconds, outs[name] = timed(function, args.L, schedule, args.cutoff, args.tol)
             times[name].append(seconds)
     print(f"Heisenberg L={args.L}, bond dims {schedule}, cutoff {args.cutoff:g}, "
-          f"tol {args.tol:g}, {args.repeats} runs each")
+          f"tol {args.tol:g}, {args.repeats} runs each, BLAS threads {args.threads or 'default'}")
     for name in runs:
         energy, converged, sweeps = outs[name]
         print(f"  {name:6s} energy {energy:.12f}  converged {converged}  sweeps {sweeps}  "

@@ -171,13 +171,18 @@ def einsum_by_name(terms, out, arrays):
     >>> einsum_by_name([("i", "j"), ("j", "k")], ("k", "i"), [a, b]).shape
     (4, 2)
     """
+    equation = _equation(tuple(map(tuple, terms)), tuple(out))
+    return _expression(equation, tuple(a.shape for a in arrays))(*arrays)
+
+
+@functools.lru_cache(maxsize=4096)
+def _equation(terms: tuple, out: tuple) -> str:
     symbols: dict[str, str] = {}
-    for term in list(terms) + [tuple(out)]:
+    for term in terms + (out,):
         for index in term:
             symbols.setdefault(index, oe.get_symbol(len(symbols)))
-    equation = ",".join("".join(symbols[i] for i in t) for t in terms) + "->" + "".join(
+    return ",".join("".join(symbols[i] for i in t) for t in terms) + "->" + "".join(
         symbols[i] for i in out)
-    return _expression(equation, tuple(a.shape for a in arrays))(*arrays)
 
 
 # -- two-site moves -----------------------------------------------------------------------

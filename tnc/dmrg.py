@@ -168,12 +168,35 @@ class Environments:
                                        arrays + [self.right[k + 1]])
 
     def local_operator(self, k: int):
-        """``(terms, arrays)`` of ``H_eff`` for cores ``k, k+1``: environments and site data."""
+        """``(terms, arrays)`` of ``H_eff`` for cores ``k, k+1``: ``L[k]``, the pair's data, ``R[k+2]``.
+
+        The data tensors of both sites (the two MPO tensors) are contracted
+        together once per local problem (a tiny block), so each matrix-vector
+        product is three contractions::
+
+            +-- a             b --+
+            L[k] -- H[k]H[k+1] -- R[k+2]
+            +-- c             d --+
+        """
         cuts = self.sites.cuts
         t1, a1 = self._arrays(k, ("data",))
         t2, a2 = self._arrays(k + 1, ("data",))
-        return ([cuts[k]] + t1 + t2 + [cuts[k + 2]],
-                [self.left[k]] + a1 + a2 + [self.right[k + 2]])
+        if not t1 + t2:
+            return [cuts[k], cuts[k + 2]], [self.left[k], self.right[k + 2]]
+        edges = [cuts[k], cuts[k + 2]]
+        block_legs = _open_legs(t1 + t2, edges)
+        block = einsum_by_name(t1 + t2, block_legs, a1 + a2)
+        return [cuts[k], block_legs, cuts[k + 2]], [self.left[k], block, self.right[k + 2]]
+
+
+def _open_legs(terms, others) -> tuple[str, ...]:
+    """Legs of ``terms`` that appear once among them or also in ``others`` (in order)."""
+    counts: dict[str, int] = {}
+    for term in terms:
+        for index in term:
+            counts[index] = counts.get(index, 0) + 1
+    elsewhere = {i for term in others for i in term}
+    return tuple(i for i in counts if counts[i] == 1 or i in elsewhere)
 
 
 # -- the local eigenproblem -----------------------------------------------------------------
