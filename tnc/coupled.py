@@ -209,10 +209,14 @@ def compile_for_data(text, filename, name, sizes, targets) -> CoupledModel:
         definition = definitions.get(statement.network)
         if definition is None:
             break                      # compile_model reports the unknown network
-        own = {k: v for k, v in {**sizes, **bound}.items()
-               if k in {p.name for p in definition.params}}
+        mine = {p.name for p in definition.params}
+        known = {**sizes, **bound}
+        own = {k: v for k, v in known.items() if k in mine}
+        stand_ins = {p.name: known.get(p.name, 2) for d in module.networks   # other networks'
+                     for p in d.params if p.name not in mine and p.default is None}
         read = _sizes_from_shape(text, filename, definition, targets[statement.data].shape,
-                                 own, {})
+                                 {**stand_ins, **own}, {})
+        read = {k: v for k, v in read.items() if k in mine}
         for key, value in read.items():
             if bound.setdefault(key, value) != value:
                 raise TncError(f"size `{key}` would be both {bound[key]} and {value} "

@@ -1,0 +1,219 @@
+"""Coupled models: the model block (parsing, errors), coupled ALS and GCP, penalties, masks, save/load."""
+import numpy as np
+import pytest
+
+import tnc
+from tnc.coupled import total_variation
+
+NETWORKS = """
+network X1(I = 6, J = 5, K = 4, R = 2) { index i: I, j: J, k: K, r: R  tensor A(i, r), B(j, r), C(k, r)  output i, j, k }
+network X2(I = 6, L = 7, R = 2) { index i: I, l: L, r: R  tensor A(i, r), D(l, r)  output i, l }
+"""
+LINKED = NETWORKS + "model linked { fit X1 to T1  fit X2 to T2 }\n"
+
+
+def planted(seed=3, text=LINKED):
+    model = tnc.compile_model(text)
+    truth = model.random(seed=seed)
+    return model, truth, model.contract(truth)
+
+
+# -- the language ---------------------------------------------------------------------------
+def test_model_block_parses_into_the_module():
+    text = NETWORKS + """
+model linked(lambda = 0.1) {
+    fit X1 to T1                       # gaussian, weight 1
+    fit X2 to T2 loss huber(0.25) weight 0.5
+    penalty l2(lambda) A, B
+    penalty tv(1e-2) D along l
+    nonneg C
+}"""
+    module = tnc.parser.parse(text)
+    assert [n.name for n in module.networks] == ["X1", "X2"]
+    (block,) = module.models
+    assert block.name == "linked" and block.params[0].default.value == 0.1
+    model = tnc.compile_model(text)
+    assert [(t.data, t.loss.name, t.weight) for t in model.terms] == [
+        ("T1", "gaussian", 1.0), ("T2", "huber(0.25)", 0.5)]
+    assert model.l2 == {"A": 0.1, "B": 0.1}
+    assert model.tv == {"D": (0.01, 0)} and model.nonneg == {"C"}
+
+
+def test_programs_without_models_still_compile():
+    assert tnc.parser.parse(NETWORKS).models == ()
+    assert tnc.compile(NETWORKS, name="X2").output_shape == (6, 7)
+
+
+@pytest.mark.parametrize("block, message, line, column", [
+    ("model m { fit X3 to T1 }", "no network `X3`", 4, 15),
+    ("model m { fit X1 to T1\n  penalty l2(0.1) A, Q }", "`Q` is not a parameter", 5, 22),
+    ("model m { fit X1 to T1\n  penalty l2(0.1) A, A }", "already has a l2 penalty", 5, 22),
+    ("model m { fit X1 to T1\n  penalty tv(0.1) A along k }", "does not carry index `k`", 5, 27),
+    ("model m { fit X1 to T1  fit X2 to T1 }", "fitted twice", 4, 25),
+    ("model m { fit X1 to T1 loss nope }", "unknown loss", 4, 11),
+    ("model m { fit X1 to T1 weight w }", "`w` is not a parameter of the model", 4, 31),
+    ("model m { fit X1 to T1\n  penalty l1(2) A }", "unknown penalty `l1`", 5, 3),
+    ("model m { fit X1 to T1\n  penalty tv(2) A }", "needs the index", 5, 3),
+    ("model m { }", "fits no data", 4, 1),
+])
+def test_model_block_errors_have_line_and_column(block, message, line, column):
+    with pytest.raises(tnc.TncSemanticError) as info:
+        tnc.compile_model(NETWORKS + block)
+    assert message in str(info.value)
+    assert (info.value.line, info.value.column) == (line, column)
+    assert "^" in str(info.value)
+
+
+@pytest.mark.parametrize("block, expected", [
+    ("model m { fit X1 T1 }", "expected `to`"),
+    ("model m { fit X1 to T1 penalty l2 A }", "expected `(`"),
+    ("model m(lambda) { fit X1 to T1 }", "expected `=`"),
+])
+def test_model_block_syntax_errors(block, expected):
+    with pytest.raises(tnc.TncSyntaxError) as info:
+        tnc.compile_model(NETWORKS + block)
+    assert expected in str(info.value) and info.value.line == 4
+
+
+def test_python_errors():
+    net = tnc.library("cp", I=3, J=4, K=5, R=2)
+    with pytest.raises(tnc.TncError, match="not a parameter"):
+        tnc.coupled_model([(net, "X")], l2={"Z": 1.0})
+    with pytest.raises(tnc.TncError, match="axis 3 is out of range"):
+        tnc.coupled_model([(net, "X")], tv={"A": (1.0, 3)})
+    with pytest.raises(tnc.TncError, match="no model block"):
+        tnc.compile_model(NETWORKS)
+    model, _, data = planted()
+    with pytest.raises(tnc.TncError, match="missing T2"):
+        tnc.fit_model(model, {"T1": data["T1"]}, progress=False)
+    with pytest.raises(tnc.TncError, match="use method='gcp'"):
+        tnc.fit_model(LINKED.replace("fit X2 to T2", "fit X2 to T2 loss poisson"),
+                      data, progress=False)
+    with pytest.raises(tnc.TncError, match="unknown option"):
+        tnc.fit_model(model, data, sweeps=3)
+
+
+# -- fitting ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("method, tol", [("als", 1e-8), ("gcp", 1e-4)])
+def test_shared_factor_recovers_a_planted_coupled_cp(method, tol):
+    model, truth, data = planted()
+    result = tnc.fit_model(model, data, method=method, progress=False, max_iter=3000)
+    assert result.rel_error < tol
+    for key, value in result.reconstruct().items():
+        assert np.linalg.norm(value - data[key]) <= 10 * tol * np.linalg.norm(data[key])
+
+
+def test_one_network_matches_tnc_fit():
+    net = tnc.library("cp", I=6, J=5, K=4, R=2)
+    X = net.contract(net.random(seed=1)) + 0.1 * np.random.default_rng(0).standard_normal((6, 5, 4))
+    start = net.random(seed=7)
+    single = tnc.fit(net, X, method="als", init=start, max_sweeps=3, l2=0.3, normalize=False,
+                     progress=False)
+    model = tnc.coupled_model([(net, "X")], l2=0.3)
+    coupled = tnc.fit_model(model, {"X": X}, init=start, max_iter=3, progress=False)
+    for key in net.params:
+        np.testing.assert_allclose(coupled.tensors[key], single.tensors[key], rtol=1e-9, atol=1e-12)
+
+
+def test_l2_shrinks_and_nonneg_holds():
+    model, _, data = planted()
+    noisy = {k: v + 0.05 for k, v in data.items()}
+    plain = tnc.fit_model(model, noisy, progress=False, max_iter=200)
+    text = LINKED.replace("fit X2 to T2", "fit X2 to T2  penalty l2(5.0) A, B, C, D")
+    shrunk = tnc.fit_model(text, noisy, progress=False, max_iter=200)
+    norm = lambda r: sum(np.sum(v ** 2) for v in r.tensors.values())  # noqa: E731
+    assert norm(shrunk) < norm(plain)
+    nonneg = LINKED.replace("fit X2 to T2", "fit X2 to T2  nonneg A, D")
+    for method in ("als", "gcp"):
+        result = tnc.fit_model(nonneg, data, method=method, progress=False, max_iter=200)
+        assert result.tensors["A"].min() >= 0 and result.tensors["D"].min() >= 0
+
+
+def test_tv_reduces_variation_along_the_index():
+    model, _, data = planted()
+    rng = np.random.default_rng(1)
+    noisy = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in data.items()}
+    plain = tnc.fit_model(model, noisy, method="gcp", progress=False, max_iter=300)
+    text = LINKED.replace("fit X2 to T2", "fit X2 to T2  penalty tv(2.0) D along l")
+    smooth = tnc.fit_model(text, noisy, method="gcp", progress=False, max_iter=300)
+    assert smooth.model.tv == {"D": (2.0, 0)}
+    tv = lambda r: total_variation(r.tensors["D"], 0)[0] / np.linalg.norm(r.tensors["D"])  # noqa: E731
+    assert tv(smooth) < tv(plain)
+    with pytest.raises(tnc.TncError, match="not quadratic"):
+        tnc.fit_model(text, noisy, method="als", progress=False)
+
+
+def test_total_variation_gradient():
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((4, 3))
+    value, grad = total_variation(G, 1, 0.1)
+    step = 1e-6
+    E = np.zeros_like(G)
+    E[2, 1] = step
+    numeric = (total_variation(G + E, 1, 0.1)[0] - total_variation(G - E, 1, 0.1)[0]) / (2 * step)
+    assert abs(numeric - grad[2, 1]) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["als", "gcp"])
+def test_masks_and_missing_slices(method):
+    model, truth, data = planted(seed=4)
+    rng = np.random.default_rng(2)
+    masks = {"T1": rng.random(data["T1"].shape) > 0.3, "T2": np.ones(data["T2"].shape, bool)}
+    masks["T2"][2] = False                         # sample 2 is missing from T2 entirely
+    hidden = {k: np.where(masks[k], v, np.nan) for k, v in data.items()}
+    result = tnc.fit_model(model, hidden, method=method, masks={"T1": masks["T1"], "T2": "nan"},
+                           progress=False, max_iter=3000)
+    filled = result.reconstruct("T2")
+    # the shared factor A carries sample 2 over from T1
+    assert np.linalg.norm(filled[2] - data["T2"][2]) < 1e-3 * np.linalg.norm(data["T2"][2])
+
+
+def test_poisson_term_with_gcp():
+    model, truth, data = planted()
+    text = LINKED.replace("fit X2 to T2", "fit X2 to T2 loss poisson weight 0.5")
+    counts = np.random.default_rng(0).poisson(np.abs(data["T2"]) + 1.0).astype(float)
+    result = tnc.fit_model(text, {"T1": data["T1"], "T2": counts}, method="gcp",
+                           progress=False, max_iter=200)
+    assert result.tensors["D"].min() >= 0 and result.tensors["A"].min() >= 0
+    assert result.reconstruct("T2").min() >= 0
+
+
+def test_sizes_read_off_the_data():
+    text = LINKED.replace("I = 6, J = 5, K = 4", "I, J, K").replace("I = 6, L = 7", "I, L")
+    rng = np.random.default_rng(0)
+    result = tnc.fit_model(text, {"T1": rng.random((3, 4, 5)), "T2": rng.random((3, 2))},
+                           progress=False, max_iter=20)
+    assert result.tensors["A"].shape == (3, 2) and result.tensors["D"].shape == (2, 2)
+    with pytest.raises(tnc.TncError, match=r"has output shape \(3, 2\) but data set `T2` has shape \(4, 2\)"):
+        tnc.fit_model(text, {"T1": rng.random((3, 4, 5)), "T2": rng.random((4, 2))},
+                      progress=False)
+
+
+def test_python_model_equals_model_block():
+    networks = tnc.compile_all(NETWORKS)
+    from_python = tnc.coupled_model([(networks["X1"], "T1"), (networks["X2"], "T2", "gaussian", 2.0)],
+                                    l2={"A": 0.5})
+    from_text = tnc.compile_model(NETWORKS + "model m { fit X1 to T1  fit X2 to T2 weight 2 "
+                                  "penalty l2(0.5) A }")
+    _, _, data = planted()
+    a = tnc.fit_model(from_python, data, progress=False, max_iter=50)
+    b = tnc.fit_model(from_text, data, progress=False, max_iter=50)
+    for key in a.tensors:
+        np.testing.assert_allclose(a.tensors[key], b.tensors[key])
+
+
+def test_save_and_load(tmp_path):
+    model, _, data = planted()
+    text = LINKED.replace("fit X2 to T2", "fit X2 to T2 weight 0.5  penalty l2(0.01) A")
+    result = tnc.fit_model(text, data, progress=False, max_iter=30)
+    path = tmp_path / "coupled.npz"
+    result.save(path)
+    loaded = tnc.load_coupled(path)
+    assert loaded.model.l2 == {"A": 0.01} and loaded.model.terms[1].weight == 0.5
+    assert loaded.history == result.history and loaded.method == "als"
+    for key, value in result.reconstruct().items():
+        np.testing.assert_allclose(loaded.reconstruct(key), value)
+    with pytest.raises(tnc.TncError, match="not a coupled"):
+        net = tnc.library("cp", I=3, J=4, K=5, R=2)
+        tnc.FitResult(net, net.random(), "als", [{"loss": 1.0}], True, 1, 0.1).save(tmp_path / "f.npz")
+        tnc.load_coupled(tmp_path / "f.npz")
