@@ -84,7 +84,7 @@ def bench_cp(n, rank, sweeps, repeats) -> dict:
 
 def bench_tucker(n, rank, sweeps, repeats) -> dict:
     import pyttb
-    from tnc.decompose import hooi
+    from tnc.decompositions import hooi
     rng = np.random.default_rng(1)
     core = rng.standard_normal((rank,) * 3)
     factors = [np.linalg.qr(rng.standard_normal((n, rank)))[0] for _ in range(3)]
@@ -102,7 +102,7 @@ def bench_tucker(n, rank, sweeps, repeats) -> dict:
 
 def bench_tt(repeats, rank: int = 16) -> dict:
     from tensorly.decomposition import tensor_train
-    from tnc.decompose import tt_svd
+    from tnc.decompositions import tt_svd
     X = np.random.default_rng(2).standard_normal((4,) * 11)
     return {"tnc": timed(lambda: tt_svd(X, rank), repeats),
             "tensorly": timed(lambda: tensor_train(X, rank), repeats)}

@@ -4,7 +4,7 @@ import pytest
 
 import tnc
 from tnc.cli import main
-from tnc.decompose import decompose, hooi, st_hosvd, tt_round, tt_svd
+from tnc.decompositions import decompose, hooi, st_hosvd, tt_round, tt_svd
 
 
 def rel(a, b):
@@ -160,7 +160,7 @@ def test_cli_fit_and_show(tmp_path, capsys):
     assert main(["fit", str(model), str(tmp_path / "missing.npy"), "-q"]) == 2
 
 
-def test_tnc_decompose_is_the_function_and_the_module():
+def test_tnc_exports_decompose_and_tt_round():
     X = tucker_tensor()
     assert tnc.decompose(X, "tucker", ranks=(3, 2, 4)).rel_error < 1e-12
-    assert tnc.decompose.tt_round is tt_round and tnc.decompose.decompose is decompose
+    assert tnc.decompose is decompose and tnc.tt_round is tt_round

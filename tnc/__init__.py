@@ -14,7 +14,7 @@ from .fitting import fit, fit_options, register_method
 from .losses import Loss, get_loss, register_loss
 from .network import Network
 from .result import FitResult, load_result
-from . import decompose   # a callable module: tnc.decompose(data, kind, ...)
+from .decompositions import decompose, tt_round
 from .sparse import SparseTensor
 from .plan import Cost
 from .mpo import heisenberg_mpo, ising_mpo
@@ -28,4 +28,4 @@ __version__ = "0.1.0"
 __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
            "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
            "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
-           "load_result", "decompose", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__"]
+           "load_result", "decompose", "tt_round", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__"]

@@ -4,9 +4,8 @@
 is a Tucker or TT network with the chosen ranks (parameters ``G, U1..UN`` or
 ``G[1]..G[N]``, the names of ``tnc.library("tucker")`` and ``tnc.library("tt")``),
 so it reconstructs, saves, loads, and serves as an ALS initialisation
-(``tnc.fit(net, X, init=result)``). The module itself is callable:
-``tnc.decompose(X, "tt", ...)`` is :func:`decompose`, and
-``tnc.decompose.tt_round`` and the other functions stay reachable::
+(``tnc.fit(net, X, init=result)``). ``tnc.decompose`` and ``tnc.tt_round``
+are this module's :func:`decompose` and :func:`tt_round`::
 
     >>> import numpy as np, tnc
     >>> rng = np.random.default_rng(0)
@@ -22,9 +21,7 @@ so it reconstructs, saves, loads, and serves as an ALS initialisation
 from __future__ import annotations
 
 import math
-import sys
 import time
-import types
 
 import numpy as np
 
@@ -339,13 +336,3 @@ def tt_network(cores):
             f"    tensor {', '.join(uses)}\n"
             f"    output {', '.join(f'p{n}' for n in range(1, N + 1))}\n}}\n")
     return compile_text(text), tensors
-
-
-class _CallableModule(types.ModuleType):
-    """``tnc.decompose(...)`` calls :func:`decompose`; ``tnc.decompose.tt_svd`` still works."""
-
-    def __call__(self, *args, **kwargs):
-        return decompose(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
