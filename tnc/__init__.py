@@ -22,10 +22,13 @@ from .dmrg import ground_state
 from .stratified import StratifiedResult, ntf, stratified_ntf
 from .model import CoupledModel, compile_model, coupled_model
 from .coupled import CoupledResult, fit_model, load_coupled
+from . import multifac   # tnc.multifac.multifac(...): linked tensor factorization
 
 __version__ = "0.1.0"
 
 __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
            "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
            "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
-           "load_result", "decompose", "tt_round", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__"]
+           "load_result", "decompose", "tt_round", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__",
+           "CoupledModel", "compile_model", "coupled_model", "CoupledResult", "fit_model",
+           "load_coupled", "multifac"]
