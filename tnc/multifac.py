@@ -13,8 +13,15 @@ tensor is *shared*; one alive in a single tensor is *individual* to it. The
 model is a tnc text (networks ``X1..XK``, a ``model`` block) fitted by
 :func:`tnc.fit_model`; nothing here is specific to CP beyond building that text.
 
-    >>> print(linked_cp_text([(4, 3, 2), (4, 5)], rank=2).splitlines()[1])
-    network X1(I = 4, R = 2, N1_2 = 3, N1_3 = 2) { index i: I, r: R, m2: N1_2, m3: N1_3  tensor U(i, r), F1_2(m2, r), F1_3(m3, r)  output i, m2, m3 }
+    >>> for line in linked_cp_text([(4, 3, 2), (4, 5)], rank=2).splitlines()[1:]:
+    ...     print(line[:72].rstrip())
+    network X1(I = 4, R = 2, N1_2 = 3, N1_3 = 2) { index i: I, r: R, m2: N1_
+    network X2(I = 4, R = 2, N2_2 = 5) { index i: I, r: R, m2: N2_2  tensor
+    model multifac(sigma = 1.0) {
+        fit X1 to T1
+        fit X2 to T2
+        penalty l2(sigma) U, F1_2, F1_3, F2_2
+    }
 
 Missing data: entries are filled by EM from the current model; a *missing
 slice* (sample i absent from tensor k, every entry of ``X_k[i]`` missing) is
