@@ -113,7 +113,7 @@ def test_heisenberg_l10_published_energy():
     assert {"energy", "truncation_error", "max_rank", "ranks", "time"} <= set(record)
 
 
-@pytest.mark.parametrize("L", [12, 14])
+@pytest.mark.parametrize("L", [12, 14, 16])
 def test_heisenberg_matches_exact_diagonalization(L):
     exact = sla.eigsh(sparse_heisenberg(L), k=1, which="SA")[0][0]
     result = tnc.ground_state(tnc.library("energy", N=L, D=64), tnc.heisenberg_mpo(L),
@@ -153,6 +153,8 @@ def test_ground_state_errors():
         tnc.ground_state(net, {})
     with pytest.raises(tnc.TncError, match="unknown option"):
         tnc.ground_state(net, tnc.heisenberg_mpo(4), bond_dim=3)
+    with pytest.raises(tnc.TncError, match="tnc.ground_state"):
+        tnc.fit(net, np.zeros(()), method="dmrg", inputs=tnc.heisenberg_mpo(4), progress=False)
 
 
 # -- MPS classifier -------------------------------------------------------------------------

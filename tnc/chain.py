@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 import opt_einsum as oe
+import scipy.linalg
 
 from .errors import TncError
 
@@ -228,7 +229,8 @@ def split(chain: Chain, arrays: dict, k: int, theta: np.ndarray, max_rank: int,
     left, right = chain.cores[k], chain.cores[(k + 1) % len(chain)]
     n_left = len(left.indices) - 1
     rows = theta.shape[:n_left]
-    u, s, vt = np.linalg.svd(theta.reshape(math.prod(rows), -1), full_matrices=False)
+    u, s, vt = scipy.linalg.svd(theta.reshape(math.prod(rows), -1), full_matrices=False,
+                                check_finite=False)
     rank = truncation_rank(s, max_rank, cutoff)
     total = float(np.sum(s ** 2))
     error = float(np.sum(s[rank:] ** 2) / total) if total > 0 else 0.0

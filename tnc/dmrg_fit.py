@@ -68,7 +68,8 @@ def fit_chain(network) -> Chain:
     chain = find_chain(network)
     if network.data:
         raise TncError(f"method='dmrg' fits networks without data tensors; network "
-                       f"`{network.name}` has {', '.join(network.data)}")
+                       f"`{network.name}` has {', '.join(network.data)} (for the ground "
+                       "state of an energy network <psi|H|psi> use tnc.ground_state)")
     physical = [i for c in chain.cores for i in c.physical]
     hidden = [i for i in physical if i not in network.output]
     if hidden or len(set(physical)) != len(physical):
