@@ -217,3 +217,16 @@ def test_save_and_load(tmp_path):
         net = tnc.library("cp", I=3, J=4, K=5, R=2)
         tnc.FitResult(net, net.random(), "als", [{"loss": 1.0}], True, 1, 0.1).save(tmp_path / "f.npz")
         tnc.load_coupled(tmp_path / "f.npz")
+
+
+def test_sparse_data_and_weights():
+    model, truth, data = planted()
+    sparse = {"T1": tnc.SparseTensor.from_dense(data["T1"]), "T2": data["T2"]}
+    result = tnc.fit_model(model, sparse, progress=False, max_iter=2000)
+    assert result.rel_error < 1e-8
+    # a weight of 0 leaves a data set out of the fit: only T1 is matched
+    text = LINKED.replace("fit X2 to T2", "fit X2 to T2 weight 0")
+    junk = {"T1": data["T1"], "T2": np.random.default_rng(0).standard_normal(data["T2"].shape)}
+    result = tnc.fit_model(text, junk, method="gcp", progress=False, max_iter=2000)
+    assert result.history[-1]["rel_errors"]["T1"] < 1e-3
+    assert result.history[-1]["rel_errors"]["T2"] > 0.5
