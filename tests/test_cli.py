@@ -323,3 +323,11 @@ def test_draw_odd_networks(tmp_path, eq, shapes):
     direct = sum(1 for u, v, _ in scene.edges if u[0] == v[0] == "tensor")
     assert len(scene.edges) == legs - direct + hub_outputs
     draw(net, tmp_path / "odd.png")
+
+
+def test_network_draw_method_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    import tnc
+    out = tmp_path / "tt.png"
+    tnc.library("tt", N=3).draw(out)
+    assert out.stat().st_size > 1000

@@ -105,6 +105,11 @@ class Network:
         """The network as a networkx MultiGraph (see :mod:`tnc.graph`)."""
         return build_graph(self.spec)
 
+    def draw(self, path=None, ax=None, layout="auto"):
+        """Draw the network (needs matplotlib); see :func:`tnc.draw.draw`."""
+        from .draw import draw
+        return draw(self, path=path, ax=ax, layout=layout)
+
     def with_sizes(self, **sizes) -> "Network":
         """The same network text compiled with other size parameters."""
         from .compiler import compile as compile_text
