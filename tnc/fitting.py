@@ -160,7 +160,8 @@ def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | No
     if mask is None:
         if nan.any():
             raise TncError(f"the data has {int(nan.sum())} NaN entries; to treat them as "
-                           "missing pass mask='nan' (or a boolean mask, True = observed)")
+                           "missing pass mask='nan' (or a boolean mask, True = observed; "
+                           "on the command line --mask nan)")
     else:
         hidden_nan = nan & mask
         if hidden_nan.any():
