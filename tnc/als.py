@@ -293,6 +293,17 @@ class Update:
     gram: Node | None
     weighted_gram: Node | None = None
 
+    @property
+    def axes(self) -> tuple:
+        """The tensor's axes ordered as the rows of its normal equations: D, then F, then B."""
+        return tuple(self.legs.index(ix) for ix in self.diag + self.free + self.bond)
+
+    @property
+    def roles(self) -> tuple:
+        """Each leg's part, ``"d"`` (diagonal), ``"f"`` (free) or ``"b"`` (bond)."""
+        return tuple("d" if ix in self.diag else "f" if ix in self.free else "b"
+                     for ix in self.legs)
+
     def sizes(self, index_sizes) -> tuple[int, int, int]:
         size = lambda legs: math.prod(index_sizes[ix] for ix in legs)  # noqa: E731
         return size(self.diag), size(self.free), size(self.bond)
@@ -402,6 +413,26 @@ def solve_rows(rhs, gram, l2: float = 0.0, nonneg: bool = False, start=None):
         return np.linalg.solve(gram, rhs.transpose(0, 2, 1)).transpose(0, 2, 1)
     except np.linalg.LinAlgError:
         return rhs @ np.linalg.pinv(gram, hermitian=True)
+
+
+def solve_tensor(rhs, gram, axes: tuple, current, l2: float = 0.0, nonneg: bool = False):
+    """``(rows, tensor)``: :func:`solve_rows` of normal equations laid out along ``axes``
+    (see :meth:`Fit.contributions`), and the rows as a tensor shaped like ``current``
+    (also HALS's start).
+
+    >>> rows, tensor = solve_tensor(np.array([[[2.0, 4.0]]]), np.array([[[2.0, 0.0], [0.0, 4.0]]]),
+    ...                             (1, 0), np.zeros((2, 1)))
+    >>> tensor
+    array([[1.],
+           [1.]])
+    """
+    identity = axes == tuple(range(len(axes)))
+    permuted = current if identity else np.transpose(current, axes)
+    new = solve_rows(rhs, gram, l2, nonneg, permuted.reshape(rhs.shape))
+    tensor = new.reshape(permuted.shape)
+    if not identity:
+        tensor = np.transpose(tensor, np.argsort(axes))
+    return new, np.ascontiguousarray(tensor)
 
 
 def hals(rhs, gram, g, sweeps: int = 50, tol: float = 1e-12):
@@ -566,23 +597,34 @@ class Fit:
 
     def update(self, name: str) -> float:
         """Solve for ``name``; return the loss ``||X||² - 2<X,M> + <M,M>`` after the update."""
+        rhs, gram, axes = self.contributions(name)
+        new, tensor = solve_tensor(rhs, gram, axes, self.tensors[name], self.settings.l2[name],
+                                   name in self.settings.nonneg)
+        self.set_tensor(name, tensor)
+        xm = float(np.vdot(rhs, new))
+        mm = float(np.einsum("nmb,nbc,nmc->", new, gram, new))
+        return (self.xx_filled if self.mode == "em" else self.xx) - 2 * xm + mm
+
+    def contributions(self, name: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """``(rhs, gram, axes)``: the normal equations ``rows @ gram = rhs`` of ``name``.
+
+        ``rhs`` is ``(n_diag, n_free, n_bond)`` and ``gram`` ``(n_diag, n_bond,
+        n_bond)`` (weighted least squares: ``(n_diag * n_free, 1, n_bond)`` and
+        ``(n_diag * n_free, n_bond, n_bond)``); ``axes`` are the tensor's axes in
+        the rows' layout (diagonal, free, bond legs), for :func:`solve_tensor`.
+        Sums of these over networks that share the tensor are again normal equations.
+        """
         u = self.model.updates[name]
         n_diag, n_free, n_bond = u.sizes(self.problem.network.spec.index_sizes)
         rhs = evaluate(u.rhs, self.values, self.cache)
         rhs = arrange(rhs, u.rhs.indices, u.diag + u.free + u.bond)
         gram = self._gram(u, n_diag, n_free, n_bond)
-        rows = (gram.shape[0], -1, n_bond)
-        rhs = np.reshape(rhs, rows)
-        start = arrange(self.tensors[name], u.legs, u.diag + u.free + u.bond).reshape(rows)
-        new = solve_rows(rhs, gram, self.settings.l2[name], name in self.settings.nonneg, start)
-        shape = tuple(self.problem.network.spec.index_sizes[ix]
-                      for ix in u.diag + u.free + u.bond)
-        self.tensors[name] = np.ascontiguousarray(
-            arrange(new.reshape(shape), u.diag + u.free + u.bond, u.legs))
+        return np.reshape(rhs, (gram.shape[0], -1, n_bond)), gram, u.axes
+
+    def set_tensor(self, name: str, array) -> None:
+        """Make ``array`` the value of ``name``, dropping intermediates that used the old one."""
+        self.tensors[name] = array
         self._changed(name)
-        xm = float(np.vdot(rhs, new))
-        mm = float(np.einsum("nmb,nbc,nmc->", new, gram, new))
-        return (self.xx_filled if self.mode == "em" else self.xx) - 2 * xm + mm
 
     def _gram(self, u: Update, n_diag, n_free, n_bond):
         if self.mode == "wls":

@@ -345,35 +345,24 @@ class CoupledALS:
                 fit.impute(value)
 
     def update(self, key: str) -> None:
-        """Exact penalised least-squares update of tensor ``key`` over every data set."""
-        rhs_sum = gram_sum = None
-        layout = None
+        """Exact penalised least-squares update of tensor ``key`` over every data set: the
+        weighted sum of each network's normal equations (:meth:`tnc.als.Fit.contributions`)."""
+        rhs_sum = gram_sum = roles = None
         for k in self.carriers[key]:
             fit, weight = self.fits[k], self.model.terms[k].weight
-            u = fit.model.updates[key]
-            sizes = u.sizes(fit.problem.network.spec.index_sizes)
-            pattern = tuple("d" if ix in u.diag else "f" if ix in u.free else "b" for ix in u.legs)
-            if layout is None:
-                layout = (pattern, u, sizes)
-            elif layout[0] != pattern:
+            if roles is None:
+                roles = fit.model.updates[key].roles
+            elif fit.model.updates[key].roles != roles:
                 raise TncError(f"ALS: the legs of `{key}` play different roles in `"
                                f"{self.model.terms[self.carriers[key][0]].network.name}` and `"
                                f"{fit.problem.network.name}` (output/summed); use method='gcp'")
-            rhs = als.evaluate(u.rhs, fit.values, fit.cache)
-            rhs = als.arrange(rhs, u.rhs.indices, u.diag + u.free + u.bond).reshape(
-                sizes[0], -1, sizes[2])
-            gram = np.broadcast_to(fit._gram(u, *sizes), (sizes[0], sizes[2], sizes[2]))
+            rhs, gram, axes = fit.contributions(key)
             rhs_sum = weight * rhs if rhs_sum is None else rhs_sum + weight * rhs
             gram_sum = weight * gram if gram_sum is None else gram_sum + weight * gram
-        _, u, sizes = layout
-        order = u.diag + u.free + u.bond
-        start = als.arrange(self.tensors[key], u.legs, order).reshape(rhs_sum.shape)
-        new = als.solve_rows(rhs_sum, gram_sum, self.model.l2.get(key, 0.0),
-                             key in self.model.nonneg, start)
-        shape = tuple(self.tensors[key].shape[u.legs.index(ix)] for ix in order)
-        self.tensors[key] = np.ascontiguousarray(als.arrange(new.reshape(shape), order, u.legs))
+        _, tensor = als.solve_tensor(rhs_sum, gram_sum, axes, self.tensors[key],
+                                     self.model.l2.get(key, 0.0), key in self.model.nonneg)
         for k in self.carriers[key]:
-            self.fits[k]._changed(key)
+            self.fits[k].set_tensor(key, tensor)
 
 
 def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> CoupledResult:
