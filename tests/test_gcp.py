@@ -7,7 +7,8 @@ from scipy.special import expit
 
 import tnc
 from tnc import TncError
-from tnc.gcp import SampledModel, StratifiedSampler, UniformSampler, sampled_spec
+from tnc.gcp import (Packing, SampledModel, StratifiedSampler, UniformSampler, lower_bounds,
+                     sampled_spec)
 from tnc.losses import get_loss
 from tnc.sparse import SparseTensor
 
@@ -261,3 +262,16 @@ def test_command_line_fits_with_a_loss(tmp_path, capsys):
     assert main(["fit", "cp", str(tmp_path / "bad.npy"), "--method", "gcp", "--loss",
                  "poisson", "--size", "R=2", "-q"]) == 2
     assert "loss 'poisson' needs non-negative integer counts" in capsys.readouterr().err
+
+
+def test_lower_bounds_per_tensor_or_flat():
+    packing = Packing({"A": (2,), "B": (1,)})
+    assert lower_bounds(packing, None) is None
+    assert lower_bounds(packing, {"A": None, "B": None}) is None
+    np.testing.assert_array_equal(lower_bounds(packing, {"B": 0.0}).lb, [-np.inf, -np.inf, 0.0])
+    np.testing.assert_array_equal(lower_bounds(packing, np.array([0.0, -np.inf, 1.0])).lb,
+                                  [0.0, -np.inf, 1.0])
+    with pytest.raises(TncError, match="`C`"):
+        lower_bounds(packing, {"C": 0.0})
+    with pytest.raises(TncError, match="expected 3 entries"):
+        lower_bounds(packing, np.zeros(2))

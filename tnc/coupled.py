@@ -42,13 +42,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import scipy.optimize
 
 from . import als, ast
 from .compiler import read_source
 from .errors import TncError
 from .fitting import FitProblem, _sizes_from_shape, as_target, split_missing
-from .gcp import DenseObjective, Packing, check_loss_data
+from .gcp import DenseObjective, check_loss_data, run_lbfgsb
 from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .parser import parse
 from .progress import Progress, wants_stop
@@ -445,39 +444,15 @@ def run_gcp(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
     start = time.perf_counter()
     objective = CoupledObjective(model, targets, masks, options)
     tensors = initial_tensors(model, targets, masks, options.init, options.seed)
-    packing = Packing({k: v.shape for k, v in tensors.items()})
-    lower = packing.pack({k: np.full(v.shape, 0.0 if k in model.nonneg or _bounded_names(
-        model, k) else -np.inf) for k, v in tensors.items()})
-    history: list[dict] = []
-
-    def fun(vector):
-        value, grads = objective(packing.unpack(vector))
-        return value, packing.pack(grads)
-
+    lower = {k: 0.0 if k in model.nonneg or _bounded_names(model, k) else None for k in tensors}
     with Progress(options.max_iter, desc="coupled gcp", enabled=options.progress) as bar:
-        def callback(intermediate_result):
-            entry = {"iteration": len(history) + 1, "loss": float(intermediate_result.fun),
-                     "time": time.perf_counter() - start}
-            history.append(entry)
-            bar.update(loss=entry["loss"])
-            if wants_stop(options.callback, {**entry, "tensors": packing.unpack(
-                    intermediate_result.x.copy())}):
-                raise StopIteration
-
-        result = scipy.optimize.minimize(
-            fun, packing.pack(tensors), jac=True, method="L-BFGS-B",
-            bounds=scipy.optimize.Bounds(lower, np.inf) if np.isfinite(lower).any() else None,
-            callback=callback, options={"maxiter": options.max_iter, "ftol": options.ftol,
-                                        "gtol": options.gtol})
-    tensors = {k: v.copy() for k, v in packing.unpack(result.x).items()}
+        tensors, history, converged, info = run_lbfgsb(objective, tensors, options, lower, bar)
+    tensors = {k: v.copy() for k, v in tensors.items()}
     measured = measure(model, tensors, targets, masks)
     measured.pop("values")
-    history.append({"iteration": len(history), "loss": float(result.fun), **measured,
-                    "time": time.perf_counter() - start})
-    info = {"seed": options.seed, "message": str(result.message),
-            "evaluations": int(result.nfev)}
-    return CoupledResult(model, tensors, "gcp", history, bool(result.status == 0),
-                         len(history), time.perf_counter() - start, info)
+    history[-1].update(measured)
+    return CoupledResult(model, tensors, "gcp", history, converged, len(history),
+                         time.perf_counter() - start, {"seed": options.seed, **info})
 
 
 ENGINES = {"als": run_als, "gcp": run_gcp}

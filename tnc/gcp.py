@@ -465,10 +465,17 @@ def _scaled(tensors, problem, model: SampledModel, rng, power: int) -> dict:
 
 
 # -- L-BFGS-B --------------------------------------------------------------------------------
-def run_lbfgsb(objective: DenseObjective, tensors: dict, options: GCPOptions, bounded: bool,
-               bar: Progress):
-    """Minimise with scipy's L-BFGS-B; returns ``(tensors, history, converged, info)``."""
+def run_lbfgsb(objective: Callable, tensors: dict, options, lower, bar: Progress):
+    """Minimise with scipy's L-BFGS-B; returns ``(tensors, history, converged, info)``.
+
+    ``objective(tensors) -> (value, gradients)`` (a :class:`DenseObjective`, or
+    :mod:`tnc.coupled`'s sum of them); ``lower``: lower bounds, a dict name ->
+    bound (None or absent: unbounded), a flat vector over the packed tensors
+    (``-inf``: unbounded) or None; ``options``: ``max_iter``, ``ftol``,
+    ``gtol`` and ``callback`` (as :class:`GCPOptions`).
+    """
     packing = Packing({k: v.shape for k, v in tensors.items()})
+    bounds = lower_bounds(packing, lower)
     history: list[dict] = []
     start = time.perf_counter()
 
@@ -485,7 +492,6 @@ def run_lbfgsb(objective: DenseObjective, tensors: dict, options: GCPOptions, bo
                 intermediate_result.x.copy())}):
             raise StopIteration
 
-    bounds = scipy.optimize.Bounds(0.0, np.inf) if bounded else None
     result = scipy.optimize.minimize(
         fun, packing.pack(tensors), jac=True, method="L-BFGS-B", bounds=bounds,
         callback=callback, options={"maxiter": options.max_iter, "ftol": options.ftol,
@@ -496,6 +502,26 @@ def run_lbfgsb(objective: DenseObjective, tensors: dict, options: GCPOptions, bo
         history.append(final)
     info = {"message": str(result.message), "evaluations": int(result.nfev)}
     return packing.unpack(result.x), history, bool(result.status == 0), info
+
+
+def lower_bounds(packing: Packing, lower):
+    """scipy ``Bounds`` for ``lower`` (see :func:`run_lbfgsb`), None when nothing is bounded.
+
+        >>> lower_bounds(Packing({"A": (2,), "B": (1,)}), {"A": 0.0}).lb
+        array([  0.,   0., -inf])
+    """
+    if lower is None:
+        return None
+    if isinstance(lower, dict):
+        unknown = [k for k in lower if k not in packing.shapes]
+        if unknown:
+            raise TncError(f"lower bound for `{unknown[0]}`, which is not a tensor being fitted")
+        lower = packing.pack({k: np.full(shape, -np.inf if lower.get(k) is None else lower[k])
+                              for k, shape in packing.shapes.items()})
+    lower = np.asarray(lower, dtype=np.float64)
+    if lower.shape != (packing.size,):
+        raise TncError(f"lower bounds: expected {packing.size} entries, got shape {lower.shape}")
+    return scipy.optimize.Bounds(lower, np.inf) if np.isfinite(lower).any() else None
 
 
 # -- stochastic Adam -------------------------------------------------------------------------
@@ -607,13 +633,13 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     rng = np.random.default_rng(options.seed)
     model = SampledModel(problem.network, problem.inputs, options.optimize)
     tensors = initial_tensors(problem, loss, options.init, rng, model)
-    bounded = _bounded(loss)
+    lower = {k: 0.0 for k in tensors} if _bounded(loss) else None
     with Progress(options.max_iter, desc=f"gcp {loss.name}", enabled=options.progress) as bar:
         if optimizer == "lbfgsb":
             objective = DenseObjective(problem.network, problem.inputs, problem.target,
                                        problem.mask, loss, options.optimize, weights)
             tensors, history, converged, info = run_lbfgsb(
-                objective, tensors, options, bounded, bar)
+                objective, tensors, options, lower, bar)
         else:
             sampler = _choose_sampler(problem, options, rng, weights)
             tensors, history, converged, info = run_adam(
