@@ -92,15 +92,25 @@ def compile(text_or_path, name: str | None = None, filename: str | None = None,
     ``name`` picks one network of a text holding several; ``sizes`` override
     the header defaults (``tnc.compile(text, N=8, r=4)``).
     """
-    networks = compile_all(text_or_path, filename=filename, **sizes)
+    return pick_named(compile_all(text_or_path, filename=filename, **sizes), name, "network")
+
+
+def pick_named(items: dict, name: str | None, kind: str):
+    """The item called ``name`` of a text, or its only item when ``name`` is None.
+
+    >>> pick_named({"a": 1}, None, "network")
+    1
+    """
+    if not items:
+        raise TncError(f"the text declares no {kind}")
     if name is None:
-        if len(networks) > 1:
-            raise TncError("the text declares networks " + ", ".join(networks)
+        if len(items) > 1:
+            raise TncError(f"the text declares {kind}s " + ", ".join(items)
                            + "; pick one with name=...")
-        return next(iter(networks.values()))
-    if name not in networks:
-        raise TncError(f"no network `{name}`; the text declares " + ", ".join(networks))
-    return networks[name]
+        return next(iter(items.values()))
+    if name not in items:
+        raise TncError(f"no {kind} `{name}`; the text declares " + ", ".join(items))
+    return items[name]
 
 
 def library_names() -> list[str]:

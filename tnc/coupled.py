@@ -51,7 +51,7 @@ from .gcp import DenseObjective, check_loss_data, run_lbfgsb
 from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .parser import parse
 from .progress import Progress, wants_stop
-from .result import _jsonable
+from .result import LastSweep, _jsonable
 from .sparse import SparseTensor
 
 FORMAT_VERSION = 1
@@ -86,7 +86,7 @@ class CoupledOptions:
 
 
 @dataclass
-class CoupledResult:
+class CoupledResult(LastSweep):
     """A fitted coupled model.
 
     ``tensors``: every parameter by name (shared ones once); ``history``: one
@@ -103,14 +103,6 @@ class CoupledResult:
     iterations: int
     wall_time: float
     info: dict = field(default_factory=dict)
-
-    @property
-    def loss(self) -> float | None:
-        return self.history[-1].get("loss") if self.history else None
-
-    @property
-    def rel_error(self) -> float | None:
-        return self.history[-1].get("rel_error") if self.history else None
 
     def reconstruct(self, data: str | None = None):
         """The model value of data set ``data`` (an array), or all of them (a dict)."""

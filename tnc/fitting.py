@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from . import ast
-from .compiler import compile as compile_text, read_source
+from .compiler import compile as compile_text, pick_named, read_source
 from .errors import TncError
 from .network import Network
 from .parser import parse
@@ -253,15 +253,7 @@ def _sizes_from_shape(text, filename, definition, shape, given, defaults) -> dic
 
 
 def _pick(module: ast.Module, name) -> ast.NetworkDef:
-    if name is None:
-        if len(module.networks) != 1:
-            raise TncError("the text declares " + ", ".join(n.name for n in module.networks)
-                           + "; pick one with name=...")
-        return module.networks[0]
-    for definition in module.networks:
-        if definition.name == name:
-            return definition
-    raise TncError(f"no network `{name}` in the text")
+    return pick_named({n.name: n for n in module.networks}, name, "network")
 
 
 def _read_sentinels(probe_shapes, shape, sentinels, network_name) -> dict[str, int]:

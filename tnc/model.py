@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ast
-from .compiler import compile_all, read_source
+from .compiler import compile_all, pick_named, read_source
 from .errors import TncError, TncSemanticError
 from .expand import _Scope, evaluate, member_name
 from .losses import Loss, get_loss
@@ -182,16 +182,7 @@ def pick_model(module: ast.Module, name) -> ast.ModelDef:
     if not module.models:
         raise TncError(f"{module.filename or 'the text'} declares no model block; add "
                        "`model NAME { fit NETWORK to DATA ... }`")
-    if name is None:
-        if len(module.models) > 1:
-            raise TncError("the text declares models " + ", ".join(m.name for m in module.models)
-                           + "; pick one with name=...")
-        return module.models[0]
-    for definition in module.models:
-        if definition.name == name:
-            return definition
-    raise TncError(f"no model `{name}`; the text declares "
-                   + ", ".join(m.name for m in module.models))
+    return pick_named({m.name: m for m in module.models}, name, "model")
 
 
 def resolve(definition: ast.ModelDef, networks: dict[str, Network]) -> CoupledModel:

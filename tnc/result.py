@@ -22,8 +22,22 @@ from .network import Network
 FORMAT_VERSION = 1
 
 
+class LastSweep:
+    """``loss`` and ``rel_error`` of the last entry of a result's ``history``."""
+
+    history: list[dict]
+
+    @property
+    def loss(self) -> float | None:
+        return self.history[-1].get("loss") if self.history else None
+
+    @property
+    def rel_error(self) -> float | None:
+        return self.history[-1].get("rel_error") if self.history else None
+
+
 @dataclass
-class FitResult:
+class FitResult(LastSweep):
     """A fitted network.
 
     ``tensors``: fitted parameter arrays by name; ``history``: one dict per
@@ -42,14 +56,6 @@ class FitResult:
     wall_time: float
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
-
-    @property
-    def loss(self) -> float | None:
-        return self.history[-1].get("loss") if self.history else None
-
-    @property
-    def rel_error(self) -> float | None:
-        return self.history[-1].get("rel_error") if self.history else None
 
     def reconstruct(self, optimize="auto") -> np.ndarray:
         """The fitted network contracted to a dense array of the output's shape."""
