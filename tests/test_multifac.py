@@ -4,7 +4,7 @@ import pytest
 
 import tnc
 from tnc.multifac import (classify, cp_signal, cross_validate, impute, linked_cp_text, multifac,
-                          multifac_model)
+                          multifac_model, noise_floors)
 
 
 def unit(a):
@@ -41,6 +41,43 @@ def test_recovers_shared_and_individual_ranks():
     assert rse(result) < rse(plain)
 
 
+def unequal_data(seed, shapes=((8, 7, 6), (8, 9, 5)), scales=((1.0, 1.0, 0.4), (1.0, 0.3)),
+                 snr=10.0):
+    """One shared and 2 + 1 individual components, the last of each tensor weak (``scales``)."""
+    rng = np.random.default_rng(seed)
+    U = unit(rng.standard_normal((shapes[0][0], 4)))
+    cols = [[0, 1, 2], [0, 3]]
+    data = []
+    for k, shape in enumerate(shapes):
+        F = [unit(rng.standard_normal((n, len(cols[k])))) for n in shape[1:]]
+        F[0] = F[0] * np.array(scales[k])
+        s = cp_signal([U[:, cols[k]], *F])
+        x = s + rng.standard_normal(shape) * np.sqrt(s.var() / snr)
+        data.append(x / np.sqrt(np.mean(x ** 2)))
+    return data
+
+
+def test_noise_floor_keeps_weak_components_the_relative_rule_drops():
+    data = unequal_data(2)
+    result = multifac(data, rank=8, sigma=1.0, restarts=2)
+    assert result.threshold == "noise"
+    assert result.ranks == {"shared": 1, "individual": [2, 1]}
+    # the weak individual component of tensor 2 is a quarter of its largest weight
+    relative = multifac(data, rank=8, sigma=1.0, restarts=2, threshold=0.25)
+    assert relative.ranks == {"shared": 1, "individual": [2, 0]}
+    floors = noise_floors(data, result.tensors)
+    assert np.allclose(floors, result.floors)
+    # noise std 1/sqrt(11) of unit-mean-square data at SNR 10, times sum sqrt(I_n), n >= 2
+    for k, x in enumerate(data):
+        expected = np.sqrt(1 / 11) * sum(np.sqrt(n) for n in x.shape[1:])
+        assert 0.8 * expected < floors[k] < 1.25 * expected
+    # leaks (a tensor borrowing another's U column) stay below the floor
+    alive = result.weights > 1e-6 * result.weights.max()
+    assert alive.sum() > 5 and len([c for c in result.classes if c != "zero"]) == 4
+    with pytest.raises(tnc.TncError, match="threshold"):
+        multifac(data, rank=2, sigma=1.0, threshold="nois", max_iter=2)
+
+
 def test_missing_slice_imputation_beats_the_mean():
     data, signal = linked_data(1, shared=2, individual=(1, 1))
     rng = np.random.default_rng(5)
@@ -60,6 +97,8 @@ def test_missing_slice_imputation_beats_the_mean():
 def test_classify_and_text():
     weights = np.array([[5.0, 4.0, 0.0, 1e-9, 3.0], [3.0, 0.0, 2.0, 0.0, 0.1]])
     assert classify(weights) == ["shared", "individual 1", "individual 2", "zero", "individual 1"]
+    assert classify(weights, floors=[3.5, 0.05]) == ["shared", "individual 1", "individual 2",
+                                                     "zero", "individual 2"]
     text = linked_cp_text([(4, 3, 2), (4, 5, 2, 2)], rank=3, sigma=0.5)
     model = tnc.compile_model(text)
     assert [t.data for t in model.terms] == ["T1", "T2"]
@@ -78,3 +117,8 @@ def test_cross_validation_one_standard_error_rule():
     best = cv.sigmas.index(cv.best)
     assert cv.mean[cv.sigmas.index(cv.chosen)] <= cv.mean[best] + cv.se[best]
     assert cv.chosen != 50.0            # a penalty that kills everything is clearly worse
+    assert np.all((cv.mean > 0) & (cv.mean < 1.5))      # mean relative error per tensor
+    sse = cross_validate(data, [0.5, 2.0, 50.0], rank=6, folds=3, max_iter=300, score="sse")
+    assert sse.chosen != 50.0 and sse.mean.min() > 1.0
+    with pytest.raises(tnc.TncError, match="score"):
+        cross_validate(data, [1.0], rank=2, folds=2, score="mse")

@@ -23,3 +23,12 @@ def test_multifac_simulation(tmp_path, capsys, monkeypatch):
         assert row["multifac"]["rse"] < row["unpenalised"]["rse"]
     assert result["missing"]["rse_multifac"] < result["missing"]["rse_mean"]
     assert "recovered in" in printed and "one-standard-error choice" in printed
+    # both designs run by default; the authors' N(0, 1) factors too
+    designs = result["designs"]
+    assert set(designs) == {"unit", "gaussian"} and designs["unit"]["png"] == result["png"]
+    gaussian = designs["gaussian"]
+    assert Path(gaussian["png"]).is_file() and gaussian["png"] != result["png"]
+    for row in gaussian["rows"]:
+        assert row["multifac"]["rse"] < row["unpenalised"]["rse"]
+    assert gaussian["missing"]["rse_multifac"] < gaussian["missing"]["rse_mean"]
+    assert "== gaussian factors ==" in printed and "above the noise floor" in printed

@@ -28,21 +28,30 @@ slice* (sample i absent from tensor k, every entry of ``X_k[i]`` missing) is
 filled from the shared components only, as the paper does (individual
 structure of sample i in tensor k is not identifiable from the other tensors).
 
-Component weights: ``d_kr = ||U[:, r]|| prod_n ||F_kn[:, r]||``; a component
-counts as present in tensor k when ``d_kr > threshold * max_r d_kr``
-(``threshold`` 0.25 by default). Unneeded components are shrunk to exactly
-zero, but an individual component of one tensor can *leak* into another: its
-``U`` column is paid for by its own tensor, so the other tensor may borrow it
-at the cost of its own factors only, and fits a little noise with it. In the
-paper's simulation such leaks stay below a fifth of the tensor's largest
-weight while real components are within a factor of two of it; lower the
-threshold when components of very unequal size are expected.
+Component weights: ``d_kr = ||U[:, r]|| prod_n ||F_kn[:, r]||``. Unneeded
+components are shrunk to exactly zero, but an individual component of one
+tensor can *leak* into another: its ``U`` column is paid for by its own
+tensor, so the other tensor may borrow it at the cost of its own factors only,
+and fits noise with it. Given the unit sample loading ``u``, the most a leak
+can fit in tensor k is the top singular value of the noise contracted with
+``u``: for i.i.d. noise of standard deviation ``s_k`` about
+``s_k * sum_{n>=2} sqrt(I_kn)`` (exact asymptotically for matrices). So by
+default (``threshold="noise"``) a component counts as present in tensor k when
+``d_kr`` exceeds that *noise floor*, ``s_k`` estimated from the fit's residual
+with a degrees-of-freedom correction (:func:`noise_floors`). A number
+``threshold`` instead keeps the components with ``d_kr > threshold * max_r
+d_kr``; that relative rule (0.25 before) suits components of similar size but
+drops real components ten times smaller than the largest, which occur when the
+factors are N(0, 1) draws as in the authors' simulations.
 
 Penalty choice: :func:`cross_validate` holds out folds of observed entries
 (each entry in one fold), fits every ``sigma`` of a grid on the rest, and picks
-the largest ``sigma`` whose mean held-out squared error is within one standard
-error of the best (the one-standard-error rule: the sparsest model the data
-cannot tell from the best).
+the largest ``sigma`` whose mean held-out error is within one standard error of
+the best (the one-standard-error rule: the sparsest model the data cannot tell
+from the best). The held-out error of a fold is, as in the authors' code, the
+mean over tensors of each tensor's relative error ``||X_k - M_k|| / ||X_k||``
+on its held-out entries (``score="relative"``), so a large tensor does not
+outvote a small one; ``score="sse"`` sums squared errors instead.
 """
 from __future__ import annotations
 
@@ -55,7 +64,7 @@ from .coupled import CoupledResult, fit_model
 from .errors import TncError
 from .model import CoupledModel, compile_model
 
-THRESHOLD = 0.25
+THRESHOLD = 0.25       # the relative rule's default (see the module docstring)
 
 
 def linked_cp_text(shapes, rank: int, sigma: float = 1.0) -> str:
@@ -96,7 +105,8 @@ class MultifacResult:
     ``weights``: (K, R) component weights per tensor; ``classes``: one label per
     component: ``"shared"``, ``"individual k"`` (1-based), ``"partial"`` (alive in
     some but not all of K > 2 tensors) or ``"zero"``; ``ranks``: counts
-    ``{"shared": s, "individual": [r_1, ..., r_K]}``.
+    ``{"shared": s, "individual": [r_1, ..., r_K]}``; ``floors``: (K,) the weight a
+    component must exceed to count as present in each tensor.
     """
 
     fit: CoupledResult
@@ -104,7 +114,8 @@ class MultifacResult:
     weights: np.ndarray
     classes: list[str]
     ranks: dict
-    threshold: float = THRESHOLD
+    threshold: float | str = "noise"
+    floors: np.ndarray | None = None
     info: dict = field(default_factory=dict)
 
     @property
@@ -147,20 +158,61 @@ def component_weights(tensors: dict, count: int) -> np.ndarray:
                              axis=0) for k in range(count)])
 
 
-def classify(weights: np.ndarray, threshold: float = THRESHOLD) -> list[str]:
+def noise_floors(data, tensors: dict, masks=None) -> np.ndarray:
+    """(K,) noise floors ``s_k * sum_{n>=2} sqrt(I_kn)`` of the fit ``tensors`` to ``data``.
+
+    ``s_k``: the residual root mean square over observed entries, corrected for
+    the parameters of tensor k's nonzero components (``sum_n I_kn - N_k + 1``
+    each). See the module docstring.
+    """
+    weights = component_weights(tensors, len(data))
+    masks = list(masks) if masks is not None else [None] * len(data)
+    floors = []
+    for k, (x, mask) in enumerate(zip(data, masks)):
+        x = np.asarray(x, dtype=float)
+        residual = x - cp_signal(factors_of(tensors, k))
+        observed = x.size if mask is None else int(np.count_nonzero(mask))
+        rss = float(np.sum(residual ** 2 if mask is None else residual[mask] ** 2))
+        live = int(np.count_nonzero(weights[k] > 1e-8 * max(weights[k].max(), 1e-300)))
+        params = live * (sum(x.shape) - x.ndim + 1)
+        std = math.sqrt(rss / max(observed - params, observed / 4, 1))
+        floors.append(std * sum(math.sqrt(n) for n in x.shape[1:]))
+    return np.array(floors)
+
+
+def classify(weights: np.ndarray, threshold: float = THRESHOLD, floors=None) -> list[str]:
     """Label each component from its (K, R) weights; see the module docstring.
+
+    ``floors``: (K,) absolute thresholds (e.g. :func:`noise_floors`); otherwise a
+    component is present in tensor k above ``threshold`` times its largest weight.
 
     >>> classify(np.array([[5.0, 4.0, 0.0, 1e-9], [3.0, 0.0, 2.0, 0.0]]))
     ['shared', 'individual 1', 'individual 2', 'zero']
+    >>> classify(np.array([[5.0, 0.5, 0.2], [9.0, 0.0, 1.5]]), floors=[0.4, 1.0])
+    ['shared', 'individual 1', 'individual 2']
     """
-    scale = weights.max(axis=1, keepdims=True)
-    alive = weights > threshold * np.where(scale > 0, scale, np.inf)
+    floors = thresholds(weights, threshold) if floors is None else np.asarray(floors, float)
+    alive = weights > floors[:, None]
     labels = []
     for column in alive.T:
         count = int(column.sum())
         labels.append("zero" if count == 0 else "shared" if count == len(column) else
                       f"individual {int(np.argmax(column)) + 1}" if count == 1 else "partial")
     return labels
+
+
+def thresholds(weights: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """(K,) the relative rule's absolute thresholds ``threshold * max_r d_kr``."""
+    scale = weights.max(axis=1)
+    return threshold * np.where(scale > 0, scale, np.inf)
+
+
+def _floors(threshold, data, tensors, masks, weights) -> np.ndarray:
+    if isinstance(threshold, str):
+        if threshold != "noise":
+            raise TncError(f"threshold must be a number or 'noise', got {threshold!r}")
+        return noise_floors(data, tensors, masks)
+    return thresholds(weights, threshold)
 
 
 def count_ranks(classes: list[str], count: int) -> dict:
@@ -176,17 +228,19 @@ def missing_slices(mask) -> np.ndarray | None:
     return np.flatnonzero(gone) if gone.any() else None
 
 
-def _shared_imputer(names: list[str], masks: dict, threshold: float):
+def _shared_imputer(names: list[str], arrays, masks: dict, threshold):
     """EM values for data set ``name``: the model, except shared-only on missing slices."""
     slices = {name: missing_slices(masks.get(name)) for name in names}
+    mask_list = [masks.get(name) for name in names]
 
     def imputer(name, tensors, value):
         rows = slices[name]
         if rows is None:
             return value
         k = names.index(name)
-        keep = np.array([c == "shared" for c in classify(component_weights(tensors, len(names)),
-                                                         threshold)])
+        weights = component_weights(tensors, len(names))
+        floors = _floors(threshold, arrays, tensors, mask_list, weights)
+        keep = np.array([c == "shared" for c in classify(weights, floors=floors)])
         value = value.copy()
         value[rows] = cp_signal(factors_of(tensors, k), keep)[rows]
         return value
@@ -195,12 +249,13 @@ def _shared_imputer(names: list[str], masks: dict, threshold: float):
 
 
 def multifac(data, rank: int = 20, sigma: float = 1.0, masks=None,
-             threshold: float = THRESHOLD, restarts: int = 1, **options) -> MultifacResult:
+             threshold: float | str = "noise", restarts: int = 1, **options) -> MultifacResult:
     """Fit MULTIFAC to the list ``data`` of K arrays sharing their first mode.
 
     ``masks``: None or a list (one per tensor, None = fully observed) of boolean
     arrays, True = observed; whole missing slices are imputed from the shared
-    structure. ``restarts``: fits from seeds ``seed, seed+1, ...``, the lowest
+    structure. ``threshold``: ``"noise"`` (the noise floor) or a number (the
+    relative rule), see the module docstring. ``restarts``: fits from seeds ``seed, seed+1, ...``, the lowest
     objective kept (ALS finds local minima where a shared component splits in
     two individual ones). ``options``: :class:`tnc.coupled.CoupledOptions`
     fields (``max_iter``, ``tol``, ``seed``, ``progress`` ...).
@@ -224,14 +279,16 @@ def multifac(data, rank: int = 20, sigma: float = 1.0, masks=None,
     fitted = None
     for k in range(restarts):
         candidate = fit_model(model, dict(zip(names, arrays)), "als", masks=mask_dict,
-                              imputer=_shared_imputer(names, mask_dict, threshold),
+                              imputer=_shared_imputer(names, arrays, mask_dict, threshold),
                               seed=None if seed is None else seed + k, **options)
         if fitted is None or candidate.loss < fitted.loss:
             fitted = candidate
     weights = component_weights(fitted.tensors, len(arrays))
-    classes = classify(weights, threshold)
+    floors = _floors(threshold, arrays, fitted.tensors, [mask_dict.get(n) for n in names],
+                     weights)
+    classes = classify(weights, floors=floors)
     return MultifacResult(fitted, sigma, weights, classes, count_ranks(classes, len(arrays)),
-                          threshold)
+                          threshold, floors)
 
 
 def impute(result: MultifacResult, data, masks) -> list[np.ndarray]:
@@ -253,8 +310,9 @@ def impute(result: MultifacResult, data, masks) -> list[np.ndarray]:
 
 @dataclass
 class CrossValidation:
-    """``sigmas``, mean and standard error of the held-out squared error per sigma,
-    the best sigma and the one chosen by the one-standard-error rule."""
+    """``sigmas``, mean and standard error of the held-out error per sigma (see
+    :func:`cross_validate`'s ``score``), the best sigma and the one chosen by the
+    one-standard-error rule."""
 
     sigmas: list[float]
     mean: np.ndarray
@@ -264,9 +322,13 @@ class CrossValidation:
 
 
 def cross_validate(data, sigmas, rank: int = 20, folds: int = 5, seed: int = 0, masks=None,
-                   **options) -> CrossValidation:
+                   score: str = "relative", **options) -> CrossValidation:
     """Pick ``sigma`` by ``folds``-fold cross-validation over observed entries with the
-    one-standard-error rule (see the module docstring)."""
+    one-standard-error rule (see the module docstring). ``score``: a fold's error,
+    ``"relative"`` (mean over tensors of the relative error on held-out entries, the
+    authors' score) or ``"sse"`` (the summed squared error)."""
+    if score not in ("relative", "sse"):
+        raise TncError(f"score must be 'relative' or 'sse', got {score!r}")
     arrays = [np.asarray(x, dtype=float) for x in data]
     masks = list(masks) if masks is not None else [None] * len(arrays)
     rng = np.random.default_rng(seed)
@@ -277,8 +339,13 @@ def cross_validate(data, sigmas, rank: int = 20, folds: int = 5, seed: int = 0, 
         held = [(a == f) & (m if m is not None else True) for a, m in zip(assignment, masks)]
         for s, sigma in enumerate(sigmas):
             result = multifac(arrays, rank, sigma, masks=train, seed=seed + f, **options)
-            errors[s, f] = sum(float(np.sum((x - result.signal(k, "all"))[h] ** 2))
-                               for k, (x, h) in enumerate(zip(arrays, held)))
+            sse = [float(np.sum((x - result.signal(k, "all"))[h] ** 2))
+                   for k, (x, h) in enumerate(zip(arrays, held))]
+            if score == "sse":
+                errors[s, f] = sum(sse)
+            else:
+                errors[s, f] = float(np.mean([math.sqrt(e / max(float(np.sum(x[h] ** 2)), 1e-300))
+                                              for e, x, h in zip(sse, arrays, held)]))
     mean = errors.mean(axis=1)
     se = errors.std(axis=1, ddof=1) / math.sqrt(folds) if folds > 1 else np.zeros(len(sigmas))
     best = int(np.argmin(mean))
