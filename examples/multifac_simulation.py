@@ -13,7 +13,11 @@ Two designs of the factors are run (``--factors``, default both):
   weights then differ by up to 10x, and in some replicates a true component
   is weaker than the *noise floor* (the largest weight noise alone reaches on
   a component, see :func:`tnc.multifac.noise_floors`): no method can tell it
-  from noise, and those replicates are counted separately.
+  from noise, and those replicates are counted separately. With seed 0 and 20
+  replicates: ranks recovered in 9/20 (9 of the 17 replicates whose every
+  true component is above the floor; none of the 8 whose weakest component
+  is below 1.5 times the floor, 9 of the other 12), against 20/20 for the
+  unit design, whose weakest component is 3.5 times the floor or more.
 
 MULTIFAC fits rank 20 with an L2 penalty ``sigma`` on all factors, ``sigma``
 chosen by 5-fold cross-validation over entries with the one-standard-error rule
@@ -29,7 +33,7 @@ slices are imputed from the shared structure and compared with imputing the
 mean of the observed samples, and with the best any shared-only imputation
 can do (the true shared signal).
 
-    python examples/multifac_simulation.py            # both designs, 20 replicates, ~2 min on 2 cores
+    python examples/multifac_simulation.py            # both designs, 20 replicates, ~50 s on 2 cores
     python examples/multifac_simulation.py --factors gaussian --replicates 20
     python examples/multifac_simulation.py --quick    # the smoke test's run
 """

@@ -42,7 +42,9 @@ with a degrees-of-freedom correction (:func:`noise_floors`). A number
 ``threshold`` instead keeps the components with ``d_kr > threshold * max_r
 d_kr``; that relative rule (0.25 before) suits components of similar size but
 drops real components ten times smaller than the largest, which occur when the
-factors are N(0, 1) draws as in the authors' simulations.
+factors are N(0, 1) draws as in the authors' simulations. The floor separates
+leaks from real components only when ``sigma`` keeps leaks small: with too
+small a penalty (below the cross-validated one) many leaks exceed it.
 
 Penalty choice: :func:`cross_validate` holds out folds of observed entries
 (each entry in one fold), fits every ``sigma`` of a grid on the rest, and picks
