@@ -32,3 +32,7 @@ def test_multifac_simulation(tmp_path, capsys, monkeypatch):
         assert row["multifac"]["rse"] < row["unpenalised"]["rse"]
     assert gaussian["missing"]["rse_multifac"] < gaussian["missing"]["rse_mean"]
     assert "== gaussian factors ==" in printed and "above the noise floor" in printed
+    for design in designs.values():            # sigmas CV cannot tell from the chosen one
+        assert design["sigma"] not in design["sensitivity"]
+        assert all(set(v) == {"recovered", "rse"} and 0 <= v["recovered"] <= 2
+                   for v in design["sensitivity"].values())
