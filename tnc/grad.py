@@ -423,9 +423,7 @@ def resolve_wrt(network, wrt) -> frozenset[str]:
 def _run_forward(network, tensors, plan: GradPlan, memory_limit):
     arrays = [np.asarray(a) for a in network.operands(tensors)]     # numpy only, for now
     dtype = np.result_type(*arrays)
-    cost = plan.cost
-    cost = Cost(cost.flops, cost.largest_intermediate,
-                cost.peak_bytes // 8 * dtype.itemsize, cost.path)
+    cost = plan.cost.for_itemsize(dtype.itemsize)
     check_memory(cost, memory_limit, f"the gradient of network `{network.name}`")
     return plan.forward(arrays)
 

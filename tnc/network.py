@@ -137,10 +137,7 @@ class Network:
 
     def cost(self, optimize="auto", dtype=np.float64) -> Cost:
         """Flops, largest intermediate and peak bytes, known before anything is allocated."""
-        cost = self.plan(optimize).cost
-        itemsize = np.dtype(dtype).itemsize
-        return Cost(cost.flops, cost.largest_intermediate,
-                    cost.peak_bytes // 8 * itemsize, cost.path)
+        return self.plan(optimize).cost.for_itemsize(np.dtype(dtype).itemsize)
 
     # -- arrays ----------------------------------------------------------------------
     def random(self, seed=0, include_data: bool = False, dtype=np.float64) -> dict[str, np.ndarray]:

@@ -36,6 +36,11 @@ class Cost:
     peak_bytes: int
     path: tuple[tuple[int, ...], ...]
 
+    def for_itemsize(self, itemsize: int) -> "Cost":
+        """The same cost with ``peak_bytes`` for elements of ``itemsize`` bytes (planned at 8)."""
+        return Cost(self.flops, self.largest_intermediate, self.peak_bytes // 8 * itemsize,
+                    self.path)
+
     def __str__(self) -> str:
         return (f"flops {self.flops:.4g}, largest intermediate {self.largest_intermediate:.4g} "
                 f"elements, peak memory {format_bytes(self.peak_bytes)}")
