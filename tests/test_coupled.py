@@ -217,6 +217,8 @@ def test_save_and_load(tmp_path):
         net = tnc.library("cp", I=3, J=4, K=5, R=2)
         tnc.FitResult(net, net.random(), "als", [{"loss": 1.0}], True, 1, 0.1).save(tmp_path / "f.npz")
         tnc.load_coupled(tmp_path / "f.npz")
+    with pytest.raises(tnc.TncError, match="coupled fit result; read it with tnc.load_coupled"):
+        tnc.load_result(path)
 
 
 def test_sparse_data_and_weights():

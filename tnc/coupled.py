@@ -33,12 +33,10 @@ masks ``W_k`` (True = observed) and networks ``M_k`` is::
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -51,10 +49,8 @@ from .gcp import DenseObjective, check_loss_data, run_lbfgsb
 from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .parser import parse
 from .progress import Progress, wants_stop
-from .result import LastSweep, _jsonable
+from .result import FORMAT_VERSION, LastSweep, read_archive, write_archive
 from .sparse import SparseTensor
-
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -467,21 +463,14 @@ def save_coupled(result: CoupledResult, path) -> None:
             "sizes": model.sizes, "method": result.method, "history": result.history,
             "converged": result.converged, "iterations": result.iterations,
             "wall_time": result.wall_time, "info": result.info}
-    arrays = {f"tensor:{k}": np.asarray(v) for k, v in result.tensors.items()}
-    with open(path, "wb") as handle:
-        np.savez_compressed(handle, __meta__=np.array(json.dumps(_jsonable(meta))), **arrays)
+    write_archive(path, meta, {"tensor": result.tensors})
 
 
 def load_coupled(path) -> CoupledResult:
     """Read a result written by :meth:`CoupledResult.save`."""
     from .compiler import compile as compile_text
-    try:
-        with np.load(Path(path), allow_pickle=False) as archive:
-            meta = json.loads(str(archive["__meta__"]))
-            tensors = {k.split(":", 1)[1]: archive[k] for k in archive.files
-                       if k.startswith("tensor:")}
-    except (OSError, ValueError, KeyError) as error:
-        raise TncError(f"{path}: not a tnc coupled fit result ({error})") from None
+    meta, groups = read_archive(path, "coupled fit result")
+    tensors = groups.get("tensor", {})
     if meta.get("kind") != "coupled":
         raise TncError(f"{path}: not a coupled fit result (use tnc.load_result)")
     terms = [Term(compile_text(t["source"], name=t["network"], filename=t["filename"],

@@ -83,10 +83,30 @@ class FitResult(LastSweep):
                 "sizes": self.network.sizes, "method": self.method,
                 "history": self.history, "converged": self.converged,
                 "iterations": self.iterations, "wall_time": self.wall_time, "info": self.info}
-        arrays = {f"tensor:{k}": np.asarray(v) for k, v in self.tensors.items()}
-        arrays.update({f"input:{k}": np.asarray(v) for k, v in self.inputs.items()})
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, __meta__=np.array(json.dumps(_jsonable(meta))), **arrays)
+        write_archive(path, meta, {"tensor": self.tensors, "input": self.inputs})
+
+
+def write_archive(path, meta: dict, groups: dict[str, dict]) -> None:
+    """An ``.npz`` with ``meta`` as JSON and each group's arrays under ``"group:name"``."""
+    arrays = {f"{group}:{name}": np.asarray(value)
+              for group, named in groups.items() for name, value in named.items()}
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, __meta__=np.array(json.dumps(_jsonable(meta))), **arrays)
+
+
+def read_archive(path, what: str) -> tuple[dict, dict[str, dict]]:
+    """``(meta, {group: {name: array}})`` of a file written by :func:`write_archive`."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as archive:
+            meta = json.loads(str(archive["__meta__"]))
+            groups: dict[str, dict] = {}
+            for key in archive.files:
+                if key != "__meta__":
+                    group, name = key.split(":", 1)
+                    groups.setdefault(group, {})[name] = archive[key]
+    except (OSError, ValueError, KeyError) as error:
+        raise TncError(f"{path}: not a tnc {what} ({error})") from None
+    return meta, groups
 
 
 def _jsonable(value):
@@ -104,15 +124,11 @@ def _jsonable(value):
 def load_result(path) -> FitResult:
     """Read a result written by :meth:`FitResult.save`."""
     from .compiler import compile as compile_text
-    try:
-        with np.load(Path(path), allow_pickle=False) as archive:
-            meta = json.loads(str(archive["__meta__"]))
-            arrays = {k: archive[k] for k in archive.files if k != "__meta__"}
-    except (OSError, ValueError, KeyError) as error:
-        raise TncError(f"{path}: not a tnc fit result ({error})") from None
+    meta, groups = read_archive(path, "fit result")
+    if meta.get("kind") == "coupled":
+        raise TncError(f"{path}: a coupled fit result; read it with tnc.load_coupled")
     network = compile_text(meta["source"], name=meta["name"], filename=meta["filename"],
                            **meta["sizes"])
-    tensors = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("tensor:")}
-    inputs = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("input:")}
-    return FitResult(network, tensors, meta["method"], meta["history"], meta["converged"],
-                     meta["iterations"], meta["wall_time"], inputs, meta.get("info", {}))
+    return FitResult(network, groups.get("tensor", {}), meta["method"], meta["history"],
+                     meta["converged"], meta["iterations"], meta["wall_time"],
+                     groups.get("input", {}), meta.get("info", {}))
