@@ -195,16 +195,57 @@ def test_cp_sweep_streams_the_data_twice():
     values = model.values(net.random(seed=0), {}, X)
     cache, passes = {}, 0
 
-    def products_with_x(node):
-        found = [node] if any(c.leaves == frozenset(["X"]) for c in node.children) else []
-        return found + [n for c in node.children for n in products_with_x(c)]
-
     for name in ["A", "B", "C"]:
-        fresh = [n for n in products_with_x(model.updates[name].rhs) if n.key not in cache]
+        fresh = [n for n in _products_with_x(model.updates[name].rhs) if n.key not in cache]
         passes += len(fresh)
         evaluate(model.updates[name].rhs, values, cache)
         model.invalidate(cache, name)
     assert passes == 2
+
+
+def test_windowed_schedule_streams_the_data_one_and_a_half_times_per_cp_sweep():
+    """Windows (A B) (C A) (B C) start from X x C, X x B, X x A: 3 passes per 2 sweeps."""
+    net, X = planted("cp", I=8, J=7, K=6, R=2)
+    model = Model(net, ["A", "B", "C"], "auto")
+    assert model.windows is not None
+    values = model.values(net.random(seed=0), {}, X)
+    cache, passes = {}, 0
+    for step in range(12):                       # four sweeps
+        tree = model.rhs_at(step)
+        passes += sum(1 for n in _products_with_x(tree) if n.key not in cache)
+        evaluate(tree, values, cache)
+        model.invalidate(cache, "ABC"[step % 3])
+    assert passes == 6
+
+
+def _products_with_x(node):
+    found = [node] if any(c.leaves == frozenset(["X"]) for c in node.children) else []
+    return found + [n for c in node.children for n in _products_with_x(c)]
+
+
+@pytest.mark.parametrize("name, sizes", [
+    ("cp", dict(I=7, J=6, K=5, R=3)),
+    ("cp4", dict(I=5, J=4, K=3, L=4, R=2)),
+    ("tucker", dict(I=6, J=5, K=4, R1=2, R2=3, R3=2)),
+])
+def test_windowed_schedule_makes_the_same_updates_as_plain_cyclic_als(monkeypatch, name, sizes):
+    """Only the contraction trees differ: the iterates agree to rounding."""
+    net = tnc.compile(CP4, **sizes) if name == "cp4" else tnc.library(name, **sizes)
+    X = np.random.default_rng(3).standard_normal(net.output_shape)
+    options = dict(init="random", seed=1, max_sweeps=7, tol=0, normalize=False, **QUIET)
+    windowed = tnc.fit(net, X, method="als", **options)
+    monkeypatch.setattr(tnc.als, "MAX_WINDOWED", 0)
+    plain = tnc.fit(net, X, method="als", **options)
+    assert Model(net, list(net.params), "auto").windows is None
+    for key in plain.tensors:
+        assert np.allclose(windowed.tensors[key], plain.tensors[key], rtol=1e-8, atol=1e-10)
+    assert windowed.rel_error == pytest.approx(plain.rel_error, rel=1e-10)
+
+
+CP4 = """network cp4(I, J, K, L, R) {
+    index i: I, j: J, k: K, l: L, r: R
+    tensor A(i, r), B(j, r), C(k, r), D(l, r)
+    output i, j, k, l }"""
 
 
 def test_solve_rows_falls_back_on_singular_gram():

@@ -26,7 +26,13 @@ changes, so intermediates shared between updates are computed once per sweep.
 The RHS trees follow a *dimension tree* derived from the sweep order: the
 update of a tensor in the first half of the order absorbs the second half into
 X first, an intermediate the other first-half updates reuse (for 3-way CP two
-passes over X per sweep instead of three).
+passes over X per sweep instead of three). Better still, when it costs fewer
+flops (checked by replaying the cache over the update sequence), the cyclic
+sequence ``A B C A B C ...`` is cut into *windows* of ``N - 1`` consecutive
+updates that all start from X with the one parameter outside the window
+absorbed (a multi-sweep dimension tree, Ma & Solomonik 2021): windows
+``(A B) (C A) (B C)`` start from ``X×C``, ``X×B``, ``X×A``, so 3-way CP streams X
+1.5 times per sweep, with the same updates as plain cyclic ALS.
 
     >>> import tnc
     >>> net = tnc.library("cp", I=6, J=5, K=4, R=2)
@@ -57,7 +63,9 @@ WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
 CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
-NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
+BATCHED_GEMM_MIN = 4096  # batch matrices this large beat copying the operand for one GEMM
+NORMALIZE_RATIO = 1e3
+MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters # rebalance a bond once its slice norms differ by this factor
 
 
 @dataclass
@@ -70,9 +78,7 @@ class ALSOptions:
     ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
     unfolding along each tensor's free legs; tensors without free legs
     random), ``"auto"`` (``"svd"`` for the first start, random for the other
-    restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names); ``sweep``: ``"cyclic"`` (the order
-    every sweep) or ``"alternating"`` (forth and back, the turning tensor not
-    solved twice: with cached intermediates a 3-way CP sweep then streams X once);
+    restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names, the same every sweep);
     ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
     or names of tensors kept non-negative (HALS updates); ``normalize``:
     balance the norms of the slices along every bond so scales do not drift
@@ -96,7 +102,6 @@ class ALSOptions:
     missing: str = "auto"
     holdout: float = 0.0
     restarts: int = 1
-    sweep: str = "cyclic"
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"
@@ -161,7 +166,9 @@ def gemm_layout(children, kept, sizes):
     kept or summed between the two. The larger operand is never copied when its
     summed legs lead or trail its layout (``X(i,j,k)`` against ``A(i,r)`` is
     ``A.T @ X.reshape(I, JK)``, legs ``(r, j, k)``); the smaller one is
-    transposed as needed.
+    transposed as needed. Summed legs in the middle of a large operand
+    (``X(i,j,k)`` against ``B(j,r)``) become a batched product over the leading
+    legs, ``B.T @ X[i]`` for each ``i``, legs ``(i, r, k)``, also without a copy.
     """
     big, small = sorted(children, key=lambda c: -math.prod(sizes[ix] for ix in c.indices))
     summed = [ix for ix in big.indices if ix in small.indices]
@@ -182,6 +189,19 @@ def gemm_layout(children, kept, sizes):
             return (right.T @ big_array.reshape(n_sum, n_keep)).reshape(
                 tuple(sizes[ix] for ix in keep_small + keep_big))
         return keep_small + keep_big, leading
+    middle = _middle_split(big.indices, summed)
+    n_post = size(big.indices[middle + len(summed):]) if middle is not None else 0
+    if n_sum * n_post >= BATCHED_GEMM_MIN:
+        # summed legs in the middle: batched (small^T) @ big(n_pre, n_sum, n_post), no copy
+        n_pre = size(big.indices[:middle])
+        legs = big.indices[:middle] + keep_small + big.indices[middle + len(summed):]
+
+        def middle_product(a, b):
+            big_array, small_array = (a, b) if first_is_big else (b, a)
+            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+            return np.matmul(right.T, big_array.reshape(n_pre, n_sum, n_post)).reshape(
+                tuple(sizes[ix] for ix in legs))
+        return legs, middle_product
     if big.indices == keep_big + tuple(summed):
         as_matrix = lambda a: a.reshape(n_keep, n_sum)  # noqa: E731
     else:
@@ -195,6 +215,20 @@ def gemm_layout(children, kept, sizes):
             tuple(sizes[ix] for ix in keep_big + keep_small))
 
     return keep_big + keep_small, trailing
+
+
+def _middle_split(legs: tuple, summed: list) -> int | None:
+    """Where ``summed`` sits as one run strictly inside ``legs`` (neither leading nor
+    trailing), or None.
+
+    >>> _middle_split(("i", "j", "k"), ["j"]), _middle_split(("i", "j", "k"), ["k"])
+    (1, None)
+    """
+    n = len(summed)
+    for start in range(1, len(legs) - n):
+        if set(legs[start:start + n]) == set(summed):
+            return start
+    return None
 
 
 def evaluate(node: Node, values: dict, cache: dict):
@@ -333,7 +367,40 @@ class Model:
         self.xm = Leaves("xm", {TARGET: output, **legs}, sizes, rank)
         self.mm = Leaves("mm", {**{("1", k): idx for k, idx in legs.items()}, **copy2}, sizes, rank)
         self.wmm = Leaves("wmm", {WEIGHT: output, **self.mm.legs}, sizes, rank)
+        self.order = list(order)
         self.updates = {name: self._plan(name, order, optimize) for name in order}
+        self.windows = self._plan_windows(optimize)
+
+    def _plan_windows(self, optimize) -> dict | None:
+        """``(window start, position) -> RHS tree`` of the windowed schedule (see the
+        module docstring), or None when it would not stream X less than the plain trees."""
+        n = len(self.order)
+        if not 3 <= n <= MAX_WINDOWED:
+            return None
+        width, windows = n - 1, {}
+        for start in range(n):
+            window = [self.order[(start + j) % n] for j in range(width)]
+            outside = self.order[(start + width) % n]
+            for position, name in enumerate(window):
+                groups = [[outside], *dimension_tree_groups(window, position)]
+                label = self.label_of[name]
+                others = [k for k in self.xm.legs if k not in (TARGET, label)]
+                windows[start, position] = self._tree(label, groups, others, optimize)
+        plain = [self.updates[name].rhs for name in self.order]
+        period = n * width
+        windowed = [windows[(t // width) * width % n, t % width] for t in range(period)]
+        labels = [self.label_of[self.order[t % n]] for t in range(period)]
+        cheaper = replay_flops(labels, windowed) < replay_flops(labels, plain * width)
+        return windows if cheaper else None
+
+    def rhs_at(self, step: int) -> Node:
+        """RHS tree of update number ``step`` (from 0) of the cyclic sequence
+        ``order, order, ...``: the windowed tree when planned, else the plain one."""
+        n = len(self.order)
+        if self.windows is None:
+            return self.updates[self.order[step % n]].rhs
+        width = n - 1
+        return self.windows[(step // width) * width % n, step % width]
 
     def _plan(self, name, order, optimize) -> Update:
         label = self.label_of[name]
@@ -354,7 +421,12 @@ class Model:
         return Update(name, label, legs, diag, free, bond, rhs, gram)
 
     def _rhs_tree(self, label, order, position, others, optimize) -> Node:
-        groups = [[self.label_of[n] for n in g] for g in dimension_tree_groups(order, position)]
+        return self._tree(label, dimension_tree_groups(order, position), others, optimize)
+
+    def _tree(self, label, group_names, others, optimize) -> Node:
+        """X absorbing the fixed leaves, then ``group_names`` in turn (a chain), unless
+        that costs more than ``CHAIN_SLACK`` times the best path."""
+        groups = [[self.label_of[n] for n in g] for g in group_names]
         fixed = [k for k in others if k not in {lab for g in groups for lab in g}]
         chain = chain_tree(self.xm, TARGET, [fixed, *groups] if fixed else groups)
         best = path_tree(self.xm, [TARGET, *others], optimize)
@@ -383,6 +455,27 @@ class Model:
         values[TARGET] = target
         values[WEIGHT] = weight
         return values
+
+
+def replay_flops(labels: list, trees: list, rounds: int = 2) -> int:
+    """Flops of evaluating ``trees`` in turn with a cache, where after each tree the
+    cached intermediates containing leaf ``labels[t]`` (the updated tensor) are
+    dropped; ``rounds`` repetitions, the first only warming the cache."""
+    cached, total = set(), 0
+    for round_ in range(rounds):
+        for label, tree in zip(labels, trees):
+            flops = _uncached_flops(tree, cached)
+            total += flops if round_ else 0
+            cached = {key for key in cached if label not in key[1]}
+    return total
+
+
+def _uncached_flops(node: Node, cached: set) -> int:
+    if not node.children or node.key in cached:
+        return 0
+    cached.add(node.key)
+    own = node.flops - sum(c.flops for c in node.children)
+    return own + sum(_uncached_flops(c, cached) for c in node.children)
 
 
 def arrange(array, have: tuple, want: tuple):
@@ -492,8 +585,6 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
         raise TncError(f"missing must be 'auto', 'em' or 'wls', got {options.missing!r}")
     if not 0.0 <= options.holdout < 1.0:
         raise TncError(f"holdout must be a fraction in [0, 1), got {options.holdout!r}")
-    if options.sweep not in ("cyclic", "alternating"):
-        raise TncError(f"sweep must be 'cyclic' or 'alternating', got {options.sweep!r}")
     if options.max_sweeps < 1 or options.restarts < 1:
         raise TncError("max_sweeps and restarts must be at least 1")
     return Settings(order, {n: float(l2.get(n, 0.0)) for n in net.params}, nonneg,
@@ -595,9 +686,10 @@ class Fit:
         for key in [k for k in self.cache if TARGET in k[1]]:
             del self.cache[key]
 
-    def update(self, name: str) -> float:
-        """Solve for ``name``; return the loss ``||X||² - 2<X,M> + <M,M>`` after the update."""
-        rhs, gram, axes = self.contributions(name)
+    def update(self, name: str, rhs_tree: Node | None = None) -> float:
+        """Solve for ``name``; return the loss ``||X||² - 2<X,M> + <M,M>`` after the update.
+        ``rhs_tree``: the tree computing its RHS (default: the plain dimension tree)."""
+        rhs, gram, axes = self.contributions(name, rhs_tree)
         new, tensor = solve_tensor(rhs, gram, axes, self.tensors[name], self.settings.l2[name],
                                    name in self.settings.nonneg)
         self.set_tensor(name, tensor)
@@ -605,7 +697,8 @@ class Fit:
         mm = float(np.einsum("nmb,nbc,nmc->", new, gram, new))
         return (self.xx_filled if self.mode == "em" else self.xx) - 2 * xm + mm
 
-    def contributions(self, name: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+    def contributions(self, name: str, rhs_tree: Node | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, tuple]:
         """``(rhs, gram, axes)``: the normal equations ``rows @ gram = rhs`` of ``name``.
 
         ``rhs`` is ``(n_diag, n_free, n_bond)`` and ``gram`` ``(n_diag, n_bond,
@@ -616,8 +709,9 @@ class Fit:
         """
         u = self.model.updates[name]
         n_diag, n_free, n_bond = u.sizes(self.problem.network.spec.index_sizes)
-        rhs = evaluate(u.rhs, self.values, self.cache)
-        rhs = arrange(rhs, u.rhs.indices, u.diag + u.free + u.bond)
+        tree = u.rhs if rhs_tree is None else rhs_tree
+        rhs = arrange(evaluate(tree, self.values, self.cache), tree.indices,
+                      u.diag + u.free + u.bond)
         gram = self._gram(u, n_diag, n_free, n_bond)
         return np.reshape(rhs, (gram.shape[0], -1, n_bond)), gram, u.axes
 
@@ -763,8 +857,8 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
     for sweep in range(1, options.max_sweeps + 1):
         if fit.mode == "em":
             fit.impute(fit.reconstruct())
-        for name in sweep_order(settings.order, sweep, options.sweep, fit.mode):
-            loss = fit.update(name)
+        for position, name in enumerate(settings.order):
+            loss = fit.update(name, _windowed_tree(model, fit, sweep, position))
         model_value = fit.reconstruct() if fit.mode == "em" or held is not None or (
             loss < EXACT_BELOW ** 2 * fit.xx) else None
         if model_value is not None:
@@ -789,18 +883,12 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
                      time.perf_counter() - start, dict(problem.inputs), info)
 
 
-def sweep_order(order: list, sweep: int, kind: str, mode: str) -> list:
-    """The updates of one sweep: ``order`` every time (``"cyclic"``), or forth and back
-    (``"alternating"``), where a sweep starts with the tensor the previous one ended on
-    and whose subproblem has not changed since, so it is skipped.
-
-    >>> [sweep_order(["A", "B", "C"], s, "alternating", "dense") for s in (1, 2, 3)]
-    [['A', 'B', 'C'], ['B', 'A'], ['B', 'C']]
-    """
-    if kind == "cyclic":
-        return order
-    forth = order if sweep % 2 else order[::-1]
-    return forth[1:] if sweep > 1 and mode != "em" and len(order) > 1 else forth
+def _windowed_tree(model: Model, fit: Fit, sweep: int, position: int):
+    """The RHS tree of a sweep's update under the windowed schedule, or None (the plain
+    tree): EM changes X every sweep, which breaks windows spanning two sweeps."""
+    if fit.mode == "em" or model.windows is None:
+        return None
+    return model.rhs_at((sweep - 1) * len(model.order) + position)
 
 
 def _penalty(fit: Fit) -> float:
