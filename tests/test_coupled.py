@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 import tnc
+from tnc import coupled
 from tnc.coupled import total_variation
+from tnc.tv import majoriser, majoriser_weights
 
 NETWORKS = """
 network X1(I = 6, J = 5, K = 4, R = 2) { index i: I, j: J, k: K, r: R  tensor A(i, r), B(j, r), C(k, r)  output i, j, k }
@@ -139,8 +141,8 @@ def test_tv_reduces_variation_along_the_index():
     assert smooth.model.tv == {"D": (2.0, 0)}
     tv = lambda r: total_variation(r.tensors["D"], 0)[0] / np.linalg.norm(r.tensors["D"])  # noqa: E731
     assert tv(smooth) < tv(plain)
-    with pytest.raises(tnc.TncError, match="not quadratic"):
-        tnc.fit_model(text, noisy, method="als", progress=False)
+    with pytest.raises(tnc.TncError, match="tv_smoothing must be > 0"):
+        tnc.fit_model(text, noisy, method="als", progress=False, tv_smoothing=0.0)
 
 
 def test_total_variation_gradient():
@@ -152,6 +154,125 @@ def test_total_variation_gradient():
     E[2, 1] = step
     numeric = (total_variation(G + E, 1, 0.1)[0] - total_variation(G - E, 1, 0.1)[0]) / (2 * step)
     assert abs(numeric - grad[2, 1]) < 1e-6
+
+
+# -- ALS with a tv penalty (majorised, solved exactly) -------------------------------------------
+def smoothed(tv, extra=""):
+    """LINKED with tv along l on D, l2 on every factor (a bounded objective) and ``extra``."""
+    return LINKED.replace("fit X2 to T2", f"fit X2 to T2  penalty tv({tv}) D along l  "
+                          f"penalty l2(0.05) A, B, C, D {extra}")
+
+
+def noisy_planted(seed=3, nonneg=False):
+    model, truth, _ = planted(seed)
+    if nonneg:
+        truth = {k: np.abs(v) for k, v in truth.items()}
+    rng = np.random.default_rng(1)
+    return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in model.contract(truth).items()}
+
+
+def test_tv_majoriser_bounds_the_smoothed_tv_and_touches_it():
+    rng = np.random.default_rng(0)
+    G0, eps = rng.standard_normal((5, 3)), 0.1
+    w = majoriser_weights(G0, 0, eps)
+    bound = lambda G: total_variation(G0, 0, eps)[0] + np.sum(  # noqa: E731
+        w * (np.diff(G, axis=0) ** 2 - np.diff(G0, axis=0) ** 2)) / 2
+    for _ in range(20):
+        G = G0 + rng.standard_normal(G0.shape)
+        assert total_variation(G, 0, eps)[0] <= bound(G) + 1e-12
+    assert bound(G0) == pytest.approx(total_variation(G0, 0, eps)[0])
+    degree, neighbours = majoriser(G0, 0, eps)          # its gradient at G0 is TV's gradient
+    np.testing.assert_allclose(degree - neighbours, total_variation(G0, 0, eps)[1])
+
+
+@pytest.mark.parametrize("tv_axis", [0, 1, 2])
+def test_tv_update_is_the_exact_minimiser_of_the_majorised_quadratic(tv_axis):
+    """The gradient of rows Gram rows - 2 rows.rhs + l2 |G|^2 + tv sum w d^2 / 2, written
+    in the tensor's own layout with tnc.tv.majoriser, vanishes at the solution."""
+    rng = np.random.default_rng(tv_axis)
+    axes, current = (2, 0, 1), rng.standard_normal((4, 3, 5))       # rows (5, 4, 3)
+    factor = rng.standard_normal((5, 3, 3))
+    gram, rhs = factor @ factor.transpose(0, 2, 1), rng.standard_normal((5, 4, 3))
+    l2, tv, eps = 0.1, 0.7, 0.05
+    G = coupled.solve_with_tv(rhs, gram, axes, current, l2, False, tv, tv_axis, eps)
+    rows = G.transpose(axes)
+    gradient = 2 * (np.einsum("nmb,nbc->nmc", rows, gram) - rhs + l2 * rows)
+    w = majoriser_weights(current, tv_axis, eps)
+    d = np.diff(G, axis=tv_axis) * w                      # (D - A) G with the weights at current
+    pad = [(0, 0)] * 3
+    before, after = list(pad), list(pad)
+    before[tv_axis], after[tv_axis] = (1, 0), (0, 1)
+    laplacian = np.pad(d, before) - np.pad(d, after)
+    gradient += tv * laplacian.transpose(axes)
+    assert np.max(np.abs(gradient)) < 1e-10 * np.max(np.abs(rhs))
+
+
+def test_nonneg_tv_update_matches_nnls_on_the_majorised_quadratic():
+    """min g M g - 2 g r over g >= 0 is NNLS of (R, R^-T r) with M = R^T R (scipy's exact
+    active-set solver); M is built entry by entry from the Gram blocks and the weights."""
+    from scipy.optimize import nnls
+    rng = np.random.default_rng(5)
+    current = np.abs(rng.standard_normal((6, 2)))
+    factor = rng.standard_normal((1, 2, 2))
+    gram, rhs = factor @ factor.transpose(0, 2, 1) + np.eye(2), rng.standard_normal((1, 6, 2))
+    G = coupled.solve_with_tv(rhs, gram, (0, 1), current, 0.0, True, 0.5, 0, 0.05)
+    w = majoriser_weights(current, 0, 0.05)
+    matrix = np.kron(np.eye(6), gram[0])                  # rows (i, r) flattened
+    for i in range(5):                                    # + 0.5/2 sum w (G[i+1]-G[i])^2
+        for r in range(2):
+            a, b = i * 2 + r, (i + 1) * 2 + r
+            matrix[[a, b, a, b], [a, b, b, a]] += 0.25 * w[i, r] * np.array([1, 1, -1, -1])
+    upper = np.linalg.cholesky(matrix).T
+    best, _ = nnls(upper, np.linalg.solve(upper.T, rhs.ravel()))
+    quadratic = lambda g: g @ matrix @ g - 2 * g @ rhs.ravel()  # noqa: E731
+    assert G.min() >= 0 and (best == 0).any()              # the bound is active
+    assert quadratic(G.ravel()) <= quadratic(best) + 1e-9 * abs(quadratic(best))
+    np.testing.assert_allclose(G.ravel(), best, atol=1e-5)
+
+
+@pytest.mark.parametrize("extra, nonneg", [("", False), ("nonneg A, D", True)])
+def test_als_with_tv_decreases_the_objective_and_reaches_gcps(extra, nonneg):
+    noisy = noisy_planted(nonneg=nonneg)
+    text = smoothed(0.5, extra)
+    als_fit = tnc.fit_model(text, noisy, method="als", progress=False, max_iter=3000)
+    gcp_fit = tnc.fit_model(text, noisy, method="gcp", progress=False, max_iter=3000)
+    losses = np.array([entry["loss"] for entry in als_fit.history])
+    assert np.all(np.diff(losses) <= 1e-12 * losses[1:])            # monotone, every sweep
+    assert als_fit.converged and gcp_fit.converged
+    assert als_fit.loss == pytest.approx(gcp_fit.loss, rel=1e-6)    # one smoothed objective
+    np.testing.assert_allclose(als_fit.reconstruct("T2"), gcp_fit.reconstruct("T2"), atol=1e-3)
+    if nonneg:
+        assert als_fit.tensors["D"].min() >= 0 and als_fit.tensors["A"].min() >= 0
+
+
+def test_als_tv_lowers_the_variation_along_the_index():
+    noisy = noisy_planted()
+    variation = [total_variation(tnc.fit_model(smoothed(tv, ""), noisy,
+                                               progress=False, max_iter=3000).tensors["D"], 0)[0]
+                 for tv in (0.0, 0.5, 2.0)]
+    assert variation[0] > variation[1] > variation[2]
+    assert variation[2] < 0.6 * variation[0]
+
+
+def test_als_with_vanishing_tv_is_plain_als():
+    noisy = noisy_planted()
+    start = tnc.compile_model(LINKED).random(seed=9)
+    fits = [tnc.fit_model(smoothed(tv, "").replace(
+        "penalty tv(0.0) D along l", ""), noisy, init=start, max_iter=5, progress=False)
+        for tv in (1e-12, 0.0)]
+    assert fits[0].model.tv and not fits[1].model.tv
+    for key in start:
+        np.testing.assert_allclose(fits[0].tensors[key], fits[1].tensors[key], rtol=1e-8,
+                                   atol=1e-10)
+
+
+def test_als_with_tv_and_missing_data_is_monotone():
+    noisy = noisy_planted()
+    mask = np.random.default_rng(2).random(noisy["T1"].shape) > 0.3
+    result = tnc.fit_model(smoothed(0.5, ""), noisy, masks={"T1": mask},
+                           progress=False, max_iter=300)
+    losses = np.array([entry["loss"] for entry in result.history])
+    assert np.all(np.diff(losses) <= 1e-12 * losses[1:])
 
 
 @pytest.mark.parametrize("method", ["als", "gcp"])

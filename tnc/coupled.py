@@ -6,11 +6,14 @@ masks ``W_k`` (True = observed) and networks ``M_k`` is::
     sum_k w_k sum_{observed} loss_k(M_k, X_k)  +  sum_G l2_G ||G||^2
                                                +  sum_G tv_G sum |diff(G, axis)|_eps
 
-* ``method="als"`` (every loss gaussian, no tv): each tensor in turn gets its
+* ``method="als"`` (every loss gaussian): each tensor in turn gets its
   exact penalised least-squares update. Its right-hand side and Gram operator
   are the sums, weighted by ``w_k``, of those of every network that uses it
   (the per-network trees and cached intermediates of :mod:`tnc.als`), plus
-  ``l2 * I``; non-negative tensors are solved by HALS. Missing entries are
+  ``l2 * I``; non-negative tensors are solved by HALS. A ``tv`` penalty enters
+  through its quadratic majoriser at the current tensor (:mod:`tnc.tv`), so
+  that tensor's update is one sparse linear system (:func:`solve_with_tv`) and
+  the smoothed objective still never increases. Missing entries are
   filled by EM: each sweep imputes them from the current model (or from a
   caller's ``imputer``, e.g. MULTIFAC's shared-structure rule for missing
   slices).
@@ -51,6 +54,7 @@ from .parser import parse
 from .progress import Progress, wants_stop
 from .result import FORMAT_VERSION, LastSweep, read_archive, write_archive
 from .sparse import SparseTensor
+from .tv import along, majoriser_weights, total_variation
 
 
 @dataclass
@@ -264,23 +268,6 @@ def penalty(model: CoupledModel, tensors: dict, smoothing: float) -> float:
     return value
 
 
-def total_variation(array, axis: int, smoothing: float = 0.0):
-    """``(sum sqrt(d^2 + eps^2) - eps, gradient)`` with ``d`` the differences along ``axis``.
-
-    >>> value, grad = total_variation(np.array([0.0, 1.0, 3.0]), 0)
-    >>> value, grad
-    (3.0, array([-1.,  0.,  1.]))
-    """
-    d = np.diff(array, axis=axis)
-    root = np.sqrt(d * d + smoothing * smoothing)
-    slope = d / np.where(root > 0, root, 1.0)
-    pad = [(0, 0)] * array.ndim
-    before, after = list(pad), list(pad)
-    before[axis], after[axis] = (1, 0), (0, 1)
-    grad = np.pad(slope, before) - np.pad(slope, after)
-    return float(np.sum(root - smoothing)), grad
-
-
 def measure(model: CoupledModel, tensors: dict, targets: dict, masks: dict) -> dict:
     """``rel_error`` over all data sets, ``rel_errors`` per data set and the data-fit
     terms of a gaussian objective (``sse``), from one contraction per network."""
@@ -302,8 +289,9 @@ def measure(model: CoupledModel, tensors: dict, targets: dict, masks: dict) -> d
 class CoupledALS:
     """One :class:`tnc.als.Fit` per data set, all sharing one dict of tensors."""
 
-    def __init__(self, model: CoupledModel, targets, masks, tensors, optimize):
-        self.model, self.tensors = model, tensors
+    def __init__(self, model: CoupledModel, targets, masks, tensors, optimize,
+                 smoothing: float = 1e-3):
+        self.model, self.tensors, self.smoothing = model, tensors, smoothing
         self.fits = []
         for term in model.terms:
             net = term.network
@@ -346,10 +334,151 @@ class CoupledALS:
             rhs, gram, axes = fit.contributions(key)
             rhs_sum = weight * rhs if rhs_sum is None else rhs_sum + weight * rhs
             gram_sum = weight * gram if gram_sum is None else gram_sum + weight * gram
-        _, tensor = als.solve_tensor(rhs_sum, gram_sum, axes, self.tensors[key],
-                                     self.model.l2.get(key, 0.0), key in self.model.nonneg)
+        l2, nonneg = self.model.l2.get(key, 0.0), key in self.model.nonneg
+        if key in self.model.tv:
+            tv_weight, tv_axis = self.model.tv[key]
+            tensor = solve_with_tv(rhs_sum, gram_sum, axes, self.tensors[key], l2, nonneg,
+                                   tv_weight, tv_axis, self.smoothing)
+        else:
+            _, tensor = als.solve_tensor(rhs_sum, gram_sum, axes, self.tensors[key], l2, nonneg)
         for k in self.carriers[key]:
             self.fits[k].set_tensor(key, tensor)
+
+
+# -- ALS with a tv penalty: one majorised, exactly solved quadratic per update ---------------
+def solve_with_tv(rhs, gram, axes: tuple, current, l2: float, nonneg: bool, tv_weight: float,
+                  tv_axis: int, smoothing: float) -> np.ndarray:
+    """The tensor minimising the normal equations' quadratic (``rhs`` (n, m, b), ``gram``
+    (n, b, b), rows laid out along ``axes`` as in :meth:`tnc.als.Fit.contributions`)
+    plus ``l2 |G|^2`` plus ``tv_weight`` times the quadratic majoriser of the smoothed
+    total variation along ``tv_axis`` at ``current`` (:mod:`tnc.tv`), shaped like ``current``.
+
+    The minimiser solves ``(Gram (x) I + l2 I + tv_weight/2 L_w) g = rhs``: the block
+    diagonal Gram operator plus the weighted difference Laplacian of every fibre along
+    ``tv_axis``. It is assembled as one sparse matrix and solved exactly by sparse LU
+    (its weights differ from fibre to fibre, so it does not separate into a Sylvester
+    equation; an exact solve keeps every ALS update a descent step). Non-negative
+    tensors get projected coordinate descent on the same system (:func:`nonneg_descent`).
+
+    Fitting ``(0, 3)`` with ``|g - x|^2 + 2 |g_2 - g_1|`` (minimum ``(1, 2)``): one
+    majorised step from ``(0, 3)``, then repeated steps:
+
+    >>> rhs, gram, g = np.array([[[0.0], [3.0]]]), np.ones((1, 1, 1)), np.array([[0.0], [3.0]])
+    >>> solve_with_tv(rhs, gram, (0, 1), g, 0.0, False, 2.0, 0, 0.0).ravel()
+    array([0.6, 2.4])
+    >>> for _ in range(60):
+    ...     g = solve_with_tv(rhs, gram, (0, 1), g, 0.0, False, 2.0, 0, 1e-9)
+    >>> g.ravel().round(6)
+    array([1., 2.])
+    """
+    positions = row_positions(current.shape, axes)
+    weights = majoriser_weights(current, tv_axis, smoothing)
+    matrix = (gram_operator(gram, rhs.shape, l2)
+              + (tv_weight / 2) * difference_laplacian(positions, weights, tv_axis))
+    start = np.empty(current.size)
+    start[positions] = current
+    if nonneg:
+        solution = nonneg_descent(matrix, rhs.reshape(-1), start,
+                                  coupling_free_groups(positions, tv_axis, rhs.shape[-1]))
+    else:
+        solution = sparse_solve(matrix, rhs.reshape(-1))
+    return np.ascontiguousarray(solution[positions])
+
+
+def row_positions(shape: tuple, axes: tuple) -> np.ndarray:
+    """For each entry of a tensor of ``shape`` (array of that shape), its position in the
+    flattened rows of normal equations laid out along ``axes``.
+
+    >>> row_positions((2, 3), (1, 0))
+    array([[0, 2, 4],
+           [1, 3, 5]])
+    """
+    laid_out = tuple(shape[a] for a in axes)
+    return np.arange(int(np.prod(shape))).reshape(laid_out).transpose(np.argsort(axes))
+
+
+def gram_operator(gram, rhs_shape: tuple, l2: float):
+    """Sparse ``(N, N)`` matrix of ``rows @ gram + l2 rows`` on the flattened ``(n, m, b)`` rows:
+    block diagonal, the ``m`` rows of batch ``i`` each with block ``gram[i]`` (``gram``
+    ``(n or 1, b, b)``).
+
+    >>> gram_operator(np.array([[[2.0]]]), (1, 2, 1), 0.5).toarray()
+    array([[2.5, 0. ],
+           [0. , 2.5]])
+    """
+    import scipy.sparse as sp
+    n, m, b = rhs_shape
+    blocks = np.repeat(np.broadcast_to(gram, (n, b, b)), m, axis=0)
+    base = (np.arange(n * m) * b)[:, None, None]
+    rows = np.broadcast_to(base + np.arange(b)[:, None], blocks.shape)
+    cols = np.broadcast_to(base + np.arange(b)[None, :], blocks.shape)
+    size = n * m * b
+    matrix = sp.coo_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())), shape=(size, size))
+    return (matrix + l2 * sp.identity(size)).tocsr()
+
+
+def difference_laplacian(positions, weights, axis: int):
+    """Sparse ``L_w = sum_e w_e (u_i - u_j)(u_i - u_j)^T`` over neighbours ``i, j`` along
+    ``axis`` (``positions``: each entry's flat index; ``weights``: one per difference):
+    the Hessian of ``sum w d^2 / 2``.
+
+    >>> difference_laplacian(np.arange(3), np.array([1.0, 2.0]), 0).toarray()
+    array([[ 1., -1.,  0.],
+           [-1.,  3., -2.],
+           [ 0., -2.,  2.]])
+    """
+    import scipy.sparse as sp
+    ndim = positions.ndim
+    first = positions[along(axis, ndim, slice(None, -1))].ravel()
+    second = positions[along(axis, ndim, slice(1, None))].ravel()
+    w = weights.ravel()
+    rows = np.concatenate([first, second, first, second])
+    cols = np.concatenate([first, second, second, first])
+    values = np.concatenate([w, w, -w, -w])
+    return sp.coo_matrix((values, (rows, cols)), shape=(positions.size,) * 2).tocsr()
+
+
+def sparse_solve(matrix, rhs) -> np.ndarray:
+    """``matrix^-1 rhs`` by sparse LU; a least-squares solution if ``matrix`` is singular."""
+    from scipy.sparse.linalg import lsmr, splu
+    try:
+        return splu(matrix.tocsc(), permc_spec="MMD_AT_PLUS_A").solve(rhs)
+    except RuntimeError:                          # exactly singular: no unique minimiser
+        return lsmr(matrix, rhs, atol=1e-14, btol=1e-14, maxiter=10 * rhs.size)[0]
+
+
+def coupling_free_groups(positions, tv_axis: int, n_bond: int) -> list[np.ndarray]:
+    """Flat positions split so no two of a group are coupled: the Gram blocks couple
+    entries of one row (different bond columns), the Laplacian neighbours along
+    ``tv_axis`` (different parity), so each (bond column, parity) group can be
+    updated at once.
+
+    >>> [g.tolist() for g in coupling_free_groups(np.arange(4).reshape(2, 2), 1, 2)]
+    [[0, 2], [1, 3]]
+    """
+    parity = np.empty(positions.size, dtype=int)
+    parity[positions] = np.indices(positions.shape)[tv_axis] % 2
+    key = (np.arange(positions.size) % n_bond) * 2 + parity
+    return [np.flatnonzero(key == k) for k in np.unique(key)]
+
+
+def nonneg_descent(matrix, rhs, start, groups, sweeps: int = 50, tol: float = 1e-12):
+    """Non-negative ``g`` minimising ``g A g - 2 g rhs`` by exact coordinate steps projected on
+    ``g >= floor``, one group of uncoupled coordinates at a time (HALS on the full system:
+    every step lowers the quadratic, so ALS stays monotone)."""
+    g = np.maximum(np.asarray(start, dtype=float), 0.0)
+    diag = np.maximum(matrix.diagonal(), 1e-300)
+    floor = 1e-14 * max(float(np.max(np.abs(g))), 1e-300)   # a zeroed entry could not recover
+    blocks = [(rows, matrix[rows]) for rows in groups]
+    for _ in range(sweeps):
+        change = 0.0
+        for rows, block in blocks:
+            new = np.maximum(g[rows] + (rhs[rows] - block @ g) / diag[rows], floor)
+            change += float(np.sum((new - g[rows]) ** 2))
+            g[rows] = new
+        if change <= tol * max(float(np.sum(g * g)), 1e-300):
+            break
+    return g
 
 
 def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> CoupledResult:
@@ -359,10 +488,11 @@ def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
     if wrong:
         raise TncError(f"ALS fits least-squares data sets; `{wrong[0].data}` has loss "
                        f"{wrong[0].loss.name!r}; use method='gcp'")
-    if model.tv:
-        raise TncError("a tv penalty is not quadratic, so ALS cannot take it; use method='gcp'")
+    if model.tv and not options.tv_smoothing > 0:
+        raise TncError("ALS takes a tv penalty through its smoothed form; tv_smoothing must be "
+                       f"> 0, got {options.tv_smoothing!r}")
     tensors = initial_tensors(model, targets, masks, options.init, options.seed)
-    engine = CoupledALS(model, targets, masks, tensors, options.optimize)
+    engine = CoupledALS(model, targets, masks, tensors, options.optimize, options.tv_smoothing)
     order = list(model.params)
     history, converged, previous = [], False, math.inf
     values = model.contract(tensors)

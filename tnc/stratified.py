@@ -42,6 +42,7 @@ from .compiler import compile_all
 from .errors import TncError
 from .network import Network
 from .progress import Progress, wants_stop
+from .tv import majoriser
 
 EPS = 1e-12          # added to every update's denominator
 TV_SMOOTHING = 1e-3  # |x| is smoothed to sqrt(x^2 + TV_SMOOTHING^2)
@@ -292,30 +293,14 @@ def _update_topic(state: _State, name: str, tv: float) -> None:
         num += a
         den += b
     if tv > 0:
-        degree, neighbours = _tv_majoriser(h)
+        # (D h, A h) of the Laplacian D - A majorising TV at h; K = diag((Q h + c) / h)
+        # + 2 tv D dominates the Hessian (D + A is positive semi-definite), so the
+        # step h * (b + tv (D + A) h) / (Q h + c + 2 tv D h) cannot increase the loss
+        degree, neighbours = majoriser(h, 0, TV_SMOOTHING)
         num += tv * (degree + neighbours)
         den += 2 * tv * degree
     state.topics[name] = h * num / (den + EPS)
     state.models = [None] * len(state.strata)
-
-
-def _tv_majoriser(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(D h, A h)`` of the weighted path Laplacian ``D - A`` majorising TV at ``h``.
-
-    ``sqrt(x^2 + e^2) <= const + w x^2 / 2`` with ``w = 1 / sqrt(x_t^2 + e^2)``,
-    so the smoothed TV of each column is below ``h^T (D - A) h / 2``, tight at
-    ``h``. With ``K = diag((Q h + c) / h) + 2 tv D`` (which dominates the
-    Hessian because ``D + A`` is positive semi-definite) the step
-    ``h * (b + tv (D + A) h) / (Q h + c + 2 tv D h)`` cannot increase the loss.
-    """
-    weights = 1.0 / np.sqrt(np.diff(h, axis=0) ** 2 + TV_SMOOTHING ** 2)   # (d-1, r)
-    degree = np.zeros_like(h)
-    degree[:-1] += weights
-    degree[1:] += weights
-    neighbours = np.zeros_like(h)
-    neighbours[:-1] += weights * h[1:]
-    neighbours[1:] += weights * h[:-1]
-    return degree * h, neighbours
 
 
 def total_variation(factors, smoothing: float = 0.0) -> float:
