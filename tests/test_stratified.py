@@ -129,3 +129,32 @@ def test_bad_strata_are_clear_errors(strata, message):
 def test_bad_options_are_clear_errors(options, message):
     with pytest.raises(tnc.TncError, match=message):
         stratified_ntf(random_strata(), **options, progress=False)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    strata = [rng.random((5, 4, 3)), rng.random((7, 4, 3))]
+    result = stratified_ntf(strata, rank_specific=2, n_topics=2, tv=0.1, max_iter=5,
+                            progress=False)
+    path = tmp_path / "strat.npz"
+    result.save(path)
+    loaded = tnc.stratified.load_stratified(path)
+    assert loaded.history == result.history and loaded.info == result.info
+    assert (loaded.parameter_count, loaded.converged, loaded.iterations) == (
+        result.parameter_count, result.converged, result.iterations)
+    for s in range(2):
+        np.testing.assert_array_equal(loaded.reconstruct(s), result.reconstruct(s))
+        for mine, theirs in zip(loaded.features[s], result.features[s]):
+            np.testing.assert_array_equal(mine, theirs)
+    for mine, theirs in zip(loaded.topics, result.topics):
+        np.testing.assert_array_equal(mine, theirs)
+    plain = tnc.stratified.ntf(strata[0], rank=2, max_iter=3, progress=False)   # no features
+    plain.save(path)
+    assert tnc.stratified.load_stratified(path).features == [[]]
+    with pytest.raises(tnc.TncError, match="a stratified one; read it with tnc.stratified"):
+        tnc.load_result(path)
+    with pytest.raises(tnc.TncError, match="not a coupled fit result"):
+        tnc.load_coupled(path)
+    with pytest.raises(tnc.TncError, match="not a tnc stratified fit result"):
+        (tmp_path / "junk.npz").write_bytes(b"junk")
+        tnc.stratified.load_stratified(tmp_path / "junk.npz")

@@ -52,7 +52,7 @@ from .gcp import DenseObjective, check_loss_data, run_lbfgsb
 from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .parser import parse
 from .progress import Progress, wants_stop
-from .result import FORMAT_VERSION, LastSweep, read_archive, write_archive
+from .result import FORMAT_VERSION, LastSweep, expect_kind, read_archive, write_archive
 from .sparse import SparseTensor
 from .tv import along, majoriser_weights, total_variation
 
@@ -601,8 +601,7 @@ def load_coupled(path) -> CoupledResult:
     from .compiler import compile as compile_text
     meta, groups = read_archive(path, "coupled fit result")
     tensors = groups.get("tensor", {})
-    if meta.get("kind") != "coupled":
-        raise TncError(f"{path}: not a coupled fit result (use tnc.load_result)")
+    expect_kind(meta, path, "coupled")
     terms = [Term(compile_text(t["source"], name=t["network"], filename=t["filename"],
                                **t["sizes"]), t["data"], _loss(t["loss"]), t["weight"])
              for t in meta["terms"]]

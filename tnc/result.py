@@ -127,8 +127,27 @@ def load_result(path) -> FitResult:
     meta, groups = read_archive(path, "fit result")
     if meta.get("kind") == "coupled":
         raise TncError(f"{path}: a coupled fit result; read it with tnc.load_coupled")
+    expect_kind(meta, path, "network")
     network = compile_text(meta["source"], name=meta["name"], filename=meta["filename"],
                            **meta["sizes"])
     return FitResult(network, groups.get("tensor", {}), meta["method"], meta["history"],
                      meta["converged"], meta["iterations"], meta["wall_time"],
                      groups.get("input", {}), meta.get("info", {}))
+
+
+# the loader of each kind of result archive (``meta["kind"]``; plain fits have none)
+LOADERS = {"network": "tnc.load_result", "coupled": "tnc.load_coupled",
+           "stratified": "tnc.stratified.load_stratified"}
+
+
+def expect_kind(meta: dict, path, kind: str) -> None:
+    """Raise a :class:`TncError` naming the right loader unless ``meta`` is of ``kind``.
+
+    >>> expect_kind({"kind": "coupled"}, "r.npz", "stratified")
+    Traceback (most recent call last):
+    tnc.errors.TncError: r.npz: not a stratified fit result but a coupled one; read it with tnc.load_coupled
+    """
+    found = meta.get("kind", "network")
+    if found != kind:
+        raise TncError(f"{path}: not a {kind} fit result but a {found} one; read it with "
+                       f"{LOADERS.get(found, 'a newer tnc')}")

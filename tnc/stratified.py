@@ -42,6 +42,7 @@ from .compiler import compile_all
 from .errors import TncError
 from .network import Network
 from .progress import Progress, wants_stop
+from .result import FORMAT_VERSION, expect_kind, read_archive, write_archive
 from .tv import majoriser
 
 EPS = 1e-12          # added to every update's denominator
@@ -96,6 +97,43 @@ class StratifiedResult:
     def reconstruct(self, s: int) -> np.ndarray:
         """The model of stratum ``s``, shape ``(m_s, d_1, ..., d_K)``."""
         return self.feature(s)[None] + _cp_dense([self.weights[s], *self.topics])
+
+
+    def save(self, path) -> None:
+        """Write an ``.npz``: every factor, and as JSON the history and details
+        (read it back with :func:`load_stratified`)."""
+        meta = {"format": FORMAT_VERSION, "kind": "stratified", "history": self.history,
+                "parameter_count": self.parameter_count, "converged": self.converged,
+                "iterations": self.iterations, "wall_time": self.wall_time, "info": self.info,
+                "strata": len(self.weights), "features": len(self.features[0])}
+        write_archive(path, meta, {
+            "weight": {str(s): w for s, w in enumerate(self.weights)},
+            "topic": {str(k): h for k, h in enumerate(self.topics)},
+            "feature": {f"{s}.{k}": v for s, own in enumerate(self.features)
+                        for k, v in enumerate(own)}})
+
+
+def load_stratified(path) -> StratifiedResult:
+    """Read a result written by :meth:`StratifiedResult.save`.
+
+        >>> import os, tempfile
+        >>> result = ntf(np.ones((3, 2, 2)), rank=1, max_iter=2, progress=False)
+        >>> path = os.path.join(tempfile.mkdtemp(), "ntf.npz")
+        >>> result.save(path)
+        >>> np.allclose(load_stratified(path).reconstruct(0), result.reconstruct(0))
+        True
+    """
+    meta, groups = read_archive(path, "stratified fit result")
+    expect_kind(meta, path, "stratified")
+    strata, features = meta["strata"], meta["features"]
+    weights, topics = groups.get("weight", {}), groups.get("topic", {})
+    return StratifiedResult(
+        features=[[groups["feature"][f"{s}.{k}"] for k in range(features)]
+                  for s in range(strata)],
+        weights=[weights[str(s)] for s in range(strata)],
+        topics=[topics[str(k)] for k in range(len(topics))], history=meta["history"],
+        parameter_count=meta["parameter_count"], converged=meta["converged"],
+        iterations=meta["iterations"], wall_time=meta["wall_time"], info=meta.get("info", {}))
 
 
 def _cp_dense(factors: list[np.ndarray]) -> np.ndarray:
