@@ -4,7 +4,8 @@
 
 Every library gets the same data, the same starting factors (where it accepts
 them), a fixed number of sweeps (tolerance 0) and the same BLAS thread count.
-Times per sweep are total time / sweeps (median over repeats); ratios < 1 mean
+Times per sweep are total time / sweeps (median over repeats, the libraries run
+in turn within each repeat); ratios < 1 mean
 tnc is faster. For CP it also prints, for information, the time tnc needs to
 reach the error pyttb reaches in its sweeps ("to pyttb fit", compare with
 "pyttb total"); tnc's sweeps alternate between streaming X once and twice
@@ -23,13 +24,21 @@ import numpy as np
 
 def timed(function, repeats: int) -> float:
     """Median wall time of ``function()`` over ``repeats`` runs (after one warm-up)."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timed_together({"f": function}, repeats)["f"]
+
+
+def timed_together(functions: dict, repeats: int) -> dict:
+    """Median wall time of each function, the functions run in turn in every repeat
+    (after one warm-up each), so a change of load on the shared machine hits all
+    of them alike and their ratios stay fair."""
+    times = {name: [] for name in functions}
+    for round_ in range(repeats + 1):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def cp_data(n: int, rank: int, seed: int = 0):
@@ -64,9 +73,9 @@ def bench_cp(n, rank, sweeps, repeats) -> dict:
             (np.ones(rank), [f.copy() for f in start])), tol=0)
 
     result = run_tnc()
-    times = {"tnc": timed(run_tnc, repeats) / sweeps,
-             "pyttb": timed(run_pyttb, repeats) / sweeps,
-             "tensorly": timed(run_tensorly, repeats) / sweeps}
+    together = timed_together({"tnc": run_tnc, "pyttb": run_pyttb, "tensorly": run_tensorly},
+                              repeats)
+    times = {name: value / sweeps for name, value in together.items()}
     steps = np.diff([0.0] + [h["time"] for h in result.history])
     times["tnc median sweep"] = float(np.median(steps[1:]))
     times["tnc rel_error"] = result.rel_error
@@ -89,20 +98,20 @@ def bench_tucker(n, rank, sweeps, repeats) -> dict:
     X += 0.1 * np.linalg.norm(X) / np.sqrt(X.size) * rng.standard_normal(X.shape)
     start = [np.linalg.qr(rng.standard_normal((n, rank)))[0] for _ in range(3)]
     tt = pyttb.tensor(X, copy=False)
-    return {
-        "tnc": timed(lambda: hooi(X, [f.copy() for f in start], max_sweeps=sweeps, tol=0),
-                     repeats) / sweeps,
-        "pyttb": timed(lambda: pyttb.tucker_als(tt, [rank] * 3, stoptol=0, maxiters=sweeps,
-                                                init=[f.copy() for f in start], printitn=0),
-                       repeats) / sweeps}
+    together = timed_together({
+        "tnc": lambda: hooi(X, [f.copy() for f in start], max_sweeps=sweeps, tol=0),
+        "pyttb": lambda: pyttb.tucker_als(tt, [rank] * 3, stoptol=0, maxiters=sweeps,
+                                          init=[f.copy() for f in start], printitn=0)},
+        repeats)
+    return {name: value / sweeps for name, value in together.items()}
 
 
 def bench_tt(repeats, rank: int = 16) -> dict:
     from tensorly.decomposition import tensor_train
     from tnc.decompositions import tt_svd
     X = np.random.default_rng(2).standard_normal((4,) * 11)
-    return {"tnc": timed(lambda: tt_svd(X, rank), repeats),
-            "tensorly": timed(lambda: tensor_train(X, rank), repeats)}
+    return timed_together({"tnc": lambda: tt_svd(X, rank),
+                           "tensorly": lambda: tensor_train(X, rank)}, repeats)
 
 
 def report(title: str, times: dict, targets: dict) -> None:

@@ -478,6 +478,17 @@ def _uncached_flops(node: Node, cached: set) -> int:
     return own + sum(_uncached_flops(c, cached) for c in node.children)
 
 
+def als_model(network, order: list, optimize="auto") -> Model:
+    """The :class:`Model` of ``network`` for the sweep ``order``, planned once and cached
+    on the network (repeated fits — restarts, cross-validation — skip the planning)."""
+    from .network import _cache_key
+    cache = network.__dict__.setdefault("_als_models", {})
+    key = (tuple(order), _cache_key(optimize))
+    if key not in cache:
+        cache[key] = Model(network, list(order), optimize)
+    return cache[key]
+
+
 def arrange(array, have: tuple, want: tuple):
     """Transpose ``array`` with axes named ``have`` into the order ``want``."""
     return np.transpose(array, [have.index(ix) for ix in want]) if have != want else array
@@ -905,7 +916,7 @@ def _held_error(target, model_value, held) -> float:
 def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``."""
     settings = resolve_settings(problem, options)
-    model = Model(problem.network, settings.order, options.optimize)
+    model = als_model(problem.network, settings.order, options.optimize)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
     with Progress(options.max_sweeps * options.restarts, desc="als",
