@@ -336,7 +336,8 @@ def test_save_and_load(tmp_path):
         np.testing.assert_allclose(loaded.reconstruct(key), value)
     with pytest.raises(tnc.TncError, match="not a coupled"):
         net = tnc.library("cp", I=3, J=4, K=5, R=2)
-        tnc.FitResult(net, net.random(), "als", [{"loss": 1.0}], True, 1, 0.1).save(tmp_path / "f.npz")
+        tnc.FitResult(net, net.random(), "als", [{"loss": 1.0}], True, 1, 0.1).save(
+            tmp_path / "f.npz")
         tnc.load_coupled(tmp_path / "f.npz")
     with pytest.raises(tnc.TncError, match="coupled fit result; read it with tnc.load_coupled"):
         tnc.load_result(path)
@@ -353,3 +354,18 @@ def test_sparse_data_and_weights():
     result = tnc.fit_model(text, junk, method="gcp", progress=False, max_iter=2000)
     assert result.history[-1]["rel_errors"]["T1"] < 1e-3
     assert result.history[-1]["rel_errors"]["T2"] > 0.5
+
+
+def test_settings_give_the_header_parameters_values(tmp_path):
+    text = NETWORKS + "model m(lambda = 0.1) { fit X1 to T1  fit X2 to T2  penalty l2(lambda) A }"
+    _, _, data = planted()
+    result = tnc.fit_model(text, data, settings={"lambda": 2.5}, sizes={"R": 2}, max_iter=5,
+                           progress=False)
+    assert result.model.l2 == {"A": 2.5} and result.model.settings == {"lambda": 2.5}
+    result.save(tmp_path / "m.npz")
+    assert tnc.load_coupled(tmp_path / "m.npz").model.settings == {"lambda": 2.5}
+    with pytest.raises(tnc.TncError, match="model `m` has no parameter `sigma`; its parameters "
+                                           "are lambda"):
+        tnc.fit_model(text, data, settings={"sigma": 1.0}, progress=False)
+    with pytest.raises(tnc.TncError, match="apply to model text"):
+        tnc.fit_model(tnc.compile_model(text), data, settings={"lambda": 1.0}, progress=False)

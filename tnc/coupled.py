@@ -131,11 +131,12 @@ class CoupledResult(LastSweep):
 
 # -- the public entry point -----------------------------------------------------------------
 def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
-              **options) -> CoupledResult:
+              sizes=None, settings=None, **options) -> CoupledResult:
     """Fit a coupled model to ``data`` (data name -> array or SparseTensor).
 
     ``model``: a :class:`~tnc.model.CoupledModel`, or tnc text / a path with a
-    ``model`` block (``name`` picks one); sizes the headers leave open are read
+    ``model`` block (``name`` picks one; ``sizes`` and ``settings`` as in
+    :func:`~tnc.model.compile_model`); sizes the headers leave open are read
     off the data. ``masks``: data name -> boolean array (True = observed) or
     ``"nan"``; whole slices may be missing. ``options``: fields of
     :class:`CoupledOptions`.
@@ -147,8 +148,11 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
     if unknown:
         raise TncError(f"unknown option(s) {', '.join(unknown)} for fit_model; the options "
                        f"are {', '.join(sorted(known))}")
-    settings = CoupledOptions(**options)
+    chosen = CoupledOptions(**options)
     if isinstance(model, CoupledModel):
+        if sizes or settings:
+            raise TncError("sizes and settings apply to model text; this model is compiled "
+                           "(give them to tnc.compile_model)")
         targets, masks = _targets(model.data_names, data, masks or {})
         model = model_for_data(model, targets)
     else:
@@ -156,8 +160,9 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
         definition = pick_model(parse(text, filename), name)
         wanted = [s.data for s in definition.statements if isinstance(s, ast.FitStmt)]
         targets, masks = _targets(wanted, data, masks or {})
-        model = compile_for_data(text, filename, definition.name, {}, targets)
-    return ENGINES[method](model, targets, masks, settings)
+        model = compile_for_data(text, filename, definition.name, sizes or {}, targets,
+                                 settings or {})
+    return ENGINES[method](model, targets, masks, chosen)
 
 
 def _targets(wanted, data, masks) -> tuple[dict, dict]:
@@ -187,11 +192,13 @@ def model_for_data(model: CoupledModel, targets: dict) -> CoupledModel:
         raise TncError(f"network `{term.network.name}` has output shape "
                        f"{term.network.output_shape} but data set `{term.data}` has shape "
                        f"{targets[term.data].shape}")
-    return compile_for_data(model.source, model.filename, model.name, model.sizes, targets)
+    return compile_for_data(model.source, model.filename, model.name, model.sizes, targets,
+                            model.settings)
 
 
-def compile_for_data(text, filename, name, sizes, targets) -> CoupledModel:
-    """Compile model block ``name``, each network's open sizes read off its data set."""
+def compile_for_data(text, filename, name, sizes, targets, settings=None) -> CoupledModel:
+    """Compile model block ``name`` with ``settings`` (header parameter values), each
+    network's open sizes read off its data set."""
     module = parse(text, filename)
     definitions = {d.name: d for d in module.networks}
     fits = [s for s in pick_model(module, name).statements if isinstance(s, ast.FitStmt)]
@@ -212,7 +219,8 @@ def compile_for_data(text, filename, name, sizes, targets) -> CoupledModel:
             if bound.setdefault(key, value) != value:
                 raise TncError(f"size `{key}` would be both {bound[key]} and {value} "
                                f"(read off data set `{statement.data}`)")
-    model = compile_model(text, name=name, filename=filename, **{**sizes, **bound})
+    model = compile_model(text, name=name, filename=filename, settings=settings,
+                          **{**sizes, **bound})
     for term in model.terms:
         if term.network.output_shape != targets[term.data].shape:
             raise TncError(f"network `{term.network.name}` has output shape "
@@ -590,9 +598,9 @@ def save_coupled(result: CoupledResult, path) -> None:
     meta = {"format": FORMAT_VERSION, "kind": "coupled", "terms": terms, "l2": model.l2,
             "tv": {k: list(v) for k, v in model.tv.items()}, "nonneg": sorted(model.nonneg),
             "name": model.name, "source": model.source, "filename": model.filename,
-            "sizes": model.sizes, "method": result.method, "history": result.history,
-            "converged": result.converged, "iterations": result.iterations,
-            "wall_time": result.wall_time, "info": result.info}
+            "sizes": model.sizes, "settings": model.settings, "method": result.method,
+            "history": result.history, "converged": result.converged,
+            "iterations": result.iterations, "wall_time": result.wall_time, "info": result.info}
     write_archive(path, meta, {"tensor": result.tensors})
 
 
@@ -607,7 +615,8 @@ def load_coupled(path) -> CoupledResult:
              for t in meta["terms"]]
     model = coupled_model(terms, l2=meta["l2"], tv={k: tuple(v) for k, v in meta["tv"].items()},
                           nonneg=meta["nonneg"], name=meta["name"], source=meta["source"],
-                          filename=meta["filename"], sizes=meta["sizes"])
+                          filename=meta["filename"], sizes=meta["sizes"],
+                          settings=meta.get("settings", {}))
     return CoupledResult(model, tensors, meta["method"], meta["history"], meta["converged"],
                          meta["iterations"], meta["wall_time"], meta.get("info", {}))
 

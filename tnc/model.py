@@ -61,7 +61,9 @@ class CoupledModel:
     ``lambda * ||G||^2``); ``tv``: name -> ``(weight, axis)`` (smoothed total
     variation of G along ``axis``); ``nonneg``: names kept non-negative.
     ``source``/``filename``/``name`` locate the model text (None when built
-    from Python), so a fitted model can be saved with its source.
+    from Python), so a fitted model can be saved with its source; ``sizes``
+    and ``settings`` (values given to the block's header parameters) are what
+    it was compiled with.
     """
 
     terms: list[Term]
@@ -72,6 +74,7 @@ class CoupledModel:
     source: str | None = None
     filename: str | None = None
     sizes: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
 
     @property
     def params(self) -> dict[str, tuple[int, ...]]:
@@ -161,20 +164,28 @@ def check_model(model: CoupledModel) -> None:
 
 # -- model blocks ---------------------------------------------------------------------------
 def compile_model(text_or_path, name: str | None = None, filename: str | None = None,
-                  **sizes) -> CoupledModel:
+                  settings: dict | None = None, **sizes) -> CoupledModel:
     """The coupled model of a ``model`` block; ``name`` picks one of several blocks;
-    ``sizes`` override the networks' header defaults (as :func:`tnc.compile_all`)."""
+    ``settings`` give values to the block's header parameters (``{"lambda": 0.5}``
+    for ``model m(lambda = 0.1)``); ``sizes`` override the networks' header
+    defaults (as :func:`tnc.compile_all`).
+
+    >>> net = "network X() { index i: 4, j: 3, r: 2  tensor A(i, r), B(j, r)  output i, j }"
+    >>> text = net + " model m(lambda = 0.1) { fit X to T  penalty l2(lambda) A }"
+    >>> compile_model(text, settings={"lambda": 0.5}).l2
+    {'A': 0.5}
+    """
     text, path = read_source(text_or_path)
     filename = filename or path
     module = parse(text, filename)
     definition = pick_model(module, name)
     networks = compile_all(text, filename=filename, **sizes)
     try:
-        model = resolve(definition, networks)
+        model = resolve(definition, networks, settings or {})
     except TncError as error:
         raise error.located(text, filename) from None
-    model.name, model.source, model.filename, model.sizes = (
-        definition.name, text, filename, dict(sizes))
+    model.name, model.source, model.filename, model.sizes, model.settings = (
+        definition.name, text, filename, dict(sizes), dict(settings or {}))
     return model
 
 
@@ -185,9 +196,11 @@ def pick_model(module: ast.Module, name) -> ast.ModelDef:
     return pick_named({m.name: m for m in module.models}, name, "model")
 
 
-def resolve(definition: ast.ModelDef, networks: dict[str, Network]) -> CoupledModel:
-    """Check a model block against the compiled networks and build its :class:`CoupledModel`."""
-    params = _model_params(definition)
+def resolve(definition: ast.ModelDef, networks: dict[str, Network],
+            settings: dict | None = None) -> CoupledModel:
+    """Check a model block against the compiled networks and build its :class:`CoupledModel`
+    (``settings``: values for the block's header parameters)."""
+    params = _model_params(definition, settings or {})
     terms = [_term(s, networks, params) for s in definition.statements
              if isinstance(s, ast.FitStmt)]
     if not terms:
@@ -210,12 +223,22 @@ def resolve(definition: ast.ModelDef, networks: dict[str, Network]) -> CoupledMo
     return model
 
 
-def _model_params(definition: ast.ModelDef) -> dict[str, float]:
+def _model_params(definition: ast.ModelDef, settings: dict) -> dict[str, float]:
     params: dict[str, float] = {}
     for param in definition.params:
         if param.name in params:
             raise TncSemanticError(f"model parameter `{param.name}` is declared twice", param.span)
         params[param.name] = param.default.value
+    unknown = [key for key in settings if key not in params]
+    if unknown:
+        raise TncError(f"model `{definition.name}` has no parameter `{unknown[0]}`; "
+                       + (f"its parameters are {', '.join(params)}" if params else
+                          "it declares none (e.g. `model m(lambda = 0.1) { ... }`)"))
+    for key, value in settings.items():
+        try:
+            params[key] = float(value)
+        except (TypeError, ValueError):
+            raise TncError(f"model parameter `{key}` must be a number, got {value!r}") from None
     return params
 
 
