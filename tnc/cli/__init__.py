@@ -21,12 +21,15 @@ COMMANDS = ["show", "draw", "contract", "fit"]
 DESCRIPTION = """\
 tnc: a tensor-network expression compiler.
 
-Write a network in the tnc language (a .tn file), then inspect, draw or
-contract it from the shell:
+Write a network in the tnc language (a .tn file), then inspect, draw,
+contract or fit it from the shell:
 
   tnc show peps.tn --size Lx=4 --size Ly=4     tensors, indices, equation, path, cost
   tnc draw tt.tn -o tt.png                     a diagram of the network
   tnc contract cp.tn --tensors t.npz -o x.npy  contract saved arrays
+  tnc fit cp.tn x.npy --size R=5 -o fit.npz    fit a network to a data tensor
+  tnc fit m.tn --data T1=a.npy --data T2=b.npy fit a model block (shared tensors)
+  tnc show fit.npz                             summarise a saved fit result
 """
 
 
@@ -43,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv):
+    """``parser.parse_args(argv)``, except that a command's optional last positional
+    (named by its ``late_positional`` default) may also come after the options:
+    argparse gives an optional positional nothing once an option follows the first one
+    (``tnc fit cp.tn --size R=5 x.npy``)."""
+    args, extra = parser.parse_known_args(argv)
+    late = getattr(args, "late_positional", None)
+    if extra and late and getattr(args, late) is None and len(extra) == 1 \
+            and not extra[0].startswith("-"):
+        setattr(args, late, extra[0])
+    elif extra:
+        parser.parse_args(argv)            # argparse's own message for what is left over
+    return args
+
+
 def main(argv=None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
@@ -50,7 +68,7 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse(parser, argv)
         return int(args.run(args) or 0)
     except SystemExit as stop:          # --help, --version and usage errors
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)

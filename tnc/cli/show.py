@@ -1,6 +1,7 @@
 """``tnc show FILE``: every network of a file with its tensors, indices, equation, path and cost.
 
-A saved fit result (``.npz``) is summarised instead.
+A saved fit result (``.npz``: one network's, a coupled model's or a
+Stratified-NTF's) is summarised instead.
 """
 from __future__ import annotations
 
@@ -41,20 +42,69 @@ def run(args) -> int:
 
 
 def describe_result(path) -> str:
-    """A summary of a fit result saved with ``FitResult.save``."""
-    try:
-        from .. import result
-    except ImportError:
-        raise TncError(f"{path}: this tnc cannot read fit results (tnc.result is missing)") \
-            from None
-    if hasattr(result, "describe"):
-        return result.describe(path)
-    loaded = result.load_result(path)
-    lines = [repr(loaded), ""]
-    lines.append(describe(loaded.network, "auto", False))
-    lines.append("fitted tensors: " + ", ".join(
-        f"{name} {tuple(array.shape)}" for name, array in loaded.tensors.items()))
+    """A summary of a result saved with ``FitResult.save``, ``CoupledResult.save`` or
+    ``StratifiedResult.save`` (its ``kind``)."""
+    from ..result import read_archive
+    meta, _ = read_archive(path, "fit result")
+    kind = meta.get("kind", "network")
+    if kind not in RESULT_DESCRIBERS:
+        raise TncError(f"{path}: a {kind} result, which this tnc cannot show")
+    return RESULT_DESCRIBERS[kind](path)
+
+
+def _describe_fit(path) -> str:
+    from ..result import load_result
+    loaded = load_result(path)
+    return "\n".join([repr(loaded), "", describe(loaded.network, "auto", False),
+                      _tensors_line(loaded.tensors)])
+
+
+def _describe_coupled(path) -> str:
+    from ..coupled import load_coupled
+    loaded = load_coupled(path)
+    model = loaded.model
+    errors = loaded.history[-1].get("rel_errors", {}) if loaded.history else {}
+    lines = [repr(loaded), "", f"model {model.name or '<python>'}"]
+    for term in model.terms:
+        error = f"  rel error {errors[term.data]:.4g}" if term.data in errors else ""
+        lines.append(f"  fit {term.network.name} to {term.data}  loss {term.loss.name}  "
+                     f"weight {term.weight:g}{error}")
+    by_weight: dict = {}
+    for name, weight in model.l2.items():
+        if weight:
+            by_weight.setdefault(weight, []).append(name)
+    lines += [f"  penalty l2({weight:g}) {', '.join(names)}" for weight, names in by_weight.items()]
+    lines += [f"  penalty tv({weight:g}) {name} along {_leg(model, name, axis)}"
+              for name, (weight, axis) in model.tv.items()]
+    if model.nonneg:
+        lines.append(f"  nonneg {', '.join(sorted(model.nonneg))}")
+    for term in model.terms:
+        lines += ["", describe(term.network, "auto", False)]
+    lines.append(_tensors_line(loaded.tensors))
     return "\n".join(lines)
+
+
+def _leg(model, name: str, axis: int) -> str:
+    """The index name of axis ``axis`` of tensor ``name`` in the first network using it."""
+    return next(occ.indices[axis] for term in model.terms
+                for occ in term.network.occurrences if occ.name == name)
+
+
+def _describe_stratified(path) -> str:
+    from ..stratified import load_stratified
+    loaded = load_stratified(path)
+    return "\n".join([repr(loaded), _tensors_line(
+        {f"H{k}": h for k, h in enumerate(loaded.topics, 1)}, "topics"), _tensors_line(
+        {f"W{s}": w for s, w in enumerate(loaded.weights)}, "weights")])
+
+
+RESULT_DESCRIBERS = {"network": _describe_fit, "coupled": _describe_coupled,
+                     "stratified": _describe_stratified}
+
+
+def _tensors_line(tensors: dict, what: str = "fitted tensors") -> str:
+    return f"{what}: " + ", ".join(f"{name} {tuple(array.shape)}"
+                                   for name, array in tensors.items())
 
 
 def describe(net, optimize="auto", steps=False) -> str:
