@@ -12,7 +12,8 @@ masks ``W_k`` (True = observed) and networks ``M_k`` is::
   (the per-network trees and cached intermediates of :mod:`tnc.als`), plus
   ``l2 * I``; non-negative tensors are solved by HALS. A ``tv`` penalty enters
   through its quadratic majoriser at the current tensor (:mod:`tnc.tv`), so
-  that tensor's update is one sparse linear system (:func:`solve_with_tv`) and
+  that tensor's update is one sparse linear system (:func:`solve_with_tv`;
+  projected coordinate descent on it when the tensor is non-negative) and
   the smoothed objective still never increases. Missing entries are
   filled by EM: each sweep imputes them from the current model (or from a
   caller's ``imputer``, e.g. MULTIFAC's shared-structure rule for missing
@@ -65,7 +66,8 @@ class CoupledOptions:
     objective changes by less than ``tol`` times itself between sweeps;
     ``ftol``/``gtol``: L-BFGS-B's tests; ``seed``: random start; ``init``:
     ``"random"``, a dict name -> array or a :class:`CoupledResult`;
-    ``tv_smoothing``: the ``eps`` of the smoothed total variation;
+    ``tv_smoothing``: the ``eps`` of the smoothed total variation (> 0 for ALS,
+    whose majoriser weights are ``1 / sqrt(d^2 + eps^2)``);
     ``imputer(data_name, tensors, model_value) -> array``: ALS-EM's values for
     the missing entries of a data set (default: the model value);
     ``callback(state)``: after each sweep/iteration, True stops; ``progress``:
