@@ -4,7 +4,7 @@ import pytest
 
 import tnc
 from tnc.multifac import (classify, cp_signal, cross_validate, impute, linked_cp_text, multifac,
-                          multifac_model, noise_floors)
+                          multifac_model, noise_floors, one_standard_error, two_step_cv)
 
 
 def unit(a):
@@ -122,3 +122,32 @@ def test_cross_validation_one_standard_error_rule():
     assert sse.chosen != 50.0 and sse.mean.min() > 1.0
     with pytest.raises(tnc.TncError, match="score"):
         cross_validate(data, [1.0], rank=2, folds=2, score="mse")
+
+
+def test_one_standard_error_rule_on_a_handcrafted_table():
+    ranks = [2, 4, 6, 8, 10]
+    mean = [0.90, 0.64, 0.61, 0.60, 0.605]
+    se = [0.03, 0.02, 0.02, 0.015, 0.02]
+    # best 8 (0.60 + 0.015): 6 is within one SE, 4 is not -> the smallest within is 6
+    assert one_standard_error(ranks, mean, se, "smallest") == 6
+    assert one_standard_error(ranks, mean, se, "largest") == 10
+    # a smaller standard error of the best excludes 6 as well
+    assert one_standard_error(ranks, mean, [0.03, 0.02, 0.02, 0.005, 0.02], "smallest") == 8
+    with pytest.raises(tnc.TncError, match="prefer"):
+        one_standard_error(ranks, mean, se, "middle")
+
+
+def test_two_step_cv_picks_enough_rank_and_the_fit_classifies_right():
+    data, signal = linked_data(0)                 # shared 1, individual 2 and 1: 4 in all
+    cv = two_step_cv(data, ranks=(2, 4, 6), sigmas=(1.0, 2.0), folds=3, seed=0, max_iter=500)
+    assert cv.rank_mean.shape == (3,) and cv.sigma_mean.shape == (2,)
+    assert cv.rank_sigma == 1.0 and cv.sigma in (1.0, 2.0)
+    # rank 2 cannot hold 4 components: clearly worse, never chosen
+    assert cv.rank >= 4 and cv.rank_mean[0] > cv.rank_mean[1:].max()
+    best = int(np.argmin(cv.rank_mean))
+    assert cv.rank_mean[cv.ranks.index(cv.rank)] <= cv.rank_mean[best] + cv.rank_se[best]
+    result = multifac(data, cv.rank, cv.sigma, restarts=3)
+    assert result.ranks == {"shared": 1, "individual": [2, 1]}
+    assert "step 1" in cv.table() and f"* {cv.rank:4d}" in cv.table()
+    with pytest.raises(tnc.TncError, match="sigma_rule"):
+        two_step_cv(data, ranks=(2,), sigmas=(1.0,), folds=2, sigma_rule="smallest")
