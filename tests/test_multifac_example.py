@@ -31,8 +31,24 @@ def test_multifac_simulation(tmp_path, capsys, monkeypatch):
     for row in gaussian["rows"]:
         assert row["multifac"]["rse"] < row["unpenalised"]["rse"]
     assert gaussian["missing"]["rse_multifac"] < gaussian["missing"]["rse_mean"]
-    assert "== gaussian factors ==" in printed and "above the noise floor" in printed
+    assert "== gaussian factors (sigma tuning) ==" in printed and "above the noise floor" in printed
     for design in designs.values():            # sigmas CV cannot tell from the chosen one
         assert design["sigma"] not in design["sensitivity"]
         assert all(set(v) == {"recovered", "rse"} and 0 <= v["recovered"] <= 2
                    for v in design["sensitivity"].values())
+
+
+def test_multifac_simulation_two_step(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location("example_multifac", EXAMPLES / "multifac_simulation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick", "--tuning", "two-step", "--factors", "unit",
+                          "--replicates", "1", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert result["tuning"] == "two-step" and result["rank"] == result["cv"].rank
+    assert result["rank"] in (8, 12)            # rank 4 cannot hold the 8 true components
+    assert result["sigma"] == result["cv"].sigma and result["sensitivity"] == {}
+    row = result["rows"][0]
+    assert row["multifac"]["rse"] < row["unpenalised"]["rse"]
+    assert "step 1 (sigma 2)" in printed and "two-step choices" in printed
