@@ -63,6 +63,7 @@ WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
 CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
+SKINNY = 64            # products with this many more big-operand rows than columns
 BATCHED_GEMM_MIN = 4096  # batch matrices this large beat copying the operand for one GEMM
 NORMALIZE_RATIO = 1e3
 MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters # rebalance a bond once its slice norms differ by this factor
@@ -208,13 +209,19 @@ def gemm_layout(children, kept, sizes):
         order = [big.indices.index(ix) for ix in (*keep_big, *summed)]
         as_matrix = lambda a: np.transpose(a, order).reshape(n_keep, n_sum)  # noqa: E731
 
+    # a skinny product runs faster as (small^T @ big^T), and leaves the small legs leading
+    small_first = n_small * SKINNY <= n_keep
+    legs = keep_small + keep_big if small_first else keep_big + keep_small
+    shape = tuple(sizes[ix] for ix in legs)
+
     def trailing(a, b):
         big_array, small_array = (a, b) if first_is_big else (b, a)
         right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-        return (as_matrix(big_array) @ right).reshape(
-            tuple(sizes[ix] for ix in keep_big + keep_small))
+        if small_first:
+            return (right.T @ as_matrix(big_array).T).reshape(shape)
+        return (as_matrix(big_array) @ right).reshape(shape)
 
-    return keep_big + keep_small, trailing
+    return legs, trailing
 
 
 def _middle_split(legs: tuple, summed: list) -> int | None:
