@@ -144,10 +144,19 @@ def test_two_step_cv_picks_enough_rank_and_the_fit_classifies_right():
     assert cv.rank_sigma == 1.0 and cv.sigma in (1.0, 2.0)
     # rank 2 cannot hold 4 components: clearly worse, never chosen
     assert cv.rank >= 4 and cv.rank_mean[0] > cv.rank_mean[1:].max()
-    best = int(np.argmin(cv.rank_mean))
-    assert cv.rank_mean[cv.ranks.index(cv.rank)] <= cv.rank_mean[best] + cv.rank_se[best]
+    assert cv.rank == cv.ranks[int(np.argmin(cv.rank_mean))]              # rank_rule "best"
+    assert cv.sigma == cv.sigmas[int(np.argmin(cv.sigma_mean))]           # sigma_rule "best"
     result = multifac(data, cv.rank, cv.sigma, restarts=3)
     assert result.ranks == {"shared": 1, "individual": [2, 1]}
     assert "step 1" in cv.table() and f"* {cv.rank:4d}" in cv.table()
+    # the one-standard-error rules on the same folds: the same step-1 table
+    sparse = two_step_cv(data, ranks=(2, 4, 6), sigmas=(1.0, 2.0), folds=3, seed=0, max_iter=500,
+                         rank_rule="smallest", sigma_rule="largest")
+    assert np.allclose(sparse.rank_mean, cv.rank_mean)
+    assert sparse.rank == one_standard_error(cv.ranks, cv.rank_mean, cv.rank_se, "smallest") >= 4
+    assert sparse.sigma == one_standard_error(sparse.sigmas, sparse.sigma_mean, sparse.sigma_se,
+                                              "largest")
     with pytest.raises(tnc.TncError, match="sigma_rule"):
         two_step_cv(data, ranks=(2,), sigmas=(1.0,), folds=2, sigma_rule="smallest")
+    with pytest.raises(tnc.TncError, match="rank_rule"):
+        two_step_cv(data, ranks=(2,), sigmas=(1.0,), folds=2, rank_rule="largest")
