@@ -24,13 +24,12 @@ chosen by 5-fold cross-validation over entries with the one-standard-error rule
 on the first replicate and reused for the others; components are classified
 against the noise floor (``--tuning sigma``, the default and what the numbers
 above are). ``--tuning two-step`` instead runs :func:`tnc.multifac.two_step_cv`
-on every replicate: the rank by cross-validation over 4, 6, ..., 12 at sigma 1
-(the smallest rank within one standard error of the best), then sigma at that
-rank (the largest within one standard error), and fits that rank with 10
-starts. It is slower (about 10 min) and no better: with seed 0, ranks
-recovered in 19/20 (unit) and 7/20 (gaussian; the rank step picks 6 or 4 in 8
-replicates, the weakest components barely lowering the held-out error), mean
-RSE signal 0.039 and 0.052 against 0.034 and 0.038 for the default.
+on every replicate: the rank of least held-out error over 4, 6, ..., 12 at
+sigma 1, then the sigma of least held-out error at that rank, and fits that
+rank with 10 starts. It is slower (about 9 min) and not clearly better: with
+seed 0, ranks recovered in 10/20 (gaussian; rank 6 chosen in 4 replicates)
+and 17/20 (unit), mean RSE signal 0.043 and 0.041 against 0.038 and 0.034 for
+the default.
 
 Printed per design: the relative squared error (RSE,
 ``sum_k ||S_k_hat - S_k||^2 / sum_k ||S_k||^2``) of the whole signal, of its
@@ -48,7 +47,7 @@ can do (the true shared signal).
     python examples/multifac_simulation.py            # both designs, 20 replicates, ~70 s on 2 cores
     python examples/multifac_simulation.py --factors gaussian --replicates 20
     python examples/multifac_simulation.py --quick    # the smoke test's run
-    python examples/multifac_simulation.py --tuning two-step   # rank, then sigma: ~10 min
+    python examples/multifac_simulation.py --tuning two-step   # rank, then sigma: ~9 min
 """
 from __future__ import annotations
 
