@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.multifac import (classify, cp_signal, cross_validate, impute, linked_cp_text, multifac,
-                          multifac_model, noise_floors, one_standard_error, two_step_cv)
+from tnc.multifac import (classify, cp_signal, cross_validate, fold_masks, impute, linked_cp_text,
+                          multifac, multifac_model, noise_floors, one_standard_error,
+                          two_step_cv)
 
 
 def unit(a):
@@ -160,3 +161,25 @@ def test_two_step_cv_picks_enough_rank_and_the_fit_classifies_right():
         two_step_cv(data, ranks=(2,), sigmas=(1.0,), folds=2, sigma_rule="smallest")
     with pytest.raises(tnc.TncError, match="rank_rule"):
         two_step_cv(data, ranks=(2,), sigmas=(1.0,), folds=2, rank_rule="largest")
+
+
+def test_slice_folds_hold_out_each_sample_once_per_tensor_never_from_all():
+    shapes, folds = [(6, 4, 3), (6, 5)], 3
+    observed = [np.ones(shapes[0], bool), np.random.default_rng(1).random(shapes[1]) > 0.2]
+    splits = fold_masks(shapes, folds, seed=0, masks=observed, holdout="slices")
+    times_held = [np.zeros(6, int), np.zeros(6, int)]
+    for train, held in splits:
+        whole = [h.reshape(6, -1).sum(1) == o.reshape(6, -1).sum(1) for h, o in
+                 zip(held, observed)]
+        assert not np.any(whole[0] & whole[1])           # never a sample gone from both
+        for k in range(2):
+            assert not np.any(train[k] & held[k]) and np.all(train[k] | held[k] | ~observed[k])
+            assert not np.any(held[k] & ~observed[k])
+            slice_entries = held[k][whole[k]].sum()
+            assert held[k][~whole[k]].sum() == slice_entries   # as many random entries
+            times_held[k] += whole[k]
+    assert all(np.all(t == 1) for t in times_held)
+    with pytest.raises(tnc.TncError, match="folds"):
+        fold_masks(shapes, 7, seed=0, holdout="slices")
+    with pytest.raises(tnc.TncError, match="holdout"):
+        fold_masks(shapes, 3, seed=0, holdout="rows")

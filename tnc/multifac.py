@@ -339,15 +339,52 @@ class CrossValidation:
     chosen: float
 
 
-def fold_masks(shapes, folds: int, seed: int, masks=None) -> list[tuple[list, list]]:
-    """Per fold, the (train, held-out) boolean masks of every tensor: each observed
-    entry is held out in exactly one of ``folds`` random folds."""
+def fold_masks(shapes, folds: int, seed: int, masks=None, holdout: str = "entries"
+               ) -> list[tuple[list, list]]:
+    """Per fold, the (train, held-out) boolean masks of every tensor.
+
+    ``holdout="entries"``: each observed entry is held out in exactly one of
+    ``folds`` random folds. ``"slices"`` (the authors' scheme): the samples are
+    split into ``folds`` groups; fold f holds out whole sample slices, group
+    ``f + k`` (cyclically) from tensor k, so no sample is missing from every
+    tensor, plus as many random entries of each tensor's other observed entries.
+    A held-out slice is predicted from the shared components only, so this
+    score also checks which components the fit calls shared.
+    """
     masks = list(masks) if masks is not None else [None] * len(shapes)
     rng = np.random.default_rng(seed)
+    if holdout == "slices":
+        return _slice_folds(shapes, folds, rng, masks)
+    if holdout != "entries":
+        raise TncError(f"holdout must be 'entries' or 'slices', got {holdout!r}")
     assignment = [rng.integers(0, folds, shape) for shape in shapes]
     observed = [m if m is not None else True for m in masks]
     return [([(a != f) & m for a, m in zip(assignment, observed)],
              [(a == f) & m for a, m in zip(assignment, observed)]) for f in range(folds)]
+
+
+def _slice_folds(shapes, folds: int, rng, masks) -> list[tuple[list, list]]:
+    samples = shapes[0][0]
+    if not 2 <= folds <= samples or len(shapes) < 2:
+        raise TncError(f"slice folds need 2 <= folds <= {samples} (the samples) and at "
+                       f"least two tensors; got folds={folds}")
+    groups = np.array_split(rng.permutation(samples), folds)
+    observed = [np.ones(shape, bool) if m is None else np.asarray(m, bool)
+                for shape, m in zip(shapes, masks)]
+    splits = []
+    for f in range(folds):
+        train, held = [], []
+        for k, seen in enumerate(observed):
+            out = np.zeros(seen.shape, bool)
+            out[groups[(f + k) % folds]] = True
+            out &= seen
+            rest = np.flatnonzero(seen & ~out)
+            picked = rng.choice(rest, size=min(int(out.sum()), rest.size), replace=False)
+            out.flat[picked] = True
+            train.append(seen & ~out)
+            held.append(out)
+        splits.append((train, held))
+    return splits
 
 
 def held_out_error(result: MultifacResult, arrays, held, score: str = "relative") -> float:
@@ -399,13 +436,19 @@ def one_standard_error(values, mean, se, prefer: str) -> float:
 
 
 def cross_validate(data, sigmas, rank: int = 20, folds: int = 5, seed: int = 0, masks=None,
-                   score: str = "relative", **options) -> CrossValidation:
+                   score: str = "relative", holdout: str = "entries",
+                   **options) -> CrossValidation:
     """Pick ``sigma`` by ``folds``-fold cross-validation over observed entries with the
     one-standard-error rule (see the module docstring). ``score``: a fold's error,
     ``"relative"`` (mean over tensors of the relative error on held-out entries, the
-    authors' score) or ``"sse"`` (the summed squared error)."""
+    authors' score) or ``"sse"`` (the summed squared error). ``holdout``: what a fold
+    holds out, ``"entries"`` or ``"slices"`` (whole sample slices plus as many
+    entries, the authors' scheme; see :func:`fold_masks`). On the example's N(0,1)
+    design, 10 slice folds per replicate over a log grid of 8 sigmas in [1, 8]
+    recovered the true ranks in 9/20 replicates (one-SE choice; 10/20 with the
+    least error): no better than entry folds."""
     arrays = [np.asarray(x, dtype=float) for x in data]
-    splits = fold_masks([x.shape for x in arrays], folds, seed, masks)
+    splits = fold_masks([x.shape for x in arrays], folds, seed, masks, holdout)
     errors = cv_errors(arrays, [(rank, s) for s in sigmas], splits, seed, score, **options)
     mean, se = mean_and_se(errors)
     sigmas = list(map(float, sigmas))
