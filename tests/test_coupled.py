@@ -369,3 +369,112 @@ def test_settings_give_the_header_parameters_values(tmp_path):
         tnc.fit_model(text, data, settings={"sigma": 1.0}, progress=False)
     with pytest.raises(tnc.TncError, match="apply to model text"):
         tnc.fit_model(tnc.compile_model(text), data, settings={"lambda": 1.0}, progress=False)
+
+
+# -- missing data by weighted least squares, restarts ---------------------------------------------
+def gappy_planted(seed=3, noise=0.3):
+    """Noisy planted data with 30% of the entries missing and T1's slice k = 0 missing whole."""
+    model, _, data = planted(seed)
+    rng = np.random.default_rng(0)
+    data = {k: v + noise * rng.standard_normal(v.shape) for k, v in data.items()}
+    masks = {k: rng.random(v.shape) > 0.3 for k, v in data.items()}
+    masks["T1"][:, :, 0] = False
+    return model, data, masks
+
+
+def losses_of(result):
+    return np.array([entry["loss"] for entry in result.history])
+
+
+def test_wls_em_and_gcp_reach_one_optimum_and_wls_in_far_fewer_sweeps():
+    model, data, masks = gappy_planted()
+    fits = {mode: tnc.fit_model(model, data, masks=masks, missing=mode, seed=0, max_iter=3000,
+                                tol=1e-12, progress=False) for mode in ("em", "wls")}
+    gcp = tnc.fit_model(model, data, masks=masks, method="gcp", seed=0, max_iter=3000,
+                        gtol=1e-9, progress=False)
+    assert fits["wls"].info["missing"] == {"T1": "wls", "T2": "wls"}
+    assert fits["wls"].loss == pytest.approx(gcp.loss, rel=1e-6)
+    assert fits["em"].loss == pytest.approx(fits["wls"].loss, rel=1e-6)
+    # EM crawls: 3000 sweeps without meeting tol; WLS converges in under 200 (94 measured),
+    # and after as many sweeps EM is still visibly above the optimum
+    assert fits["wls"].converged and fits["wls"].iterations < 200
+    assert not fits["em"].converged
+    em_then = losses_of(fits["em"])[fits["wls"].iterations - 1]
+    assert em_then > fits["wls"].loss * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("tv", [False, True])
+def test_wls_never_increases_the_objective(tv):
+    model, data, masks = gappy_planted()
+    text = smoothed(0.5, "") if tv else model
+    result = tnc.fit_model(text, data, masks=masks, missing="wls", seed=1, max_iter=300,
+                           progress=False)
+    losses = losses_of(result)
+    assert np.all(np.diff(losses) <= 1e-12 * losses[1:])
+    if tv:                                       # the sparse system takes per-row Grams too
+        result = tnc.fit_model(text, data, masks=masks, missing="wls", seed=0, max_iter=3000,
+                               progress=False)
+        gcp = tnc.fit_model(text, data, masks=masks, method="gcp", seed=0, max_iter=3000,
+                            gtol=1e-9, progress=False)
+        assert result.loss == pytest.approx(gcp.loss, rel=1e-6)
+
+
+def test_wls_and_dense_terms_share_a_factor():
+    model, data, masks = gappy_planted()
+    masks = {"T1": masks["T1"]}                  # T2 complete: its Gram stays shared
+    result = tnc.fit_model(model, data, masks=masks, missing="wls", seed=0, max_iter=3000,
+                           tol=1e-13, progress=False)
+    assert result.info["missing"] == {"T1": "wls", "T2": "dense"}
+    objective = coupled.CoupledObjective(model, data, {"T1": masks["T1"], "T2": None},
+                                         coupled.CoupledOptions())
+    value, grads = objective(result.tensors)
+    assert value == pytest.approx(result.loss, rel=1e-12)
+    scale = max(np.linalg.norm(t) for t in result.tensors.values())
+    assert max(np.linalg.norm(g) for g in grads.values()) < 1e-4 * value / scale  # stationary
+    gcp = tnc.fit_model(model, data, masks=masks, method="gcp", seed=0, max_iter=3000,
+                        gtol=1e-9, progress=False)
+    assert result.loss == pytest.approx(gcp.loss, rel=1e-6)
+
+
+def test_per_row_normal_equations_sum_with_shared_ones():
+    rng = np.random.default_rng(0)
+    rhs, gram = rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 2, 2))
+    rows_rhs, rows_gram = coupled.as_rows(rhs, gram)
+    rhs_sum, gram_sum = coupled.sum_normal_equations([(2.0, rhs, gram),
+                                                      (0.5, rows_rhs, rows_gram)])
+    assert rhs_sum.shape == (6, 1, 2) and gram_sum.shape == (6, 2, 2)
+    np.testing.assert_allclose(rhs_sum.reshape(2, 3, 2), 2.5 * rhs)
+    np.testing.assert_allclose(gram_sum[3:], np.broadcast_to(2.5 * gram[1], (3, 2, 2)))
+
+
+def test_auto_picks_wls_for_small_networks_and_em_with_an_imputer():
+    model, data, masks = gappy_planted()
+    auto = tnc.fit_model(model, data, masks=masks, missing="auto", max_iter=5, progress=False)
+    assert auto.info["missing"] == {"T1": "wls", "T2": "wls"}
+    keep = lambda name, tensors, value: value  # noqa: E731
+    imputed = tnc.fit_model(model, data, masks=masks, missing="auto", imputer=keep, max_iter=5,
+                            progress=False)
+    assert imputed.info["missing"] == {"T1": "em", "T2": "em"}
+
+
+def test_restarts_keep_the_lowest_objective():
+    model, data, masks = gappy_planted()
+    options = dict(masks=masks, missing="wls", max_iter=300, progress=False)
+    alone = [tnc.fit_model(model, data, seed=seed, **options).loss for seed in (1, 2)]
+    assert alone[0] > 1.05 * alone[1]            # seed 1 sits in a swamp, seed 2 does not
+    best = tnc.fit_model(model, data, seed=1, restarts=2, **options)
+    assert best.info["restarts"] == 2 and best.info["seed"] == 2
+    assert best.info["restart_objectives"] == pytest.approx(alone)
+    assert best.loss == pytest.approx(min(alone))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(missing="nope"), "missing must be one of 'em', 'wls', 'auto'"),
+    (dict(missing="wls", imputer=lambda *a: a[-1]), "use missing='em' with an imputer"),
+    (dict(method="gcp", imputer=lambda *a: a[-1]), "an imputer is an ALS-EM option"),
+    (dict(restarts=0), "restarts must be a positive integer"),
+])
+def test_missing_and_restart_errors(options, message):
+    model, data, masks = gappy_planted()
+    with pytest.raises(tnc.TncError, match=message):
+        tnc.fit_model(model, data, masks=masks, progress=False, **options)

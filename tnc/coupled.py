@@ -14,10 +14,16 @@ masks ``W_k`` (True = observed) and networks ``M_k`` is::
   through its quadratic majoriser at the current tensor (:mod:`tnc.tv`), so
   that tensor's update is one sparse linear system (:func:`solve_with_tv`;
   projected coordinate descent on it when the tensor is non-negative) and
-  the smoothed objective still never increases. Missing entries are
-  filled by EM: each sweep imputes them from the current model (or from a
-  caller's ``imputer``, e.g. MULTIFAC's shared-structure rule for missing
-  slices).
+  the smoothed objective still never increases. Missing entries
+  (``missing=``) are filled by EM: each sweep imputes them from the current
+  model (or from a caller's ``imputer``, e.g. MULTIFAC's shared-structure
+  rule for missing slices); or left out by weighted least squares (WLS): the
+  network's normal equations come one row of the tensor at a time, with a
+  Gram matrix of its own (the mask enters the Gram network), so each update
+  is the exact minimiser of the objective itself, not of EM's surrogate, and
+  cannot stall where EM crawls. Networks without missing data keep their
+  shared-Gram equations, broadcast to rows when summed with WLS ones.
+  ``restarts`` keeps the best of several random starts.
 * ``method="gcp"`` (any loss): L-BFGS-B on the whole objective; the gradient of
   each network comes from one reverse pass (:class:`tnc.gcp.DenseObjective`),
   summed per shared tensor; ``tv`` is smoothed (``sqrt(d^2 + eps^2)``) so it is
@@ -40,7 +46,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -68,8 +74,16 @@ class CoupledOptions:
     ``"random"``, a dict name -> array or a :class:`CoupledResult`;
     ``tv_smoothing``: the ``eps`` of the smoothed total variation (> 0 for ALS,
     whose majoriser weights are ``1 / sqrt(d^2 + eps^2)``);
+    ``missing``: ALS's handling of missing entries, ``"em"`` (impute them from
+    the model each sweep), ``"wls"`` (weighted least squares: per-row normal
+    equations, each update exact on the observed entries) or ``"auto"`` (per
+    data set, WLS when its weighted Gram networks cost at most
+    ``max(1e8, 20 x)`` the right-hand sides' flops, as :class:`tnc.als.ALSOptions`;
+    EM when an ``imputer`` is given);
     ``imputer(data_name, tensors, model_value) -> array``: ALS-EM's values for
-    the missing entries of a data set (default: the model value);
+    the missing entries of a data set (default: the model value; EM only);
+    ``restarts``: fits from seeds ``seed, seed + 1, ...`` (random starts; a
+    given ``init`` only for the first), keeping the lowest final objective;
     ``callback(state)``: after each sweep/iteration, True stops; ``progress``:
     show a bar; ``optimize``: contraction path optimizer.
     """
@@ -81,7 +95,9 @@ class CoupledOptions:
     seed: int | None = 0
     init: object = "random"
     tv_smoothing: float = 1e-3
+    missing: str = "em"
     imputer: Callable | None = None
+    restarts: int = 1
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"
@@ -140,8 +156,9 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
     ``model`` block (``name`` picks one; ``sizes`` and ``settings`` as in
     :func:`~tnc.model.compile_model`); sizes the headers leave open are read
     off the data. ``masks``: data name -> boolean array (True = observed) or
-    ``"nan"``; whole slices may be missing. ``options``: fields of
-    :class:`CoupledOptions`.
+    ``"nan"``; whole slices may be missing (ALS: ``missing="em"``, ``"wls"`` or
+    ``"auto"``). ``options``: fields of :class:`CoupledOptions` (``restarts=3``:
+    the best of three starts, ``info["restarts"]``).
     """
     if method not in ENGINES:
         raise TncError(f"method must be one of {', '.join(ENGINES)}, got {method!r}")
@@ -150,7 +167,7 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
     if unknown:
         raise TncError(f"unknown option(s) {', '.join(unknown)} for fit_model; the options "
                        f"are {', '.join(sorted(known))}")
-    chosen = CoupledOptions(**options)
+    chosen = checked_options(CoupledOptions(**options), method)
     if isinstance(model, CoupledModel):
         if sizes or settings:
             raise TncError("sizes and settings apply to model text; this model is compiled "
@@ -164,7 +181,46 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
         targets, masks = _targets(wanted, data, masks or {})
         model = compile_for_data(text, filename, definition.name, sizes or {}, targets,
                                  settings or {})
-    return ENGINES[method](model, targets, masks, chosen)
+    return best_of_restarts(ENGINES[method], model, targets, masks, chosen)
+
+
+def checked_options(options: CoupledOptions, method: str) -> CoupledOptions:
+    """``options`` after checking ``missing``, ``imputer`` and ``restarts``."""
+    if options.missing not in MISSING_MODES:
+        raise TncError(f"missing must be one of {', '.join(map(repr, MISSING_MODES))}, got "
+                       f"{options.missing!r}")
+    if options.imputer is not None and options.missing == "wls":
+        raise TncError("an imputer fills missing entries by EM; weighted least squares "
+                       "(missing='wls') leaves them out: use missing='em' with an imputer")
+    if options.imputer is not None and method != "als":
+        raise TncError(f"an imputer is an ALS-EM option; method={method!r} does not impute")
+    if not isinstance(options.restarts, int) or options.restarts < 1:
+        raise TncError(f"restarts must be a positive integer, got {options.restarts!r}")
+    return options
+
+
+MISSING_MODES = ("em", "wls", "auto")
+
+
+def best_of_restarts(engine, model, targets, masks, options: CoupledOptions) -> CoupledResult:
+    """The fit with the lowest final objective over ``options.restarts`` runs of ``engine``
+    from seeds ``seed, seed + 1, ...`` (a given ``init`` only for the first)."""
+    start, best, finals = time.perf_counter(), None, []
+    for k in range(options.restarts):
+        seed = options.seed if options.seed is None else options.seed + k
+        run = replace(options, seed=seed, init=options.init if k == 0 else "random")
+        result = engine(model, targets, masks, run)
+        finals.append(final_objective(result))
+        if best is None or finals[-1] < final_objective(best):
+            best = result
+    best.info.update(restarts=options.restarts, restart_objectives=finals)
+    best.wall_time = time.perf_counter() - start
+    return best
+
+
+def final_objective(result: CoupledResult) -> float:
+    """The penalised objective after the last sweep or iteration (inf if none)."""
+    return result.history[-1]["loss"] if result.history else math.inf
 
 
 def _targets(wanted, data, masks) -> tuple[dict, dict]:
@@ -300,7 +356,7 @@ class CoupledALS:
     """One :class:`tnc.als.Fit` per data set, all sharing one dict of tensors."""
 
     def __init__(self, model: CoupledModel, targets, masks, tensors, optimize,
-                 smoothing: float = 1e-3):
+                 smoothing: float = 1e-3, missing: str = "em"):
         self.model, self.tensors, self.smoothing = model, tensors, smoothing
         self.fits = []
         for term in model.terms:
@@ -315,24 +371,25 @@ class CoupledALS:
                                "networks without them (use method='gcp')")
             problem = FitProblem(net, targets[term.data], masks[term.data], {})
             order = list(net.params)
-            settings = als.Settings(order, {n: 0.0 for n in order}, set(), "em")
+            settings = als.Settings(order, {n: 0.0 for n in order}, set(), missing)
             self.fits.append(als.Fit(problem, als.Model(net, order, optimize), settings,
                                      tensors, masks[term.data]))
         self.carriers = {key: [k for k, t in enumerate(model.terms) if key in t.network.params]
                          for key in model.params}
 
     def impute(self, values: dict, imputer) -> None:
-        """EM step for every data set with missing entries."""
+        """EM step for every data set with missing entries fitted by EM (not WLS)."""
         for term, fit in zip(self.model.terms, self.fits):
-            if fit.mask is not None:
+            if fit.mode == "em":
                 value = values[term.data] if imputer is None else imputer(
                     term.data, self.tensors, values[term.data])
                 fit.impute(value)
 
     def update(self, key: str) -> None:
         """Exact penalised least-squares update of tensor ``key`` over every data set: the
-        weighted sum of each network's normal equations (:meth:`tnc.als.Fit.contributions`)."""
-        rhs_sum = gram_sum = roles = None
+        weighted sum of each network's normal equations (:meth:`tnc.als.Fit.contributions`;
+        in per-row form, :func:`as_rows`, when some network's are per row (WLS))."""
+        pieces, roles = [], None
         for k in self.carriers[key]:
             fit, weight = self.fits[k], self.model.terms[k].weight
             if roles is None:
@@ -342,8 +399,8 @@ class CoupledALS:
                                f"{self.model.terms[self.carriers[key][0]].network.name}` and `"
                                f"{fit.problem.network.name}` (output/summed); use method='gcp'")
             rhs, gram, axes = fit.contributions(key)
-            rhs_sum = weight * rhs if rhs_sum is None else rhs_sum + weight * rhs
-            gram_sum = weight * gram if gram_sum is None else gram_sum + weight * gram
+            pieces.append((weight, rhs, gram))
+        rhs_sum, gram_sum = sum_normal_equations(pieces)
         l2, nonneg = self.model.l2.get(key, 0.0), key in self.model.nonneg
         if key in self.model.tv:
             tv_weight, tv_axis = self.model.tv[key]
@@ -355,11 +412,37 @@ class CoupledALS:
             self.fits[k].set_tensor(key, tensor)
 
 
+def sum_normal_equations(pieces: list) -> tuple[np.ndarray, np.ndarray]:
+    """``(sum w rhs, sum w gram)`` of ``(w, rhs, gram)`` normal equations of one tensor laid
+    out alike: as given if all have one shape, else every one in per-row form (:func:`as_rows`)."""
+    if len({(rhs.shape, gram.shape) for _, rhs, gram in pieces}) > 1:
+        pieces = [(w, *as_rows(rhs, gram)) for w, rhs, gram in pieces]
+    rhs_sum = sum(w * rhs for w, rhs, _ in pieces)
+    gram_sum = sum(w * gram for w, _, gram in pieces)
+    return rhs_sum, gram_sum
+
+
+def as_rows(rhs, gram) -> tuple[np.ndarray, np.ndarray]:
+    """Normal equations with ``n`` shared Grams (``rhs`` (n, m, b), ``gram`` (n or 1, b, b)) as
+    ``n * m`` rows of their own (``(n * m, 1, b)``, ``(n * m, b, b)``), the rows in the same
+    order; per-row ones (m = 1, n Grams) come back as they are.
+
+    >>> rhs, gram = as_rows(np.ones((2, 3, 1)), np.array([[[1.0]], [[2.0]]]))
+    >>> rhs.shape, gram.ravel()
+    ((6, 1, 1), array([1., 1., 1., 2., 2., 2.]))
+    """
+    n, m, b = rhs.shape
+    if m == 1 and gram.shape[0] == n:
+        return rhs, gram
+    return rhs.reshape(n * m, 1, b), np.repeat(np.broadcast_to(gram, (n, b, b)), m, axis=0)
+
+
 # -- ALS with a tv penalty: one majorised, exactly solved quadratic per update ---------------
 def solve_with_tv(rhs, gram, axes: tuple, current, l2: float, nonneg: bool, tv_weight: float,
                   tv_axis: int, smoothing: float) -> np.ndarray:
     """The tensor minimising the normal equations' quadratic (``rhs`` (n, m, b), ``gram``
-    (n, b, b), rows laid out along ``axes`` as in :meth:`tnc.als.Fit.contributions`)
+    (n, b, b), rows laid out along ``axes`` as in :meth:`tnc.als.Fit.contributions`; WLS's
+    per-row equations are the case ``m = 1``, one Gram per row)
     plus ``l2 |G|^2`` plus ``tv_weight`` times the quadratic majoriser of the smoothed
     total variation along ``tv_axis`` at ``current`` (:mod:`tnc.tv`), shaped like ``current``.
 
@@ -492,7 +575,7 @@ def nonneg_descent(matrix, rhs, start, groups, sweeps: int = 50, tol: float = 1e
 
 
 def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> CoupledResult:
-    """Penalised ALS (EM for missing entries) on a coupled model of least-squares data sets."""
+    """Penalised ALS (EM or WLS for missing entries) on a coupled model of least-squares data sets."""
     start = time.perf_counter()
     wrong = [t for t in model.terms if t.loss.name != "gaussian"]
     if wrong:
@@ -502,7 +585,8 @@ def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
         raise TncError("ALS takes a tv penalty through its smoothed form; tv_smoothing must be "
                        f"> 0, got {options.tv_smoothing!r}")
     tensors = initial_tensors(model, targets, masks, options.init, options.seed)
-    engine = CoupledALS(model, targets, masks, tensors, options.optimize, options.tv_smoothing)
+    engine = CoupledALS(model, targets, masks, tensors, options.optimize, options.tv_smoothing,
+                        "em" if options.missing == "auto" and options.imputer else options.missing)
     order = list(model.params)
     history, converged, previous = [], False, math.inf
     values = model.contract(tensors)
@@ -524,7 +608,8 @@ def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
             if converged or wants_stop(options.callback, {**entry, "tensors": tensors}):
                 break
     return CoupledResult(model, dict(tensors), "als", history, converged, len(history),
-                         time.perf_counter() - start, {"seed": options.seed})
+                         time.perf_counter() - start, {"seed": options.seed, "missing": {
+                             t.data: f.mode for t, f in zip(model.terms, engine.fits)}})
 
 
 def _objective(model, tensors, values, targets, masks, smoothing) -> float:
