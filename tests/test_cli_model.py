@@ -88,6 +88,25 @@ def test_set_sizes_masks_and_the_shown_result(capsys, tmp_path, planted):
     assert "network X1(I=6, J=5, K=4, R=2)" in out and "fitted tensors: A (6, 2)" in out
 
 
+def test_wls_and_restarts_from_the_shell(capsys, tmp_path, planted):
+    path, data = planted
+    hidden = {k: v.copy() for k, v in data.items()}
+    hidden["T1"][np.random.default_rng(0).random(data["T1"].shape) < 0.3] = np.nan
+    hidden["T2"][2] = np.nan                          # one sample missing from T2
+    for name, array in hidden.items():
+        np.save(tmp_path / f"{name}.npy", array)
+    out_path = tmp_path / "fit.npz"
+    code, out, err = run(capsys, "fit", path, "--model", "linked", *data_options(tmp_path),
+                         "--mask", "T1=nan", "--mask", "T2=nan", "-x", "missing=wls",
+                         "-x", "restarts=3", "-x", "max_iter=1000", "-q", "-o", out_path)
+    assert code == 0, err
+    result = tnc.load_coupled(out_path)
+    assert result.info["missing"] == {"T1": "wls", "T2": "wls"} and result.info["restarts"] == 3
+    assert result.loss == min(result.info["restart_objectives"])
+    filled = result.reconstruct("T2")[2]              # carried over by the shared A
+    assert np.linalg.norm(filled - data["T2"][2]) < 1e-3 * np.linalg.norm(data["T2"][2])
+
+
 def test_tv_model_with_als_from_the_shell(capsys, tmp_path, planted):
     path, _ = planted
     out_path = tmp_path / "smooth.npz"
@@ -125,6 +144,8 @@ def test_show_stratified_result(capsys, tmp_path):
     (["--model", "linked", "--data", "T1=T1.npy", "--data", "T1=T2.npy"], "given twice"),
     (["--model", "linked", "--data", "T1=T1.npy", "--data", "T2=T2.npy", "-x", "sweeps=3"],
      "unknown option(s) sweeps"),
+    (["--model", "linked", "--data", "T1=T1.npy", "--data", "T2=T2.npy", "-x", "missing=x"],
+     "missing must be one of 'em', 'wls', 'auto', got 'x'"),
     (["--model", "linked", "T1.npy"], "drop DATA"),
     ([], "give the data: DATA for a network, or --data NAME=FILE"),
 ])
