@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.als import ALSOptions, Model, dimension_tree_groups, evaluate, solve_rows
+from tnc.als import (ALSOptions, Model, als_model, dimension_tree_groups, evaluate,
+                     solve_rows)
 
 QUIET = dict(progress=False)
 
@@ -230,13 +231,15 @@ def _products_with_x(node):
 ])
 def test_windowed_schedule_makes_the_same_updates_as_plain_cyclic_als(monkeypatch, name, sizes):
     """Only the contraction trees differ: the iterates agree to rounding."""
-    net = tnc.compile(CP4, **sizes) if name == "cp4" else tnc.library(name, **sizes)
+    build = lambda: tnc.compile(CP4, **sizes) if name == "cp4" else tnc.library(name, **sizes)  # noqa: E731
+    net, fresh = build(), build()       # fresh: its own cache of planned models
     X = np.random.default_rng(3).standard_normal(net.output_shape)
     options = dict(init="random", seed=1, max_sweeps=7, tol=0, normalize=False, **QUIET)
     windowed = tnc.fit(net, X, method="als", **options)
+    assert als_model(net, list(net.params)).windows is not None
     monkeypatch.setattr(tnc.als, "MAX_WINDOWED", 0)
-    plain = tnc.fit(net, X, method="als", **options)
-    assert Model(net, list(net.params), "auto").windows is None
+    plain = tnc.fit(fresh, X, method="als", **options)
+    assert als_model(fresh, list(fresh.params)).windows is None
     for key in plain.tensors:
         assert np.allclose(windowed.tensors[key], plain.tensors[key], rtol=1e-8, atol=1e-10)
     assert windowed.rel_error == pytest.approx(plain.rel_error, rel=1e-10)

@@ -43,6 +43,7 @@ absorbed (a multi-sweep dimension tree, Ma & Solomonik 2021): windows
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter
@@ -65,8 +66,8 @@ EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
 CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
 SKINNY = 64            # products with this many more big-operand rows than columns
 BATCHED_GEMM_MIN = 4096  # batch matrices this large beat copying the operand for one GEMM
-NORMALIZE_RATIO = 1e3
-MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters # rebalance a bond once its slice norms differ by this factor
+NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
+MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters
 
 
 @dataclass
@@ -374,14 +375,15 @@ class Model:
         self.xm = Leaves("xm", {TARGET: output, **legs}, sizes, rank)
         self.mm = Leaves("mm", {**{("1", k): idx for k, idx in legs.items()}, **copy2}, sizes, rank)
         self.wmm = Leaves("wmm", {WEIGHT: output, **self.mm.legs}, sizes, rank)
-        self.order = list(order)
+        self.order, self.optimize = list(order), optimize
         self.updates = {name: self._plan(name, order, optimize) for name in order}
-        self.windows = self._plan_windows(optimize)
 
-    def _plan_windows(self, optimize) -> dict | None:
+    @functools.cached_property
+    def windows(self) -> dict | None:
         """``(window start, position) -> RHS tree`` of the windowed schedule (see the
-        module docstring), or None when it would not stream X less than the plain trees."""
-        n = len(self.order)
+        module docstring), or None when it would not stream X less than the plain trees.
+        Planned on first use: fits that never sweep with it (EM, coupled) skip the cost."""
+        n, optimize = len(self.order), self.optimize
         if not 3 <= n <= MAX_WINDOWED:
             return None
         width, windows = n - 1, {}
@@ -395,7 +397,7 @@ class Model:
                 windows[start, position] = self._tree(label, groups, others, optimize)
         plain = [self.updates[name].rhs for name in self.order]
         period = n * width
-        windowed = [windows[(t // width) * width % n, t % width] for t in range(period)]
+        windowed = [windows[window_key(t, n)] for t in range(period)]
         labels = [self.label_of[self.order[t % n]] for t in range(period)]
         cheaper = replay_flops(labels, windowed) < replay_flops(labels, plain * width)
         return windows if cheaper else None
@@ -406,8 +408,7 @@ class Model:
         n = len(self.order)
         if self.windows is None:
             return self.updates[self.order[step % n]].rhs
-        width = n - 1
-        return self.windows[(step // width) * width % n, step % width]
+        return self.windows[window_key(step, n)]
 
     def _plan(self, name, order, optimize) -> Update:
         label = self.label_of[name]
@@ -462,6 +463,17 @@ class Model:
         values[TARGET] = target
         values[WEIGHT] = weight
         return values
+
+
+def window_key(step: int, n: int) -> tuple[int, int]:
+    """``(window start, position)`` of update number ``step`` of the cyclic sequence of
+    ``n`` parameters cut into windows of ``n - 1``.
+
+    >>> [window_key(t, 3) for t in range(6)]
+    [(0, 0), (0, 1), (2, 0), (2, 1), (1, 0), (1, 1)]
+    """
+    width = n - 1
+    return (step // width) * width % n, step % width
 
 
 def replay_flops(labels: list, trees: list, rounds: int = 2) -> int:
