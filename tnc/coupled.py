@@ -372,7 +372,7 @@ class CoupledALS:
             problem = FitProblem(net, targets[term.data], masks[term.data], {})
             order = list(net.params)
             settings = als.Settings(order, {n: 0.0 for n in order}, set(), missing)
-            self.fits.append(als.Fit(problem, als.Model(net, order, optimize), settings,
+            self.fits.append(als.Fit(problem, als.als_model(net, order, optimize), settings,
                                      tensors, masks[term.data]))
         self.carriers = {key: [k for k, t in enumerate(model.terms) if key in t.network.params]
                          for key in model.params}
@@ -434,7 +434,14 @@ def as_rows(rhs, gram) -> tuple[np.ndarray, np.ndarray]:
     n, m, b = rhs.shape
     if m == 1 and gram.shape[0] == n:
         return rhs, gram
-    return rhs.reshape(n * m, 1, b), np.repeat(np.broadcast_to(gram, (n, b, b)), m, axis=0)
+    return rhs.reshape(n * m, 1, b), row_grams(gram, n, m)
+
+
+def row_grams(gram, n: int, m: int) -> np.ndarray:
+    """``(n * m, b, b)``: each of the ``n`` Grams (``gram`` ``(n or 1, b, b)``) once per row of
+    its ``m`` rows."""
+    b = gram.shape[-1]
+    return np.repeat(np.broadcast_to(gram, (n, b, b)), m, axis=0)
 
 
 # -- ALS with a tv penalty: one majorised, exactly solved quadratic per update ---------------
@@ -501,7 +508,7 @@ def gram_operator(gram, rhs_shape: tuple, l2: float):
     """
     import scipy.sparse as sp
     n, m, b = rhs_shape
-    blocks = np.repeat(np.broadcast_to(gram, (n, b, b)), m, axis=0)
+    blocks = row_grams(gram, n, m)
     base = (np.arange(n * m) * b)[:, None, None]
     rows = np.broadcast_to(base + np.arange(b)[:, None], blocks.shape)
     cols = np.broadcast_to(base + np.arange(b)[None, :], blocks.shape)
