@@ -53,6 +53,7 @@ from typing import Callable
 import numpy as np
 import opt_einsum as oe
 
+from . import kernels
 from .errors import TncError
 from .fitting import FitProblem, register_method
 from .plan import resolve_optimizer
@@ -183,6 +184,9 @@ def gemm_layout(children, kept, sizes):
     n_keep, n_sum, n_small = size(keep_big), size(summed), size(keep_small)
     small_order = [small.indices.index(ix) for ix in (*summed, *keep_small)]
     first_is_big = children[0] is big
+    kernel = kernel_layout(big.indices, summed, keep_small, sizes, first_is_big, small_order)
+    if kernel is not None:
+        return kernel
     if big.indices == tuple(summed) + keep_big:
         # summed legs lead: (small^T)(n_small, n_sum) @ big(n_sum, n_keep), big untouched
         def leading(a, b):
@@ -223,6 +227,34 @@ def gemm_layout(children, kept, sizes):
         return (as_matrix(big_array) @ right).reshape(shape)
 
     return legs, trailing
+
+
+def kernel_layout(big_legs: tuple, summed: list, keep_small: tuple, sizes: dict,
+                  first_is_big: bool, small_order: list):
+    """``(output legs, function)`` running the product on the compiled kernel of
+    :mod:`tnc.kernels`, or None when the kernels are unavailable or the product is
+    small or the summed legs do not form one run of the big operand's legs.
+
+    The big operand is viewed as ``(P, S, Q)`` around its summed run, the small one
+    as ``(S, R)``; the output legs are ``pre + small's kept + post``, so
+    ``X(i,j,k)`` against ``B(j,r)`` gives legs ``(i, r, k)``.
+    """
+    n = len(summed)  # summed is in the big operand's order
+    starts = [at for at in range(len(big_legs) - n + 1) if big_legs[at:at + n] == tuple(summed)]
+    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
+    if not starts or not kernels.worth_it(tuple(sizes[ix] for ix in big_legs), np.float64):
+        return None
+    pre, post = big_legs[:starts[0]], big_legs[starts[0] + n:]
+    n_pre, n_sum, n_post, n_small = size(pre), size(summed), size(post), size(keep_small)
+    legs = pre + keep_small + post
+    shape = tuple(sizes[ix] for ix in legs)
+
+    def kernel_product(a, b):
+        big_array, small_array = (a, b) if first_is_big else (b, a)
+        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+        return kernels.mode_product(big_array.reshape(n_pre, n_sum, n_post), right).reshape(shape)
+
+    return legs, kernel_product
 
 
 def _middle_split(legs: tuple, summed: list) -> int | None:
@@ -938,8 +970,9 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     model = als_model(problem.network, settings.order, options.optimize)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
+    heavy = kernels.worth_it(np.shape(problem.target), np.asarray(problem.target).dtype)
     with Progress(options.max_sweeps * options.restarts, desc="als",
-                  enabled=options.progress) as bar:
+                  enabled=options.progress) as bar, kernels.blas_serial(heavy):
         for k, seed in enumerate(seeds):
             init = options.init
             if isinstance(init, str) and init == "auto":

@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from . import kernels
 from .als import Leaves, chain_tree, dimension_tree_groups, evaluate
 from .compiler import compile as compile_text
 from .errors import TncError
@@ -208,24 +209,25 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
     cache: dict = {}
     history, previous, xx = [], None, float(np.vdot(X, X))
     start = time.perf_counter()
-    for sweep in range(1, max_sweeps + 1):
-        for n in order:
-            projected = evaluate(trees[n], values, cache)
-            rows = np.moveaxis(projected, trees[n].indices.index(f"i{n}"), 0)
-            U, _ = leading_vectors(rows.reshape(rows.shape[0], -1), sizes[f"a{n}"])
-            values[n] = U
-            for key in [k for k in cache if n in k[1]]:
-                del cache[key]
-        core = np.tensordot(U, rows, axes=([0], [0]))
-        core_axes = ("a" + str(n),) + tuple(ix for ix in trees[n].indices if ix != f"i{n}")
-        core = np.transpose(core, [core_axes.index(f"a{m}") for m in range(N)])
-        norm = float(np.linalg.norm(core))
-        loss = max(xx - norm ** 2, 0.0)
-        history.append({"sweep": sweep, "loss": loss, "rel_error": math.sqrt(loss / xx),
-                        "time": time.perf_counter() - start})
-        if previous is not None and abs(norm - previous) <= tol * norm:
-            break
-        previous = norm
+    with kernels.blas_serial(kernels.worth_it(X.shape, X.dtype)):
+        for sweep in range(1, max_sweeps + 1):
+            for n in order:
+                projected = evaluate(trees[n], values, cache)
+                rows = np.moveaxis(projected, trees[n].indices.index(f"i{n}"), 0)
+                U, _ = leading_vectors(rows.reshape(rows.shape[0], -1), sizes[f"a{n}"])
+                values[n] = U
+                for key in [k for k in cache if n in k[1]]:
+                    del cache[key]
+            core = np.tensordot(U, rows, axes=([0], [0]))
+            core_axes = ("a" + str(n),) + tuple(ix for ix in trees[n].indices if ix != f"i{n}")
+            core = np.transpose(core, [core_axes.index(f"a{m}") for m in range(N)])
+            norm = float(np.linalg.norm(core))
+            loss = max(xx - norm ** 2, 0.0)
+            history.append({"sweep": sweep, "loss": loss, "rel_error": math.sqrt(loss / xx),
+                            "time": time.perf_counter() - start})
+            if previous is not None and abs(norm - previous) <= tol * norm:
+                break
+            previous = norm
     return core, [values[n] for n in order], history
 
 
