@@ -51,7 +51,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import als, ast
+from . import als, ast, kernels
 from .compiler import read_source
 from .errors import TncError
 from .fitting import FitProblem, _sizes_from_shape, as_target, split_missing
@@ -597,7 +597,10 @@ def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
     order = list(model.params)
     history, converged, previous = [], False, math.inf
     values = model.contract(tensors)
-    with Progress(options.max_iter, desc="coupled als", enabled=options.progress) as bar:
+    heavy = any(isinstance(t, np.ndarray) and kernels.worth_it(t.shape, t.dtype)
+                for t in targets.values())
+    with Progress(options.max_iter, desc="coupled als", enabled=options.progress) as bar, \
+            kernels.blas_serial(heavy):
         for sweep in range(1, options.max_iter + 1):
             engine.impute(values, options.imputer)
             for key in order:

@@ -204,12 +204,20 @@ def _load():
 
 
 def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$TNC_CACHE_DIR``, else ``~/.cache/tnc``."""
+    """Where compiled kernels are kept: ``$TNC_CACHE_DIR``, else ``~/.cache/tnc``, else
+    (a home that cannot be written) a ``tnc-<user id>`` folder in the temp directory."""
     explicit = os.environ.get("TNC_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tnc"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tnc"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"tnc-{user}"
 
 
 def _compiled() -> Path:
