@@ -120,20 +120,24 @@ def test_compiled_library_is_cached_by_source_hash(monkeypatch, tmp_path):
     assert not list(tmp_path.glob("tmp*"))         # no scratch left behind
 
 
-def test_blas_runs_serially_inside_blas_serial(thread_count):
+def blas_threads_inside(*data) -> list:
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"), kernels.blas_serial(*data):
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+
+
+def test_blas_runs_serially_while_kernels_stream_big_data(thread_count):
     thread_count(2)
     if not kernels.available():
         pytest.skip("blas_serial only acts when the kernels run")
-    with kernels.blas_serial():
-        inside = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                  if lib["user_api"] == "blas"]
-    assert inside and all(n == 1 for n in inside)
+    big, small = np.zeros((64, 64, 64)), np.zeros((4, 5, 6))
+    inside = blas_threads_inside(big)
+    assert inside and set(inside) == {1}
+    assert set(blas_threads_inside(small, big)) == {1}
+    assert all(n == 2 for n in blas_threads_inside(small))   # small data: BLAS untouched
     thread_count(1)
-    with threadpoolctl.threadpool_limits(2, user_api="blas"), kernels.blas_serial():
-        untouched = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                     if lib["user_api"] == "blas"]
-    assert all(n == 2 for n in untouched)      # one kernel thread: nothing to protect
+    assert all(n == 2 for n in blas_threads_inside(big))     # one kernel thread: nothing to protect
 
 
 CP4 = """network cp4(I = 30, J = 20, K = 12, L = 11, R = 3) {

@@ -970,10 +970,8 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     model = als_model(problem.network, settings.order, options.optimize)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
-    target = problem.target
-    heavy = isinstance(target, np.ndarray) and kernels.worth_it(target.shape, target.dtype)
     with Progress(options.max_sweeps * options.restarts, desc="als",
-                  enabled=options.progress) as bar, kernels.blas_serial(heavy):
+                  enabled=options.progress) as bar, kernels.blas_serial(problem.target):
         for k, seed in enumerate(seeds):
             init = options.init
             if isinstance(init, str) and init == "auto":

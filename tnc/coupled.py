@@ -597,10 +597,8 @@ def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
     order = list(model.params)
     history, converged, previous = [], False, math.inf
     values = model.contract(tensors)
-    heavy = any(isinstance(t, np.ndarray) and kernels.worth_it(t.shape, t.dtype)
-                for t in targets.values())
     with Progress(options.max_iter, desc="coupled als", enabled=options.progress) as bar, \
-            kernels.blas_serial(heavy):
+            kernels.blas_serial(*targets.values()):
         for sweep in range(1, options.max_iter + 1):
             engine.impute(values, options.imputer)
             for key in order:

@@ -209,7 +209,7 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
     cache: dict = {}
     history, previous, xx = [], None, float(np.vdot(X, X))
     start = time.perf_counter()
-    with kernels.blas_serial(kernels.worth_it(X.shape, X.dtype)):
+    with kernels.blas_serial(X):
         for sweep in range(1, max_sweeps + 1):
             for n in order:
                 projected = evaluate(trees[n], values, cache)

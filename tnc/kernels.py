@@ -90,9 +90,10 @@ def disabled():
 
 
 @contextmanager
-def blas_serial(active: bool = True):
-    """Within this block numpy's BLAS runs on one thread, while the kernels use
-    :func:`threads` of their own, when ``active`` and the kernels run on several.
+def blas_serial(*data):
+    """Within this block numpy's BLAS runs on one thread, when some of ``data`` (the
+    arrays a fit streams) is big enough for the kernels and they run on several
+    threads. With no arguments it always applies (given threads and kernels).
 
     A fit whose heavy products run on the kernels leaves BLAS only small ones
     (Grams, solves, products of intermediates). Threaded BLAS gains little on those,
@@ -101,9 +102,11 @@ def blas_serial(active: bool = True):
     against 2.4-4.2 ms with 2-thread BLAS (200^3 tensor, rank 10). Needs the
     threadpoolctl package; without it this block does nothing.
 
-    >>> with blas_serial():
+    >>> with blas_serial(np.zeros((2, 3))):    # too small to matter: BLAS left alone
     ...     pass
     """
+    active = not data or any(isinstance(array, np.ndarray) and worth_it(array.shape, array.dtype)
+                             for array in data)
     controller = _blas_controller() if active and threads() > 1 and available() else None
     if controller is None:
         yield
