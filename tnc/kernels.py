@@ -93,7 +93,7 @@ def disabled():
 def blas_serial(*data):
     """Within this block numpy's BLAS runs on one thread, when some of ``data`` (the
     arrays a fit streams) is big enough for the kernels and they run on several
-    threads. With no arguments it always applies (given threads and kernels).
+    threads.
 
     A fit whose heavy products run on the kernels leaves BLAS only small ones
     (Grams, solves, products of intermediates). Threaded BLAS gains little on those,
@@ -105,8 +105,8 @@ def blas_serial(*data):
     >>> with blas_serial(np.zeros((2, 3))):    # too small to matter: BLAS left alone
     ...     pass
     """
-    active = not data or any(isinstance(array, np.ndarray) and worth_it(array.shape, array.dtype)
-                             for array in data)
+    active = any(isinstance(array, np.ndarray) and worth_it(array.shape, array.dtype)
+                 for array in data)
     controller = _blas_controller() if active and threads() > 1 and available() else None
     if controller is None:
         yield
