@@ -11,35 +11,93 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from .ast import Span
 from .errors import TncError
 from .expand import expand
 from .network import Network
 from .parser import parse
 
 
-def read_source(text_or_path) -> tuple[str, str | None]:
-    """``(text, filename)`` from tnc text or a path to a ``.tn`` file."""
-    if isinstance(text_or_path, os.PathLike) or (
-            isinstance(text_or_path, str) and text_or_path.strip()
-            and not any(c in text_or_path for c in "{\n")):
-        path = Path(text_or_path)
-        try:
-            return path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError, ValueError) as error:   # ValueError: NUL in path
-            raise TncError(f"cannot read tnc file {str(path)!r}: {error}") from None
+#: Largest ``.tn`` file :func:`read_source` reads, in bytes.
+MAX_SOURCE_BYTES = 16 * 2**20
+
+_WHOLE_TEXT = Span(1, 1, 1, 2)       # where an error about a whole file points
+
+
+def read_source(text_or_path, allow_path: bool = True) -> tuple[str, str | None]:
+    """``(text, filename)`` from tnc text or a path to a ``.tn`` file.
+
+    A path is read only when it is a :class:`os.PathLike`, or a str naming an
+    existing regular file (never a device) of at most :data:`MAX_SOURCE_BYTES`.
+    With ``allow_path=False`` (archive loaders) the argument is always text.
+
+    >>> read_source("network n() { output }", allow_path=False)
+    ('network n() { output }', None)
+    """
+    if isinstance(text_or_path, os.PathLike):
+        if not allow_path:
+            raise TncError(f"expected tnc text, got the path {os.fspath(text_or_path)!r}")
+        return _read_file(Path(text_or_path))
     if not isinstance(text_or_path, str):
         raise TncError("expected tnc text or a path to a .tn file, got "
                        f"{type(text_or_path).__name__}")
+    if allow_path and _may_be_path(text_or_path):
+        path = Path(text_or_path)
+        if _exists(path) or _looks_like_file_name(text_or_path):
+            return _read_file(path)     # a missing file: tnc text has a `{` and blanks
     return text_or_path, None
 
 
-def compile_all(text_or_path, filename: str | None = None, **sizes) -> dict[str, Network]:
+def _may_be_path(text: str) -> bool:
+    """A one-line str without ``{``: tnc text always has a network block."""
+    return bool(text.strip()) and not any(c in text for c in "{\n\r") and "\0" not in text
+
+
+def _looks_like_file_name(text: str) -> bool:
+    """``cp.tn``, ``nets/x``, ``nope``: one word is a file name, never a network."""
+    return not any(c.isspace() for c in text)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_file(path: Path) -> tuple[str, str]:
+    """The text of a regular file of at most :data:`MAX_SOURCE_BYTES` bytes."""
+    import stat
+    name = str(path)
+    try:
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise TncError(f"cannot read tnc file {name!r}: not a regular file")
+            data = handle.read(MAX_SOURCE_BYTES + 1)
+    except FileNotFoundError:
+        raise TncError(f"cannot read tnc file {name!r}: it does not exist") from None
+    except (OSError, ValueError) as error:   # ValueError: NUL in path
+        raise TncError(f"cannot read tnc file {name!r}: {error}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise TncError(f"tnc file is larger than the {MAX_SOURCE_BYTES} bytes "
+                       "(tnc.compiler.MAX_SOURCE_BYTES) a source may have",
+                       _WHOLE_TEXT, "", name)
+    try:
+        return data.decode("utf-8"), name
+    except UnicodeDecodeError as error:
+        raise TncError(f"cannot read tnc file {name!r}: not UTF-8 text ({error})") from None
+
+
+def compile_all(text_or_path, filename: str | None = None, allow_path: bool = True,
+                **sizes) -> dict[str, Network]:
     """Every network of a text, by name; ``sizes`` apply to each network that has them.
+
+    ``allow_path=False`` takes ``text_or_path`` as text, never as a path.
 
     Tensors shared by name between networks must have one shape everywhere
     (they are one parameter of a coupled model).
     """
-    text, path = read_source(text_or_path)
+    text, path = read_source(text_or_path, allow_path)
     filename = filename or path
     module = parse(text, filename)
     if not module.networks:
@@ -86,13 +144,15 @@ def check_shared_tensors(networks: dict[str, Network]) -> None:
 
 
 def compile(text_or_path, name: str | None = None, filename: str | None = None,
-            **sizes) -> Network:
+            allow_path: bool = True, **sizes) -> Network:
     """Compile tnc text (or a ``.tn`` path) to a :class:`Network`.
 
     ``name`` picks one network of a text holding several; ``sizes`` override
-    the header defaults (``tnc.compile(text, N=8, r=4)``).
+    the header defaults (``tnc.compile(text, N=8, r=4)``); ``allow_path=False``
+    takes ``text_or_path`` as text, never as a path.
     """
-    return pick_named(compile_all(text_or_path, filename=filename, **sizes), name, "network")
+    return pick_named(compile_all(text_or_path, filename=filename, allow_path=allow_path,
+                                  **sizes), name, "network")
 
 
 def pick_named(items: dict, name: str | None, kind: str):
