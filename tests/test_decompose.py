@@ -134,6 +134,10 @@ def test_decomposition_starts_als_and_saves(tmp_path):
     (lambda X: decompose(X, "tucker", ranks=2, method="svd"), "hooi"),
     (lambda X: decompose(X, "tucker", ranks=(2, 2)), "3 ints"),
     (lambda X: decompose(X[0, 0], "tt", ranks=2), "at least 2"),
+    (lambda X: decompose(np.zeros((0, 3, 3)), "tucker", ranks=1), r"shape \(0, 3, 3\)"),
+    (lambda X: decompose(np.zeros((0, 3, 3)), "tt", rel_error=0.1), "at least 1"),
+    (lambda X: decompose(X, "tucker", ranks=2, method="hooi", max_sweeps=0), "max_sweeps"),
+    (lambda X: decompose(X, "tucker", ranks=2, method="hooi", tol=float("nan")), "tol"),
 ])
 def test_bad_input_gives_a_clear_error(call, message):
     X = tucker_tensor()
@@ -164,3 +168,62 @@ def test_tnc_exports_decompose_and_tt_round():
     X = tucker_tensor()
     assert tnc.decompose(X, "tucker", ranks=(3, 2, 4)).rel_error < 1e-12
     assert tnc.decompose is decompose and tnc.tt_round is tt_round
+
+
+SCALES = [2.0 ** -660, 1e-200, 3e-150, 1e-9, 7.0, 1e160, 2.0 ** 600, 1e200]
+SCALE_CASES = [("tucker", dict(ranks=(3, 2, 4), method="hosvd")),
+               ("tucker", dict(rel_error=0.3)),
+               ("tucker", dict(ranks=2, method="hooi", max_sweeps=40, tol=1e-12)),
+               ("tt", dict(rel_error=0.3)),
+               ("tt", dict(ranks=2))]
+
+
+@pytest.mark.parametrize("kind, options", SCALE_CASES)
+def test_decompose_is_scale_equivariant_from_1e_minus_200_to_1e200(kind, options):
+    """decompose(c X) = c decompose(X): same ranks, sweeps, converged and rel_error."""
+    X = tucker_tensor(shape=(7, 6, 5), ranks=(3, 3, 3)) + 0.3 * np.random.default_rng(
+        4).standard_normal((7, 6, 5))
+    base = decompose(X, kind, **options)
+    for c in SCALES:
+        scaled = decompose(c * X, kind, **options)
+        assert [t.shape for t in scaled.tensors.values()] == \
+            [t.shape for t in base.tensors.values()], c
+        assert (scaled.iterations, scaled.converged) == (base.iterations, base.converged), c
+        assert abs(scaled.rel_error - base.rel_error) < 1e-12, c
+        # compare in X's units: c * model would overflow or underflow for the extreme c
+        for name, tensor in scaled.tensors.items():
+            last = name in ("G", f"G[{X.ndim}]")
+            expected = base.tensors[name]
+            got = tensor / c if last else tensor
+            assert np.allclose(np.abs(got), np.abs(expected), rtol=1e-9, atol=1e-12), (c, name)
+
+
+def test_hooi_reports_whether_its_stopping_rule_was_met():
+    """converged is HOOI's relative core-norm test, not a constant."""
+    X = np.random.default_rng(1).standard_normal((9, 8, 7))       # no Tucker structure
+    one = decompose(X, "tucker", ranks=3, method="hooi", max_sweeps=1)
+    assert not one.converged and one.iterations == 1
+    few = decompose(X, "tucker", ranks=3, method="hooi", max_sweeps=3, tol=1e-14)
+    assert not few.converged and few.iterations == 3
+    done = decompose(X, "tucker", ranks=3, method="hooi", max_sweeps=500, tol=1e-8)
+    norms = [X.size and np.sqrt(np.vdot(X, X) - h["loss"]) for h in done.history[-2:]]
+    assert done.converged and done.iterations < 500
+    assert abs(norms[1] - norms[0]) <= 1e-8 * norms[1] * (1 + 1e-6)
+    exact = decompose(tucker_tensor(), "tucker", ranks=(3, 2, 4), method="hooi")
+    assert exact.converged and exact.iterations <= 3
+
+
+@pytest.mark.parametrize("kind, options", SCALE_CASES)
+def test_all_zero_data_decomposes_exactly(kind, options):
+    result = decompose(np.zeros((4, 3, 5)), kind, **options)
+    assert result.converged and result.rel_error == 0.0 and result.loss == 0.0
+    assert not np.any(result.reconstruct())
+
+
+def test_tt_round_is_scale_equivariant():
+    cores = tt_svd(tt_tensor(), ranks=(2, 3, 2))
+    base = tt_round(cores, rel_error=1e-8)
+    for c in (1e-200, 1e200):
+        scaled = tt_round([c ** 0.25 * core for core in cores], rel_error=1e-8)
+        assert [a.shape for a in scaled] == [a.shape for a in base]
+        assert rel(full(scaled) / c, full(base)) < 1e-10

@@ -45,38 +45,71 @@ def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
     bond ranks); ``rel_error``: a target relative error that picks the ranks
     (capped by ``ranks`` when both are given). Tucker ``method``: ``"hosvd"``,
     ``"sthosvd"`` (default) or ``"hooi"`` (HOOI sweeps from st-HOSVD, at most
-    ``max_sweeps``, stopping when the core norm changes by less than ``tol``).
+    ``max_sweeps``, stopping when the core norm changes by less than ``tol``
+    relative to itself; ``converged`` says whether it did). The data are
+    scaled by a power of two first (:func:`scale_exponent`), so ``c * X``
+    gives ``c`` times the decomposition of ``X``, the same ranks and sweeps.
     Returns a :class:`FitResult` (see the module docstring).
     """
     X = _check_data(data)
+    _check_sweeps(max_sweeps, tol)
     start = time.perf_counter()
+    exponent = scale_exponent(X)
+    X = np.ldexp(X, -exponent) if exponent else X
     if kind == "tucker":
         method = method or "sthosvd"
         if method not in TUCKER_METHODS:
             raise TncError(f"unknown Tucker method {method!r}; choose one of "
                            + ", ".join(TUCKER_METHODS))
-        core, factors, history = _tucker(X, ranks, rel_error, method, max_sweeps, tol)
+        core, factors, history, converged = _tucker(X, ranks, rel_error, method, max_sweeps,
+                                                    tol)
         network, tensors = tucker_network(core, factors)
     elif kind == "tt":
         if method not in (None, "tt-svd"):
             raise TncError(f"unknown TT method {method!r}; the TT method is 'tt-svd'")
-        method = "tt-svd"
+        method, converged = "tt-svd", True
         cores = tt_svd(X, ranks, rel_error)
         network, tensors = tt_network(cores)
         history = [{"sweep": 1}]
     else:
         raise TncError(f"unknown decomposition {kind!r}; choose 'tucker' or 'tt'")
     elapsed = time.perf_counter() - start
-    result = FitResult(network, tensors, method, history, True, len(history), elapsed,
+    result = FitResult(network, tensors, method, history, converged, len(history), elapsed,
                        info={"kind": kind})
     _add_error(result, X)
+    _scale_back(result, "G" if kind == "tucker" else f"G[{X.ndim}]", exponent)
     return result
+
+
+def scale_exponent(X) -> int:
+    """The power of two that brings ``X``'s largest magnitude into [0.5, 1) (0 for zeros).
+
+    Decompositions run on ``X / 2**e`` and scale back: dividing by a power of
+    two is exact, so ``c * X`` decomposes as ``c`` times ``X``'s decomposition
+    for every ``c`` from 1e-300 to 1e300, where squares of the raw data would
+    underflow or overflow.
+    """
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    return int(np.frexp(largest)[1]) if largest > 0 else 0
+
+
+def _check_sweeps(max_sweeps, tol) -> None:
+    """HOOI's options: ``max_sweeps`` a positive int, ``tol`` a finite number >= 0."""
+    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, (int, np.integer)) \
+            or max_sweeps < 1:
+        raise TncError(f"max_sweeps must be a positive int, got {max_sweeps!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) \
+            or not math.isfinite(tol) or tol < 0:
+        raise TncError(f"tol must be a finite number >= 0, got {tol!r}")
 
 
 def _check_data(data) -> np.ndarray:
     X = as_target(data)
     if X.ndim < 2:
         raise TncError(f"decompose needs a tensor with at least 2 dimensions, got shape {X.shape}")
+    if X.size == 0:
+        raise TncError(f"decompose needs every dimension of the data to be at least 1, got "
+                       f"shape {X.shape}")
     if not np.all(np.isfinite(X)):
         raise TncError("decompose needs finite data; the data has NaN or infinite entries "
                        "(for missing data use tnc.fit(..., mask=...))")
@@ -90,6 +123,20 @@ def _add_error(result: FitResult, X) -> None:
     norm = float(np.linalg.norm(X))
     result.history[-1].update(loss=loss, rel_error=math.sqrt(loss) / norm if norm else 0.0,
                               time=result.wall_time)
+
+
+def _scale_back(result: FitResult, name: str, exponent: int) -> None:
+    """Undo :func:`scale_exponent`: tensor ``name`` and every loss times ``2**exponent`` (squared).
+
+    A loss beyond the float range becomes inf; relative errors need no scaling.
+    """
+    if not exponent:
+        return
+    result.tensors[name] = np.ldexp(result.tensors[name], exponent)
+    with np.errstate(over="ignore", under="ignore"):
+        for entry in result.history:
+            if "loss" in entry:
+                entry["loss"] = float(np.ldexp(entry["loss"], 2 * exponent))
 
 
 def per_mode(ranks, count: int, what: str) -> list[int] | None:
@@ -127,7 +174,7 @@ def leading_vectors(matrix, rank: int | None, tail: float = 0.0, exact: bool = F
 def _truncation(values, rank, tail: float) -> int:
     squares = np.cumsum((values ** 2)[::-1])[::-1]      # squares[k] = sum of values[k:]**2
     keep = len(values)
-    if tail > 0:
+    if tail > 0 or squares[0] == 0:                    # all-zero data: one vector is exact
         small = np.nonzero(squares <= tail ** 2)[0]
         keep = int(small[0]) if len(small) else len(values)
     keep = max(keep, 1)
@@ -164,11 +211,12 @@ def _tucker(X, ranks, rel_error, method, max_sweeps, tol):
         core = X
         for n, U in enumerate(factors):
             core = mode_product(core, U, n)
-        return core, factors, [{"sweep": 1}]
+        return core, factors, [{"sweep": 1}], True
     core, factors = st_hosvd(X, ranks, tail, exact)
     if method == "sthosvd":
-        return core, factors, [{"sweep": 1}]
-    return hooi(X, factors, max_sweeps, tol)
+        return core, factors, [{"sweep": 1}], True
+    core, factors, history = hooi(X, factors, max_sweeps, tol)
+    return core, factors, history, history[-1]["converged"]
 
 
 def _tail(X, rel_error, count: int) -> float:
@@ -191,6 +239,12 @@ def st_hosvd(X, ranks, tail: float = 0.0, exact: bool = False):
 
 def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
     """Higher-order orthogonal iteration from ``factors``: ``(core, factors, history)``.
+
+    Stops when the core norm (the fit: ``||X||² - ||G||²`` is the loss)
+    changes by at most ``tol`` relative to itself between two sweeps; the last
+    history entry's ``converged`` says whether that happened within
+    ``max_sweeps`` (the first sweep has nothing to compare with, so one sweep
+    never converges).
 
     The projection of X onto every factor but one is a contraction tree over
     the leaves X, U1..UN (with the core closing the network), built like the
@@ -223,9 +277,11 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
             core = np.transpose(core, [core_axes.index(f"a{m}") for m in range(N)])
             norm = float(np.linalg.norm(core))
             loss = max(xx - norm ** 2, 0.0)
-            history.append({"sweep": sweep, "loss": loss, "rel_error": math.sqrt(loss / xx),
-                            "time": time.perf_counter() - start})
-            if previous is not None and abs(norm - previous) <= tol * norm:
+            converged = previous is not None and abs(norm - previous) <= tol * norm
+            history.append({"sweep": sweep, "loss": loss,
+                            "rel_error": math.sqrt(loss / xx) if xx else 0.0,
+                            "time": time.perf_counter() - start, "converged": converged})
+            if converged:
                 break
             previous = norm
     return core, [values[n] for n in order], history
@@ -302,6 +358,8 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
     cores = [np.asarray(c, dtype=float) for c in cores]
     N = len(cores)
     ranks = per_mode(ranks, N - 1, "TT")
+    exponents = [scale_exponent(c) for c in cores]          # exact; undone on the last core
+    cores = [np.ldexp(c, -e) for c, e in zip(cores, exponents)]
     for k in range(N - 1, 0, -1):
         r0, d, r1 = cores[k].shape
         q, r = np.linalg.qr(cores[k].reshape(r0, d * r1).T)
@@ -316,6 +374,7 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
         cores[k] = u[:, :keep].reshape(r0, d, keep)
         carry = s[:keep, None] * vt[:keep]
         cores[k + 1] = np.tensordot(carry, cores[k + 1], axes=([1], [0]))
+    cores[-1] = np.ldexp(cores[-1], sum(exponents))
     return cores
 
 
