@@ -30,6 +30,7 @@ from .als import Leaves, chain_tree, dimension_tree_groups, evaluate
 from .compiler import compile as compile_text
 from .errors import TncError
 from .fitting import as_target
+from .options import check_value
 from .result import FitResult
 
 TUCKER_METHODS = ("hosvd", "sthosvd", "hooi")
@@ -94,13 +95,9 @@ def scale_exponent(X) -> int:
 
 
 def _check_sweeps(max_sweeps, tol) -> None:
-    """HOOI's options: ``max_sweeps`` a positive int, ``tol`` a finite number >= 0."""
-    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, (int, np.integer)) \
-            or max_sweeps < 1:
-        raise TncError(f"max_sweeps must be a positive int, got {max_sweeps!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) \
-            or not math.isfinite(tol) or tol < 0:
-        raise TncError(f"tol must be a finite number >= 0, got {tol!r}")
+    """HOOI's options: ``max_sweeps`` an int >= 1, ``tol`` a finite number >= 0."""
+    check_value("max_sweeps", max_sweeps, int, {"min": 1}, "decompose")
+    check_value("tol", tol, float, {}, "decompose")
 
 
 def _check_data(data) -> np.ndarray:
