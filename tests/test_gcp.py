@@ -275,3 +275,55 @@ def test_lower_bounds_per_tensor_or_flat():
         lower_bounds(packing, {"C": 0.0})
     with pytest.raises(TncError, match="expected 3 entries"):
         lower_bounds(packing, np.zeros(2))
+
+
+# -- scale: the stopping tests are relative to the data --------------------------------------
+def planted_cp(seed=1, noise=0.01):
+    net = tnc.library("cp", I=10, J=11, K=12, R=3)
+    x = net.contract(net.random(seed=seed))
+    return net, x + noise * np.random.default_rng(0).standard_normal(x.shape)
+
+
+@pytest.mark.parametrize("c", [1e-200, 1e-4, 3.7, 1e160, 1e200])
+def test_gaussian_gcp_of_scaled_data_is_the_scaled_fit(c):
+    """GCP on c * X (noiseless: the 1e-4 case stopped after one step, 101 % error) returns
+    c times the fit of X: same convergence, the model's error the same to the stopping tol."""
+    net = tnc.library("cp", I=10, J=11, K=12, R=3)
+    x = net.contract(net.random(seed=1))
+    base = tnc.fit(net, x, method="gcp", progress=False)
+    scaled = tnc.fit(net, c * x, method="gcp", progress=False)
+    assert base.converged and scaled.converged
+    # rounding of c * x alone can move L-BFGS-B's last step: iterations agree to one or two
+    assert abs(scaled.iterations - base.iterations) <= 2
+    error = np.linalg.norm(scaled.reconstruct() / c - x) / np.linalg.norm(x)
+    assert error < 1e-4
+    for name, tensor in scaled.tensors.items():
+        assert np.allclose(tensor / c ** (1 / 3), base.tensors[name], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgsb", "adam"])
+def test_power_of_two_scales_give_the_same_fit_exactly(optimizer):
+    """c = 2**k: the scaled data are bit for bit X's, so every step is the same."""
+    net, x = planted_cp()
+    options = dict(optimizer=optimizer, progress=False)
+    if optimizer == "adam":
+        options.update(max_iter=4, epoch_iters=20, batch_size=100)
+    base = tnc.fit(net, x, method="gcp", **options)
+    for c in (2.0 ** -660, 2.0 ** 600):
+        scaled = tnc.fit(net, c * x, method="gcp", **options)
+        assert (scaled.iterations, scaled.converged) == (base.iterations, base.converged)
+        for name, tensor in scaled.tensors.items():
+            assert np.allclose(tensor / c ** (1 / 3), base.tensors[name], rtol=1e-13, atol=0)
+    assert base.info["data_scale"] == pytest.approx(np.sqrt(np.mean(x ** 2)))
+
+
+def test_scaled_fit_reports_losses_and_callbacks_in_the_data_units():
+    net, x = planted_cp()
+    seen = []
+    result = tnc.fit(net, 1e-4 * x, method="gcp", progress=False,
+                     callback=lambda state: seen.append(state) and False)
+    model = result.reconstruct()
+    assert result.loss == pytest.approx(float(np.sum((model - 1e-4 * x) ** 2)), rel=1e-9)
+    last = seen[-1]
+    recomputed = net.contract(last["tensors"])
+    assert last["loss"] == pytest.approx(float(np.sum((recomputed - 1e-4 * x) ** 2)), rel=1e-9)

@@ -77,3 +77,8 @@ class TensorError(TncError):
 
 class MemoryLimitError(TncError):
     """A contraction would allocate more than the memory limit allows."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit stopped without meeting its stopping rule honestly: it diverged, returned its
+    start, or a limit (such as DMRG's bond dimension) rather than the tolerance decided it."""

@@ -34,15 +34,17 @@ language can express, not only CP:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import scipy.optimize
 
-from .errors import TncError
+from .errors import ConvergenceWarning, TncError
 from .expand import NetworkSpec, Occurrence
 from .fitting import FitProblem, register_method
 from .grad import grad_plan
@@ -84,18 +86,18 @@ class GCPOptions:
 
     loss: str | Loss = "gaussian"
     optimizer: str = "auto"
-    max_iter: int = 1000
+    max_iter: int = field(default=1000, metadata={"min": 1})
     ftol: float = 1e7 * np.finfo(float).eps
     gtol: float = 1e-5
     seed: int | None = 0
     init: object = "random"
-    lr: float = 1e-3
-    lr_decay: float = 0.1
+    lr: float = field(default=1e-3, metadata={"above": 0})
+    lr_decay: float = field(default=0.1, metadata={"above": 0, "max": 1})
     max_fails: int = 1
-    epoch_iters: int = 1000
-    batch_size: int | None = None
+    epoch_iters: int = field(default=1000, metadata={"min": 1})
+    batch_size: int | None = field(default=None, metadata={"min": 1})
     sampler: str = "auto"
-    estimate_samples: int | None = None
+    estimate_samples: int | None = field(default=None, metadata={"min": 1})
     weights: np.ndarray | None = None
     callback: Callable | None = None
     progress: bool = True
@@ -611,9 +613,34 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
             break
         if wants_stop(options.callback, {**entry, "tensors": tensors}):
             break
+    if history[-1]["loss"] != best_loss:          # the last epoch was undone: report what is returned
+        history.append({"epoch": history[-1]["epoch"], "loss": best_loss, "lr": lr,
+                        "restored": True, "time": time.perf_counter() - start})
     info = {"batch_size": batch, "estimate_samples": n_estimate, "final_lr": lr,
-            "sampler": type(sampler).__name__.replace("Sampler", "").lower()}
-    return best, history, converged, info
+            "sampler": type(sampler).__name__.replace("Sampler", "").lower(),
+            "epochs": history[-1]["epoch"]}
+    reason = adam_divergence(history, best_loss, options.lr)
+    if reason:
+        info["diverged"] = reason
+    return best, history, converged and not reason, info
+
+
+def adam_divergence(history: list[dict], final: float, lr: float) -> str | None:
+    """Why an Adam run must not count as converged (None when nothing went wrong).
+
+    It diverged when the returned tensors' loss estimate is not finite, or when
+    no epoch was ever kept (every one raised the estimate, so the returned
+    tensors are the initial ones).
+    """
+    if not math.isfinite(final):
+        return f"the loss estimate of the returned tensors is {final}"
+    epochs = [h for h in history if h["epoch"] > 0 and not h.get("restored")]
+    if epochs and all(h["failed"] for h in epochs):
+        blown = any(not math.isfinite(h["loss"]) for h in epochs)
+        return ("every epoch raised the loss estimate" + (" (to non-finite values)" * blown)
+                + f", so the initial tensors are returned; the learning rate lr={lr:g} is "
+                "probably too large")
+    return None
 
 
 def _copy(tensors: dict) -> dict:
@@ -631,8 +658,12 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     if optimizer == "lbfgsb" and isinstance(problem.target, SparseTensor):
         problem = FitProblem(problem.network, problem.target.to_dense(), None, problem.inputs)
     rng = np.random.default_rng(options.seed)
+    scaling = DataScale.of(problem, loss)
+    problem, options = scaling.problem(problem), scaling.options(options)
     model = SampledModel(problem.network, problem.inputs, options.optimize)
     tensors = initial_tensors(problem, loss, options.init, rng, model)
+    if not isinstance(options.init, str):
+        tensors = scaling.to_fit(tensors)
     lower = {k: 0.0 for k in tensors} if _bounded(loss) else None
     with Progress(options.max_iter, desc=f"gcp {loss.name}", enabled=options.progress) as bar:
         if optimizer == "lbfgsb":
@@ -644,9 +675,107 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
             sampler = _choose_sampler(problem, options, rng, weights)
             tensors, history, converged, info = run_adam(
                 loss, model, tensors, sampler, options, bar)
-    info.update({"loss": loss.name, "optimizer": optimizer, "seed": options.seed})
-    return FitResult(problem.network, tensors, "gcp", history, converged, len(history),
-                     time.perf_counter() - start, dict(problem.inputs), info)
+    converged = _honest(converged, history, info, optimizer)
+    info.update({"loss": loss.name, "optimizer": optimizer, "seed": options.seed,
+                 "data_scale": scaling.scale})
+    return FitResult(problem.network, scaling.to_data(tensors), "gcp", scaling.history(history),
+                     converged, info.get("epochs", len(history)), time.perf_counter() - start,
+                     dict(problem.inputs), info)
+
+
+def _honest(converged: bool, history: list[dict], info: dict, optimizer: str) -> bool:
+    """``converged`` unless the fit diverged; a divergence is recorded and warned about.
+
+    Adam records its own reason (:func:`adam_divergence`); for either optimizer
+    a non-finite final loss is one.
+    """
+    final = history[-1]["loss"]
+    if "diverged" not in info and not math.isfinite(final):
+        info["diverged"] = f"the loss of the returned tensors is {final}"
+    if "diverged" not in info:
+        return converged
+    warnings.warn(f"GCP ({optimizer}) diverged: {info['diverged']}; converged=False",
+                  ConvergenceWarning, stacklevel=4)
+    return False
+
+
+@dataclass(frozen=True)
+class DataScale:
+    """GCP fits ``data / scale`` when its loss is homogeneous, and scales the result back.
+
+    For a loss of degree ``p`` (:attr:`Loss.homogeneous`, 2 for least squares)
+    ``scale`` is the root mean square of the observed entries, so L-BFGS-B's
+    gradient and loss-change tests and Adam's step size act on data of unit
+    size: fitting ``c * X`` takes the same steps as fitting ``X`` and returns
+    ``c`` times its model (each of the ``uses`` parameter uses times
+    ``c ** (1 / uses)``). Other losses (counts, probabilities) have a scale of
+    their own and are fitted as given (``scale`` 1).
+    """
+
+    scale: float = 1.0
+    degree: int = 0
+    uses: int = 1
+
+    @classmethod
+    def of(cls, problem: FitProblem, loss: Loss) -> "DataScale":
+        uses = sum(o.kind == "param" for o in problem.network.occurrences)
+        target = problem.target
+        if not loss.homogeneous or not uses:
+            return cls()
+        if isinstance(target, SparseTensor):
+            values, count = target.values, target.size
+        else:
+            values = target if problem.mask is None else target[problem.mask]
+            count = values.size
+        largest = float(np.max(np.abs(values))) if values.size else 0.0
+        if not largest > 0:
+            return cls()
+        scale = largest * math.sqrt(float(np.sum((values / largest) ** 2)) / count)
+        return cls(scale, loss.homogeneous, uses)
+
+    def problem(self, problem: FitProblem) -> FitProblem:
+        """``problem`` with its data divided by ``scale``."""
+        if self.scale == 1.0:
+            return problem
+        target = problem.target
+        if isinstance(target, SparseTensor):
+            scaled = SparseTensor(target.coords, target.values / self.scale, target.shape)
+            if "linear" in target.__dict__:
+                scaled.__dict__["linear"] = target.__dict__["linear"]
+        else:
+            scaled = target / self.scale
+        return FitProblem(problem.network, scaled, problem.mask, problem.inputs)
+
+    def options(self, options: GCPOptions) -> GCPOptions:
+        """``options`` whose callback sees tensors and losses in the data's units."""
+        if self.scale == 1.0 or options.callback is None:
+            return options
+        user = options.callback
+
+        def callback(state):
+            return user({**state, "loss": self.loss(state["loss"]),
+                         "tensors": self.to_data(state["tensors"])})
+        return dataclasses.replace(options, callback=callback)
+
+    def _factor(self, inverse: bool) -> float:
+        return self.scale ** ((-1.0 if inverse else 1.0) / self.uses)
+
+    def to_fit(self, tensors: dict) -> dict:
+        """Tensors in the data's units -> those of ``data / scale``."""
+        return {k: v * self._factor(True) for k, v in tensors.items()} \
+            if self.scale != 1.0 else tensors
+
+    def to_data(self, tensors: dict) -> dict:
+        return {k: v * self._factor(False) for k, v in tensors.items()} \
+            if self.scale != 1.0 else tensors
+
+    def loss(self, value: float) -> float:
+        with np.errstate(over="ignore"):
+            return float(np.float64(value) * np.float64(self.scale) ** self.degree)
+
+    def history(self, history: list[dict]) -> list[dict]:
+        return [{**h, "loss": self.loss(h["loss"])} if "loss" in h else h for h in history] \
+            if self.scale != 1.0 else history
 
 
 def _bounded(loss: Loss) -> bool:

@@ -38,6 +38,9 @@ class Loss:
     None when unbounded. ``fused(m, x, value_out, derivative_out)`` (optional)
     writes both into preallocated arrays of ``m``'s shape without allocating
     temporaries of that size; full-gradient fits use it when present.
+    ``homogeneous``: the degree ``p`` when ``f(c m, c x) = |c|**p f(m, x)`` for
+    every ``c`` (2 for least squares), None otherwise; GCP divides such data
+    by its scale before fitting, so its stopping tests are relative.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Loss:
     model_lower_bound: float | None = None
     description: str = ""
     fused: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None
+    homogeneous: int | None = None
 
 
 LOSSES: dict[str, Loss] = {}
@@ -149,6 +153,7 @@ register_loss(Loss(
     derivative=lambda m, x: 2.0 * (m - x),
     check_data=lambda x: require_finite(x, "loss 'gaussian'"),
     description="least squares, (m - x)^2: real-valued data with Gaussian noise",
+    homogeneous=2,
 ))
 
 
