@@ -1,8 +1,17 @@
 """The compiled thin-product kernels (tnc/kernels.c) against numpy.einsum, their
 BLAS fallback, and ALS fits with and without them."""
+import ctypes
+import hashlib
+import json
+import os
 import platform
 import shutil
+import stat
+import subprocess
+import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +178,314 @@ def test_als_iterates_do_not_depend_on_the_kernels(make, monkeypatch):
     assert not calls                             # planned without: BLAS layouts only
     np.testing.assert_allclose([h["rel_error"] for h in with_kernels.history],
                                [h["rel_error"] for h in without.history], rtol=1e-10)
+
+
+# -- the cache cannot hurt: damaged, foreign or wrong libraries, unsafe directories ------
+
+needs_compiler = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+
+# a fresh process: the kernels on a product big enough for them, checked against einsum;
+# prints "<available> <correct> <tnc warnings>" and then each warning
+CHILD = """
+import warnings, numpy as np
+from tnc import kernels
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    rng = np.random.default_rng(0)
+    big, small = rng.standard_normal((40, 50, 60)), rng.standard_normal((50, 7))
+    first = kernels.mode_product(big, small)
+    again = kernels.mode_product(big, small)
+    expected = np.einsum("psq,sr->prq", big, small)
+    correct = np.allclose(first, expected, rtol=1e-12, atol=1e-11) and np.allclose(again, expected)
+mine = [w for w in caught if str(w.message).startswith("tnc:")]
+print(kernels.available(), correct, len(mine))
+for w in mine:
+    print(w.message)
+"""
+
+
+def run_child(cache) -> list[str]:
+    """CHILD's output lines in a fresh interpreter with the kernel cache at ``cache``; a
+    crash (SIGBUS, segfault) fails the test instead of killing pytest."""
+    env = {**os.environ, "TNC_CACHE_DIR": str(cache)}
+    env.pop("TNC_KERNELS", None)
+    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, f"child died ({done.returncode}): {done.stderr[-2000:]}"
+    return done.stdout.splitlines()
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory):
+    """A cache directory holding a freshly built library and its record."""
+    cache = tmp_path_factory.mktemp("built") / "cache"
+    assert run_child(cache)[0].split()[1:] == ["True", "0"]
+    return cache
+
+
+@pytest.fixture
+def cache_copy(built_cache, tmp_path):
+    """A private copy of ``built_cache`` and its library's path."""
+    cache = tmp_path / "cache"
+    shutil.copytree(built_cache, cache)
+    cache.chmod(0o700)
+    (library,) = cache.glob("tnc-kernels-*.so")
+    return cache, library
+
+
+def healthy(lines: list[str], warnings_expected: int = 0) -> bool:
+    """The child used the kernels exactly when the CPU can, got the right numbers, and
+    warned ``warnings_expected`` times."""
+    available, correct, warned = lines[0].split()
+    return (available == str(cpu_has_avx512() and not warnings_expected) and correct == "True"
+            and int(warned) == warnings_expected)
+
+
+def record_matches(library) -> bool:
+    record = json.loads(kernels.record_path(library).read_text())
+    return record["sha256"] == hashlib.sha256(library.read_bytes()).hexdigest()
+
+
+@needs_compiler
+@pytest.mark.parametrize("kept", [0.1, 0.5, 0.9])
+def test_a_truncated_library_is_rebuilt_not_loaded(cache_copy, kept):
+    cache, library = cache_copy
+    whole = library.read_bytes()
+    library.write_bytes(whole[:int(len(whole) * kept)])
+    lines = run_child(cache)
+    assert healthy(lines), lines
+    assert library.stat().st_size == len(whole) and record_matches(library)
+
+
+@needs_compiler
+def test_a_bit_flip_or_a_missing_record_means_a_rebuild(cache_copy):
+    cache, library = cache_copy
+    flipped = bytearray(library.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x10
+    library.write_bytes(bytes(flipped))
+    os.environ["TNC_CACHE_DIR"], before = str(cache), os.environ.get("TNC_CACHE_DIR")
+    try:
+        assert kernels._compiled() == library and library.read_bytes() != bytes(flipped)
+        assert record_matches(library)
+        kernels.record_path(library).unlink()       # a library cached by an older tnc
+        assert kernels._compiled() == library and record_matches(library)
+    finally:
+        os.environ.pop("TNC_CACHE_DIR")
+        if before is not None:
+            os.environ["TNC_CACHE_DIR"] = before
+
+
+def foreign_library() -> Path:
+    """Some other shared library of this machine (Python's own ctypes extension)."""
+    import _ctypes
+    return Path(_ctypes.__file__)
+
+
+@needs_compiler
+def test_a_foreign_library_in_place_is_rebuilt(cache_copy):
+    cache, library = cache_copy
+    shutil.copyfile(foreign_library(), library)
+    lines = run_child(cache)
+    assert healthy(lines), lines
+    assert record_matches(library) and library.read_bytes() != foreign_library().read_bytes()
+
+
+@needs_compiler
+def test_a_foreign_library_with_a_matching_record_falls_back_with_one_warning(cache_copy):
+    cache, library = cache_copy
+    shutil.copyfile(foreign_library(), library)
+    record = json.loads(kernels.record_path(library).read_text())
+    record["sha256"] = hashlib.sha256(library.read_bytes()).hexdigest()
+    kernels.record_path(library).write_text(json.dumps(record))
+    lines = run_child(cache)
+    assert healthy(lines, warnings_expected=1), lines
+    assert "compiled kernels unavailable" in lines[1] and "using BLAS" in lines[1]
+
+
+@pytest.fixture
+def fresh_kernels(monkeypatch, tmp_path):
+    """Kernels loaded afresh in this process from a cache in ``tmp_path``; the process's
+    own kernels (and state) come back afterwards."""
+    saved = dict(kernels._state)
+    monkeypatch.setenv("TNC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TNC_KERNELS", raising=False)
+    kernels._state.update(lib=None, tried=False)
+    kernels._state.pop("scratch", None)
+    yield tmp_path / "cache"
+    kernels._state.clear()
+    kernels._state.update(saved)
+
+
+WRONG_KERNELS = """#include <stddef.h>
+int tnc_kernels_supported(void) { return 1; }
+int tnc_mode_product(const double *x, const double *f, double *y, ptrdiff_t P, ptrdiff_t S,
+                     ptrdiff_t Q, ptrdiff_t R, int threads) {
+    for (ptrdiff_t i = 0; i < P * R * Q; i++) y[i] = x[i % (P * S * Q)] + f[0];
+    return 0;
+}
+"""
+
+
+def one_tnc_warning(action) -> list:
+    """Run ``action`` (twice) and return the tnc warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        action()
+        action()
+    return [w for w in caught if str(w.message).startswith("tnc:")]
+
+
+def blas_answers_right():
+    rng = np.random.default_rng(6)
+    big, small = rng.standard_normal((30, 40, 70)), rng.standard_normal((40, 5))
+    assert big.size >= kernels.MIN_ENTRIES and not kernels.available()
+    np.testing.assert_allclose(kernels.mode_product(big, small), reference(big, small),
+                               rtol=1e-12, atol=1e-11)
+
+
+@needs_compiler
+def test_a_library_computing_wrong_numbers_is_never_used(fresh_kernels, monkeypatch, tmp_path):
+    source = tmp_path / "wrong.c"
+    source.write_text(WRONG_KERNELS)
+    monkeypatch.setattr(kernels, "SOURCE", source)
+    caught = one_tnc_warning(blas_answers_right)
+    assert len(caught) == 1 and "self-test" in str(caught[0].message)
+    assert "wrong numbers" in str(caught[0].message)
+    assert list(fresh_kernels.glob("tnc-kernels-*.so"))   # it was built and loaded, then refused
+    net = tnc.library("cp", I=60, J=50, K=40, R=3)
+    data = net.contract(net.random(seed=2))
+    fitted = tnc.fit(net, data, method="als", seed=1, max_sweeps=30, progress=False)
+    with kernels.disabled():
+        reference_fit = tnc.fit(net, data, method="als", seed=1, max_sweeps=30, progress=False)
+    assert fitted.rel_error == pytest.approx(reference_fit.rel_error, rel=1e-8, abs=1e-14)
+    assert fitted.rel_error < 1e-3
+
+
+@pytest.mark.skipif(not cpu_has_avx512() or shutil.which("cc") is None,
+                    reason="needs kernels this CPU can run")
+@pytest.mark.parametrize("failure", ["garbage", "status", "raises"])
+def test_a_failing_kernel_call_fails_the_self_test(fresh_kernels, monkeypatch, failure):
+    def broken(lib, big, small, out, count):
+        if failure == "raises":
+            raise ctypes.ArgumentError("bad argument")
+        out[...] = np.random.default_rng(count).standard_normal(out.shape)
+        return -1 if failure == "status" else 0
+    monkeypatch.setattr(kernels, "_run_kernel", broken)
+    caught = one_tnc_warning(blas_answers_right)
+    assert len(caught) == 1 and "failed their self-test" in str(caught[0].message)
+
+
+def not_mine(monkeypatch, path: Path) -> None:
+    """Make ``path`` belong to another user: really (as root), else by lying about our uid."""
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)
+    else:
+        real = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real + 1)
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_a_cache_directory_others_can_write_is_refused(fresh_kernels, mode):
+    fresh_kernels.mkdir()
+    fresh_kernels.chmod(mode)
+    with pytest.raises(OSError, match=r"writable by other users \(mode 7"):
+        kernels.cache_dir()
+    caught = one_tnc_warning(lambda: kernels.available())
+    assert len(caught) == 1 and "writable by other users" in str(caught[0].message)
+    assert not list(fresh_kernels.iterdir())       # nothing built or loaded there
+
+
+def test_a_cache_directory_of_another_user_is_refused(fresh_kernels, monkeypatch):
+    fresh_kernels.mkdir(mode=0o700)
+    not_mine(monkeypatch, fresh_kernels)
+    with pytest.raises(OSError, match="owned by user"):
+        kernels.cache_dir()
+    caught = one_tnc_warning(lambda: kernels.available())
+    assert len(caught) == 1 and "owned by user" in str(caught[0].message)
+    assert not list(fresh_kernels.iterdir())
+
+
+def test_an_own_cache_readable_by_others_is_made_private(fresh_kernels):
+    fresh_kernels.mkdir(mode=0o755)
+    fresh_kernels.chmod(0o755)
+    assert kernels.cache_dir() == fresh_kernels.resolve()
+    assert stat.S_IMODE(fresh_kernels.stat().st_mode) == 0o700
+
+
+def test_a_new_cache_directory_is_private(fresh_kernels):
+    assert kernels.cache_dir() == fresh_kernels.resolve()
+    assert stat.S_IMODE(fresh_kernels.stat().st_mode) == 0o700
+
+
+@pytest.fixture
+def home_and_temp(monkeypatch, tmp_path, fresh_kernels):
+    """No ``$TNC_CACHE_DIR``; the home cache at ``tmp_path/xdg/tnc``, the temp directory
+    ``tmp_path/tmp``; returns ``(home cache, temp fallback)``."""
+    monkeypatch.delenv("TNC_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return tmp_path / "xdg" / "tnc", tmp_path / "tmp" / f"tnc-{os.getuid()}"
+
+
+def assert_private(path: Path) -> None:
+    info = path.lstat()
+    assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+
+
+def test_the_home_cache_is_used_when_it_can_be(home_and_temp):
+    home, _ = home_and_temp
+    assert kernels.cache_dir() == home.resolve()
+    assert_private(home)
+
+
+@pytest.mark.parametrize("how", ["a file where home should be", "a read-only home"])
+def test_a_read_only_home_falls_back_to_a_private_temp_directory(home_and_temp, monkeypatch,
+                                                                  tmp_path, how):
+    _, temp = home_and_temp
+    if how == "a read-only home":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        home = tmp_path / "home"
+        home.mkdir(mode=0o500)
+    else:
+        home = tmp_path / "home-file"
+        home.write_text("")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(home))
+    assert kernels.cache_dir() == temp.resolve()
+    assert_private(temp)
+
+
+def test_a_home_cache_others_can_write_is_skipped(home_and_temp):
+    home, temp = home_and_temp
+    home.mkdir(parents=True)
+    home.chmod(0o777)
+    assert kernels.cache_dir() == temp.resolve()
+    assert_private(temp)
+
+
+@pytest.mark.parametrize("plant", ["directory", "link"])
+def test_a_temp_directory_planted_by_another_user_is_not_used(home_and_temp, monkeypatch,
+                                                              tmp_path, plant):
+    home, temp = home_and_temp
+    home.parent.mkdir()
+    home.write_text("")                     # the home cache cannot be made
+    elsewhere = tmp_path / "planted"
+    elsewhere.mkdir(mode=0o700)
+    if plant == "link":
+        temp.symlink_to(elsewhere)
+        if os.geteuid() == 0:
+            os.chown(temp, 65534, 65534, follow_symlinks=False)
+            os.chown(elsewhere, 65534, 65534)
+        else:
+            not_mine(monkeypatch, temp)
+    else:
+        temp.mkdir(mode=0o700)
+        not_mine(monkeypatch, temp)
+    chosen = kernels.cache_dir()
+    assert chosen not in (temp, temp.resolve(), elsewhere)
+    assert chosen.parent == Path(tempfile.tempdir) and chosen.name.startswith("tnc-kernels-")
+    assert stat.S_IMODE(chosen.stat().st_mode) == 0o700 and not list(chosen.iterdir())
+    assert kernels.cache_dir() == chosen    # one folder for the whole process

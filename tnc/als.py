@@ -47,7 +47,7 @@ import functools
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -94,7 +94,7 @@ class ALSOptions:
     ``optimize``: contraction path optimizer.
     """
 
-    max_sweeps: int = 1000
+    max_sweeps: int = field(default=1000, metadata={"min": 1})
     tol: float = 1e-9
     seed: int | None = 0
     init: object = "auto"
@@ -103,8 +103,8 @@ class ALSOptions:
     nonneg: bool | list | set | tuple = False
     normalize: bool = True
     missing: str = "auto"
-    holdout: float = 0.0
-    restarts: int = 1
+    holdout: float = field(default=0.0, metadata={"below": 1})
+    restarts: int = field(default=1, metadata={"min": 1})
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"

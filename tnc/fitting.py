@@ -10,7 +10,7 @@ from the data), checks the data and the options, and calls it::
 """
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +20,7 @@ from . import ast
 from .compiler import compile as compile_text, pick_named, read_source
 from .errors import TncError
 from .network import Network
+from .options import validated
 from .parser import parse
 from .sparse import as_sparse
 
@@ -66,12 +67,9 @@ def register_method(name: str, options: type, run: Callable, sparse: bool = Fals
 
 
 def make_options(method: Method, options: dict):
-    valid = [f.name for f in dataclasses.fields(method.options)]
-    unknown = [k for k in options if k not in valid]
-    if unknown:
-        raise TncError(f"method {method.name!r} has no option(s) {', '.join(unknown)}; "
-                       f"its options are {', '.join(valid)}")
-    return method.options(**options)
+    """``method``'s options dataclass built from ``options`` after checking each one's
+    name, type and range (see :mod:`tnc.options`: ranges go in the fields' ``metadata``)."""
+    return validated(method.options, options, f"method {method.name!r}")
 
 
 def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None,
@@ -133,12 +131,22 @@ def _load_methods() -> None:
 
 
 def as_target(target) -> np.ndarray:
-    if isinstance(target, (str, bytes)) or not hasattr(target, "__array__") and not isinstance(
-            target, (list, tuple)):
-        raise TncError(f"data must be an array, got {type(target).__name__}")
-    array = np.asarray(target)
+    return real_array(target, "data")
+
+
+def real_array(value, what: str) -> np.ndarray:
+    """``value`` as a float64 array, or a :class:`TncError` naming ``what`` when it is
+    not an array of real numbers (a string, ragged nested lists, complex or object data)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__array__") and not isinstance(
+            value, (list, tuple)):
+        raise TncError(f"{what} must be an array, got {type(value).__name__}")
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise TncError(f"{what} must be an array, got nested sequences of unequal lengths "
+                       "(ragged)") from None
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        raise TncError(f"data must be a real numeric array, got dtype {array.dtype}")
+        raise TncError(f"{what} must be a real numeric array, got dtype {array.dtype}")
     return array.astype(np.float64, copy=False)
 
 
@@ -179,6 +187,11 @@ def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | No
 
 
 def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
+    """The network's data tensors, ``inputs`` (name -> array), as float arrays after
+    checking their names, shapes and values (real and finite)."""
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise TncError(f"inputs must be a dict data tensor name -> array, got "
+                       f"{type(inputs).__name__}")
     inputs = dict(inputs or {})
     missing = [k for k in network.data if k not in inputs]
     unknown = [k for k in inputs if k not in network.data]
@@ -188,8 +201,13 @@ def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
                        + (f"missing {', '.join(missing)}" if missing else "")
                        + ("; " if missing and unknown else "")
                        + (f"unknown {', '.join(unknown)}" if unknown else ""))
-    network.check_tensors(inputs, required=network.data)
-    return {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+    arrays = {k: real_array(v, f"data tensor `{k}` (inputs=)") for k, v in inputs.items()}
+    network.check_tensors(arrays, required=network.data)
+    for name, array in arrays.items():
+        bad = array.size - int(np.isfinite(array).sum())
+        if bad:
+            raise TncError(f"data tensor `{name}` (inputs=) has {bad} NaN or infinite entries")
+    return arrays
 
 
 def model_for_data(model, shape: tuple[int, ...], name=None, **sizes) -> Network:
