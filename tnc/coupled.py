@@ -57,6 +57,7 @@ from .errors import TncError
 from .fitting import FitProblem, _sizes_from_shape, as_target, split_missing
 from .gcp import DenseObjective, check_loss_data, run_lbfgsb
 from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
+from .options import validated
 from .parser import parse
 from .progress import Progress, wants_stop
 from .result import FORMAT_VERSION, LastSweep, expect_kind, read_archive, write_archive
@@ -88,7 +89,7 @@ class CoupledOptions:
     show a bar; ``optimize``: contraction path optimizer.
     """
 
-    max_iter: int = 500
+    max_iter: int = field(default=500, metadata={"min": 1})
     tol: float = 1e-9
     ftol: float = 1e7 * np.finfo(float).eps
     gtol: float = 1e-6
@@ -162,12 +163,7 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
     """
     if method not in ENGINES:
         raise TncError(f"method must be one of {', '.join(ENGINES)}, got {method!r}")
-    known = {f.name for f in fields(CoupledOptions)}
-    unknown = [k for k in options if k not in known]
-    if unknown:
-        raise TncError(f"unknown option(s) {', '.join(unknown)} for fit_model; the options "
-                       f"are {', '.join(sorted(known))}")
-    chosen = checked_options(CoupledOptions(**options), method)
+    chosen = checked_options(validated(CoupledOptions, options, "fit_model"), method)
     if isinstance(model, CoupledModel):
         if sizes or settings:
             raise TncError("sizes and settings apply to model text; this model is compiled "

@@ -39,6 +39,7 @@ import scipy.sparse.linalg as sla
 from .chain import Chain, canonicalize, einsum_by_name, find_chain, merge, random_cores, ranks, split
 from .errors import TncError
 from .fitting import register_method
+from .options import validated
 from .progress import Progress, wants_stop
 from .result import FitResult
 
@@ -233,11 +234,11 @@ class GroundStateOptions:
     (default ``1e-2 * sqrt(tol)``, see :func:`_eig_tol`).
     """
 
-    max_rank: int | list | None = None
-    cutoff: float = 1e-12
+    max_rank: int | list | None = field(default=None, metadata={"min": 1})
+    cutoff: float = field(default=1e-12, metadata={"below": 1})
     tol: float = 1e-10
-    max_sweeps: int = 30
-    init_rank: int = 4
+    max_sweeps: int = field(default=30, metadata={"min": 1})
+    init_rank: int = field(default=4, metadata={"min": 1})
     eig_tol: float | None = None
     seed: int = 0
     progress: bool = True
@@ -286,7 +287,7 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     one record per sweep (``energy``, ``truncation_error``, ``max_rank``,
     ``ranks``, ``time``).
     """
-    opts = _options(GroundStateOptions, options)
+    opts = validated(GroundStateOptions, options, "ground_state")
     network.check_tensors({**network.random(), **inputs})
     sites = energy_sites(network)
     declared = max(network.spec.index_sizes[c.right] for c in sites.chain.cores[:-1])
@@ -305,16 +306,6 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
             if converged or wants_stop(opts.callback, dict(record, sweep=number)):
                 break
     return _result(network, sites.chain, cores, inputs, history, converged, start)
-
-
-def _options(kind, options):
-    import dataclasses
-    valid = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise TncError(f"unknown option(s) {', '.join(unknown)}; the options are "
-                       + ", ".join(sorted(valid)))
-    return kind(**options)
 
 
 def _eig_tol(tol: float) -> float:

@@ -30,7 +30,7 @@ the missing entries imputed from the current model).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,11 +53,11 @@ class DMRGOptions:
     ``max_rank`` and ``cutoff`` can only lower it, so pass ``max_rank``.
     """
 
-    max_rank: int | None = None
-    cutoff: float = 1e-12
+    max_rank: int | None = field(default=None, metadata={"min": 1})
+    cutoff: float = field(default=1e-12, metadata={"below": 1})
     tol: float = 1e-10
-    max_sweeps: int = 30
-    init_rank: int = 1
+    max_sweeps: int = field(default=30, metadata={"min": 1})
+    init_rank: int = field(default=1, metadata={"min": 1})
     seed: int = 0
     progress: bool = True
     callback: object = None

@@ -37,6 +37,7 @@ import scipy.linalg as sl
 
 from .chain import truncation_rank
 from .errors import TncError
+from .options import validated
 from .progress import Progress, wants_stop
 
 
@@ -161,11 +162,11 @@ class ClassifierOptions:
     ``init_rank``: random start;
     ``tol``: stop when the training loss changes by less than this fraction."""
 
-    max_rank: int = 16
-    cutoff: float = 1e-10
+    max_rank: int = field(default=16, metadata={"min": 1})
+    cutoff: float = field(default=1e-10, metadata={"below": 1})
     ridge: float = 1e-1
     sweeps: int = 4
-    init_rank: int = 2
+    init_rank: int = field(default=2, metadata={"min": 1})
     tol: float = 1e-4
     seed: int = 0
     progress: bool = True
@@ -214,7 +215,7 @@ def train_classifier(phi: np.ndarray, labels: np.ndarray, n_labels: int | None =
     the last pair), ``train_accuracy``, ``truncation_error``, ``max_rank``,
     ``ranks``, ``time``.
     """
-    opts = ClassifierOptions(**options)
+    opts = validated(ClassifierOptions, options, "train_classifier")
     labels = np.asarray(labels)
     if phi.ndim != 3 or phi.shape[0] != labels.shape[0] or phi.shape[1] < 2:
         raise TncError(f"phi must be (samples, sites >= 2, d) matching {labels.shape[0]} "

@@ -35,12 +35,14 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from .compiler import compile_all
 from .errors import TncError
 from .network import Network
+from .options import check_arguments
 from .progress import Progress, wants_stop
 from .result import FORMAT_VERSION, expect_kind, read_archive, write_archive
 from .tv import majoriser
@@ -264,12 +266,6 @@ def check_strata(strata) -> list[np.ndarray]:
     return arrays
 
 
-def _check_rank(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise TncError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 # -- the fit --------------------------------------------------------------------------
 
 class _State:
@@ -370,8 +366,9 @@ def _measure(state: _State, tv: float, norm2: float) -> dict:
 
 
 def stratified_ntf(strata, rank_specific: int = 1, n_topics: int = 5, tv: float = 0.0,
-                   max_iter: int = 200, seed=0, tol: float = 1e-7, strata_updates: int = 2,
-                   progress: bool = True, callback=None) -> StratifiedResult:
+                   max_iter: int = 200, seed: int | None = 0, tol: float = 1e-7,
+                   strata_updates: int = 2, progress: bool = True,
+                   callback: Callable | None = None) -> StratifiedResult:
     """Fit Stratified-NTF to ``strata`` (list of ``(m_s, d_1, ..., d_K)`` non-negative arrays).
 
     ``rank_specific``: rank ``l`` of each stratum's feature (0 for none);
@@ -383,12 +380,10 @@ def stratified_ntf(strata, rank_specific: int = 1, n_topics: int = 5, tv: float 
     each iteration and may return True to stop.
     """
     strata = check_strata(strata)
-    rank_specific = _check_rank("rank_specific", rank_specific, 0)
-    n_topics = _check_rank("n_topics", n_topics, 1)
-    max_iter = _check_rank("max_iter", max_iter, 0)
-    strata_updates = _check_rank("strata_updates", strata_updates, 1)
-    if not np.isfinite(tv) or tv < 0:
-        raise TncError(f"tv must be a finite number >= 0, got {tv!r}")
+    check_arguments(stratified_ntf, dict(
+        rank_specific=rank_specific, n_topics=n_topics, tv=tv, max_iter=max_iter, seed=seed,
+        tol=tol, strata_updates=strata_updates, progress=progress, callback=callback),
+        {"n_topics": {"min": 1}, "strata_updates": {"min": 1}})
     start = time.perf_counter()
     state = _State(strata, rank_specific, n_topics, seed)
     norm2 = sum(float((a ** 2).sum()) for a in strata)

@@ -108,6 +108,8 @@ def parse_setting(text: str) -> tuple[str, float]:
 def load_array(path: str, what: str) -> np.ndarray:
     try:
         loaded = np.load(path, allow_pickle=False)
+    except EOFError:
+        raise TncError(f"cannot read the {what} {path!r}: the file is empty or cut short") from None
     except (OSError, ValueError) as error:
         raise TncError(f"cannot read the {what} {path!r}: {error}") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):

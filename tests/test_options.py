@@ -1,0 +1,223 @@
+"""Every option of every front end is checked at the boundary, with a message naming it;
+data handed to a fit (targets and ``inputs=``) is checked before any method runs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import tnc
+from tnc.cli import main
+from tnc.options import check_value
+
+CP = dict(I=3, J=4, K=5, R=2)
+
+
+@pytest.fixture(scope="module")
+def cp_data():
+    net = tnc.library("cp", **CP)
+    return net, net.contract(net.random(seed=1))
+
+
+@pytest.mark.parametrize("method, options, phrase", [
+    ("als", {"max_sweeps": "10"}, "option max_sweeps must be an integer >= 1, got '10' (str)"),
+    ("als", {"max_sweeps": 2.0}, "option max_sweeps must be an integer"),
+    ("als", {"max_sweeps": True}, "option max_sweeps must be an integer"),   # bool is no int
+    ("als", {"max_sweeps": 0}, "option max_sweeps must be an integer >= 1"),
+    ("als", {"tol": None}, "option tol must be a finite number >= 0, got None"),
+    ("als", {"tol": math.nan}, "option tol must be a finite number"),
+    ("als", {"tol": -1e-3}, "option tol must be a finite number >= 0"),
+    ("als", {"l2": math.nan}, "option l2 must be a finite number >= 0 or a dict"),
+    ("als", {"l2": {"A": math.inf}}, "each entry a finite number >= 0"),
+    ("als", {"seed": -1}, "option seed must be an integer >= 0 or None"),
+    ("als", {"seed": "0"}, "option seed must be"),
+    ("als", {"normalize": 1}, "option normalize must be a bool"),
+    ("als", {"restarts": 0}, "option restarts must be an integer >= 1"),
+    ("als", {"holdout": 1.0}, "option holdout must be a finite number >= 0 and < 1"),
+    ("als", {"optimize": "bogus"}, "option optimize must be one of 'auto'"),
+    ("als", {"callback": 3}, "option callback must be a function or None"),
+    ("gcp", {"lr": math.nan, "optimizer": "adam"}, "option lr must be a finite number > 0"),
+    ("gcp", {"lr": 0.0, "optimizer": "adam"}, "option lr must be a finite number > 0"),
+    ("gcp", {"max_iter": 1e3}, "option max_iter must be an integer >= 1"),
+    ("gcp", {"loss": 3}, "option loss must be a str or a Loss"),
+    ("gcp", {"batch_size": 0}, "option batch_size must be an integer >= 1 or None"),
+    ("gcp", {"gtol": math.inf}, "option gtol must be a finite number"),
+    ("als", {"sweeps": 3}, "unknown option(s) sweeps for method 'als'"),
+])
+def test_fit_options_are_checked_with_their_name(cp_data, method, options, phrase):
+    net, X = cp_data
+    with pytest.raises(tnc.TncError) as caught:
+        tnc.fit(net, X, method=method, progress=False, **options)
+    assert phrase in str(caught.value)
+    assert f"method {method!r}" in str(caught.value)
+
+
+def test_good_options_still_pass_and_numpy_scalars_count(cp_data):
+    net, X = cp_data
+    result = tnc.fit(net, X, progress=False, max_sweeps=np.int64(3), tol=np.float32(0),
+                     seed=None, l2={"A": 0.5}, nonneg=["A"], optimize="greedy")
+    assert result.iterations == 3
+    assert np.isfinite(result.loss)
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"max_rank": 1.5}, "option max_rank must be an integer >= 1 or None, got 1.5"),
+    ({"max_rank": 0}, "option max_rank must be an integer >= 1"),
+    ({"max_rank": -1}, "option max_rank must be an integer >= 1"),
+    ({"cutoff": 1.0}, "option cutoff must be a finite number >= 0 and < 1"),
+    ({"init_rank": 0}, "option init_rank must be an integer >= 1"),
+])
+def test_dmrg_fit_options(options, phrase):
+    tt = tnc.library("tt", N=3, d=3, r=2)
+    with pytest.raises(tnc.TncError, match="method 'dmrg'") as caught:
+        tnc.fit(tt, np.ones((3, 3, 3)), method="dmrg", progress=False, **options)
+    assert phrase in str(caught.value)
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"max_rank": 1.5}, "option max_rank must be an integer >= 1 or a list or None, got 1.5"),
+    ({"max_rank": [4, 0]}, "each entry an integer >= 1"),
+    ({"max_sweeps": "3"}, "option max_sweeps must be an integer >= 1"),
+    ({"tol": math.nan}, "option tol must be a finite number"),
+    ({"eig_tol": -1.0}, "option eig_tol must be a finite number >= 0 or None"),
+])
+def test_ground_state_options(options, phrase):
+    net = tnc.library("energy", N=4, D=4)
+    with pytest.raises(tnc.TncError, match="ground_state") as caught:
+        tnc.ground_state(net, tnc.heisenberg_mpo(4), progress=False, **options)
+    assert phrase in str(caught.value)
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"max_iter": "5"}, "option max_iter must be an integer >= 1"),
+    ({"tol": None}, "option tol must be a finite number >= 0"),
+    ({"tv_smoothing": math.inf}, "option tv_smoothing must be a finite number"),
+    ({"restarts": -1}, "option restarts must be an integer >= 0"),
+    ({"restarts": 1.0}, "option restarts must be an integer"),
+    ({"sweeps": 3}, "unknown option(s) sweeps for fit_model"),
+])
+def test_fit_model_options(options, phrase):
+    net = tnc.library("cp", **CP)
+    X = net.contract(net.random(seed=2))
+    model = tnc.coupled_model([(net, "T")])
+    with pytest.raises(tnc.TncError, match="fit_model") as caught:
+        tnc.fit_model(model, {"T": X}, progress=False, **options)
+    assert phrase in str(caught.value)
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"tol": None}, "stratified_ntf: option tol must be a finite number >= 0"),
+    ({"seed": 1.5}, "stratified_ntf: option seed must be an integer >= 0 or None"),
+    ({"tv": math.nan}, "option tv must be a finite number >= 0"),
+    ({"n_topics": True}, "option n_topics must be an integer >= 1"),
+    ({"progress": "yes"}, "option progress must be a bool"),
+])
+def test_stratified_options(options, phrase):
+    strata = [np.ones((3, 4, 5)), np.ones((2, 4, 5))]
+    with pytest.raises(tnc.TncError) as caught:
+        tnc.stratified_ntf(strata, **options)
+    assert phrase in str(caught.value)
+
+
+def test_classifier_options():
+    from tnc.mps_classifier import train_classifier
+    phi = np.ones((4, 3, 2))
+    with pytest.raises(tnc.TncError, match="train_classifier: option max_rank must be an "
+                                           "integer >= 1, got 2.5"):
+        train_classifier(phi, np.array([0, 1, 0, 1]), max_rank=2.5)
+    with pytest.raises(tnc.TncError, match="unknown option"):
+        train_classifier(phi, np.array([0, 1, 0, 1]), rank=2)
+
+
+def test_check_value_describes_unions_and_allows_what_the_rule_says():
+    check_value("x", math.inf, float, {"finite": False})
+    check_value("x", None, int, {}, default_is_none=True)
+    with pytest.raises(tnc.TncError, match=r"^demo: option x must be a finite number > 0 and "
+                                           r"<= 1, got 2"):
+        check_value("x", 2, float, {"above": 0, "max": 1}, "demo")
+    with pytest.raises(tnc.TncError, match="option mode must be one of 'a', 'b', got 'c'"):
+        check_value("mode", "c", str, {"choices": ("a", "b")})
+
+
+# -- data at the boundary ------------------------------------------------------------------
+REGRESSION = "network r(I = 4, J = 3) { index i: I, j: J  data H(i, j)  tensor a(j)  output i }"
+
+
+@pytest.mark.parametrize("data, phrase", [
+    ([[1.0, 2.0], [3.0]], "data must be an array, got nested sequences of unequal lengths"),
+    ("x.npy", "data must be an array, got str"),
+    (np.ones((3, 4, 5)) * (1 + 1j), "data must be a real numeric array, got dtype complex128"),
+    (np.array([["a"]]), "data must be a real numeric array"),
+])
+def test_bad_data_is_a_tnc_error(cp_data, data, phrase):
+    net, _ = cp_data
+    with pytest.raises(tnc.TncError) as caught:
+        tnc.fit(net, data, progress=False)
+    assert phrase in str(caught.value)
+
+
+@pytest.mark.parametrize("inputs, phrase", [
+    ("H.npy", "inputs must be a dict data tensor name -> array, got str"),
+    ({"H": np.ones((4, 3)) * 1j}, "data tensor `H` (inputs=) must be a real numeric array, got "
+                                  "dtype complex128"),
+    ({"H": [[1.0, 2.0, 3.0], [1.0]]}, "data tensor `H` (inputs=) must be an array, got nested"),
+    ({"H": np.where(np.eye(4, 3) > 0, np.nan, 1.0)}, "data tensor `H` (inputs=) has 3 NaN or "
+                                                     "infinite entries"),
+    ({"H": np.full((4, 3), np.inf)}, "has 12 NaN or infinite entries"),
+    ({"H": np.ones((3, 4))}, "tensor `H` of network `r` must have shape (4, 3)"),
+])
+def test_bad_inputs_are_tnc_errors(inputs, phrase):
+    net = tnc.compile(REGRESSION)
+    with pytest.raises(tnc.TncError) as caught:
+        tnc.fit(net, np.ones(4), method="gcp", inputs=inputs, progress=False)
+    assert phrase in str(caught.value)
+
+
+def test_good_inputs_fit_the_regression_exactly():
+    rng = np.random.default_rng(0)
+    H, a = rng.random((4, 3)), rng.random(3)
+    net = tnc.compile(REGRESSION)
+    result = tnc.fit(net, H @ a, method="gcp", inputs={"H": H.tolist()}, progress=False,
+                     gtol=1e-12)
+    np.testing.assert_allclose(result.tensors["a"], np.linalg.lstsq(H, H @ a, rcond=None)[0],
+                               atol=1e-6)
+
+
+# -- the command line ----------------------------------------------------------------------
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).random((3, 4, 5)))
+    return path
+
+
+@pytest.mark.parametrize("option, phrase", [
+    ("max_sweeps=abc", "option max_sweeps must be an integer >= 1, got 'abc' (str)"),
+    ("tol=None", "option tol must be a finite number >= 0, got None"),
+    ("l2=nan", "option l2 must be a finite number >= 0 or a dict, got 'nan'"),
+])
+def test_cli_option_errors_are_one_line_exit_2(capsys, data_file, option, phrase):
+    code, out, err = run_cli(capsys, "fit", "cp", str(data_file), "--size", "R=2", "-q",
+                             "--option", option)
+    assert code == 2 and out == ""
+    assert err.startswith("tnc fit: error: ") and len(err.strip().splitlines()) == 1, err
+    assert phrase in err
+
+
+@pytest.mark.parametrize("content, phrase", [
+    (b"", "the file is empty or cut short"),
+    (b"\x93NUMPY\x01\x00", "cannot read the data"),
+])
+def test_cli_empty_or_cut_npy_is_one_line(capsys, tmp_path, content, phrase):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(content)
+    code, out, err = run_cli(capsys, "fit", "cp", str(path), "--size", "R=2", "-q")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and phrase in err, err
