@@ -21,7 +21,6 @@ from .compiler import compile as compile_text, pick_named, read_source
 from .errors import TncError
 from .network import Network
 from .options import validated
-from .options import validated
 from .parser import parse
 from .sparse import as_sparse
 
