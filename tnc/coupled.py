@@ -54,7 +54,7 @@ import numpy as np
 from . import als, ast, kernels
 from .compiler import read_source
 from .errors import TncError
-from .fitting import FitProblem, _sizes_from_shape, as_target, split_missing
+from .fitting import FitProblem, _sizes_from_shape, as_target, split_missing, with_array_mask
 from .gcp import DenseObjective, check_loss_data, run_lbfgsb
 from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .options import validated
@@ -157,9 +157,12 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
     ``model`` block (``name`` picks one; ``sizes`` and ``settings`` as in
     :func:`~tnc.model.compile_model`); sizes the headers leave open are read
     off the data. ``masks``: data name -> boolean array (True = observed) or
-    ``"nan"``; whole slices may be missing (ALS: ``missing="em"``, ``"wls"`` or
-    ``"auto"``). ``options``: fields of :class:`CoupledOptions` (``restarts=3``:
-    the best of three starts, ``info["restarts"]``).
+    ``"nan"``; a :class:`numpy.ma.MaskedArray`'s hidden entries are missing too
+    (AND with its mask); whole slices may be missing (ALS: ``missing="em"``,
+    ``"wls"`` or ``"auto"``). Unobserved entries never influence the fit;
+    ``rel_error`` and ``rel_errors`` are over the observed entries.
+    ``options``: fields of :class:`CoupledOptions` (``restarts=3``: the best of
+    three starts, ``info["restarts"]``).
     """
     if method not in ENGINES:
         raise TncError(f"method must be one of {', '.join(ENGINES)}, got {method!r}")
@@ -231,9 +234,9 @@ def _targets(wanted, data, masks) -> tuple[dict, dict]:
                        + (f"unknown {', '.join(dict.fromkeys(unknown))}" if unknown else ""))
     targets, clean_masks = {}, {}
     for key in wanted:
-        value = data[key]
+        value, mask = with_array_mask(data[key], masks.get(key))
         value = value.to_dense() if isinstance(value, SparseTensor) else as_target(value)
-        targets[key], clean_masks[key] = split_missing(value, masks.get(key))
+        targets[key], clean_masks[key] = split_missing(value, mask)
     return targets, clean_masks
 
 

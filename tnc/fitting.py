@@ -78,7 +78,11 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
 
     ``model``: a :class:`Network`, tnc text or a ``.tn`` path (its open size
     parameters are then read off ``target``'s shape). ``mask``: boolean array,
-    True where observed, or ``"nan"`` to treat NaN entries as missing.
+    True where observed, or ``"nan"`` to treat NaN entries as missing; the
+    entries of a :class:`numpy.ma.MaskedArray` that its mask hides are missing
+    too (combined with ``mask`` by AND). An unobserved entry, NaN or finite,
+    never influences the fit, and every reported error is over the observed
+    entries only.
     ``inputs``: the network's data tensors. Other keywords are the method's
     options (see ``tnc.fit_options(method)``). Sparse data (a
     :class:`tnc.SparseTensor` or a pydata ``sparse`` array) goes to methods
@@ -92,6 +96,7 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
     sparse = as_sparse(target)
     if sparse is not None:
         return _fit_sparse(chosen, model, sparse, mask, inputs, name, sizes, options)
+    target, mask = with_array_mask(target, mask)
     target = as_target(target)
     network = model_for_data(model, target.shape, name=name, **(sizes or {}))
     problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs))
@@ -130,7 +135,39 @@ def _load_methods() -> None:
                 raise
 
 
+def with_array_mask(target, mask):
+    """``(data, mask)`` with a :class:`numpy.ma.MaskedArray`'s mask folded into ``mask``.
+
+    Its masked entries are unobserved: ``mask`` becomes ``~numpy.ma.getmaskarray(target)``,
+    combined by AND with a boolean ``mask`` (or with ``~isnan`` for ``mask="nan"``).
+    Other data come back unchanged (``split_missing`` checks the mask).
+    """
+    if not isinstance(target, np.ma.MaskedArray):
+        return target, mask
+    observed, data = ~np.ma.getmaskarray(target), np.ma.getdata(target)
+    if mask is None:
+        return data, observed
+    if isinstance(mask, str):
+        return data, (observed & ~np.isnan(as_target(data)) if mask == "nan" else mask)
+    explicit = np.asarray(mask)
+    if explicit.shape != observed.shape or explicit.dtype != bool:
+        return data, mask                            # split_missing names the fault
+    return data, observed & explicit
+
+
+def refuse_masked(data, what: str = "data") -> None:
+    """Raise when ``data`` is a :class:`numpy.ma.MaskedArray` hiding entries: a function
+    without masks must not fit the values under its mask silently."""
+    if np.ma.is_masked(data):
+        raise TncError(f"{what} is a numpy masked array hiding {int(np.ma.count_masked(data))} "
+                       "entries, and this function takes no mask; pass data.filled(...) or "
+                       "use a method that takes one (tnc.fit(..., mask=...))")
+
+
 def as_target(target) -> np.ndarray:
+    """``target`` as a float64 array after checking it is real numeric data (a masked
+    array hiding entries is refused: :func:`fit` folds its mask in first)."""
+    refuse_masked(target)
     return real_array(target, "data")
 
 
@@ -151,7 +188,11 @@ def real_array(value, what: str) -> np.ndarray:
 
 
 def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(target with missing entries zeroed, mask or None)`` after checking both."""
+    """``(target with every unobserved entry zeroed, mask or None)`` after checking both.
+
+    Zeroing here, once, means no method ever sees an unobserved value (NaN, inf
+    or a finite outlier): each fits the same data whatever the mask hides.
+    """
     if mask is None and np.isfinite(target).all():
         return target, None                          # the common case: one pass
     nan = np.isnan(target)
@@ -179,11 +220,13 @@ def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | No
             raise TncError("the mask hides every entry; nothing to fit")
         if mask.all():
             mask = None
-    infinite = np.isinf(target)
+    infinite = np.isinf(target) if mask is None else np.isinf(target) & mask
     if infinite.any():
-        raise TncError(f"the data has {int(infinite.sum())} infinite entries")
-    clean = np.where(nan, 0.0, target) if nan.any() else target
-    return clean, mask
+        raise TncError(f"the data has {int(infinite.sum())} infinite entries"
+                       + (" where the mask says observed" if mask is not None else ""))
+    if mask is not None:
+        return np.where(mask, target, 0.0), mask     # no unobserved value reaches a method
+    return (np.where(nan, 0.0, target) if nan.any() else target), None
 
 
 def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:

@@ -41,6 +41,7 @@ import numpy as np
 
 from .compiler import compile_all
 from .errors import TncError
+from .fitting import refuse_masked
 from .network import Network
 from .options import check_arguments
 from .progress import Progress, wants_stop
@@ -248,6 +249,7 @@ def check_strata(strata) -> list[np.ndarray]:
         raise TncError("strata must be a non-empty list of arrays of shape (m_s, d_1, ..., d_K)")
     arrays = []
     for s, stratum in enumerate(strata):
+        refuse_masked(stratum, f"stratum {s}")
         array = np.asarray(stratum)
         if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
             raise TncError(f"stratum {s} must be a real numeric array, got dtype {array.dtype}")
