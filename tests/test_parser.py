@@ -118,9 +118,10 @@ def test_library_and_sketches_parse(text):
 def test_deep_nesting():
     parens = "network n() { index i: " + "(" * 5000 + "1" + ")" * 5000 + " tensor A(i) output }"
     assert tnc.compile(parens).shapes == ((1,),)
-    negations = "network n() { index i: " + "-" * 6000 + "1 tensor A(i) output }"
-    with pytest.raises(tnc.TncError):
-        tnc.compile(negations)
+    negations = "network n() { index i: " + "-" * 10000 + "3 tensor A(i) output }"
+    assert tnc.compile(negations).shapes == ((3,),)          # no recursion: any depth parses
+    with pytest.raises(tnc.TncSemanticError, match="has size -3"):
+        tnc.compile("network n() { index i: " + "-" * 10001 + "3 tensor A(i) output }")
 
 
 # -- random and mutated text (hypothesis) ---------------------------------------------------

@@ -89,10 +89,12 @@ def _read_file(path: Path) -> tuple[str, str]:
 
 
 def compile_all(text_or_path, filename: str | None = None, allow_path: bool = True,
-                **sizes) -> dict[str, Network]:
+                max_expansion: int | None = None, **sizes) -> dict[str, Network]:
     """Every network of a text, by name; ``sizes`` apply to each network that has them.
 
     ``allow_path=False`` takes ``text_or_path`` as text, never as a path.
+    ``max_expansion`` caps each network's loop steps, indices, tensors and legs
+    (default ``tnc.expand.MAX_EXPANSION``, 10**6), checked before unrolling.
 
     Tensors shared by name between networks must have one shape everywhere
     (they are one parameter of a coupled model).
@@ -110,7 +112,8 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
                 raise TncSemanticError(f"network `{definition.name}` is declared twice",
                                        definition.span)
             own = {k: v for k, v in sizes.items() if k in {p.name for p in definition.params}}
-            networks[definition.name] = Network(expand(definition, **own), text, filename)
+            networks[definition.name] = Network(
+                expand(definition, max_expansion=max_expansion, **own), text, filename)
         _check_sizes_used(module, sizes)
         check_shared_tensors(networks)
     except TncError as error:
@@ -144,15 +147,16 @@ def check_shared_tensors(networks: dict[str, Network]) -> None:
 
 
 def compile(text_or_path, name: str | None = None, filename: str | None = None,
-            allow_path: bool = True, **sizes) -> Network:
+            allow_path: bool = True, max_expansion: int | None = None, **sizes) -> Network:
     """Compile tnc text (or a ``.tn`` path) to a :class:`Network`.
 
     ``name`` picks one network of a text holding several; ``sizes`` override
     the header defaults (``tnc.compile(text, N=8, r=4)``); ``allow_path=False``
-    takes ``text_or_path`` as text, never as a path.
+    takes ``text_or_path`` as text, never as a path; ``max_expansion`` caps the
+    expanded size (see :func:`compile_all`).
     """
     return pick_named(compile_all(text_or_path, filename=filename, allow_path=allow_path,
-                                  **sizes), name, "network")
+                                  max_expansion=max_expansion, **sizes), name, "network")
 
 
 def pick_named(items: dict, name: str | None, kind: str):

@@ -20,14 +20,19 @@ into several legs. The result is a :class:`NetworkSpec`, with every size known::
 from __future__ import annotations
 
 import itertools
+import operator
 import numbers
 from dataclasses import dataclass, field
 
 from . import ast
-from .errors import TncSemanticError
+from .errors import TncError, TncSemanticError
 
 MAX_UNROLLED = 1_000_000      # loop iterations per statement
+#: Default cap on a network's expanded size: loop steps, indices, tensors and legs
+#: together (``tnc.compile(..., max_expansion=N)`` overrides it for one call).
+MAX_EXPANSION = 1_000_000
 MAX_INDEX_SIZE = 2 ** 40
+MAX_INT_BITS = 14_000         # |value| of any expression; its decimal form fits Python's 4300 digits
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,9 @@ def member_name(family: str, subscripts: tuple[int, ...]) -> str:
     """``member_name("h", (1, 2)) == "h[1,2]"``; no subscripts gives the bare name."""
     if not subscripts:
         return family
-    return f"{family}[{','.join(str(s) for s in subscripts)}]"
+    if len(subscripts) == 1:
+        return f"{family}[{subscripts[0]}]"
+    return f"{family}[{','.join(map(str, subscripts))}]"
 
 
 class _Scope:
@@ -90,15 +97,19 @@ class _Scope:
     def __init__(self, sizes: dict[str, int], loop_vars: dict[str, int] | None = None):
         self.sizes = sizes
         self.loop_vars = loop_vars or {}
+        self.values = {**sizes, **self.loop_vars}       # loop variables win
 
     def with_var(self, name: str, value: int) -> "_Scope":
-        return _Scope(self.sizes, {**self.loop_vars, name: value})
+        scope = _Scope.__new__(_Scope)          # no __init__: it runs once per loop step
+        scope.sizes, scope.loop_vars = self.sizes, {**self.loop_vars, name: value}
+        scope.values = {**self.values, name: value}
+        return scope
 
     def lookup(self, var: ast.Var) -> int:
-        if var.name in self.loop_vars:
-            return self.loop_vars[var.name]
-        if var.name in self.sizes:
-            return self.sizes[var.name]
+        try:
+            return self.values[var.name]
+        except KeyError:
+            pass
         known = sorted(self.sizes) + sorted(self.loop_vars)
         listing = ", ".join(f"`{k}`" for k in known) or "none"
         raise TncSemanticError(
@@ -107,23 +118,95 @@ class _Scope:
 
 
 def evaluate(expr: ast.Expr, scope: _Scope) -> int:
-    """Integer value of an expression (``n % N + 1`` and friends)."""
-    if isinstance(expr, ast.Int):
+    """Integer value of an expression (``n % N + 1`` and friends).
+
+    Evaluated with an explicit stack, so any nesting depth works; every value
+    stays below ``2 ** MAX_INT_BITS`` in magnitude (a located error otherwise).
+    """
+    kind = type(expr)
+    if kind is ast.Int:
         return expr.value
-    if isinstance(expr, ast.Var):
-        return scope.lookup(expr)
-    if isinstance(expr, ast.Neg):
-        return -evaluate(expr.operand, scope)
-    left, right = evaluate(expr.left, scope), evaluate(expr.right, scope)
-    if expr.op == "+":
+    if kind is ast.Var:
+        value = scope.values.get(expr.name)
+        return scope.lookup(expr) if value is None else value
+    if kind is ast.BinOp and type(expr.left) in _LEAVES and type(expr.right) in _LEAVES:
+        fast = expr.__dict__.get("_fast") or _compile_leaf_op(expr)
+        try:                                        # `n - 1`: the common case, compiled once
+            value = fast(scope.values)
+        except (KeyError, ZeroDivisionError):       # an unknown name, a zero divisor: located
+            return _checked_value(_apply(expr, _leaf(expr.left, scope),
+                                         _leaf(expr.right, scope)), expr)
+        return value if -_LIMIT < value < _LIMIT else _checked_value(value, expr)
+    values: list[int] = []
+    stack: list = [(expr, False)]
+    while stack:
+        node, operands_done = stack.pop()
+        if isinstance(node, ast.Int):
+            values.append(node.value)
+        elif isinstance(node, ast.Var):
+            values.append(scope.lookup(node))
+        elif not operands_done:
+            stack.append((node, True))
+            if isinstance(node, ast.Neg):
+                stack.append((node.operand, False))
+            else:
+                stack.extend(((node.right, False), (node.left, False)))
+        elif isinstance(node, ast.Neg):
+            values.append(-values.pop())
+        else:
+            right, left = values.pop(), values.pop()
+            values.append(_checked_value(_apply(node, left, right), node))
+    return values[0]
+
+
+_LEAVES = (ast.Int, ast.Var)
+_OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+              "//": operator.floordiv, "%": operator.mod}
+_LIMIT = 2 ** MAX_INT_BITS
+
+
+def _compile_leaf_op(expr: ast.BinOp):
+    """``values -> int`` for ``a OP b`` with leaf operands, kept on the node (its
+    ``__dict__``: the frozen dataclass's fields are untouched)."""
+    op = _OPERATORS[expr.op]
+    left, right = expr.left, expr.right
+    if type(left) is ast.Int and type(right) is ast.Int:
+        a, b = left.value, right.value
+        fast = lambda values: op(a, b)                          # noqa: E731
+    elif type(left) is ast.Int:
+        a, name = left.value, right.name
+        fast = lambda values: op(a, values[name])               # noqa: E731
+    elif type(right) is ast.Int:
+        name, b = left.name, right.value
+        fast = lambda values: op(values[name], b)               # noqa: E731
+    else:
+        first, second = left.name, right.name
+        fast = lambda values: op(values[first], values[second])  # noqa: E731
+    expr.__dict__["_fast"] = fast
+    return fast
+
+
+def _leaf(expr, scope: _Scope) -> int:
+    return expr.value if type(expr) is ast.Int else scope.lookup(expr)
+
+
+def _apply(node: ast.BinOp, left: int, right: int) -> int:
+    if node.op == "+":
         return left + right
-    if expr.op == "-":
+    if node.op == "-":
         return left - right
-    if expr.op == "*":
+    if node.op == "*":
         return left * right
     if right == 0:
-        raise TncSemanticError(f"division by zero in `{expr.op}`", expr.span)
-    return left // right if expr.op == "//" else left % right
+        raise TncSemanticError(f"division by zero in `{node.op}`", node.span)
+    return left // right if node.op == "//" else left % right
+
+
+def _checked_value(value: int, node: ast.BinOp) -> int:
+    if value.bit_length() > MAX_INT_BITS:
+        raise TncSemanticError(f"the value of this expression has more than {MAX_INT_BITS} "
+                               "bits; tnc integers stay below 2**" f"{MAX_INT_BITS}", node.span)
+    return value
 
 
 def _format_env(scope: _Scope) -> str:
@@ -149,17 +232,86 @@ def unroll(loops: tuple[ast.Loop, ...], scope: _Scope):
     if stop - start + 1 > MAX_UNROLLED:
         raise TncSemanticError(f"the loop range `{start}..{stop}` has more than "
                                f"{MAX_UNROLLED} steps", loop.span)
+    if not rest:                                # the innermost loop: no nested generator
+        for value in range(start, stop + 1):
+            yield scope.with_var(loop.var, value)
+        return
     for value in range(start, stop + 1):
         yield from unroll(rest, scope.with_var(loop.var, value))
 
 
-def unroll_statement(stmt, scope: _Scope):
-    """:func:`unroll` over a statement's loops, at most ``MAX_UNROLLED`` iterations in all."""
+def unroll_statement(stmt, scope: _Scope, budget: "_Budget | None" = None):
+    """:func:`unroll` over a statement's loops, at most ``MAX_UNROLLED`` iterations in all,
+    each charged to ``budget``; a clause sure to repeat more is refused before unrolling."""
+    if stmt.loops and loop_steps(stmt.loops, scope) > MAX_UNROLLED:
+        _too_many_steps(stmt)
     for count, inner in enumerate(unroll(stmt.loops, scope), start=1):
         if count > MAX_UNROLLED:
-            raise TncSemanticError(f"the `for` clause repeats this statement more than "
-                                   f"{MAX_UNROLLED} times; use smaller sizes", stmt.loops[0].span)
+            _too_many_steps(stmt)
+        if budget is not None:
+            budget.charge(1, stmt.span)
         yield inner
+
+
+def _too_many_steps(stmt):
+    raise TncSemanticError(f"the `for` clause repeats this statement more than "
+                           f"{MAX_UNROLLED} times; use smaller sizes", stmt.loops[0].span)
+
+
+def loop_steps(loops: tuple[ast.Loop, ...], scope: _Scope) -> int:
+    """A lower bound on the iterations of nested loops, found without unrolling them.
+
+    Each range's length is taken at the outer loops' first and at their last
+    values, the smaller of the two (exact for constant ranges, a lower bound
+    for ranges that move linearly with the outer variables); a range that
+    cannot be evaluated counts one (the unrolling reports it).
+    """
+    steps, first, last = 1, scope, scope
+    for loop in loops:
+        ends = [_quiet_range(loop.start, loop.stop, s) for s in (first, last)]
+        if None in ends:
+            return steps
+        steps *= min(max(0, stop - start + 1) for start, stop in ends)
+        if steps == 0:
+            return 0
+        first = first.with_var(loop.var, ends[0][0])
+        last = last.with_var(loop.var, ends[1][1])
+    return steps
+
+
+def _quiet_range(start: ast.Expr, stop: ast.Expr, scope: _Scope) -> tuple[int, int] | None:
+    """``(start, stop)`` evaluated, or None when that raises (reported later, in order)."""
+    try:
+        return evaluate(start, scope), evaluate(stop, scope)
+    except TncSemanticError:
+        return None
+
+
+def _spread(ref: ast.Ref, scope: _Scope) -> int:
+    """How many members a reference with ranges stands for (``*`` counts one)."""
+    count = 1
+    for sub in ref.subscripts:
+        if isinstance(sub, ast.Range):
+            ends = _quiet_range(sub.start, sub.stop, scope)
+            count *= 1 if ends is None else max(0, ends[1] - ends[0] + 1)
+    return count
+
+
+class _Budget:
+    """The expanded size left to a network: loop steps, indices, tensors and legs."""
+
+    def __init__(self, cap: int):
+        if isinstance(cap, bool) or not isinstance(cap, numbers.Integral) or cap < 1:
+            raise TncError(f"max_expansion must be a positive integer, got {cap!r}")
+        self.cap, self.used = int(cap), 0
+
+    def charge(self, units: int, span: ast.Span) -> None:
+        self.used += units
+        if self.used > self.cap:
+            raise TncSemanticError(
+                f"the network expands to more than {self.cap} loop steps, indices, tensors "
+                "and legs; use smaller sizes, or raise the cap with "
+                "tnc.compile(..., max_expansion=N) or tnc.expand.MAX_EXPANSION", span)
 
 
 def bind_sizes(network: ast.NetworkDef, overrides: dict[str, object]) -> dict[str, int]:
@@ -196,9 +348,11 @@ def _checked_override(param: ast.Param, value: object) -> int:
 class _Expander:
     """Unrolls one network's statements into indices, occurrences and output."""
 
-    def __init__(self, network: ast.NetworkDef, sizes: dict[str, int]):
+    def __init__(self, network: ast.NetworkDef, sizes: dict[str, int], max_expansion: int):
         self.network = network
         self.scope = _Scope(sizes)
+        self.budget = _Budget(max_expansion)
+        self.single: dict[int, bool] = {}       # id(ref) -> no ranges, no `*` in it
         self.indices: dict[str, IndexInfo] = {}
         self.families: dict[tuple[str, int], list[IndexInfo]] = {}
         self.occurrences: list[Occurrence] = []
@@ -206,6 +360,7 @@ class _Expander:
 
     def run(self) -> NetworkSpec:
         statements = self.network.statements
+        self.check_estimate(statements)
         for stmt in statements:
             if isinstance(stmt, ast.IndexStmt):
                 self.declare_indices(stmt)
@@ -221,9 +376,31 @@ class _Expander:
         return NetworkSpec(self.network.name, dict(self.scope.sizes), index_sizes,
                            tuple(self.occurrences), output, self.network.span)
 
+    def check_estimate(self, statements) -> None:
+        """Refuse a network sure to exceed the budget before unrolling any of it."""
+        estimate = _Budget(self.budget.cap)
+        for stmt in statements:
+            estimate.charge(self.estimate(stmt), stmt.span)
+
+    def estimate(self, stmt) -> int:
+        """A lower bound on what a statement charges (:func:`loop_steps` per member)."""
+        steps = loop_steps(stmt.loops, self.scope) if not isinstance(stmt, ast.OutputStmt) else 1
+        scope = self.scope
+        for loop in getattr(stmt, "loops", ()):
+            ends = _quiet_range(loop.start, loop.stop, scope)
+            scope = scope.with_var(loop.var, 0 if ends is None else ends[0])
+        if isinstance(stmt, ast.IndexStmt):
+            members = sum(_spread(d.ref, scope) for d in stmt.decls)
+        elif isinstance(stmt, ast.TensorStmt):
+            members = sum(1 + sum(_spread(leg.ref, scope) for leg in use.legs)
+                          for use in stmt.uses)
+        else:
+            members = sum(_spread(leg.ref, scope) for leg in stmt.legs)
+        return steps * (1 + members)
+
     # -- indices -----------------------------------------------------------------
     def declare_indices(self, stmt: ast.IndexStmt) -> None:
-        for scope in unroll_statement(stmt, self.scope):
+        for scope in unroll_statement(stmt, self.scope, self.budget):
             for decl in stmt.decls:
                 size = evaluate(decl.size, scope)
                 for subs in self.subscript_values(decl.ref, scope, wildcard_ok=False):
@@ -250,7 +427,12 @@ class _Expander:
 
     def subscript_values(self, ref: ast.Ref, scope: _Scope, wildcard_ok: bool):
         """All subscript tuples a reference stands for (ranges and ``*`` spread out)."""
-        choices = []
+        if self.is_single(ref):                 # the fast path: `p[n]`, `b[n-1]`
+            self.budget.charge(1, ref.span)
+            subs = ref.subscripts
+            return ((evaluate(subs[0], scope),),) if len(subs) == 1 else (
+                tuple(evaluate(s, scope) for s in subs),)
+        choices, count = [], 1
         for position, sub in enumerate(ref.subscripts):
             if isinstance(sub, ast.Range):
                 start, stop = evaluate(sub.start, scope), evaluate(sub.stop, scope)
@@ -259,6 +441,7 @@ class _Expander:
                 if stop - start + 1 > MAX_UNROLLED:
                     raise TncSemanticError(f"the range `{start}..{stop}` is too long", sub.span)
                 choices.append(range(start, stop + 1))
+                count *= len(choices[-1])
             elif isinstance(sub, ast.Wildcard):
                 if not wildcard_ok:
                     raise TncSemanticError("`*` can only stand in a leg or the output, where it "
@@ -266,6 +449,7 @@ class _Expander:
                 choices.append(self.wildcard_values(ref, position))
             else:
                 choices.append((evaluate(sub, scope),))
+        self.budget.charge(count, ref.span)     # before spreading: `p[1..10**6, 1..10**6]`
         return itertools.product(*choices)
 
     def wildcard_values(self, ref: ast.Ref, position: int) -> list[int]:
@@ -277,18 +461,52 @@ class _Expander:
                 "subscript(s) for `*` to stand for", ref.span)
         return values
 
+    def is_single(self, ref: ast.Ref) -> bool:
+        """Whether a reference names one member (``b[n-1]``: no ranges, no ``*``)."""
+        single = self.single.get(id(ref))
+        if single is None:
+            single = self.single[id(ref)] = not any(
+                isinstance(s, (ast.Range, ast.Wildcard)) for s in ref.subscripts)
+        return single
+
+    def single_member(self, ref: ast.Ref, scope: _Scope) -> str | None:
+        """The name of the one member ``ref`` stands for (``b[4]``), None when it spreads.
+
+        The fast path of expansion, charging nothing: its caller charges one per name.
+        """
+        if not self.is_single(ref):
+            return None
+        subs = ref.subscripts
+        if not subs:
+            return ref.name
+        if len(subs) == 1:
+            return f"{ref.name}[{evaluate(subs[0], scope)}]"
+        return member_name(ref.name, tuple(evaluate(s, scope) for s in subs))
+
     def legs(self, legs: tuple[ast.Leg, ...], scope: _Scope) -> list[str]:
         names = []
         for leg in legs:
+            name = self.single_member(leg.ref, scope)
+            if name is not None:
+                if name in self.indices:
+                    names.append(name)
+                elif not leg.optional:
+                    self._undeclared(name, leg)
+                continue
             for subs in self.subscript_values(leg.ref, scope, wildcard_ok=True):
                 name = member_name(leg.ref.name, subs)
                 if name in self.indices:
                     names.append(name)
                 elif not leg.optional and not self._wildcard_gap(leg.ref):
-                    raise TncSemanticError(
-                        f"index `{name}` is not declared; declare it with `index {name}: SIZE` "
-                        "or mark the leg optional with `?`", leg.span)
+                    self._undeclared(name, leg)
+        if legs:
+            self.budget.charge(len(legs), legs[0].span)   # the single ones; spreads charged
         return names
+
+    @staticmethod
+    def _undeclared(name: str, leg: ast.Leg):
+        raise TncSemanticError(f"index `{name}` is not declared; declare it with "
+                               f"`index {name}: SIZE` or mark the leg optional with `?`", leg.span)
 
     @staticmethod
     def _wildcard_gap(ref: ast.Ref) -> bool:
@@ -297,16 +515,17 @@ class _Expander:
 
     # -- tensors -----------------------------------------------------------------
     def use_tensors(self, stmt: ast.TensorStmt) -> None:
-        for scope in unroll_statement(stmt, self.scope):
+        for scope in unroll_statement(stmt, self.scope, self.budget):
             for use in stmt.uses:
                 self.add_occurrence(stmt.kind, use, scope)
 
     def add_occurrence(self, kind: str, use: ast.TensorUse, scope: _Scope) -> None:
-        for sub in use.ref.subscripts:
+        for sub in use.ref.subscripts if not self.is_single(use.ref) else ():
             if isinstance(sub, (ast.Range, ast.Wildcard)):
                 raise TncSemanticError("a tensor name takes single subscripts such as `G[n]`; "
                                        "use a `for` clause to declare several", sub.span)
-        name = member_name(use.ref.name, tuple(evaluate(s, scope) for s in use.ref.subscripts))
+        name = self.single_member(use.ref, scope)
+        self.budget.charge(1, use.span)
         occ = Occurrence(name, kind, tuple(self.legs(use.legs, scope)), use.span)
         first = self.first_use.setdefault(name, occ)
         self.check_tied(first, occ)
@@ -340,7 +559,7 @@ class _Expander:
                                    outputs[1].span)
         stmt = outputs[0]
         carried = {i for occ in self.occurrences for i in occ.indices}
-        names: list[str] = []
+        names: dict[str, None] = {}         # ordered, with a linear duplicate check
         for leg in stmt.legs:
             for name in self.legs((leg,), self.scope):
                 if name not in carried:
@@ -349,10 +568,16 @@ class _Expander:
                 if name in names:
                     raise TncSemanticError(f"index `{name}` appears twice in the output",
                                            leg.span)
-                names.append(name)
+                names[name] = None
         return tuple(names)
 
 
-def expand(network: ast.NetworkDef, **sizes) -> NetworkSpec:
-    """Bind ``sizes`` (overriding header defaults) and unroll ``network``."""
-    return _Expander(network, bind_sizes(network, sizes)).run()
+def expand(network: ast.NetworkDef, max_expansion: int | None = None, **sizes) -> NetworkSpec:
+    """Bind ``sizes`` (overriding header defaults) and unroll ``network``.
+
+    ``max_expansion`` caps the loop steps, indices, tensors and legs it may
+    unroll to (default :data:`MAX_EXPANSION`); a network sure to exceed it is
+    refused before any unrolling, with the statement at fault located.
+    """
+    cap = MAX_EXPANSION if max_expansion is None else max_expansion
+    return _Expander(network, bind_sizes(network, sizes), cap).run()

@@ -11,12 +11,13 @@ readable list of what was expected; common mistakes get a tailored hint::
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 
 import lark
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .errors import TncError, TncSyntaxError
@@ -77,9 +78,41 @@ def _of(kind, children):
     return tuple(c for c in children if isinstance(c, kind))
 
 
-@v_args(meta=True)
-class ToAst(Transformer):
-    """Lark tree -> :mod:`tnc.ast`; one method per rule or alias."""
+#: Longest integer literal, in digits (Python's int-from-str limit is 4300); every value
+#: in an expression stays below ``2 ** MAX_INT_BITS`` (see :func:`tnc.expand.evaluate`).
+MAX_INT_DIGITS = 4200
+
+
+class ToAst:
+    """Lark tree -> :mod:`tnc.ast`; one method ``rule(meta, children)`` per rule or alias.
+
+    :meth:`transform` walks the tree with an explicit stack, so any nesting depth
+    (10,000 unary minuses, a 10,000-term sum) builds without recursion.
+    """
+
+    def transform(self, tree: lark.Tree):
+        """The AST of ``tree``, built bottom-up: children before their parent."""
+        results: list = []
+        stack: list = [(tree, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if not isinstance(node, lark.Tree):
+                results.append(node)
+            elif children_done:
+                count = len(node.children)
+                children = results[len(results) - count:]
+                del results[len(results) - count:]
+                results.append(self.rule(node.data, node.meta, children))
+            else:
+                stack.append((node, True))
+                stack.extend((child, False) for child in reversed(node.children))
+        return results[0]
+
+    def rule(self, data: str, meta, children):
+        method = getattr(self, str(data), None)
+        if method is None or data in ("transform", "rule") or data.startswith("_"):
+            raise TncError(f"internal: the grammar rule `{data}` has no transformer")
+        return method(meta, children)
 
     def start(self, meta, children):
         return tuple(children)
@@ -159,7 +192,11 @@ class ToAst(Transformer):
         return ast.Neg(children[0], _span(meta))
 
     def int(self, meta, children):
-        return ast.Int(int(children[0]), _span(children[0]))
+        token = children[0]
+        if len(token) > MAX_INT_DIGITS:
+            raise TncSyntaxError(f"the integer literal has {len(token)} digits; tnc integers "
+                                 f"have at most {MAX_INT_DIGITS}", _span(token))
+        return ast.Int(int(token), _span(token))
 
     def var(self, meta, children):
         return ast.Var(str(children[0]), _span(children[0]))
@@ -201,13 +238,16 @@ class ToAst(Transformer):
         return ast.NonnegStmt(_of(ast.Ref, children), _span(meta))
 
     def number(self, meta, children):
-        return ast.Number(float(children[0]), _span(children[0]))
+        token = children[0]
+        value = float(token)
+        if not math.isfinite(value):
+            shown = token if len(token) <= 40 else f"{token[:20]}...({len(token)} characters)"
+            raise TncSyntaxError(f"the number {shown} is too large: it overflows a float "
+                                 "(at most about 1.8e308)", _span(token))
+        return ast.Number(value, _span(token))
 
     def amount_name(self, meta, children):
         return ast.Name(str(children[0]), _span(children[0]))
-
-    def __default__(self, data, children, meta):
-        raise TncError(f"internal: the grammar rule `{data}` has no transformer")
 
 
 def _describe_expected(parser: Lark, expected) -> str:
@@ -281,12 +321,7 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
         definitions = ToAst().transform(tree)
     except UnexpectedInput as error:
         raise _syntax_error(error, parser, text).located(text, filename) from None
-    except VisitError as error:
-        original = error.orig_exc
-        if isinstance(original, TncError):
-            raise original.located(text, filename) from None
-        raise
-    except RecursionError:
-        raise TncSyntaxError("the text is nested too deeply").located(text, filename) from None
+    except TncError as error:
+        raise error.located(text, filename) from None
     return ast.Module(_of(ast.NetworkDef, definitions), text, filename,
                       _of(ast.ModelDef, definitions))
