@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse.linalg as sla
 
 from .chain import Chain, canonicalize, einsum_by_name, find_chain, merge, random_cores, ranks, split
-from .errors import TncError
+from .decompositions import scale_exponent
+from .errors import ConvergenceWarning, TncError
 from .fitting import register_method
 from .options import validated
 from .progress import Progress, wants_stop
@@ -229,7 +231,8 @@ class GroundStateOptions:
     ``max_rank``: largest bond dimension, an int or a per-sweep schedule (the
     last entry repeats; capped by the network's declared bond sizes);
     ``cutoff``: discarded relative weight allowed per split; ``tol``: stop when
-    the energy changes by less than this between sweeps; ``init_rank``: bond
+    the energy changes by less than this between sweeps, relative to
+    ``|energy|`` (so a Hamiltonian's scale does not matter); ``init_rank``: bond
     size of the random start; ``eig_tol``: tolerance of the local eigensolver
     (default ``1e-2 * sqrt(tol)``, see :func:`_eig_tol`).
     """
@@ -285,7 +288,10 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     (so ``result.reconstruct()`` is the energy); ``info["energy"]`` is the
     final energy, ``info["ranks"]`` the bond sizes actually used, ``history``
     one record per sweep (``energy``, ``truncation_error``, ``max_rank``,
-    ``ranks``, ``time``).
+    ``ranks``, ``bond_limit``, ``time``). ``info["max_truncation_error"]`` is
+    the largest truncation error at the final bond limit; when it exceeds
+    ``cutoff`` the bond limit decided the answer, ``info["bond_limited"]`` is
+    True, ``converged`` False and a warning says so (see :func:`bond_limited`).
     """
     opts = validated(GroundStateOptions, options, "ground_state")
     network.check_tensors({**network.random(), **inputs})
@@ -293,19 +299,75 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     declared = max(network.spec.index_sizes[c.right] for c in sites.chain.cores[:-1])
     schedule = _schedule(opts.max_rank, declared, opts.max_sweeps)
     cores = _initial_cores(network, sites.chain, opts)
-    envs = Environments(sites, cores, {k: np.asarray(v, dtype=float) for k, v in inputs.items()})
+    scaled, exponent = scaled_inputs(network, inputs)
+    envs = Environments(sites, cores, scaled)
     eig_tol = opts.eig_tol if opts.eig_tol is not None else _eig_tol(opts.tol)
     history, converged, start = [], False, time.perf_counter()
     with Progress(opts.max_sweeps, desc="dmrg", enabled=opts.progress) as bar:
         for number in range(opts.max_sweeps):
             record = sweep(envs, schedule[number], opts.cutoff, eig_tol, number % 2 == 0)
-            record["time"] = time.perf_counter() - start
+            record.update(energy=float(np.ldexp(record["energy"], exponent)),
+                          bond_limit=schedule[number], time=time.perf_counter() - start)
             history.append(record)
             bar.update(energy=record["energy"], max_rank=record["max_rank"])
             converged = _converged(history, opts.tol, schedule, number)
             if converged or wants_stop(opts.callback, dict(record, sweep=number)):
                 break
-    return _result(network, sites.chain, cores, inputs, history, converged, start)
+    result = _result(network, sites.chain, cores, inputs, history, converged, start)
+    return bond_limited(result, opts.cutoff)
+
+
+def scaled_inputs(network, inputs: dict) -> tuple[dict, int]:
+    """The MPO tensors divided by powers of two to unit size, and ``e`` with ``H = 2**e H_scaled``.
+
+    Exact, and it keeps the environments (products of N tensors) in range for
+    Hamiltonians scaled by anything from 1e-200 to 1e200; energies are scaled
+    back with ``e``. Non-finite entries are refused here, by name.
+    """
+    uses: dict[str, int] = {}
+    for occ in network.occurrences:
+        if occ.kind == "data":
+            uses[occ.name] = uses.get(occ.name, 0) + 1
+    scaled, total = {}, 0
+    for name, value in inputs.items():
+        array = np.asarray(value, dtype=float)
+        if not np.isfinite(array).all():
+            raise TncError(f"ground_state: data tensor `{name}` has "
+                           f"{int(np.count_nonzero(~np.isfinite(array)))} NaN or infinite "
+                           "entries; the Hamiltonian must be finite")
+        exponent = scale_exponent(array)
+        scaled[name] = np.ldexp(array, -exponent)
+        total += exponent * uses.get(name, 0)
+    return scaled, total
+
+
+def bond_limited(result: FitResult, cutoff: float) -> FitResult:
+    """Record the largest truncation error at the final bond limit; flag a bond-limited answer.
+
+    ``info["max_truncation_error"]`` is the largest discarded weight of any
+    split in the sweeps run at the last bond limit. Above ``cutoff``, the bond
+    limit (``max_rank`` or the declared bond size), not the truncation
+    tolerance, decided the answer: the energy is then only the best of that
+    bond dimension, so ``converged`` is False (``info["energy_converged"]``
+    keeps whether the energy stopped changing) and a
+    :class:`~tnc.errors.ConvergenceWarning` says so.
+    """
+    history = result.history
+    if not history:
+        return result
+    limit = history[-1]["bond_limit"]
+    worst = max(h["truncation_error"] for h in history if h["bond_limit"] == limit)
+    limited = worst > cutoff
+    result.info.update(max_truncation_error=worst, bond_limited=limited,
+                       energy_converged=result.converged)
+    if limited:
+        result.converged = False
+        warnings.warn(f"ground_state: the bond limit {limit} decided the answer, not the "
+                      f"truncation tolerance: truncation error {worst:.3g} > cutoff "
+                      f"{cutoff:g}, so energy {result.info['energy']:.10g} is the best at bond "
+                      f"dimension {limit} only; raise max_rank (or the network's bond size) "
+                      "for the ground state", ConvergenceWarning, stacklevel=3)
+    return result
 
 
 def _eig_tol(tol: float) -> float:
@@ -318,9 +380,11 @@ def _eig_tol(tol: float) -> float:
 
 
 def _converged(history, tol, schedule, number) -> bool:
+    """The energy changed by at most ``tol`` relative to its size, at the final bond limit."""
     if len(history) < 2 or schedule[number] != schedule[-1]:
         return False
-    return abs(history[-1]["energy"] - history[-2]["energy"]) < tol
+    now, before = history[-1]["energy"], history[-2]["energy"]
+    return abs(now - before) <= tol * max(abs(now), abs(before))
 
 
 def _initial_cores(network, chain, opts) -> dict:

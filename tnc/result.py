@@ -69,6 +69,9 @@ class FitResult(LastSweep):
         for key in ("rel_error", "loss"):
             if last.get(key) is not None:
                 parts.append(f"{key.replace('_', ' ')} {last[key]:.4g}")
+        if self.info.get("max_truncation_error") is not None:       # DMRG ground states
+            parts.append(f"truncation error {self.info['max_truncation_error']:.3g}"
+                         + (" (bond-limited)" if self.info.get("bond_limited") else ""))
         return ", ".join(parts)
 
     def __repr__(self) -> str:
