@@ -221,3 +221,48 @@ def test_cli_empty_or_cut_npy_is_one_line(capsys, tmp_path, content, phrase):
     code, out, err = run_cli(capsys, "fit", "cp", str(path), "--size", "R=2", "-q")
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and phrase in err, err
+
+
+# -- weights and penalties of coupled models -------------------------------------------------
+CP_TEXT = ("network cp(I = 3, J = 4, K = 5, R = 2) { index i: I, j: J, k: K, r: R\n"
+           "    tensor A(i, r), B(j, r), C(k, r)  output i, j, k }\n")
+
+
+@pytest.mark.parametrize("block, settings", [
+    ("model m(lam = 0.1) { fit cp to T  penalty l2(lam) A }", {"lam": math.nan}),
+    ("model m(lam = 0.1) { fit cp to T weight lam }", {"lam": math.inf}),
+    ("model m(lam = 0.1) { fit cp to T weight lam }", {"lam": -1.0}),
+    ("model m(lam = 0.1) { fit cp to T  penalty tv(lam) A along i }", {"lam": math.nan}),
+])
+def test_block_weights_and_penalties_are_finite(block, settings):
+    with pytest.raises(tnc.TncSemanticError) as caught:
+        tnc.compile_model(CP_TEXT + block, settings=settings)
+    error = caught.value
+    assert "weights and penalties must be finite numbers >= 0, got `lam` = " in str(error)
+    assert error.line == 3 and block[error.column - 1:error.column + 2] == "lam"
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"l2": math.nan}, "the penalty on `A` must be a finite number >= 0"),
+    ({"l2": {"B": math.inf}}, "the penalty on `B` must be a finite number >= 0"),
+    ({"tv": {"A": (math.nan, 0)}}, "the penalty on `A` must be a finite number >= 0"),
+])
+def test_python_model_penalties_are_finite(kwargs, phrase):
+    with pytest.raises(tnc.TncError, match=phrase):
+        tnc.coupled_model([(tnc.library("cp", **CP), "T")], **kwargs)
+
+
+@pytest.mark.parametrize("weight", [math.inf, math.nan, -0.5])
+def test_python_model_weights_are_finite(weight):
+    with pytest.raises(tnc.TncError, match="the weight of data set `T` must be a finite number"):
+        tnc.coupled_model([(tnc.library("cp", **CP), "T", "gaussian", weight)])
+
+
+def test_cli_set_nan_is_one_line(capsys, tmp_path):
+    path = tmp_path / "m.tn"
+    path.write_text(CP_TEXT + "model m(lam = 0.1) { fit cp to T  penalty l2(lam) A }\n")
+    np.save(tmp_path / "T.npy", np.ones((3, 4, 5)))
+    code, out, err = run_cli(capsys, "fit", str(path), "--data", f"T={tmp_path / 'T.npy'}",
+                             "--set", "lam=nan", "-q")
+    assert code == 2 and out == ""
+    assert "weights and penalties must be finite numbers >= 0, got `lam` = nan" in err

@@ -30,6 +30,7 @@ a tensor penalised twice, TV along an index the tensor does not carry: each a
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from . import ast
@@ -142,8 +143,9 @@ def check_model(model: CoupledModel) -> None:
         raise TncError(f"data set `{next(d for d in data if data.count(d) > 1)}` is fitted twice")
     shapes: dict = {}
     for term in model.terms:
-        if term.weight < 0:
-            raise TncError(f"the weight of data set `{term.data}` must be non-negative")
+        if not 0 <= term.weight < math.inf:
+            raise TncError(f"the weight of data set `{term.data}` must be a finite number "
+                           f">= 0, got {term.weight}")
         for name, shape in term.network.params.items():
             if shapes.setdefault(name, shape) != shape:
                 raise TncError(f"`{name}` has shape {shapes[name]} in one network and {shape} "
@@ -154,8 +156,9 @@ def check_model(model: CoupledModel) -> None:
             raise TncError(f"{what}: `{unknown[0]}` is not a parameter of the model; its "
                            f"parameters are {', '.join(shapes)}")
     for name, value in [*model.l2.items(), *((n, w) for n, (w, _) in model.tv.items())]:
-        if not value >= 0:
-            raise TncError(f"the penalty on `{name}` must be non-negative, got {value}")
+        if not 0 <= value < math.inf:
+            raise TncError(f"the penalty on `{name}` must be a finite number >= 0 (non-negative), "
+                           f"got {value}")
     for name, (_, axis) in model.tv.items():
         if not 0 <= axis < len(shapes[name]):
             raise TncError(f"tv: `{name}` has {len(shapes[name])} axes; axis {axis} is out "
@@ -243,12 +246,19 @@ def _model_params(definition: ast.ModelDef, settings: dict) -> dict[str, float]:
 
 
 def _amount(amount: ast.Amount, params: dict) -> float:
+    """A weight or penalty amount: a number, or a header parameter's value; finite, >= 0."""
     if isinstance(amount, ast.Number):
-        return amount.value
-    if amount.name not in params:
+        value = amount.value
+    elif amount.name not in params:
         raise TncSemanticError(f"`{amount.name}` is not a parameter of the model; declare it "
                                f"in the header, e.g. `model m({amount.name} = 0.1)`", amount.span)
-    return params[amount.name]
+    else:
+        value = params[amount.name]
+    if not 0 <= value < math.inf:
+        where = "" if isinstance(amount, ast.Number) else f"`{amount.name}` = "
+        raise TncSemanticError(f"weights and penalties must be finite numbers >= 0, got "
+                               f"{where}{value}", amount.span)
+    return value
 
 
 def _term(statement: ast.FitStmt, networks: dict, params: dict) -> Term:
