@@ -52,15 +52,31 @@ class TncError(Exception):
         where = f"{self.filename or '<string>'}:{self.span.line}:{self.span.column}"
         text = f"{where}: {self.message}"
         if self.source is not None:
-            lines = self.source.splitlines()
+            lines = source_lines(self.source)
             if 1 <= self.span.line <= len(lines):
-                shown = lines[self.span.line - 1].expandtabs(1)
+                shown = printable(lines[self.span.line - 1])
                 width = 1
                 if self.span.end_line == self.span.line:
                     width = max(1, self.span.end_column - self.span.column)
                 caret = " " * (self.span.column - 1) + "^" * width
                 text += f"\n    {shown}\n    {caret}"
         return text
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of a text as the parser counts them: split at ``\\n`` only (a lone
+    ``\\r``, ``\\f``, ``\\x85`` or ``\\u2028`` does not end a line), ``\\r\\n`` as one.
+
+    >>> source_lines("a\\fb\\r\\nc")
+    ['a\\x0cb', 'c']
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def printable(line: str) -> str:
+    """``line`` with each unprintable character (tab, form feed, ...) shown as one blank,
+    so a caret counted in characters stays under its column."""
+    return "".join(c if c.isprintable() else " " for c in line)
 
 
 class TncSyntaxError(TncError):

@@ -20,7 +20,7 @@ from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
-from .errors import TncError, TncSyntaxError
+from .errors import TncError, TncSyntaxError, source_lines
 
 GRAMMAR_NAME = "tnc.lark"
 
@@ -270,7 +270,7 @@ def _syntax_error(error: UnexpectedInput, parser: Lark, text: str) -> TncSyntaxE
     hint = _hint(error, parser)
     expected, width = _accepted(error), 1
     if isinstance(error, UnexpectedCharacters):
-        found = f"unexpected character `{text[error.pos_in_stream]}`"
+        found = f"unexpected character {_shown_character(text[error.pos_in_stream])}"
     elif isinstance(error, UnexpectedEOF) or getattr(error.token, "type", "") == "$END":
         found = "unexpected end of text"
         line, column = _end_position(text)
@@ -283,6 +283,11 @@ def _syntax_error(error: UnexpectedInput, parser: Lark, text: str) -> TncSyntaxE
     if hint:
         message += f"\nhint: {hint}"
     return TncSyntaxError(message, ast.Span(line, column, line, column + width))
+
+
+def _shown_character(char: str) -> str:
+    """```$```, or ``U+000B`` for a character a terminal would not show as itself."""
+    return f"`{char}`" if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
 
 
 def _hint(error: UnexpectedInput, parser: Lark) -> str | None:
@@ -305,7 +310,10 @@ def _accepted(error: UnexpectedInput) -> set[str]:
 
 
 def _end_position(text: str) -> tuple[int, int]:
-    lines = text.splitlines() or [""]
+    """Line and column just past the last character (a final newline ends its line)."""
+    lines = source_lines(text)
+    if len(lines) > 1 and not lines[-1] and text.endswith("\n"):
+        lines.pop()
     return len(lines), len(lines[-1]) + 1
 
 
