@@ -266,3 +266,45 @@ def test_cli_set_nan_is_one_line(capsys, tmp_path):
                              "--set", "lam=nan", "-q")
     assert code == 2 and out == ""
     assert "weights and penalties must be finite numbers >= 0, got `lam` = nan" in err
+
+
+# -- pinned sizes ----------------------------------------------------------------------------
+def test_explicit_sizes_are_pinned_and_a_mismatch_names_both_shapes():
+    net = tnc.library("cp", I=4, J=5, K=6, R=2)
+    assert net.pinned_sizes == {"I": 4, "J": 5, "K": 6, "R": 2}
+    with pytest.raises(tnc.TncError) as caught:
+        tnc.fit(net, np.ones((9, 9, 9)), progress=False)
+    message = str(caught.value)
+    assert "(4, 5, 6)" in message and "(9, 9, 9)" in message and "pinned" in message
+    with pytest.raises(tnc.TncError, match=r"\(4, 9, 9\).*\(9, 9, 9\)"):
+        tnc.fit(tnc.library("cp", R=2).with_sizes(I=4), np.ones((9, 9, 9)), progress=False)
+
+
+def test_sizes_left_open_are_read_off_the_data_and_pinned_ones_kept():
+    rng = np.random.default_rng(3)
+    X = rng.random((7, 8, 9))
+    result = tnc.fit(tnc.library("cp", I=7, R=3), X, progress=False, max_sweeps=2)
+    assert result.network.sizes == {"I": 7, "J": 8, "K": 9, "R": 3}
+    assert result.network.pinned_sizes == {"I": 7, "R": 3}
+    truth = tnc.library("cp", I=7, J=8, K=9, R=3)        # the same fit, sizes given
+    again = tnc.fit(truth, X, progress=False, max_sweeps=2)
+    np.testing.assert_allclose(result.reconstruct(), again.reconstruct(), rtol=1e-12)
+    bigger = tnc.fit(tnc.library("cp", I=4, J=5, K=6, R=2), X, sizes={"I": 7, "J": 8, "K": 9},
+                     progress=False, max_sweeps=1)     # sizes= is the caller's word too
+    assert bigger.network.output_shape == X.shape
+
+
+def test_text_header_defaults_are_not_pinned(capsys, tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 4, 5)))
+    code, out, err = run_cli(capsys, "fit", "cp", str(tmp_path / "x.npy"), "--size", "R=2",
+                             "-q", "-x", "max_sweeps=2")
+    assert code == 0, err
+    header = tnc.library("cp")                  # header defaults only: nothing pinned
+    assert header.pinned_sizes == {}
+    assert tnc.fit(header.with_sizes(R=2), np.ones((3, 4, 5)), progress=False,
+                   max_sweeps=1).network.output_shape == (3, 4, 5)
+
+
+def test_empty_data_dimension_is_a_tnc_error():
+    with pytest.raises(tnc.TncError, match=r"shape \(0, 3, 3\), with an empty dimension"):
+        tnc.fit(tnc.library("cp", R=2), np.zeros((0, 3, 3)), progress=False)

@@ -113,7 +113,7 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
                                        definition.span)
             own = {k: v for k, v in sizes.items() if k in {p.name for p in definition.params}}
             networks[definition.name] = Network(
-                expand(definition, max_expansion=max_expansion, **own), text, filename)
+                expand(definition, max_expansion=max_expansion, **own), text, filename, own)
         _check_sizes_used(module, sizes)
         check_shared_tensors(networks)
     except TncError as error:

@@ -256,28 +256,44 @@ def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
 def model_for_data(model, shape: tuple[int, ...], name=None, **sizes) -> Network:
     """The network to fit, its output sizes read off the data's ``shape``.
 
-    Size parameters passed in ``sizes`` are kept; every other one that sets an
-    output index's size is taken from the data (a :class:`Network`'s current
-    sizes and the header defaults are used for the rest).
+    Pinned sizes are never overridden: those passed in ``sizes`` and, for a
+    :class:`Network`, those given explicitly when it was compiled
+    (:attr:`Network.pinned_sizes`); a shape they do not give is an error naming
+    both shapes. Every other size parameter that sets an output index's size is
+    read off the data (a Network's header defaults included); the rest keep
+    their values.
     """
+    if 0 in tuple(shape):
+        raise TncError(f"the data has shape {tuple(shape)}, with an empty dimension: "
+                       "nothing to fit")
     if isinstance(model, Network):
         if model.source is None or (not sizes and name in (None, model.name)
                                     and model.output_shape == tuple(shape)):
             return _checked_shape(model, shape)     # already fits: no recompiling
         text, filename, name, defaults = model.source, model.filename, model.name, model.sizes
+        sizes = {**model.pinned_sizes, **sizes}
     else:
         (text, filename), defaults = read_source(model), {}
     definition = _pick(parse(text, filename), name)
     bound = _sizes_from_shape(text, filename, definition, shape, sizes, defaults)
-    return _checked_shape(compile_text(text, name=definition.name, filename=filename, **bound),
-                          shape)
+    network = compile_text(text, name=definition.name, filename=filename, **bound)
+    network.pinned = frozenset(sizes) & set(network.sizes)
+    return _checked_shape(network, shape)
 
 
 def _checked_shape(network: Network, shape) -> Network:
+    if len(network.output_shape) != len(shape):
+        raise TncError(f"network `{network.name}` has {len(network.output_shape)} output legs "
+                       f"(shape {network.output_shape}) but the data has {len(shape)} "
+                       f"dimensions (shape {tuple(shape)})")
     if network.output_shape != tuple(shape):
+        pinned = ", ".join(f"{k}={v}" for k, v in network.pinned_sizes.items())
         raise TncError(f"network `{network.name}` has output shape {network.output_shape} "
-                       f"but the data has shape {tuple(shape)}; change the sizes "
-                       f"({', '.join(f'{k}={v}' for k, v in network.sizes.items())})")
+                       f"but the data has shape {tuple(shape)}; "
+                       + (f"its sizes {pinned} are pinned (given explicitly) and never read "
+                          "off the data: compile it without them, or pass other sizes"
+                          if pinned else "change the sizes (" + ", ".join(
+                              f"{k}={v}" for k, v in network.sizes.items()) + ")"))
     return network
 
 

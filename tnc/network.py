@@ -47,10 +47,12 @@ class Network:
     as a dict ``name -> array`` holding every parameter and data tensor.
     """
 
-    def __init__(self, spec: NetworkSpec, source: str | None, filename: str | None = None):
+    def __init__(self, spec: NetworkSpec, source: str | None, filename: str | None = None,
+                 pinned=()):
         self.spec = spec
         self.source = source
         self.filename = filename
+        self.pinned = frozenset(pinned) & set(spec.sizes)
         self._plans: dict[object, Plan] = {}
 
     # -- description -----------------------------------------------------------------
@@ -62,6 +64,13 @@ class Network:
     def sizes(self) -> dict[str, int]:
         """Size parameters as bound (header defaults with the caller's overrides)."""
         return dict(self.spec.sizes)
+
+    @property
+    def pinned_sizes(self) -> dict[str, int]:
+        """The size parameters the caller gave explicitly when compiling (``tnc.compile(text,
+        I=4)``, :meth:`with_sizes`): fitting never reads these off the data, while header
+        defaults may be (see :func:`tnc.fit`)."""
+        return {k: v for k, v in self.spec.sizes.items() if k in self.pinned}
 
     @functools.cached_property
     def params(self) -> dict[str, tuple[int, ...]]:
@@ -117,8 +126,10 @@ class Network:
             raise TncError(f"network `{self.name}` was built in code (e.g. an environment), "
                            "not from tnc text, so it cannot be recompiled with other sizes; "
                            "call with_sizes on the network it came from")
-        return compile_text(self.source, name=self.name, filename=self.filename,
-                            **{**self.sizes, **sizes})
+        network = compile_text(self.source, name=self.name, filename=self.filename,
+                               **{**self.sizes, **sizes})
+        network.pinned = self.pinned | (frozenset(sizes) & set(network.spec.sizes))
+        return network
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
