@@ -1,6 +1,8 @@
 """Every kind of bad input gives tnc's own exception, located, with a caret and a helpful phrase."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -257,3 +259,137 @@ def test_nested_loops_are_capped(monkeypatch):
                    "n(L = 40)")
     assert_located(raised(text), 2, 25, "repeats this statement more than 1000 times")
     assert tnc.compile(text, L=30).params == {"A": (2,)}
+
+
+# -- issue 12: text vs path, huge numbers, deep nesting, expansion caps, carets --------------
+def test_a_device_is_never_read():
+    for source in ["/dev/zero", Path("/dev/zero")]:
+        with pytest.raises(TncError, match="not a regular file"):
+            tnc.compile(source)
+
+
+def test_a_missing_file_says_so():
+    with pytest.raises(TncError, match="'cp.tn': it does not exist"):
+        tnc.compile("cp.tn")
+
+
+def test_files_over_the_size_cap_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(tnc.compiler, "MAX_SOURCE_BYTES", 100)
+    path = tmp_path / "big.tn"
+    path.write_text("# padding\n" * 20 + network("  index i: 2\n  tensor A(i)\n  output i"))
+    with pytest.raises(TncError, match="larger than the 100 bytes") as info:
+        tnc.compile(path)
+    assert str(info.value).startswith(f"{path}:1:1: ")
+    path.write_text(network("  index i: 2\n  tensor A(i)\n  output i"))
+    assert tnc.compile(str(path)).params == {"A": (2,)}       # an existing file, by str
+
+
+def test_allow_path_false_takes_the_argument_as_text(tmp_path):
+    path = tmp_path / "n.tn"
+    path.write_text(network("  index i: 2\n  tensor A(i)\n  output i"))
+    assert tnc.compile(str(path)).params == {"A": (2,)}
+    error = None
+    with pytest.raises(TncSyntaxError) as info:
+        tnc.compile(str(path), allow_path=False)
+    error = info.value
+    assert (error.line, error.column) == (1, 1)
+    with pytest.raises(TncError, match="expected tnc text, got the path"):
+        tnc.compile_all(path, allow_path=False)
+    with pytest.raises(TncError, match="does not exist"):
+        tnc.compiler.read_source("/etc/passwd-nope")
+    assert tnc.compiler.read_source("/etc/passwd", allow_path=False) == ("/etc/passwd", None)
+
+
+MODEL = "network X() { index i: 4, j: 3, r: 2  tensor A(i, r), B(j, r)  output i, j }\n"
+
+
+@pytest.mark.parametrize("tail, column", [("loss huber(1e999)", 35), ("weight 1e999", 31),
+                                          ("weight " + "9" * 400, 31)])
+def test_float_overflow_is_located(tail, column):
+    with pytest.raises(TncSyntaxError, match="too large: it overflows a float") as info:
+        tnc.compile_model(MODEL + "model m() { fit X to T " + tail + " }", filename="bad.tn")
+    assert_located(info.value, 2, column, "is too large")
+
+
+def test_integer_literals_over_the_digit_limit_are_located():
+    from tnc.parser import MAX_INT_DIGITS
+    ok = network("  index i: 2\n  tensor A(i)\n  output i", f"n(N = {'0' * (MAX_INT_DIGITS - 1)}2)")
+    assert tnc.compile(ok).params == {"A": (2,)}
+    text = network("  index i: " + "9" * 5000 + "\n  tensor A(i)\n  output i")
+    assert_located(raised(text), 2, 12, "has 5000 digits")
+
+
+def test_expression_values_are_bounded():
+    text = network("  index i: N * N * N - N * N * N + 2\n  tensor A(i)\n  output i",
+                   "n(N = " + "9" * 4000 + ")")
+    assert_located(raised(text), 2, 12, "more than 14000 bits")
+
+
+@pytest.mark.parametrize("depth", [245, 490, 10_000])
+def test_deep_sums_and_negations_parse(depth):
+    terms = network("  index i: " + " + ".join(["1"] * depth) + "\n  tensor A(i)\n  output i")
+    assert tnc.compile(terms).params == {"A": (depth,)}
+    negations = network("  index i: " + "-" * (2 * depth) + "2\n  tensor A(i)\n  output i")
+    assert tnc.compile(negations).params == {"A": (2,)}
+    mixed = network("  index i: 1" + " - (1 - 1)" * depth + "\n  tensor A(i)\n  output i")
+    assert tnc.compile(mixed).params == {"A": (1,)}
+
+
+@pytest.mark.parametrize("body, line, column", [
+    ("  index p[1..100000, 1..100000]: 2\n  tensor A(p[1, 1])\n  output", 2, 3),
+    ("  index i: 2\n  tensor A(i, q[1..1000000, 1..1000000]?)\n  output", 3, 3),
+    ("  index p[n, m]: 2  for n in 1..N, m in 1..N\n  tensor A(p[1, 1])\n  output", 2, 3),
+    ("  index p[n]: 2  for n in 1..N\n  index b[n]: 2  for n in 1..N\n  tensor A(p[1])\n"
+     "  output", 2, 3),                  # 600000 indices and as many loop steps: the first
+])
+def test_the_expansion_cap_is_global_and_checked_first(body, line, column):
+    import time
+    start = time.process_time()
+    error = raised(network(body, "n(N = 600000)"))
+    assert time.process_time() - start < 1.0                 # refused before unrolling
+    assert_located(error, line, column, "expands to more than 1000000 loop steps")
+
+
+def test_the_expansion_cap_is_settable(monkeypatch):
+    text = network("  index p[n]: 2  for n in 1..N\n  tensor A(p[1..N])\n  output", "n(N = 100)")
+    assert tnc.compile(text).params == {"A": (2,) * 100}
+    assert_located(raised(text, max_expansion=300), 3, 3, "more than 300 loop steps")
+    monkeypatch.setattr(tnc.expand, "MAX_EXPANSION", 300)
+    assert_located(raised(text), 3, 3, "more than 300 loop steps")
+    assert tnc.compile(text, max_expansion=10**4).params == {"A": (2,) * 100}
+    with pytest.raises(TncError, match="max_expansion must be a positive integer"):
+        tnc.compile(text, max_expansion=0)
+
+
+def test_index_symbols_are_checked_against_einsum(monkeypatch):
+    import opt_einsum as oe
+    oe.get_symbol(tnc.expand.MAX_INDICES - 1)                     # the last symbol exists
+    with pytest.raises(ValueError):
+        oe.get_symbol(tnc.expand.MAX_INDICES)
+    monkeypatch.setattr(tnc.expand, "MAX_INDICES", 5)
+    text = network("  index p[n]: 2  for n in 1..N\n  tensor A[n](p[n])  for n in 1..N\n"
+                   "  output", "n(N = 5)")
+    assert tnc.compile(text).equation == "a,b,c,d,e->"
+    assert_located(raised(text, N=6), 1, 1, "has 6 indices; an einsum equation has symbols "
+                                            "for at most 5")
+
+
+def test_long_trains_expand_in_linear_time():
+    import time
+    start = time.process_time()
+    net = tnc.library("tt", N=100_000)
+    assert time.process_time() - start < 4.0
+    assert len(net.output) == 100_000 and net.params["G[50000]"] == (8, 4, 8)
+
+
+@pytest.mark.parametrize("breaker", ["\f", "\r", "\v", "\x1c", "\x1d", "\x1e", "\x85",
+                                     "\u2028", "\r\n"])
+def test_carets_sit_on_the_line_the_parser_counts(breaker):
+    text = "network n() {" + breaker + " index i: 2\n  tensor A(j)\n  output\n}\n"
+    error = raised(text)
+    lines = str(error).splitlines()
+    shown, caret = lines[-2], lines[-1]
+    assert shown[4:] in [line.replace("\t", " ") for line in text.replace("\r\n", "\n")
+                         .replace(breaker, " ").split("\n")]
+    assert caret.index("^") - 4 == error.column - 1
+    assert shown[4 + error.column - 1] == ("j" if error.line > 1 else " ")

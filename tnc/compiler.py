@@ -103,7 +103,8 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
     filename = filename or path
     module = parse(text, filename)
     if not module.networks:
-        raise TncError(f"{filename or 'the text'} declares no network")
+        raise TncError(f"{filename or 'the text'} declares no network; a network starts with "
+                       "`network NAME(SIZE = default, ...) {`", _WHOLE_TEXT).located(text, filename)
     networks: dict[str, Network] = {}
     try:
         for definition in module.networks:

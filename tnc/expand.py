@@ -31,6 +31,9 @@ MAX_UNROLLED = 1_000_000      # loop iterations per statement
 #: Default cap on a network's expanded size: loop steps, indices, tensors and legs
 #: together (``tnc.compile(..., max_expansion=N)`` overrides it for one call).
 MAX_EXPANSION = 1_000_000
+#: Most indices a network may have: opt_einsum's ``get_symbol`` names indices
+#: 0 .. 0x10FFFF - 2048 (Unicode's last code point, less the skipped surrogates).
+MAX_INDICES = 0x10FFFF - 2048 + 1
 MAX_INDEX_SIZE = 2 ** 40
 MAX_INT_BITS = 14_000         # |value| of any expression; its decimal form fits Python's 4300 digits
 
@@ -229,9 +232,6 @@ def unroll(loops: tuple[ast.Loop, ...], scope: _Scope):
             f"the loop range `{loop.var} in {start}..{stop}` is empty "
             f"({_format_env(scope) or 'no sizes'}); ranges run from start up to stop inclusive",
             loop.span)
-    if stop - start + 1 > MAX_UNROLLED:
-        raise TncSemanticError(f"the loop range `{start}..{stop}` has more than "
-                               f"{MAX_UNROLLED} steps", loop.span)
     if not rest:                                # the innermost loop: no nested generator
         for value in range(start, stop + 1):
             yield scope.with_var(loop.var, value)
@@ -241,21 +241,23 @@ def unroll(loops: tuple[ast.Loop, ...], scope: _Scope):
 
 
 def unroll_statement(stmt, scope: _Scope, budget: "_Budget | None" = None):
-    """:func:`unroll` over a statement's loops, at most ``MAX_UNROLLED`` iterations in all,
-    each charged to ``budget``; a clause sure to repeat more is refused before unrolling."""
-    if stmt.loops and loop_steps(stmt.loops, scope) > MAX_UNROLLED:
-        _too_many_steps(stmt)
+    """:func:`unroll` over a statement's loops, at most ``MAX_UNROLLED`` iterations in all
+    (or the budget's ``steps``), each charged to ``budget``; a clause sure to repeat
+    more is refused before unrolling."""
+    limit = MAX_UNROLLED if budget is None else budget.steps
+    if stmt.loops and loop_steps(stmt.loops, scope) > limit:
+        _too_many_steps(stmt, limit)
     for count, inner in enumerate(unroll(stmt.loops, scope), start=1):
-        if count > MAX_UNROLLED:
-            _too_many_steps(stmt)
+        if count > limit:
+            _too_many_steps(stmt, limit)
         if budget is not None:
             budget.charge(1, stmt.span)
         yield inner
 
 
-def _too_many_steps(stmt):
+def _too_many_steps(stmt, limit: int):
     raise TncSemanticError(f"the `for` clause repeats this statement more than "
-                           f"{MAX_UNROLLED} times; use smaller sizes", stmt.loops[0].span)
+                           f"{limit} times; use smaller sizes", stmt.loops[0].span)
 
 
 def loop_steps(loops: tuple[ast.Loop, ...], scope: _Scope) -> int:
@@ -300,10 +302,8 @@ def _spread(ref: ast.Ref, scope: _Scope) -> int:
 class _Budget:
     """The expanded size left to a network: loop steps, indices, tensors and legs."""
 
-    def __init__(self, cap: int):
-        if isinstance(cap, bool) or not isinstance(cap, numbers.Integral) or cap < 1:
-            raise TncError(f"max_expansion must be a positive integer, got {cap!r}")
-        self.cap, self.used = int(cap), 0
+    def __init__(self, cap: int, steps: int = MAX_UNROLLED):
+        self.cap, self.used, self.steps = cap, 0, steps
 
     def charge(self, units: int, span: ast.Span) -> None:
         self.used += units
@@ -348,10 +348,10 @@ def _checked_override(param: ast.Param, value: object) -> int:
 class _Expander:
     """Unrolls one network's statements into indices, occurrences and output."""
 
-    def __init__(self, network: ast.NetworkDef, sizes: dict[str, int], max_expansion: int):
+    def __init__(self, network: ast.NetworkDef, sizes: dict[str, int], budget: "_Budget"):
         self.network = network
         self.scope = _Scope(sizes)
-        self.budget = _Budget(max_expansion)
+        self.budget = budget
         self.single: dict[int, bool] = {}       # id(ref) -> no ranges, no `*` in it
         self.indices: dict[str, IndexInfo] = {}
         self.families: dict[tuple[str, int], list[IndexInfo]] = {}
@@ -373,12 +373,16 @@ class _Expander:
         output = self.output(statements)
         used = {i for occ in self.occurrences for i in occ.indices}
         index_sizes = {n: info.size for n, info in self.indices.items() if n in used}
+        if len(index_sizes) > MAX_INDICES:
+            raise TncSemanticError(
+                f"network `{self.network.name}` has {len(index_sizes)} indices; an einsum "
+                f"equation has symbols for at most {MAX_INDICES}", self.network.span)
         return NetworkSpec(self.network.name, dict(self.scope.sizes), index_sizes,
                            tuple(self.occurrences), output, self.network.span)
 
     def check_estimate(self, statements) -> None:
         """Refuse a network sure to exceed the budget before unrolling any of it."""
-        estimate = _Budget(self.budget.cap)
+        estimate = _Budget(self.budget.cap, self.budget.steps)
         for stmt in statements:
             estimate.charge(self.estimate(stmt), stmt.span)
 
@@ -438,7 +442,7 @@ class _Expander:
                 start, stop = evaluate(sub.start, scope), evaluate(sub.stop, scope)
                 if stop < start:
                     raise TncSemanticError(f"the range `{start}..{stop}` is empty", sub.span)
-                if stop - start + 1 > MAX_UNROLLED:
+                if stop - start + 1 > self.budget.steps:
                     raise TncSemanticError(f"the range `{start}..{stop}` is too long", sub.span)
                 choices.append(range(start, stop + 1))
                 count *= len(choices[-1])
@@ -579,5 +583,15 @@ def expand(network: ast.NetworkDef, max_expansion: int | None = None, **sizes) -
     unroll to (default :data:`MAX_EXPANSION`); a network sure to exceed it is
     refused before any unrolling, with the statement at fault located.
     """
-    cap = MAX_EXPANSION if max_expansion is None else max_expansion
-    return _Expander(network, bind_sizes(network, sizes), cap).run()
+    return _Expander(network, bind_sizes(network, sizes), _budget(max_expansion)).run()
+
+
+def _budget(max_expansion: int | None) -> _Budget:
+    """The budget of one expansion; a raised cap also lifts the per-statement
+    ``MAX_UNROLLED`` limit on loop steps and range lengths."""
+    if max_expansion is None:
+        return _Budget(MAX_EXPANSION, MAX_UNROLLED)
+    if (isinstance(max_expansion, bool) or not isinstance(max_expansion, numbers.Integral)
+            or max_expansion < 1):
+        raise TncError(f"max_expansion must be a positive integer, got {max_expansion!r}")
+    return _Budget(int(max_expansion), max(MAX_UNROLLED, int(max_expansion)))
