@@ -56,7 +56,7 @@ import opt_einsum as oe
 from . import kernels
 from .errors import TncError
 from .fitting import FitProblem, register_method
-from .plan import resolve_optimizer
+from .plan import check_allocation, resolve_optimizer
 from .progress import Progress, wants_stop
 from .result import FitResult
 
@@ -409,6 +409,18 @@ class Model:
         self.wmm = Leaves("wmm", {WEIGHT: output, **self.mm.legs}, sizes, rank)
         self.order, self.optimize = list(order), optimize
         self.updates = {name: self._plan(name, order, optimize) for name in order}
+        self.check_memory()
+
+    def check_memory(self, memory_limit="auto") -> None:
+        """Raise :class:`~tnc.errors.MemoryLimitError` before any sweep when the largest
+        right-hand-side or Gram intermediate (a Gram is R x R for a CP rank R) cannot fit."""
+        trees = [t for u in self.updates.values() for t in (u.rhs, u.gram) if t is not None]
+        nodes = [n for tree in trees for n in _nodes(tree) if n.children]
+        if nodes:
+            largest = max(nodes, key=lambda n: math.prod(self.xm.sizes[ix] for ix in n.indices))
+            shape = tuple(self.xm.sizes[ix] for ix in largest.indices)
+            check_allocation(8 * math.prod(shape), f"ALS on network `{self.network.name}` "
+                             f"(an intermediate of shape {shape})", memory_limit)
 
     @functools.cached_property
     def windows(self) -> dict | None:
@@ -495,6 +507,13 @@ class Model:
         values[TARGET] = target
         values[WEIGHT] = weight
         return values
+
+
+def _nodes(node: Node):
+    """``node`` and every node below it."""
+    yield node
+    for child in node.children:
+        yield from _nodes(child)
 
 
 def window_key(step: int, n: int) -> tuple[int, int]:

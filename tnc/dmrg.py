@@ -294,10 +294,12 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     True, ``converged`` False and a warning says so (see :func:`bond_limited`).
     """
     opts = validated(GroundStateOptions, options, "ground_state")
-    network.check_tensors({**network.random(), **inputs})
+    network.check_tensors({**{k: np.broadcast_to(0.0, s) for k, s in network.params.items()},
+                           **inputs})      # shapes only: nothing the size of a core is made
     sites = energy_sites(network)
     declared = max(network.spec.index_sizes[c.right] for c in sites.chain.cores[:-1])
     schedule = _schedule(opts.max_rank, declared, opts.max_sweeps)
+    check_sweep_memory(network, sites.chain, max(schedule))
     cores = _initial_cores(network, sites.chain, opts)
     scaled, exponent = scaled_inputs(network, inputs)
     envs = Environments(sites, cores, scaled)
@@ -385,6 +387,16 @@ def _converged(history, tol, schedule, number) -> bool:
         return False
     now, before = history[-1]["energy"], history[-2]["energy"]
     return abs(now - before) <= tol * max(abs(now), abs(before))
+
+
+def check_sweep_memory(network, chain: Chain, bond: int) -> None:
+    """:class:`~tnc.errors.MemoryLimitError` before the first sweep when the result's
+    cores (padded to the declared bond sizes) and the eigensolver's ``NCV + 2``
+    two-site blocks at bond size ``bond`` would not fit in memory."""
+    sizes = network.spec.index_sizes
+    d = max((sizes[i] for core in chain.cores for i in core.physical), default=1)
+    network.check_arrays_fit({**network.params, f"{NCV + 2} two-site blocks": (
+        NCV + 2, bond, d, d, bond)}, "MPS cores and eigensolver vectors of ground_state")
 
 
 def _initial_cores(network, chain, opts) -> dict:

@@ -33,13 +33,18 @@ class FitProblem:
 
     ``target`` has the network's output shape with missing entries set to 0;
     ``mask`` is None when every entry is observed; ``inputs`` holds the
-    network's data tensors (never changed).
+    network's data tensors (never changed). The parameter tensors a fit holds
+    are checked against the memory limit when the problem is made, before any
+    method allocates them.
     """
 
     network: Network
     target: np.ndarray
     mask: np.ndarray | None
     inputs: dict[str, np.ndarray]
+
+    def __post_init__(self):
+        self.network.check_arrays_fit(self.network.params, "parameter tensors")
 
     @property
     def observed(self) -> int:

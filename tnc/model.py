@@ -40,6 +40,7 @@ from .expand import _Scope, evaluate, member_name
 from .losses import Loss, get_loss
 from .network import Network
 from .parser import parse
+from .plan import check_arrays_fit
 
 PENALTIES = ("l2", "tv")
 
@@ -90,7 +91,10 @@ class CoupledModel:
         return [term.data for term in self.terms]
 
     def random(self, seed=0) -> dict:
-        """Random tensors for every parameter (a shared name drawn once)."""
+        """Random tensors for every parameter (a shared name drawn once), after checking
+        they fit in memory together (:class:`~tnc.errors.MemoryLimitError` otherwise)."""
+        check_arrays_fit(self.params, f"the random tensors of coupled model "
+                                      f"`{self.name or '<python>'}`")
         tensors: dict = {}
         for k, term in enumerate(self.terms):
             for name, array in term.network.random(seed=None if seed is None

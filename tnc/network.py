@@ -24,7 +24,7 @@ import opt_einsum as oe
 from .errors import TensorError, TncError
 from .expand import NetworkSpec, Occurrence
 from .graph import build_graph
-from .plan import Cost, Plan, check_memory, plan_contraction
+from .plan import Cost, Plan, check_arrays_fit, check_memory, plan_contraction
 
 LETTERS = string.ascii_letters
 
@@ -151,22 +151,32 @@ class Network:
         return self.plan(optimize).cost.for_itemsize(np.dtype(dtype).itemsize)
 
     # -- arrays ----------------------------------------------------------------------
-    def random(self, seed=0, include_data: bool = False, dtype=np.float64) -> dict[str, np.ndarray]:
+    def random(self, seed=0, include_data: bool = False, dtype=np.float64,
+               memory_limit="auto") -> dict[str, np.ndarray]:
         """Gaussian parameter arrays scaled so that output entries are of order one.
 
         Each of the ``n`` tensor uses gets standard deviation
         ``(prod of contracted index sizes) ** (-1 / (2 n))``, so the variance of an
-        output entry (a sum of that many products) is about one.
+        output entry (a sum of that many products) is about one. Arrays that
+        would not fit ``memory_limit`` (as in :meth:`contract`) raise
+        :class:`~tnc.errors.MemoryLimitError` before any is drawn.
         """
+        shapes = dict(self.params)
+        if include_data:
+            shapes.update(self.data)
+        self.check_arrays_fit(shapes, "random tensors", memory_limit, dtype)
         rng = np.random.default_rng(seed)
         contracted = [i for i in self.spec.index_sizes if i not in self.output]
         log_terms = sum(math.log(self.spec.index_sizes[i]) for i in contracted)
         scale = math.exp(-log_terms / (2 * len(self.occurrences)))
-        shapes = dict(self.params)
-        if include_data:
-            shapes.update(self.data)
         return {name: (scale * rng.standard_normal(shape)).astype(dtype)
                 for name, shape in shapes.items()}
+
+    def check_arrays_fit(self, shapes: dict, what: str, memory_limit="auto",
+                         dtype=np.float64) -> None:
+        """Raise :class:`~tnc.errors.MemoryLimitError` when arrays of ``shapes`` (name ->
+        shape), e.g. :attr:`params`, would not fit ``memory_limit`` together."""
+        check_arrays_fit(shapes, f"the {what} of network `{self.name}`", memory_limit, dtype)
 
     def operands(self, tensors: dict) -> list:
         """The arrays in occurrence order, after checking names and shapes."""

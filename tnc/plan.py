@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -196,15 +197,56 @@ def _read_available_memory() -> int:
         return 2 ** 62
 
 
+def limit_bytes(memory_limit) -> int | None:
+    """``memory_limit`` in bytes: a number of bytes, ``"auto"`` (90% of the memory
+    available now) or None (no limit, returned as None)."""
+    if memory_limit is None:
+        return None
+    if memory_limit == "auto":
+        return int(0.9 * available_memory())
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float, np.number)) \
+            or not memory_limit >= 0:
+        raise TncError(f"memory_limit must be a number of bytes >= 0, 'auto' or None, got "
+                       f"{memory_limit!r}")
+    return int(min(memory_limit, 2 ** 62))
+
+
+def check_allocation(nbytes: int, what: str, memory_limit="auto") -> None:
+    """Raise :class:`MemoryLimitError` before allocating ``nbytes`` for ``what`` when they
+    do not fit ``memory_limit`` (see :func:`limit_bytes`); the one check every large
+    allocation (random tensors, factors, Grams, dense conversions, environments) makes.
+
+        >>> check_allocation(10 ** 15, "a test array", memory_limit=2 ** 30)
+        Traceback (most recent call last):
+        ...
+        tnc.errors.MemoryLimitError: a test array needs 909.5 TiB but the memory limit is 1 GiB; lower the sizes or raise memory_limit
+    """
+    limit = limit_bytes(memory_limit)
+    if limit is not None and nbytes > limit:
+        raise MemoryLimitError(f"{what} needs {format_bytes(nbytes)} but the memory limit is "
+                               f"{format_bytes(limit)}; lower the sizes or raise memory_limit")
+
+
+def check_arrays_fit(shapes: dict, what: str, memory_limit="auto", dtype=np.float64) -> None:
+    """:func:`check_allocation` for arrays of ``shapes`` (name -> shape) made together;
+    the message names their total and the largest."""
+    elements = sum(math.prod(shape) for shape in shapes.values())
+    largest = max(shapes, key=lambda n: math.prod(shapes[n]), default=None)
+    if largest is not None:
+        check_allocation(elements * np.dtype(dtype).itemsize,
+                         f"{what} ({elements:.4g} elements; largest `{largest}` of shape "
+                         f"{tuple(shapes[largest])})", memory_limit)
+
+
 def check_memory(cost: Cost, memory_limit, what: str = "this contraction") -> None:
     """Raise :class:`MemoryLimitError` when ``cost`` does not fit ``memory_limit``.
 
     ``memory_limit`` is a number of bytes, ``"auto"`` (90% of available memory)
     or ``None`` (no check).
     """
-    if memory_limit is None:
+    limit = limit_bytes(memory_limit)
+    if limit is None:
         return
-    limit = int(0.9 * available_memory()) if memory_limit == "auto" else int(memory_limit)
     if cost.peak_bytes > limit:
         raise MemoryLimitError(
             f"{what} needs {format_bytes(cost.peak_bytes)} for intermediates "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import TncError
+from .plan import check_allocation
 
 MAX_LINEAR = 2 ** 62      # linear indices are int64
 
@@ -122,8 +123,11 @@ class SparseTensor:
                                                          self.shape))
         return np.where(found, self.values[position] if self.nnz else 0.0, 0.0)
 
-    def to_dense(self) -> np.ndarray:
-        """The dense array (only for tensors that fit in memory)."""
+    def to_dense(self, memory_limit="auto") -> np.ndarray:
+        """The dense array; :class:`~tnc.errors.MemoryLimitError` when it would not fit
+        ``memory_limit`` (bytes, ``"auto"`` or None, as in :meth:`tnc.Network.contract`)."""
+        check_allocation(8 * math.prod(self.shape), f"sparse data of shape {self.shape} "
+                         f"made dense ({math.prod(self.shape):.4g} entries)", memory_limit)
         dense = np.zeros(self.shape)
         dense[tuple(self.coords.T)] = self.values
         return dense
