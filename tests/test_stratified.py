@@ -155,6 +155,6 @@ def test_save_and_load_round_trip(tmp_path):
         tnc.load_result(path)
     with pytest.raises(tnc.TncError, match="not a coupled fit result"):
         tnc.load_coupled(path)
-    with pytest.raises(tnc.TncError, match="not a tnc stratified fit result"):
+    with pytest.raises(tnc.TncError, match="not a tnc result archive: not an .npz"):
         (tmp_path / "junk.npz").write_bytes(b"junk")
         tnc.stratified.load_stratified(tmp_path / "junk.npz")

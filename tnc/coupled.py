@@ -60,7 +60,9 @@ from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .options import validated
 from .parser import parse
 from .progress import Progress, wants_stop
-from .result import FORMAT_VERSION, LastSweep, expect_kind, read_archive, write_archive
+from .result import (FORMAT_VERSION, NUMBER, NUMBERS, OBJECT, SIZES, TEXT, TEXT_OR_NULL,
+                     TEXTS, Field, LastSweep, check_shapes, compile_saved, is_int, is_number,
+                     read_archive, rebuilt, records_of, write_archive)
 from .sparse import SparseTensor
 from .tv import along, majoriser_weights, total_variation
 
@@ -699,20 +701,38 @@ def save_coupled(result: CoupledResult, path) -> None:
 
 
 def load_coupled(path) -> CoupledResult:
-    """Read a result written by :meth:`CoupledResult.save`."""
-    from .compiler import compile as compile_text
-    meta, groups = read_archive(path, "coupled fit result")
-    tensors = groups.get("tensor", {})
-    expect_kind(meta, path, "coupled")
-    terms = [Term(compile_text(t["source"], name=t["network"], filename=t["filename"],
-                               **t["sizes"]), t["data"], _loss(t["loss"]), t["weight"])
+    """Read a result written by :meth:`CoupledResult.save`: every field checked, each
+    network compiled from its saved text (never read as a path), the tensors checked
+    against the model's shapes."""
+    meta, groups = read_archive(path, "coupled", COUPLED_FIELDS)
+    if meta["source"] is not None:           # kept for refits: it must be text, not a path
+        rebuilt(path, lambda: parse(meta["source"], meta["filename"]),
+                "its model source does not parse")
+    terms = [Term(compile_saved(path, t["source"], name=t["network"], filename=t["filename"],
+                                **t["sizes"]), t["data"],
+                  rebuilt(path, lambda t=t: _loss(t["loss"]), "its loss"), t["weight"])
              for t in meta["terms"]]
-    model = coupled_model(terms, l2=meta["l2"], tv={k: tuple(v) for k, v in meta["tv"].items()},
-                          nonneg=meta["nonneg"], name=meta["name"], source=meta["source"],
-                          filename=meta["filename"], sizes=meta["sizes"],
-                          settings=meta.get("settings", {}))
+    model = rebuilt(path, lambda: coupled_model(
+        terms, l2=meta["l2"], tv={k: tuple(v) for k, v in meta["tv"].items()},
+        nonneg=meta["nonneg"], name=meta["name"], source=meta["source"],
+        filename=meta["filename"], sizes=meta["sizes"], settings=meta.get("settings", {})),
+        "its model")
+    tensors = groups.get("tensor", {})
+    check_shapes(path, model.params, tensors)
     return CoupledResult(model, tensors, meta["method"], meta["history"], meta["converged"],
                          meta["iterations"], meta["wall_time"], meta.get("info", {}))
+
+
+_TV = Field(lambda v: isinstance(v, dict) and all(
+    isinstance(x, list) and len(x) == 2 and is_number(x[0]) and is_int(x[1]) for x in v.values()),
+    "an object of [weight, axis] pairs")
+_TERM = {"source": TEXT, "filename": TEXT_OR_NULL, "network": TEXT, "sizes": SIZES,
+         "data": TEXT, "loss": TEXT, "weight": NUMBER}
+COUPLED_FIELDS = {"terms": records_of(_TERM, "a non-empty list of terms (source, filename, "
+                                              "network, sizes, data, loss, weight)"),
+                  "l2": NUMBERS, "tv": _TV, "nonneg": TEXTS, "name": TEXT_OR_NULL,
+                  "source": TEXT_OR_NULL, "filename": TEXT_OR_NULL, "sizes": SIZES,
+                  "method": TEXT, "settings": OBJECT}
 
 
 def _loss(name: str):

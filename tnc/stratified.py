@@ -45,7 +45,8 @@ from .fitting import refuse_masked
 from .network import Network
 from .options import check_arguments
 from .progress import Progress, wants_stop
-from .result import FORMAT_VERSION, expect_kind, read_archive, write_archive
+from .result import (COUNT, FORMAT_VERSION, HISTORY, Field, check_shapes, damaged,
+                     is_number, read_archive, write_archive)
 from .tv import majoriser
 
 EPS = 1e-12          # added to every update's denominator
@@ -138,8 +139,14 @@ def load_stratified(path) -> StratifiedResult:
         >>> np.allclose(load_stratified(path).reconstruct(0), result.reconstruct(0))
         True
     """
-    meta, groups = read_archive(path, "stratified fit result")
-    expect_kind(meta, path, "stratified")
+    meta, groups = read_archive(path, "stratified", STRATIFIED_FIELDS)
+    check_shapes(path, _saved_shapes(path, meta, groups),
+                 {f"{group}:{name}": array for group, named in groups.items()
+                  for name, array in named.items()})
+    held = sum(array.size for named in groups.values() for array in named.values())
+    if held != meta["parameter_count"]:      # sizes the shapes alone leave free (d_k, m_s)
+        raise damaged(path, f"its tensors hold {held} numbers, but it records "
+                            f"parameter_count {meta['parameter_count']}")
     strata, features = meta["strata"], meta["features"]
     weights, topics = groups.get("weight", {}), groups.get("topic", {})
     return StratifiedResult(
@@ -149,6 +156,38 @@ def load_stratified(path) -> StratifiedResult:
         topics=[topics[str(k)] for k in range(len(topics))], history=meta["history"],
         parameter_count=meta["parameter_count"], converged=meta["converged"],
         iterations=meta["iterations"], wall_time=meta["wall_time"], info=meta.get("info", {}))
+
+
+def _saved_shapes(path, meta: dict, groups: dict) -> dict:
+    """``"group:name"`` -> the shape each array of a saved result must have: topic ``k``
+    ``(d_k, r)``, weight ``s`` ``(m_s, r)``, feature ``s.k`` ``(d_k, l)``, the sizes read
+    off topic ``k``, weight ``s`` and feature ``0.0``; all 2-D."""
+    for group, named in groups.items():
+        for name, array in named.items():
+            if array.ndim != 2:
+                raise damaged(path, f"tensor {group}:{name} has shape {array.shape}, not 2-D")
+    topics, weights = groups.get("topic", {}), groups.get("weight", {})
+    if "0" not in topics or meta["features"] not in (0, len(topics)):
+        raise damaged(path, f"{len(topics)} topic(s) saved, {meta['features']} features "
+                            "per stratum recorded")
+    rank = topics["0"].shape[1]
+    first = groups.get("feature", {}).get("0.0")
+    specific = first.shape[1] if first is not None else 0
+    size = {k: topics[str(k)].shape[0] if str(k) in topics else 0 for k in range(len(topics))}
+    return {**{f"topic:{k}": (size[k], rank) for k in size},
+            **{f"weight:{s}": (weights[str(s)].shape[0] if str(s) in weights else 0, rank)
+               for s in range(meta["strata"])},
+            **{f"feature:{s}.{k}": (size[k], specific)
+               for s in range(meta["strata"]) for k in range(meta["features"])}}
+
+
+STRATIFIED_FIELDS = {
+    "history": Field(lambda v: HISTORY.test(v) and bool(v) and all(
+        is_number(v[-1].get(key)) for key in ("loss", "rel_error")),
+        "a non-empty list of objects, the last with a numeric loss and rel_error"),
+    "parameter_count": COUNT, "strata": Field(lambda v: COUNT.test(v) and v > 0,
+                                              "a positive integer"),
+    "features": COUNT}
 
 
 def _cp_dense(factors: list[np.ndarray]) -> np.ndarray:

@@ -45,7 +45,7 @@ def describe_result(path) -> str:
     """A summary of a result saved with ``FitResult.save``, ``CoupledResult.save`` or
     ``StratifiedResult.save`` (its ``kind``)."""
     from ..result import read_archive
-    meta, _ = read_archive(path, "fit result")
+    meta, _ = read_archive(path)
     kind = meta.get("kind", "network")
     if kind not in RESULT_DESCRIBERS:
         raise TncError(f"{path}: a {kind} result, which this tnc cannot show")
