@@ -308,3 +308,19 @@ def test_text_header_defaults_are_not_pinned(capsys, tmp_path):
 def test_empty_data_dimension_is_a_tnc_error():
     with pytest.raises(tnc.TncError, match=r"shape \(0, 3, 3\), with an empty dimension"):
         tnc.fit(tnc.library("cp", R=2), np.zeros((0, 3, 3)), progress=False)
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut", "flipped"])
+def test_cli_damaged_npz_is_one_line_for_fit_and_contract(capsys, tmp_path, damage):
+    path = tmp_path / "t.npz"
+    np.savez(path, coords=np.array([[0, 0, 0]]), values=np.array([1.0]), shape=np.array([3, 4, 5]))
+    whole = bytearray(path.read_bytes())
+    if damage == "flipped":
+        whole[60] ^= 0xFF                      # inside the first member's data: bad CRC
+    path.write_bytes(b"" if damage == "empty" else
+                     bytes(whole[:len(whole) // 2]) if damage == "cut" else bytes(whole))
+    for argv in (["fit", "cp", str(path), "-s", "R=2", "-q"], ["contract", "cp", "--tensors",
+                                                                str(path)]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and out == "", err
+        assert len(err.strip().splitlines()) == 1 and "cannot read " in err, err

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import argparse
-
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from ..compiler import compile_all, library_names, library_source
 from ..errors import TncError
@@ -65,3 +67,20 @@ def load_one(args):
         raise TncError(f"{args.file} declares networks {', '.join(networks)}; "
                        "pick one with --name")
     return next(iter(networks.values()))
+
+
+def read_arrays(path, what: str):
+    """The array of an ``.npy``, or name -> array of an ``.npz``, read whole; any file numpy
+    cannot read (empty, cut short, not numpy, pickled) is one :class:`TncError`,
+    ``cannot read {what} {path}: ...`` (``what``: "the data", "tensors from")."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except EOFError:
+        raise TncError(f"cannot read {what} {str(path)!r}: the file is empty or cut "
+                       "short") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise TncError(f"cannot read {what} {str(path)!r}: {error}") from None

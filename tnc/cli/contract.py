@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import TensorError
-from ._common import add_network_options, add_optimize_option, load_one
+from ._common import add_network_options, add_optimize_option, load_one, read_arrays
 
 HELP = "contract a network with arrays saved in an .npz file"
 PREFIXES = ("tensor:", "input:")
@@ -31,15 +31,10 @@ def register(subparsers) -> None:
 
 def load_tensors(path) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` by tensor name (fit-result prefixes removed)."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise TensorError(f"cannot read tensors from {str(path)!r}: {error}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+    arrays = read_arrays(path, "tensors from")
+    if not isinstance(arrays, dict):
         raise TensorError(f"{path} holds a single array; save the tensors by name with "
                           "np.savez('t.npz', A=a, B=b)")
-    with archive:
-        arrays = {key: archive[key] for key in archive.files}
     tensors = {}
     for key, array in arrays.items():
         name = next((key[len(p):] for p in PREFIXES if key.startswith(p)), key)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..compiler import library_names, library_source
 from ..errors import TncError
-from ._common import parse_size
+from ._common import parse_size, read_arrays
 
 HELP = "fit a network to a data tensor (ALS, GCP, ...) and save the result"
 
@@ -105,30 +104,24 @@ def parse_setting(text: str) -> tuple[str, float]:
                                          "lambda=0.5)") from None
 
 
-def load_array(path: str, what: str) -> np.ndarray:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except EOFError:
-        raise TncError(f"cannot read the {what} {path!r}: the file is empty or cut short") from None
-    except (OSError, ValueError) as error:
-        raise TncError(f"cannot read the {what} {path!r}: {error}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if len(loaded.files) != 1:
-                raise TncError(f"{path} holds {len(loaded.files)} arrays "
-                               f"({', '.join(loaded.files)}); save the {what} alone (np.save)")
-            loaded = loaded[loaded.files[0]]
+def load_array(path: str, what: str, loaded=None) -> np.ndarray:
+    """The one array of an ``.npy`` (or of an ``.npz`` holding one) at ``path``."""
+    loaded = read_arrays(path, f"the {what}") if loaded is None else loaded
+    if isinstance(loaded, dict):
+        if len(loaded) != 1:
+            raise TncError(f"{path} holds {len(loaded)} arrays ({', '.join(loaded)}); save the "
+                           f"{what} alone (np.save)")
+        loaded = next(iter(loaded.values()))
     return loaded
 
 
 def load_data(path: str):
     """The data array, or a :class:`~tnc.sparse.SparseTensor` from an .npz of coords/values/shape."""
-    if zipfile.is_zipfile(path):
-        with np.load(path, allow_pickle=False) as loaded:
-            if set(loaded.files) == {"coords", "values", "shape"}:
-                from ..sparse import SparseTensor
-                return SparseTensor.from_coo(loaded["coords"], loaded["values"], loaded["shape"])
-    return load_array(path, "data")
+    loaded = read_arrays(path, "the data")
+    if isinstance(loaded, dict) and set(loaded) == {"coords", "values", "shape"}:
+        from ..sparse import SparseTensor
+        return SparseTensor.from_coo(loaded["coords"], loaded["values"], loaded["shape"])
+    return load_array(path, "data", loaded)
 
 
 def run(args) -> int:
