@@ -206,6 +206,17 @@ def test_a_shape_in_an_npy_header_blown_up(originals, tmp_path):
     assert time.perf_counter() - start < 2
 
 
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(originals, tmp_path, monkeypatch):
+    """64 MiB of zeros packed into about 64 KiB, read with 16 MiB of memory to spare."""
+    meta, arrays = contents(originals["fit"])
+    bomb = rewrite(originals["fit"], tmp_path / "bomb.npz",
+                   arrays={**arrays, "tensor:A": np.zeros((2**23, 1))})
+    assert bomb.stat().st_size < 2**20
+    monkeypatch.setattr(tnc.plan, "available_memory", lambda: 16 * 2**20)
+    with pytest.raises(tnc.MemoryLimitError, match=r"reading .*bomb.npz needs 64 MiB"):
+        tnc.load_result(bomb)
+
+
 # -- meta that is not what tnc wrote --------------------------------------------------------
 
 @pytest.mark.parametrize("kind", list(LOADERS))

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import math
 import struct
 import tokenize
 import zipfile
@@ -24,6 +23,7 @@ import numpy as np
 
 from .errors import TncError
 from .network import Network
+from .plan import check_allocation
 
 FORMAT_VERSION = 1
 
@@ -131,6 +131,8 @@ def read_archive(path, kind: str | None = None, fields: dict | None = None
         handle.seek(0)
         try:
             with np.load(handle, allow_pickle=False) as archive:
+                check_allocation(sum(item.file_size for item in archive.zip.infolist()),
+                                 f"reading {path}")         # a zip bomb stops here
                 meta, groups = _meta(archive), _groups(archive)
         except (OSError, *_DAMAGE) as error:    # OSError here: seeks a broken zip asks for
             raise damaged(path, f"{type(error).__name__}: {error}") from None
