@@ -388,14 +388,14 @@ def losses_of(result):
 
 def test_wls_em_and_gcp_reach_one_optimum_and_wls_in_far_fewer_sweeps():
     model, data, masks = gappy_planted()
-    fits = {mode: tnc.fit_model(model, data, masks=masks, missing=mode, seed=0, max_iter=3000,
+    fits = {mode: tnc.fit_model(model, data, masks=masks, missing=mode, seed=3, max_iter=3000,
                                 tol=1e-12, progress=False) for mode in ("em", "wls")}
-    gcp = tnc.fit_model(model, data, masks=masks, method="gcp", seed=0, max_iter=3000,
+    gcp = tnc.fit_model(model, data, masks=masks, method="gcp", seed=3, max_iter=3000,
                         gtol=1e-9, progress=False)
     assert fits["wls"].info["missing"] == {"T1": "wls", "T2": "wls"}
     assert fits["wls"].loss == pytest.approx(gcp.loss, rel=1e-6)
     assert fits["em"].loss == pytest.approx(fits["wls"].loss, rel=1e-6)
-    # EM crawls: 3000 sweeps without meeting tol; WLS converges in under 200 (94 measured),
+    # EM crawls: 3000 sweeps without meeting tol; WLS converges in under 200 (76 measured),
     # and after as many sweeps EM is still visibly above the optimum
     assert fits["wls"].converged and fits["wls"].iterations < 200
     assert not fits["em"].converged
@@ -422,7 +422,7 @@ def test_wls_never_increases_the_objective(tv):
 def test_wls_and_dense_terms_share_a_factor():
     model, data, masks = gappy_planted()
     masks = {"T1": masks["T1"]}                  # T2 complete: its Gram stays shared
-    result = tnc.fit_model(model, data, masks=masks, missing="wls", seed=0, max_iter=3000,
+    result = tnc.fit_model(model, data, masks=masks, missing="wls", seed=2, max_iter=3000,
                            tol=1e-13, progress=False)
     assert result.info["missing"] == {"T1": "wls", "T2": "dense"}
     objective = coupled.CoupledObjective(model, data, {"T1": masks["T1"], "T2": None},
@@ -460,10 +460,10 @@ def test_auto_picks_wls_for_small_networks_and_em_with_an_imputer():
 def test_restarts_keep_the_lowest_objective():
     model, data, masks = gappy_planted()
     options = dict(masks=masks, missing="wls", max_iter=300, progress=False)
-    alone = [tnc.fit_model(model, data, seed=seed, **options).loss for seed in (1, 2)]
-    assert alone[0] > 1.05 * alone[1]            # seed 1 sits in a swamp, seed 2 does not
-    best = tnc.fit_model(model, data, seed=1, restarts=2, **options)
-    assert best.info["restarts"] == 2 and best.info["seed"] == 2
+    alone = [tnc.fit_model(model, data, seed=seed, **options).loss for seed in (0, 1)]
+    assert alone[0] > 1.05 * alone[1]            # seed 0 sits in a swamp, seed 1 does not
+    best = tnc.fit_model(model, data, seed=0, restarts=2, **options)
+    assert best.info["restarts"] == 2 and best.info["seed"] == 1
     assert best.info["restart_objectives"] == pytest.approx(alone)
     assert best.loss == pytest.approx(min(alone))
 

@@ -48,7 +48,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import opt_einsum as oe
@@ -92,8 +92,14 @@ class ALSOptions:
     seeds ``seed, seed+1, ...``, the best kept; ``callback(state)``: called
     after each sweep, return True to stop; ``progress``: show a progress bar;
     ``optimize``: contraction path optimizer.
+
+    A least-squares method: :func:`tnc.fit` fits the data rescaled to unit RMS
+    and scales the result back (:mod:`tnc.rescale`), so ``c * X`` gives ``c``
+    times the fit of ``X``; given ``init`` tensors, ``l2`` and the callback's
+    view are converted, ``info["data_scale"]`` records the factor.
     """
 
+    least_squares: ClassVar[bool] = True
     max_sweeps: int = field(default=1000, metadata={"min": 1})
     tol: float = 1e-9
     seed: int | None = 0

@@ -60,6 +60,7 @@ from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .options import validated
 from .parser import parse
 from .progress import Progress, wants_stop
+from .rescale import Rescale, exponents
 from .result import (FORMAT_VERSION, NUMBER, NUMBERS, OBJECT, SIZES, TEXT, TEXT_OR_NULL,
                      TEXTS, Field, LastSweep, check_shapes, compile_saved, is_int, is_number,
                      read_archive, rebuilt, records_of, write_archive)
@@ -182,7 +183,46 @@ def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
         targets, masks = _targets(wanted, data, masks or {})
         model = compile_for_data(text, filename, definition.name, sizes or {}, targets,
                                  settings or {})
-    return best_of_restarts(ENGINES[method], model, targets, masks, chosen)
+    return at_unit_scale(method, model, targets, masks, chosen)
+
+
+def at_unit_scale(method: str, model: CoupledModel, targets, masks, options) -> CoupledResult:
+    """:func:`best_of_restarts` on the data times ONE common factor (per-set factors
+    would change the data sets' weighting) that brings their observed RMS to about 1,
+    the result scaled back (:mod:`tnc.rescale`), so ``c * data`` gives ``c`` times
+    the fit. ALS uses a power of two (exact; 1 for unit-size data, no copy); GCP the
+    exact reciprocal RMS, because L-BFGS-B's ``gtol`` and its ``ftol`` below an
+    objective of 1 are absolute. Only least-squares models without ``tv`` are
+    rescaled (a smoothed total variation and the other losses have scales of their
+    own); ``l2`` weights, given starts, the imputer and the callback are converted."""
+    engine = ENGINES[method]
+    if model.tv or any(t.loss.homogeneous != 2 for t in model.terms):
+        return best_of_restarts(engine, model, targets, masks, options)
+    observed = sum(v.size if masks[k] is None else int(masks[k].sum())
+                   for k, v in targets.items())
+    rescale = Rescale.of([t.network for t in model.terms], list(targets.values()), observed,
+                         exact=method == "gcp")
+    if rescale.identity:
+        return best_of_restarts(engine, model, targets, masks, options)
+    names = list(model.params)
+    scaled_model = replace(model, l2=rescale.l2(model.l2, names))
+    options = rescale.options(options, names)
+    if options.imputer is not None:
+        options = replace(options, imputer=_scaled_imputer(rescale, options.imputer))
+    result = best_of_restarts(engine, scaled_model, {k: rescale.data(v) for k, v in
+                                                     targets.items()}, masks, options)
+    result.model = model
+    result.info["restart_objectives"] = [rescale.loss(v)
+                                         for v in result.info["restart_objectives"]]
+    return rescale.result(result)
+
+
+def _scaled_imputer(rescale: Rescale, imputer):
+    """``imputer`` (data's units) called from a fit at ``rescale``'s units."""
+    def scaled(name, tensors, value):
+        return rescale.scale * np.asarray(imputer(name, rescale.to_data(tensors),
+                                                  value / rescale.scale))
+    return scaled
 
 
 def checked_options(options: CoupledOptions, method: str) -> CoupledOptions:
@@ -312,14 +352,27 @@ def initial_tensors(model: CoupledModel, targets: dict, masks: dict, init, seed)
     logs = []
     values = model.contract(tensors)
     for term in model.terms:
-        uses = sum(o.kind == "param" for o in term.network.occurrences)
         observed = masks[term.data].mean() if masks[term.data] is not None else 1.0
         data_norm = np.linalg.norm(targets[term.data]) / math.sqrt(max(observed, 1e-12))
         model_norm = np.linalg.norm(values[term.data])
-        if uses and data_norm > 0 and model_norm > 0:
-            logs.append(math.log(data_norm / model_norm) / uses)
-    factor = math.exp(sum(logs) / len(logs)) if logs else 1.0
-    return {k: v * factor for k, v in tensors.items()}
+        if data_norm > 0 and model_norm > 0:
+            logs.append(math.log(data_norm / model_norm))
+    if not logs:
+        return tensors
+    log_factor, split = sum(logs) / len(logs), start_exponents(model)
+    return {k: v * math.exp(log_factor * split[k]) for k, v in tensors.items()}
+
+
+def start_exponents(model: CoupledModel) -> dict[str, float]:
+    """How a random start shares a common factor ``f`` among the tensors: each ``G``
+    times ``f ** x_G`` scales every network's model by ``f`` (:func:`tnc.rescale.exponents`),
+    so starts, and fits, of ``c * data`` are ``c`` times those of the data; where no
+    such split exists, every tensor takes ``f ** (1 / mean uses per network)``."""
+    found = exponents([t.network for t in model.terms])
+    if found is not None:
+        return found
+    uses = [sum(o.kind == "param" for o in t.network.occurrences) for t in model.terms]
+    return {k: 1.0 / max(1.0, sum(uses) / len(uses)) for k in model.params}
 
 
 def _bounded_names(model: CoupledModel, key: str) -> bool:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -51,8 +52,11 @@ class DMRGOptions:
     the ranks do not grow: a local solution that interpolates the observed
     entries has full rank, so its SVD would overfit. The fit then starts at
     ``max_rank`` and ``cutoff`` can only lower it, so pass ``max_rank``.
+    :func:`tnc.fit` fits the data rescaled to unit RMS and scales the cores
+    back (:mod:`tnc.rescale`), so ``c * X`` gives ``c`` times the fit of ``X``.
     """
 
+    least_squares: ClassVar[bool] = True
     max_rank: int | None = field(default=None, metadata={"min": 1})
     cutoff: float = field(default=1e-12, metadata={"below": 1})
     tol: float = 1e-10
@@ -197,9 +201,17 @@ def run_dmrg(problem, options: DMRGOptions):
             converged = _converged(history, options.tol)
             if converged or wants_stop(options.callback, dict(record, sweep=number)):
                 break
-    info = {"ranks": ranks(chain, cores), "chain": [c.name for c in chain.cores]}
+    info = {"ranks": ranks(chain, cores), "chain": [c.name for c in chain.cores],
+            "scale_carrier": centre(chain, len(history) % 2 == 1)}
     return FitResult(network, pad_to(network, chain, cores), "dmrg", history, converged,
                      len(history), time.perf_counter() - start, problem.inputs, info)
+
+
+def centre(chain: Chain, to_right: bool) -> str:
+    """The core holding the singular values after a sweep (the others are orthonormal
+    factors, so it alone carries the model's scale): the last core of a rightward
+    sweep of an open chain, else the first."""
+    return chain.cores[-1 if to_right and not chain.closed else 0].name
 
 
 def _bond_names(chain: Chain) -> list[str]:

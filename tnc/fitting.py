@@ -22,6 +22,7 @@ from .errors import TncError
 from .network import Network
 from .options import validated
 from .parser import parse
+from .rescale import Rescale
 from .sparse import as_sparse
 
 SENTINEL_BASE = 1_000_003   # stand-in sizes, far larger than any real index
@@ -87,7 +88,10 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
     entries of a :class:`numpy.ma.MaskedArray` that its mask hides are missing
     too (combined with ``mask`` by AND). An unobserved entry, NaN or finite,
     never influences the fit, and every reported error is over the observed
-    entries only.
+    entries only. Fits are scale-equivariant: ``c * X`` gives ``c`` times the
+    fit of ``X`` (least-squares methods run on the data rescaled to unit RMS,
+    :func:`run_at_unit_scale`; GCP rescales its homogeneous losses itself and
+    fits the others, e.g. Poisson or Bernoulli, as given).
     ``inputs``: the network's data tensors. Other keywords are the method's
     options (see ``tnc.fit_options(method)``). Sparse data (a
     :class:`tnc.SparseTensor` or a pydata ``sparse`` array) goes to methods
@@ -105,7 +109,23 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
     target = as_target(target)
     network = model_for_data(model, target.shape, name=name, **(sizes or {}))
     problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs))
-    return chosen.run(problem, make_options(chosen, options))
+    return run_at_unit_scale(chosen, problem, make_options(chosen, options))
+
+
+def run_at_unit_scale(chosen: Method, problem: FitProblem, options):
+    """``chosen.run``, for a least-squares method (its options class says
+    ``least_squares = True``) on the data rescaled to unit RMS and the result scaled
+    back (:mod:`tnc.rescale`), so fitting ``c * X`` gives ``c`` times the fit of ``X``.
+    Other methods run as given (GCP scales its homogeneous losses itself)."""
+    if not getattr(chosen.options, "least_squares", False):
+        return chosen.run(problem, options)
+    rescale = Rescale.of([problem.network], [problem.target], problem.observed)
+    if rescale.identity:
+        return chosen.run(problem, options)
+    scaled = FitProblem(problem.network, rescale.data(problem.target), problem.mask,
+                        problem.inputs)
+    return rescale.result(chosen.run(scaled, rescale.options(options,
+                                                              problem.network.params)))
 
 
 def _fit_sparse(chosen: Method, model, data, mask, inputs, name, sizes, options):
