@@ -293,3 +293,24 @@ def test_long_trains_and_trees_plan_quickly_and_fit_exactly():
         assert time.perf_counter() - start < 5.0
         result = tnc.fit(net, X, method="als", restarts=3, max_sweeps=300, **QUIET)
         assert result.rel_error < 1e-8
+
+
+@pytest.mark.parametrize("text, weights", [
+    ("network reg(I = 9, J = 4) { index i: I, j: J  data H(i, j)  tensor a(j)  output i }",
+     "a"),
+    ("network reg(I = 9, J = 4, K = 2) { index i: I, j: J, k: K  data H(i, j)  tensor W(j, k)"
+     "  output i, k }", "W"),
+])
+def test_regression_on_a_data_tensor_is_least_squares(text, weights):
+    """A bond whose one side is data only counts features, not a rank the data bound:
+    ALS fits the regression and gives numpy's least-squares solution."""
+    net = tnc.compile(text)
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((9, 4))
+    y = rng.standard_normal(net.output_shape)
+    result = tnc.fit(net, y, method="als", inputs={"H": h}, progress=False)
+    expected = np.linalg.lstsq(h, y, rcond=None)[0]
+    np.testing.assert_allclose(result.tensors[weights], expected, rtol=1e-10, atol=1e-12)
+    assert result.converged
+    residual = np.linalg.norm(y - h @ expected) / np.linalg.norm(y)
+    assert result.rel_error == pytest.approx(residual, rel=1e-8)

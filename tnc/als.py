@@ -679,7 +679,9 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
 
 
 def check_ranks(net) -> None:
-    """A bond that cuts the network in two can be at most as large as either side's output.
+    """A bond that cuts the network in two can be at most as large as either side's output
+    (unless a side holds data tensors only: in a regression ``H(i, j) a(j)`` the bond
+    ``j`` counts features, and any number of them can be fitted).
 
     >>> import tnc
     >>> check_ranks(tnc.library("tucker", I=3, J=4, K=5, R1=4, R2=2, R3=2))  # doctest: +ELLIPSIS
@@ -694,8 +696,10 @@ def check_ranks(net) -> None:
         if ix in net.output or len(carriers) != 2:
             continue
         side = _component(occurrences, carriers[0], ix)
-        if carriers[1] in side:
-            continue
+        if carriers[1] in side or not all(
+                any(occurrences[k].kind == "param" for k in part)
+                for part in (side, set(range(len(occurrences))) - side)):
+            continue     # a loop, or a side of data only (regression: its rank is a feature count)
         outputs = {o for k in side for o in occurrences[k].indices if o in net.output}
         crossing = [o for o in outputs if any(o in occurrences[k].indices for k in
                                               range(len(occurrences)) if k not in side)]
