@@ -136,7 +136,7 @@ def test_l2_penalised_fits_keep_their_problem():
         scaled = tnc.fit(CP, c * x, method="als", l2=0.01 * c ** (4 / 3), max_sweeps=40,
                          progress=False)
         assert_equivariant(scaled, base, c, 3)
-    y, l2 = 1e6 * x, 1e3
+    y, l2 = 1e30 * x, 1e38
     result = tnc.fit(CP, y, method="als", l2=l2, max_sweeps=40, progress=False)
     assert result.info["data_scale"] != 1.0
     model = CP.contract(result.tensors)
@@ -177,11 +177,13 @@ def test_coupled_fit_of_c_times_the_data(method, options, masked):
 
 def test_one_common_factor_per_coupled_model():
     """One factor for all data sets (per-set factors would change their weighting):
-    a second data set 1e6 times larger moves the fit only through its weight."""
+    the factor is that of the data sets' joint RMS."""
     model = tnc.compile_model(COUPLED)
     data = model.contract(model.random(seed=2))
-    result = fit_model(model, {"T1": data["T1"], "T2": 1e6 * data["T2"]}, progress=False)
-    assert result.info["data_scale"] == unit_scale([data["T1"], 1e6 * data["T2"]])
+    data = {"T1": 1e-90 * data["T1"], "T2": 1e-80 * data["T2"]}
+    result = fit_model(model, data, progress=False)
+    assert result.info["data_scale"] == unit_scale(list(data.values()))
+    assert result.info["data_scale"] != unit_scale([data["T1"]])
 
 
 def test_split_exponents_sum_to_one_in_every_network():
@@ -192,10 +194,12 @@ def test_split_exponents_sum_to_one_in_every_network():
         {"A": 1 / 3, "B": 1 / 3, "C": 1 / 3})
 
 
-def test_unit_scale_is_a_power_of_two_and_skips_unit_data():
-    for value in (3e-300, 1e-170, 0.3, 7.0, 1e160, 1e300):
+def test_unit_scale_is_a_power_of_two_and_skips_moderate_data():
+    for value in (3e-300, 1e-170, 1e-25, 1e25, 1e160, 1e300):
         s = unit_scale([np.full(5, value)])
         assert np.frexp(s)[0] == 0.5                 # an exact power of two
         assert 2 ** -0.5 <= value * s <= 2 ** 0.5
-    assert unit_scale([np.array([1.1, -0.9])]) == 1.0
+    for value in (1e-15, 0.3, 1.0, 7.0, 1e15):      # no copy, the fit as before
+        assert unit_scale([np.full(5, value)]) == 1.0
     assert unit_scale([np.zeros(4)]) == 1.0
+    assert unit_scale([np.full(3, 7.0)], exact=True) == pytest.approx(1 / 7)

@@ -11,15 +11,17 @@ by ``s ** x_G`` with ``sum of x_G over the uses = 1`` in each network scales eve
 model by ``s`` (``x_G = 1 / D`` for ``D`` uses of untied tensors). Penalties
 keep their meaning (``l2`` is converted), squared losses come back times ``s**-2``.
 
-``s`` is a power of two, so the rescale is exact and data of about unit size are
-fitted untouched (``s == 1``: no copy), or the exact reciprocal RMS where a
-method's stopping tests are absolute at unit scale (L-BFGS-B's ``gtol``):
+``s`` is a power of two, so the rescale is exact; data whose RMS lies within
+``2**±64`` are fitted untouched (``s == 1``: no copy, the common case pays
+nothing), since methods whose every stopping test is relative treat them alike.
+Where a method's tests are absolute at unit scale (L-BFGS-B's ``gtol``), ``s`` is
+the exact reciprocal RMS, always applied:
 
     >>> import numpy as np
     >>> unit_scale([np.full(4, 3e-170)]) == 2.0 ** 563, 3e-170 * 2.0 ** 563
     (True, 0.905...)
-    >>> unit_scale([np.full(4, 1.2)]), unit_scale([np.zeros(3)])
-    (1.0, 1.0)
+    >>> unit_scale([np.full(4, 1e4)]), unit_scale([np.zeros(3)]), unit_scale([np.full(2, 4.0)], True)
+    (1.0, 1.0, 0.25)
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ import numpy as np
 from .errors import TncError
 
 MAX_EXPONENT = 1000        # 2**±1000 stays a normal float
+SAFE_EXPONENT = 64         # data with RMS within 2**±64 are fitted as given: their squares,
+                           # Grams and products are far from overflow and underflow
 
 
 def rms(arrays, count: int | None = None) -> float:
@@ -48,13 +52,18 @@ def rms(arrays, count: int | None = None) -> float:
 
 def unit_scale(arrays, exact: bool = False, count: int | None = None) -> float:
     """The factor bringing the RMS of ``arrays`` (over ``count`` entries) to about 1:
-    ``2**-round(log2(rms))`` (``exact``: ``1 / rms``); 1.0 for all-zero data."""
+    ``2**-round(log2(rms))``, or 1.0 when the RMS is within ``2**±SAFE_EXPONENT``
+    (methods whose every test is relative fit such data alike at any scale);
+    ``exact``: ``1 / rms`` always. 1.0 for all-zero data."""
     value = rms(arrays, count)
     if not value > 0 or not math.isfinite(value):
         return 1.0
     if exact:
         return 1.0 / value
-    return math.ldexp(1.0, max(-MAX_EXPONENT, min(MAX_EXPONENT, -round(math.log2(value)))))
+    exponent = -round(math.log2(value))
+    if abs(exponent) <= SAFE_EXPONENT:
+        return 1.0
+    return math.ldexp(1.0, max(-MAX_EXPONENT, min(MAX_EXPONENT, exponent)))
 
 
 def exponents(networks) -> dict[str, float] | None:
