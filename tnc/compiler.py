@@ -135,6 +135,8 @@ def _check_sizes_used(module, sizes) -> None:
 def check_shared_tensors(networks: dict[str, Network]) -> None:
     """A tensor name used in several networks must be one tensor: same kind and shape."""
     from .errors import TncSemanticError
+    if len(networks) < 2:
+        return                  # within one network, expansion already ties every use
     seen: dict[str, tuple[str, str, tuple]] = {}
     for net in networks.values():
         for occ in net.occurrences:

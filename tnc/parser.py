@@ -321,8 +321,17 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
     """Parse tnc source text into an :class:`~tnc.ast.Module`.
 
     Raises :class:`~tnc.errors.TncSyntaxError` (with line, column and a caret)
-    for text that is not in the language.
+    for text that is not in the language. The last few modules are kept (the
+    tree is immutable), so compiling one text's networks and model block
+    parses it once.
     """
+    if not isinstance(text, str):
+        raise TncError(f"expected tnc text, got {type(text).__name__}")
+    return _parse_cached(text, filename)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_cached(text: str, filename: str | None) -> ast.Module:
     parser = lark_parser()
     try:
         tree = parser.parse(text)
