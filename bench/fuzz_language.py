@@ -17,7 +17,8 @@ the limit. Outcomes, per program (the worst of its calls):
     located           a TncError with line:column
     unlocated         a TncError without a place          (reproducer printed)
     other             any other exception                  (reproducer printed)
-    over-limit        more than --timeout CPU seconds, or killed past 5x that in wall time
+    over-limit        a call took more than --timeout CPU seconds, or the program was
+                      killed past 5x that (plus 5 s) of wall time
 
 Case ``k`` of seed ``s`` is drawn from ``random.Random(f"{s}:{k}")`` alone, so
 ``--only k`` reproduces it. The exit status is 1 when anything but accepted or
@@ -244,18 +245,26 @@ def _classify(call) -> tuple[str, str]:
         return "other", "".join(traceback.format_exception(error)[-6:])
 
 
-def run_one(text: str) -> tuple[str, str]:
-    """The worst outcome of ``compile_all`` and (for a model) ``compile_model`` on ``text``."""
+def _timed(call) -> tuple[str, str, float]:
+    start = time.process_time()
+    outcome, detail = _classify(call)
+    return outcome, detail, time.process_time() - start
+
+
+def run_one(text: str) -> tuple[str, str, float]:
+    """The worst outcome of ``compile_all`` and (for a model) ``compile_model`` on ``text``,
+    and the CPU seconds of the slower call."""
     import tnc
     from tnc.parser import parse
-    results = [_classify(lambda: tnc.compile_all(text, allow_path=False))]
+    results = [_timed(lambda: tnc.compile_all(text, allow_path=False))]
     try:
         models = parse(text).models
     except tnc.TncError:
         models = ()
     if models:
-        results.append(_classify(lambda: tnc.compile_model(text, name=models[0].name)))
-    return max(results, key=lambda r: SEVERITY[r[0]])
+        results.append(_timed(lambda: tnc.compile_model(text, name=models[0].name)))
+    worst = max(results, key=lambda r: SEVERITY[r[0]])
+    return worst[0], worst[1], max(r[2] for r in results)
 
 
 def _worker(connection) -> None:
@@ -269,9 +278,7 @@ def _worker(connection) -> None:
         text = connection.recv()
         if text is None:
             return
-        start = time.process_time()
-        outcome, detail = run_one(text)
-        connection.send((outcome, detail, time.process_time() - start))
+        connection.send(run_one(text))
 
 
 class Runner:
@@ -293,7 +300,7 @@ class Runner:
         if self.connection.poll(5 * self.timeout + 5):
             try:
                 outcome, detail, seconds = self.connection.recv()
-            except EOFError:                     # the worker died (a crash, the memory cap)
+            except (EOFError, OSError):          # the worker died (a crash, the memory cap)
                 self.process = None
                 return "other", "the worker process died", float("nan")
             if seconds > self.timeout:
@@ -313,6 +320,7 @@ def campaign(seed: int, count: int, timeout: float, start: int = 0,
              report=print) -> tuple[Counter, list, tuple[float, int]]:
     """Run cases ``start .. start+count-1``: the counts, the (case, outcome, detail,
     program) of every case neither accepted nor located, and the slowest (seconds, case)."""
+    import tnc  # noqa: F401 - once here, so forked workers start warm
     pool, runner = seeds(), Runner(timeout)
     counts, bad, slowest = Counter(), [], (0.0, -1)
     try:
@@ -349,8 +357,8 @@ def main(argv=None) -> int:
     if args.only is not None:
         text = program(args.seed, args.only, seeds())
         print(f"case {args.only} of seed {args.seed}: {_shown(text, 10**6)}")
-        outcome, detail = run_one(text)
-        print(outcome, detail)
+        outcome, detail, seconds = run_one(text)
+        print(outcome, f"{seconds:.2f} s CPU", detail)
         return 0 if outcome in ("accepted", "located") else 1
     began = time.time()
     counts, bad, slowest = campaign(args.seed, args.count, args.timeout, args.start)
