@@ -43,10 +43,13 @@ def rms(arrays, count: int | None = None) -> float:
     all of them; fewer when zeroed unobserved ones are left out), without overflow
     or underflow."""
     arrays = [np.asarray(a) for a in arrays if np.size(a)]
+    count = sum(a.size for a in arrays) if count is None else count
+    squares = sum(float(np.vdot(a.ravel(), a.ravel())) for a in arrays)  # one pass, no copy
+    if 1e-280 < squares < 1e280:
+        return math.sqrt(squares / count)
     largest = max((float(np.max(np.abs(a))) for a in arrays), default=0.0)
     if not largest > 0 or not math.isfinite(largest):
         return largest
-    count = sum(a.size for a in arrays) if count is None else count
     return largest * math.sqrt(sum(float(np.sum((a / largest) ** 2)) for a in arrays) / count)
 
 
