@@ -393,3 +393,15 @@ def test_carets_sit_on_the_line_the_parser_counts(breaker):
                          .replace(breaker, " ").split("\n")]
     assert caret.index("^") - 4 == error.column - 1
     assert shown[4 + error.column - 1] == ("j" if error.line > 1 else " ")
+
+
+def test_huge_sizes_from_python_are_located():
+    text = network("  index i: N\n  tensor A(i)\n  output i", "n(N = 2)")
+    assert_located(raised(text, N=10**5000), 1, 11, "`N` has more than 14000 bits")
+
+
+def test_a_lower_python_digit_limit_is_honoured(monkeypatch):
+    import sys
+    monkeypatch.setattr(sys, "get_int_max_str_digits", lambda: 640, raising=False)
+    text = network("  index i: " + "1" * 700 + "\n  tensor A(i)\n  output i")
+    assert_located(raised(text), 2, 12, "has 700 digits; tnc integers have at most 640")

@@ -368,6 +368,9 @@ def _checked_override(param: ast.Param, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TncSemanticError(
             f"size parameter `{param.name}` must be an integer, got {value!r}", param.span)
+    if int(value).bit_length() > MAX_INT_BITS:
+        raise TncSemanticError(f"size parameter `{param.name}` has more than {MAX_INT_BITS} "
+                               f"bits; tnc integers stay below 2**{MAX_INT_BITS}", param.span)
     return int(value)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -81,6 +82,12 @@ def _of(kind, children):
 #: Longest integer literal, in digits (Python's int-from-str limit is 4300); every value
 #: in an expression stays below ``2 ** MAX_INT_BITS`` (see :func:`tnc.expand.evaluate`).
 MAX_INT_DIGITS = 4200
+
+
+def _digit_limit() -> int:
+    """:data:`MAX_INT_DIGITS`, or Python's own int-from-str limit when set lower."""
+    python = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+    return min(MAX_INT_DIGITS, python) if python else MAX_INT_DIGITS
 
 
 class ToAst:
@@ -192,10 +199,10 @@ class ToAst:
         return ast.Neg(children[0], _span(meta))
 
     def int(self, meta, children):
-        token = children[0]
-        if len(token) > MAX_INT_DIGITS:
+        token, limit = children[0], _digit_limit()
+        if len(token) > limit:
             raise TncSyntaxError(f"the integer literal has {len(token)} digits; tnc integers "
-                                 f"have at most {MAX_INT_DIGITS}", _span(token))
+                                 f"have at most {limit}", _span(token))
         return ast.Int(int(token), _span(token))
 
     def var(self, meta, children):
