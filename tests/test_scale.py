@@ -53,7 +53,7 @@ def param_uses(network):
 
 CASES = [
     pytest.param(CP, "als", {}, False, id="als-dense"),
-    pytest.param(CP, "als", {"missing": "em"}, True, id="als-em"),
+    pytest.param(CP, "als", {"missing": "em", "max_sweeps": 200}, True, id="als-em"),
     pytest.param(CP, "als", {"missing": "wls"}, True, id="als-wls"),
     pytest.param(CP, "als", {"missing": "auto", "init": "random", "restarts": 2}, True,
                  id="als-auto-restarts"),
@@ -80,12 +80,13 @@ def test_gcp_of_c_times_x_is_c_times_the_fit():
     round-off: ``c * X`` is X rounded, so only ``c = 2**k`` gives the same steps bit for
     bit (tests/test_gcp.py); for other ``c`` the model and loss agree to the accuracy
     of the stopping tests (tight here), and so do the stopping and the iterations."""
-    x = noisy(CP)
+    net = tnc.library("cp", I=4, J=5, K=6, R=2)
+    x = noisy(net)
     kwargs = dict(method="gcp", progress=False, ftol=1e-15, gtol=1e-10)
-    base = tnc.fit(CP, x, **kwargs)
+    base = tnc.fit(net, x, **kwargs)
     assert base.converged
     for c in SCALES:
-        scaled = tnc.fit(CP, c * x, **kwargs)
+        scaled = tnc.fit(net, c * x, **kwargs)
         assert scaled.converged == base.converged
         assert abs(scaled.iterations - base.iterations) <= 0.2 * base.iterations
         model, want = scaled.reconstruct() / c, base.reconstruct()
