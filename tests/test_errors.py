@@ -411,3 +411,11 @@ def test_a_lower_python_digit_limit_is_honoured(monkeypatch):
     monkeypatch.setattr(sys, "get_int_max_str_digits", lambda: 640, raising=False)
     text = network("  index i: " + "1" * 700 + "\n  tensor A(i)\n  output i")
     assert_located(raised(text), 2, 12, "has 700 digits; tnc integers have at most 640")
+
+
+def test_the_expansion_cap_covers_all_networks_of_a_text():
+    one = "network a(N = 300000) {\n  index p[n]: 2  for n in 1..N\n  tensor A(p[1])\n  output\n}\n"
+    assert list(tnc.compile_all(one)) == ["a"]
+    error = raised(one + one.replace("network a", "network b").replace("A(", "B("))
+    assert_located(error, 7, 3, "expands to more than 1000000 loop steps, indices, tensors "
+                                "and legs (its networks together)")

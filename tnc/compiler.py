@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .ast import Span
 from .errors import TncError
-from .expand import expand
+from .expand import expand, expansion_budget
 from .network import Network
 from .parser import parse
 
@@ -93,8 +93,9 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
     """Every network of a text, by name; ``sizes`` apply to each network that has them.
 
     ``allow_path=False`` takes ``text_or_path`` as text, never as a path.
-    ``max_expansion`` caps each network's loop steps, indices, tensors and legs
-    (default ``tnc.expand.MAX_EXPANSION``, 10**6), checked before unrolling.
+    ``max_expansion`` caps the loop steps, indices, tensors and legs of all the
+    networks together (default ``tnc.expand.MAX_EXPANSION``, 10**6), checked
+    before unrolling.
 
     Tensors shared by name between networks must have one shape everywhere
     (they are one parameter of a coupled model).
@@ -107,6 +108,7 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
                        "`network NAME(SIZE = default, ...) {`", _WHOLE_TEXT).located(text, filename)
     networks: dict[str, Network] = {}
     try:
+        budget = expansion_budget(max_expansion)        # one cap for all the networks
         for definition in module.networks:
             if definition.name in networks:
                 from .errors import TncSemanticError
@@ -114,7 +116,7 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
                                        definition.span)
             own = {k: v for k, v in sizes.items() if k in {p.name for p in definition.params}}
             networks[definition.name] = Network(
-                expand(definition, max_expansion=max_expansion, **own), text, filename, own)
+                expand(definition, max_expansion=budget, **own), text, filename, own)
         _check_sizes_used(module, sizes)
         check_shared_tensors(networks)
     except TncError as error:

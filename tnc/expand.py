@@ -248,7 +248,7 @@ def _loop_range(loop: ast.Loop, scope: _Scope) -> tuple[int, int]:
     return start, stop
 
 
-def _one_loop(stmt, scope: _Scope, budget: "_Budget", limit: int):
+def _one_loop(stmt, scope: _Scope, budget: "Budget", limit: int):
     """The scopes of a statement with a single ``for`` loop, charged up front; one scope
     object is updated in place, so each yielded scope holds only until the next one."""
     loop = stmt.loops[0]
@@ -263,7 +263,7 @@ def _one_loop(stmt, scope: _Scope, budget: "_Budget", limit: int):
         yield inner
 
 
-def unroll_statement(stmt, scope: _Scope, budget: "_Budget | None" = None):
+def unroll_statement(stmt, scope: _Scope, budget: "Budget | None" = None):
     """:func:`unroll` over a statement's loops, at most ``MAX_UNROLLED`` iterations in all
     (or the budget's ``steps``), each charged to ``budget``; a clause sure to repeat
     more is refused before unrolling."""
@@ -325,8 +325,9 @@ def _spread(ref: ast.Ref, scope: _Scope) -> int:
     return count
 
 
-class _Budget:
-    """The expanded size left to a network: loop steps, indices, tensors and legs."""
+class Budget:
+    """The expanded size left to a text's networks: loop steps, indices, tensors and
+    legs (one budget is shared by every network of a :func:`tnc.compile_all` call)."""
 
     def __init__(self, cap: int, steps: int = MAX_UNROLLED):
         self.cap, self.used, self.steps = cap, 0, steps
@@ -335,8 +336,8 @@ class _Budget:
         self.used += units
         if self.used > self.cap:
             raise TncSemanticError(
-                f"the network expands to more than {self.cap} loop steps, indices, tensors "
-                "and legs; use smaller sizes, or raise the cap with "
+                f"the text expands to more than {self.cap} loop steps, indices, tensors "
+                "and legs (its networks together); use smaller sizes, or raise the cap with "
                 "tnc.compile(..., max_expansion=N) or tnc.expand.MAX_EXPANSION", span)
 
 
@@ -377,7 +378,7 @@ def _checked_override(param: ast.Param, value: object) -> int:
 class _Expander:
     """Unrolls one network's statements into indices, occurrences and output."""
 
-    def __init__(self, network: ast.NetworkDef, sizes: dict[str, int], budget: "_Budget"):
+    def __init__(self, network: ast.NetworkDef, sizes: dict[str, int], budget: "Budget"):
         self.network = network
         self.scope = _Scope(sizes)
         self.budget = budget
@@ -411,7 +412,8 @@ class _Expander:
 
     def check_estimate(self, statements) -> None:
         """Refuse a network sure to exceed the budget before unrolling any of it."""
-        estimate = _Budget(self.budget.cap, self.budget.steps)
+        estimate = Budget(self.budget.cap, self.budget.steps)
+        estimate.used = self.budget.used
         for stmt in statements:
             estimate.charge(self.estimate(stmt), stmt.span)
 
@@ -621,14 +623,18 @@ class _Expander:
         return tuple(names)
 
 
-def expand(network: ast.NetworkDef, max_expansion: int | None = None, **sizes) -> NetworkSpec:
+def expand(network: ast.NetworkDef, max_expansion: "int | Budget | None" = None,
+           **sizes) -> NetworkSpec:
     """Bind ``sizes`` (overriding header defaults) and unroll ``network``.
 
     ``max_expansion`` caps the loop steps, indices, tensors and legs it may
-    unroll to (default :data:`MAX_EXPANSION`); a network sure to exceed it is
-    refused before any unrolling, with the statement at fault located.
+    unroll to (default :data:`MAX_EXPANSION`), or is a :class:`Budget` shared with
+    other calls; a network sure to exceed it is refused before any unrolling,
+    with the statement at fault located.
     """
-    expander = _Expander(network, bind_sizes(network, sizes), _budget(max_expansion))
+    budget = max_expansion if isinstance(max_expansion, Budget) else expansion_budget(
+        max_expansion)
+    expander = _Expander(network, bind_sizes(network, sizes), budget)
     with _collector_paused():
         return expander.run()
 
@@ -647,12 +653,13 @@ def _collector_paused():
             gc.enable()
 
 
-def _budget(max_expansion: int | None) -> _Budget:
-    """The budget of one expansion; a raised cap also lifts the per-statement
-    ``MAX_UNROLLED`` limit on loop steps and range lengths."""
+def expansion_budget(max_expansion: int | None = None) -> Budget:
+    """A budget of ``max_expansion`` (default :data:`MAX_EXPANSION`) to share between
+    :func:`expand` calls; a raised cap also lifts the per-statement ``MAX_UNROLLED``
+    limit on loop steps and range lengths."""
     if max_expansion is None:
-        return _Budget(MAX_EXPANSION, MAX_UNROLLED)
+        return Budget(MAX_EXPANSION, MAX_UNROLLED)
     if (isinstance(max_expansion, bool) or not isinstance(max_expansion, numbers.Integral)
             or max_expansion < 1):
         raise TncError(f"max_expansion must be a positive integer, got {max_expansion!r}")
-    return _Budget(int(max_expansion), max(MAX_UNROLLED, int(max_expansion)))
+    return Budget(int(max_expansion), max(MAX_UNROLLED, int(max_expansion)))
