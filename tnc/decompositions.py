@@ -160,12 +160,17 @@ def leading_vectors(matrix, rank: int | None, tail: float = 0.0, exact: bool = F
     """
     m, n = matrix.shape
     if not exact and n >= GRAM_MIN_RATIO * m:
-        values, vectors = np.linalg.eigh(matrix @ matrix.T)
+        values, vectors = np.linalg.eigh(matrix @ adjoint(matrix))
         values, vectors = np.sqrt(np.maximum(values[::-1], 0.0)), vectors[:, ::-1]
     else:
         vectors, values, _ = np.linalg.svd(matrix, full_matrices=False)
     keep = _truncation(values, rank, tail)
     return vectors[:, :keep], values[:keep]
+
+
+def adjoint(matrix):
+    """The conjugate transpose (the plain transpose, no copy, for real matrices)."""
+    return matrix.conj().T if np.iscomplexobj(matrix) else matrix.T
 
 
 def _truncation(values, rank, tail: float) -> int:
@@ -318,7 +323,7 @@ def tt_svd(X, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
         matrix = rest.reshape(r_prev * X.shape[k], -1)
         U, _ = leading_vectors(matrix, None if ranks is None else ranks[k], tail, exact)
         cores.append(U.reshape(r_prev, X.shape[k], U.shape[1]))
-        rest = U.T @ matrix
+        rest = adjoint(U) @ matrix
         r_prev = U.shape[1]
     cores.append(rest.reshape(r_prev, X.shape[-1], 1))
     return cores
@@ -345,23 +350,24 @@ def _tt_ranks(shape, ranks):
 def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
     """Recompress TT cores (r_{k-1}, d_k, r_k): right-to-left QR, then left-to-right SVD.
 
-    Costs O(N d r³) and never forms the full tensor.
+    Costs O(N d r³) and never forms the full tensor. Real or complex cores;
+    the end cores may also be 2-d, as :func:`decompose` gives them ((d_1, r_1)
+    and (r_{N-1}, d_N)), and come back in the layout they came in.
 
     >>> rng = np.random.default_rng(0)
     >>> cores = tt_svd(rng.random((3, 4, 5)), ranks=3)
     >>> [c.shape for c in tt_round(cores, ranks=2)]
     [(1, 3, 2), (2, 4, 2), (2, 5, 1)]
+    >>> [c.shape for c in tt_round(decompose(rng.random((3, 4, 5)), "tt", ranks=3).tensors.values(), ranks=2)]
+    [(3, 2), (2, 4, 2), (2, 5)]
     """
-    cores = [np.asarray(c, dtype=float) for c in cores]
+    cores, flat_ends = _three_d(cores)
     N = len(cores)
     ranks = per_mode(ranks, N - 1, "TT")
+    if rel_error is not None:
+        check_value("rel_error", rel_error, float, {"below": 1}, "tt_round")
     exponents = [scale_exponent(c) for c in cores]          # exact; undone on the last core
-    cores = [np.ldexp(c, -e) for c, e in zip(cores, exponents)]
-    for k in range(N - 1, 0, -1):
-        r0, d, r1 = cores[k].shape
-        q, r = np.linalg.qr(cores[k].reshape(r0, d * r1).T)
-        cores[k] = q.T.reshape(-1, d, r1)
-        cores[k - 1] = np.tensordot(cores[k - 1], r.T, axes=([2], [0]))
+    cores = tt_orthogonalize([_ldexp(c, -e) for c, e in zip(cores, exponents)], 0)
     norm = float(np.linalg.norm(cores[0]))
     tail = 0.0 if rel_error is None else rel_error * norm / math.sqrt(max(N - 1, 1))
     for k in range(N - 1):
@@ -371,7 +377,66 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
         cores[k] = u[:, :keep].reshape(r0, d, keep)
         carry = s[:keep, None] * vt[:keep]
         cores[k + 1] = np.tensordot(carry, cores[k + 1], axes=([1], [0]))
-    cores[-1] = np.ldexp(cores[-1], sum(exponents))
+    cores[-1] = _ldexp(cores[-1], sum(exponents))
+    if flat_ends:
+        cores[0], cores[-1] = cores[0][0], cores[-1][..., 0]
+    return cores
+
+
+def _three_d(cores) -> tuple[list[np.ndarray], bool]:
+    """TT cores as 3-d arrays (floats or complex) and whether the end cores came 2-d."""
+    cores = [np.asarray(c) for c in cores]
+    if not cores:
+        raise TncError("tt_round needs at least one TT core, got none")
+    dtype = np.result_type(float, *cores)
+    cores = [c.astype(dtype, copy=False) for c in cores]
+    flat_ends = len(cores) > 1 and cores[0].ndim == 2 and cores[-1].ndim == 2
+    if flat_ends:
+        cores[0], cores[-1] = cores[0][None], cores[-1][..., None]
+    for k, core in enumerate(cores):
+        if core.ndim != 3 or (k and core.shape[0] != cores[k - 1].shape[2]):
+            raise TncError(f"TT core {k + 1} has shape {core.shape}; TT cores are 3-d "
+                           "(r_{k-1}, d_k, r_k) with matching bonds (or 2-d end cores "
+                           f"(d_1, r_1), (r_{{N-1}}, d_N)); the shapes are "
+                           f"{[c.shape for c in cores]}")
+    if cores[0].shape[0] != 1 or cores[-1].shape[2] != 1:
+        raise TncError(f"the end TT cores need outer bonds of size 1, got shapes "
+                       f"{cores[0].shape} and {cores[-1].shape}")
+    return cores, flat_ends
+
+
+def _ldexp(array, exponent: int):
+    """``array * 2**exponent``, exact (real and imaginary parts of complex arrays apart)."""
+    if not exponent:
+        return array
+    if np.iscomplexobj(array):
+        return np.ldexp(array.real, exponent) + 1j * np.ldexp(array.imag, exponent)
+    return np.ldexp(array, exponent)
+
+
+def tt_orthogonalize(cores, centre: int = 0) -> list[np.ndarray]:
+    """Mixed canonical form of 3-d TT cores by QR sweeps: cores left of ``centre``
+    left-orthonormal (``core.reshape(r0 * d, r1)`` has orthonormal columns), cores right
+    of it right-orthonormal (``core.reshape(r0, d * r1)`` has orthonormal rows); the
+    tensor is unchanged and a bond may shrink to what its QR factor holds. O(N d r³).
+
+    >>> rng = np.random.default_rng(0)
+    >>> cores = tt_orthogonalize(tt_svd(rng.random((3, 4, 5)), ranks=3), 2)
+    >>> q = cores[0].reshape(3, -1)
+    >>> bool(np.allclose(q.T @ q, np.eye(q.shape[1])))
+    True
+    """
+    cores = list(cores)
+    for k in range(centre):
+        r0, d, r1 = cores[k].shape
+        q, r = np.linalg.qr(cores[k].reshape(r0 * d, r1))
+        cores[k] = q.reshape(r0, d, q.shape[1])
+        cores[k + 1] = np.tensordot(r, cores[k + 1], axes=([1], [0]))
+    for k in range(len(cores) - 1, centre, -1):
+        r0, d, r1 = cores[k].shape
+        q, r = np.linalg.qr(cores[k].reshape(r0, d * r1).T)
+        cores[k] = q.T.reshape(q.shape[1], d, r1)
+        cores[k - 1] = np.tensordot(cores[k - 1], r.T, axes=([2], [0]))
     return cores
 
 
