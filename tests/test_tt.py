@@ -1,0 +1,190 @@
+"""TensorTrain / TTMatrix against dense numpy on small sizes, real and complex."""
+import numpy as np
+import pytest
+
+import tnc
+from tnc.decompositions import tt_round
+from tnc.tt import TensorTrain, TTMatrix
+
+SHAPE = (2, 3, 4, 2)
+
+
+def random_cores(rng, sites, rank, complex_):
+    ranks = [1] + [rank] * (len(sites) - 1) + [1]
+    cores = []
+    for k, site in enumerate(sites):
+        shape = (ranks[k],) + tuple(site) + (ranks[k + 1],)
+        core = rng.standard_normal(shape)
+        cores.append(core + 1j * rng.standard_normal(shape) if complex_ else core)
+    return cores
+
+
+def train(rng, rank, complex_, shape=SHAPE):
+    return TensorTrain(random_cores(rng, [(d,) for d in shape], rank, complex_))
+
+
+def operator(rng, rank, complex_, shape=SHAPE):
+    return TTMatrix(random_cores(rng, [(d, d) for d in shape], rank, complex_))
+
+
+def close(a, b, tol=1e-11):
+    return np.linalg.norm(a - b) <= tol * max(np.linalg.norm(b), 1e-300)
+
+
+@pytest.fixture(params=[False, True], ids=["real", "complex"])
+def complex_(request):
+    return request.param
+
+
+def test_sum_difference_scalar_and_hadamard_match_dense(complex_):
+    rng = np.random.default_rng(1)
+    a, b = train(rng, 3, complex_), train(rng, 2, complex_)
+    A, B = a.to_dense(), b.to_dense()
+    assert (a + b).ranks == [5, 5, 5] and (a * b).ranks == [6, 6, 6]
+    assert close((a + b).to_dense(), A + B)
+    assert close((a - b).to_dense(), A - B)
+    assert close((-a).to_dense(), -A)
+    c = 2.5 - 1j if complex_ else -2.5
+    assert close((c * a).to_dense(), c * A) and close((a * c).to_dense(), c * A)
+    assert close((a / 4).to_dense(), A / 4)
+    assert close((a * b).to_dense(), A * B) and close(a.hadamard(b).to_dense(), A * B)
+    assert close((np.float64(3.0) * a).to_dense(), 3 * A)
+
+
+def test_dot_and_norm_match_numpy(complex_):
+    rng = np.random.default_rng(2)
+    a, b = train(rng, 3, complex_), train(rng, 4, complex_)
+    A, B = a.to_dense(), b.to_dense()
+    assert a.dot(b) == pytest.approx(np.vdot(A, B), rel=1e-12)
+    assert a.norm() == pytest.approx(np.linalg.norm(A), rel=1e-12)
+    assert isinstance(a.dot(b), complex if complex_ else float)
+    tiny = 1e-200 * a                      # the norm from the orthogonalised train: no underflow
+    assert tiny.norm() == pytest.approx(1e-200 * np.linalg.norm(A), rel=1e-12)
+
+
+def test_round_recovers_the_rank_and_truncates_like_svd(complex_):
+    rng = np.random.default_rng(3)
+    a = train(rng, 2, complex_)
+    A = a.to_dense()
+    five = a + a + a + a + a                                # rank 10, exactly rank 2
+    rounded = five.round(rel_error=1e-12)
+    assert rounded.ranks == [2, 2, 2] and close(rounded.to_dense(), 5 * A)
+    b = train(rng, 4, complex_)
+    capped = b.round(max_rank=2)
+    B = b.to_dense()
+    # rank-2 rounding is quasi-optimal: within sqrt(N - 1) of the best (TT-SVD bound)
+    best = TensorTrain.from_dense(B, max_rank=2)
+    err = np.linalg.norm(capped.to_dense() - B)
+    assert capped.ranks == [2, 2, 2]
+    assert err <= np.sqrt(3) * np.linalg.norm(best.to_dense() - B) * (1 + 1e-9) + 1e-12
+    loose = b.round(rel_error=0.3)
+    assert np.linalg.norm(loose.to_dense() - B) <= 0.3 * np.linalg.norm(B)
+    assert max(loose.ranks) < 4
+
+
+def test_from_dense_is_tt_svd_and_exact_without_truncation(complex_):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal(SHAPE) + (1j * rng.standard_normal(SHAPE) if complex_ else 0)
+    tt = TensorTrain.from_dense(X)
+    assert tt.ranks == [2, 6, 2] and close(tt.to_dense(), X)
+    assert tt.dtype == (np.complex128 if complex_ else np.float64)
+    small = TensorTrain.from_dense(X, rel_error=0.5)
+    assert np.linalg.norm(small.to_dense() - X) <= 0.5 * np.linalg.norm(X)
+
+
+def test_canonical_forms_are_orthonormal_and_keep_the_tensor(complex_):
+    rng = np.random.default_rng(5)
+    a = train(rng, 3, complex_)
+    for centre in range(len(a)):
+        c = a.canonical(centre)
+        assert close(c.to_dense(), a.to_dense())
+        for k, core in enumerate(c.cores):
+            if k < centre:
+                m = core.reshape(-1, core.shape[-1])
+                assert np.allclose(m.conj().T @ m, np.eye(m.shape[1]))
+            elif k > centre:
+                m = core.reshape(core.shape[0], -1)
+                assert np.allclose(m @ m.conj().T, np.eye(m.shape[0]))
+
+
+def test_operator_times_train_and_operator_match_einsum(complex_):
+    rng = np.random.default_rng(6)
+    A, B, x = operator(rng, 2, complex_), operator(rng, 3, complex_), train(rng, 3, complex_)
+    DA, DB, X = A.to_dense(), B.to_dense(), x.to_dense()
+    assert DA.shape == SHAPE + SHAPE
+    Ax = A @ x
+    assert isinstance(Ax, TensorTrain) and Ax.ranks == [6, 6, 6]
+    assert close(Ax.to_dense(), np.einsum("abcdefgh,efgh->abcd", DA, X))
+    AB = A @ B
+    assert isinstance(AB, TTMatrix) and AB.ranks == [6, 6, 6]
+    assert close(AB.to_dense(), np.einsum("abcdefgh,efghijkl->abcdijkl", DA, DB))
+    assert close(A.T.to_dense(), np.einsum("abcdefgh->efghabcd", DA))
+    applied = A.apply(x, rel_error=1e-12)
+    assert max(applied.ranks) <= 6 and close(applied.to_dense(), Ax.to_dense(), 1e-10)
+    assert close((A + B).to_dense(), DA + DB) and close((A * B).to_dense(), DA * DB)
+    assert A.dot(B) == pytest.approx(np.vdot(DA, DB), rel=1e-12)
+    assert A.norm() == pytest.approx(np.linalg.norm(DA), rel=1e-12)
+    dense = TTMatrix.from_dense(DA, rel_error=1e-13)
+    assert dense.ranks == [2, 2, 2] and close(dense.to_dense(), DA)
+
+
+def test_entries_match_dense():
+    rng = np.random.default_rng(7)
+    a = train(rng, 3, True)
+    idx = np.stack([rng.integers(0, d, 50) for d in SHAPE], axis=1)
+    assert close(a.entries(idx), a.to_dense()[tuple(idx.T)])
+
+
+def test_round_trips_with_networks_decompose_and_dmrg():
+    rng = np.random.default_rng(8)
+    net = tnc.library("tt", N=4, d=3, r=2)
+    tensors = net.random(seed=0)
+    X = net.contract(tensors)
+    assert close(TensorTrain.from_network(net, tensors).to_dense(), X)
+    tt = TensorTrain.from_result(tnc.decompose(X, "tt", rel_error=1e-12))
+    assert tt.ranks == [2, 2, 2] and close(tt.to_dense(), X)
+    fitted = tnc.fit(tnc.library("tt", N=4, d=3, r=3), X, method="dmrg", progress=False)
+    assert close(TensorTrain.from_result(fitted).to_dense(), fitted.reconstruct())
+    result = tt.to_result()
+    assert close(result.reconstruct(), X)
+    again = tnc.fit(result.network, X, method="als", init=result, progress=False)
+    assert again.rel_error < 1e-10
+    mpo = tnc.library("ttm", N=3, m=2, k=3, r=2)
+    weights = mpo.random(seed=1)
+    W = TTMatrix.from_network(mpo, weights)
+    assert close(W.to_dense(), mpo.contract(weights))
+    assert close(W.to_result().reconstruct(), mpo.contract(weights))
+    x = train(rng, 2, False, shape=(3, 3, 3))
+    assert close((W @ x).to_dense(), np.einsum("abcdef,def->abc", W.to_dense(), x.to_dense()))
+
+
+def test_tt_round_takes_decompose_end_cores():
+    X = np.random.default_rng(9).random((3, 4, 5))
+    cores = list(tnc.decompose(X, "tt", rel_error=1e-12).tensors.values())
+    rounded = tt_round(cores, rel_error=1e-12)
+    assert [c.ndim for c in rounded] == [2, 3, 2]
+    assert close(np.einsum("ia,ajb,bk->ijk", *rounded), X)
+
+
+def test_mismatched_trains_name_both_shapes():
+    rng = np.random.default_rng(10)
+    a, b = train(rng, 2, False), train(rng, 2, False, shape=(2, 3, 5, 2))
+    short = train(rng, 2, False, shape=(2, 3, 4))
+    for bad in (lambda: a + b, lambda: a * short, lambda: a.dot(short), lambda: a - b):
+        with pytest.raises(tnc.TncError, match=r"\(2, 3, 4, 2\).*\(2, 3, (5, 2|4)\)"):
+            bad()
+    with pytest.raises(tnc.TncError, match=r"\(2, 3, 4, 2, 2, 3, 4, 2\).*\(2, 3, 4\)"):
+        operator(rng, 2, False) @ short
+    with pytest.raises(tnc.TncError, match="core 2 has shape"):
+        TensorTrain([np.ones((1, 2, 2)), np.ones((3, 2, 1))])
+    with pytest.raises(tnc.TncError, match="max_rank"):
+        a.round(max_rank=0)
+    with pytest.raises(tnc.TncError, match="rel_error"):
+        a.round(rel_error=2.0)
+
+
+def test_to_dense_is_memory_checked():
+    big = TensorTrain([np.ones((1, 64, 1))] * 10)
+    with pytest.raises(tnc.MemoryLimitError, match=r"dense form .* needs"):
+        big.to_dense(memory_limit=2 ** 30)
+    assert big.norm() == pytest.approx(8.0 ** 10)
