@@ -16,6 +16,7 @@ from .network import Network
 from .result import FitResult, load_result
 from .decompositions import decompose, tt_round
 from .tt import TensorTrain, TTMatrix
+from .cross import CrossResult, tt_cross
 from .sparse import SparseTensor
 from .plan import Cost
 from .mpo import heisenberg_mpo, ising_mpo
@@ -32,4 +33,4 @@ __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cos
            "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
            "load_result", "decompose", "tt_round", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__",
            "CoupledModel", "compile_model", "coupled_model", "CoupledResult", "fit_model",
-           "load_coupled", "multifac", "TensorTrain", "TTMatrix"]
+           "load_coupled", "multifac", "TensorTrain", "TTMatrix", "tt_cross", "CrossResult"]
