@@ -69,15 +69,17 @@ def _read_file(path: Path) -> tuple[str, str]:
     """The text of a regular file of at most :data:`MAX_SOURCE_BYTES` bytes."""
     import stat
     name = str(path)
+    shown = repr(name if len(name) <= 200 else name[:200] + "...")
     try:
         with open(path, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise TncError(f"cannot read tnc file {name!r}: not a regular file")
+                raise TncError(f"cannot read tnc file {shown}: not a regular file")
             data = handle.read(MAX_SOURCE_BYTES + 1)
     except FileNotFoundError:
-        raise TncError(f"cannot read tnc file {name!r}: it does not exist") from None
+        raise TncError(f"cannot read tnc file {shown}: it does not exist") from None
     except (OSError, ValueError) as error:   # ValueError: NUL in path
-        raise TncError(f"cannot read tnc file {name!r}: {error}") from None
+        raise TncError(f"cannot read tnc file {shown}: "
+                       f"{getattr(error, 'strerror', None) or error}") from None
     if len(data) > MAX_SOURCE_BYTES:
         raise TncError(f"tnc file is larger than the {MAX_SOURCE_BYTES} bytes "
                        "(tnc.compiler.MAX_SOURCE_BYTES) a source may have",
@@ -85,7 +87,7 @@ def _read_file(path: Path) -> tuple[str, str]:
     try:
         return data.decode("utf-8"), name
     except UnicodeDecodeError as error:
-        raise TncError(f"cannot read tnc file {name!r}: not UTF-8 text ({error})") from None
+        raise TncError(f"cannot read tnc file {shown}: not UTF-8 text ({error})") from None
 
 
 def compile_all(text_or_path, filename: str | None = None, allow_path: bool = True,
