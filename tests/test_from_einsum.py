@@ -83,6 +83,9 @@ def test_arrays_stand_for_their_shapes():
     ("ij->i->j", [(2, 3)], "at most one `->`"),
     ("i->", [(0,)], "has size 0"),
     ("i->", ["x"], "must be a tuple of integers"),
+    ("ij->", [(2.5, 2)], "must be a tuple of integers"),          # not truncated to 2
+    ("ij->", [(True, 2)], "must be a tuple of integers"),
+    ("i->", [5], "must be a tuple of integers"),
     (3, [(2,)], "is a string"),
 ])
 def test_bad_einsum_is_a_tnc_error(eq, shapes, phrase):

@@ -16,6 +16,7 @@ three or more operands) and scalar outputs (``ij,ij->``) all translate.
 """
 from __future__ import annotations
 
+import numbers
 import re
 from collections import Counter
 
@@ -74,9 +75,13 @@ def _sizes(eq: str, terms: list[str], shapes) -> dict[str, int]:
 def _as_shape(shape, k: int) -> tuple[int, ...]:
     shape = getattr(shape, "shape", shape)     # an array stands for its shape
     try:
-        return tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise TncError(f"shape of operand {k} must be a tuple of integers, got {shape!r}") from None
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                               for d in dims):
+        raise TncError(f"shape of operand {k} must be a tuple of integers, got {shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 def _check_output(eq: str, terms: list[str], output: str) -> None:
