@@ -188,3 +188,19 @@ def test_to_dense_is_memory_checked():
     with pytest.raises(tnc.MemoryLimitError, match=r"dense form .* needs"):
         big.to_dense(memory_limit=2 ** 30)
     assert big.norm() == pytest.approx(8.0 ** 10)
+
+
+def test_gram_rounding_matches_qr_rounding(complex_):
+    rng = np.random.default_rng(11)
+    a, b = train(rng, 3, complex_), train(rng, 3, complex_)
+    s = a + b + a                                          # rank 9, exactly rank 6: Grams singular
+    S = s.to_dense()
+    for max_rank in (None, 2):
+        gram = s.round(rel_error=None if max_rank else 1e-6, max_rank=max_rank, method="gram")
+        qr = s.round(rel_error=None if max_rank else 1e-6, max_rank=max_rank, method="qr")
+        assert gram.ranks == qr.ranks
+        assert np.linalg.norm(gram.to_dense() - S) == pytest.approx(
+            np.linalg.norm(qr.to_dense() - S), rel=1e-6, abs=1e-7 * np.linalg.norm(S))
+    assert s.round(rel_error=1e-6, method="gram").ranks == [2, 6, 2]
+    with pytest.raises(tnc.TncError, match="method"):
+        s.round(method="svd")
