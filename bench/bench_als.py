@@ -1,6 +1,7 @@
 """tnc's ALS, HOOI and TT-SVD against pyttb and tensorly, in one process.
 
     python bench/bench_als.py [--size 200] [--rank 10] [--sweeps 20] [--repeats 3] [--threads N]
+                              [--kernels auto|avx512|avx2|portable|blas]
 
 Every library gets the same data, the same starting factors (where it accepts
 them), a fixed number of sweeps (tolerance 0) and the same BLAS thread count.
@@ -52,7 +53,9 @@ def cp_data(n: int, rank: int, seed: int = 0):
     return X, start
 
 
-def bench_cp(n, rank, sweeps, repeats) -> dict:
+def cp_runners(n, rank, sweeps):
+    """The data, tnc's network and start, and one run of each library's CP-ALS (same
+    data, same start, ``sweeps`` sweeps, tolerance 0)."""
     import pyttb
     import tensorly
     from tensorly.decomposition import parafac
@@ -74,6 +77,27 @@ def bench_cp(n, rank, sweeps, repeats) -> dict:
         return parafac(X, rank, n_iter_max=sweeps, init=tensorly.cp_tensor.CPTensor(
             (np.ones(rank), [f.copy() for f in start])), tol=0)
 
+    return X, net, init, {"tnc": run_tnc, "pyttb": run_pyttb, "tensorly": run_tensorly}
+
+
+def bench_cp_variants(n, rank, sweeps, repeats) -> dict:
+    """tnc's CP-ALS per sweep on every kernel variant this CPU runs and on BLAS, and
+    pyttb's, all run in turn within each repeat (so the machine's load hits all alike)."""
+    _, _, _, runs = cp_runners(n, rank, sweeps)
+    chosen = kernels.variant()
+    functions = {f"tnc {name}": (lambda name=name: (kernels.use(name), runs["tnc"]()))
+                 for name in kernels.supported() + ("blas",)}
+    try:
+        together = timed_together({**functions, "pyttb": runs["pyttb"]}, repeats)
+    finally:
+        kernels.use(chosen)
+    return {name: value / sweeps for name, value in together.items()}
+
+
+def bench_cp(n, rank, sweeps, repeats) -> dict:
+    import tnc
+    X, net, init, runs = cp_runners(n, rank, sweeps)
+    run_tnc, run_pyttb, run_tensorly = runs["tnc"], runs["pyttb"], runs["tensorly"]
     result = run_tnc()
     together = timed_together({"tnc": run_tnc, "pyttb": run_pyttb, "tensorly": run_tensorly},
                               repeats)
@@ -140,7 +164,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads for every library (default: leave as is)")
     parser.add_argument("--only", choices=("cp", "tucker", "tt"), action="append")
+    parser.add_argument("--kernels", default="auto",
+                        choices=("auto", "all") + kernels.VARIANTS + ("blas",),
+                        help="tnc's kernel variant (tnc.kernels.use; default: the fastest "
+                             "here; all: CP only, every variant against pyttb)")
     args = parser.parse_args(argv)
+    kernels.use("auto" if args.kernels == "all" else args.kernels)
     limit = nullcontext()
     if args.threads:
         from threadpoolctl import threadpool_limits
@@ -150,7 +179,15 @@ def main(argv=None) -> None:
     with limit:
         print(f"dense {args.size}^3, rank {args.rank}, {args.sweeps} sweeps, "
               f"median of {args.repeats}, threads {args.threads or 'default'}, "
-              f"tnc kernels {'on' if kernels.available() else 'off (BLAS)'}")
+              f"tnc kernels {kernels.variant()} (this CPU runs {', '.join(kernels.supported())})")
+        if args.kernels == "all":
+            times = bench_cp_variants(args.size, args.rank, args.sweeps, args.repeats)
+            print("\nCP-ALS per sweep, every kernel variant (avx2 target: <= 0.40x pyttb at "
+                  "1 thread, <= 0.45x at 2)")
+            for name, value in times.items():
+                ratio = "" if name == "pyttb" else f"   tnc/pyttb {value / times['pyttb']:5.2f}"
+                print(f"  {name:16s} {value * 1e3:9.3f} ms{ratio}")
+            return
         if "cp" in only:
             report("CP-ALS (time per sweep)", bench_cp(args.size, args.rank, args.sweeps,
                                                        args.repeats),

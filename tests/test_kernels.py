@@ -21,13 +21,44 @@ import tnc
 from tnc import kernels
 
 
-def cpu_has_avx512() -> bool:
-    """The CPU flags the kernels need, read independently of the kernels' own check."""
+def cpu_flags() -> set:
+    """The CPU's feature flags, read independently of the kernels' own check."""
     try:
         flags = open("/proc/cpuinfo").read().split()
     except OSError:
-        return False
-    return {"avx512f", "avx512vl", "fma"} <= set(flags)
+        return set()
+    return set(flags)
+
+
+def cpu_has_avx512() -> bool:
+    return {"avx512f", "avx512vl", "fma"} <= cpu_flags()
+
+
+def expected_variants() -> tuple:
+    """The variants this CPU should run, from /proc/cpuinfo (x86-64 with a C compiler)."""
+    flags = cpu_flags()
+    return tuple(name for name, needs in (("avx512", {"avx512f", "avx512vl", "fma"}),
+                                          ("avx2", {"avx2", "fma"}), ("portable", set()))
+                 if needs <= flags)
+
+
+VARIANTS_HERE = kernels.supported()
+
+
+def expected_auto() -> str:
+    """What ``auto`` picks: AVX-512, else AVX2 (on x86-64 the portable path is slower than
+    BLAS, so it is used only when forced), else portable elsewhere."""
+    if platform.machine() not in ("x86_64", "AMD64", "i686"):
+        return "portable"
+    return next((name for name in expected_variants() if name != "portable"), "blas")
+
+
+@pytest.fixture
+def forced():
+    """``forced(name)`` runs the products on variant ``name``; the default comes back after."""
+    before = kernels.variant()
+    yield kernels.use
+    kernels.use(before)
 
 
 @pytest.fixture
@@ -44,20 +75,43 @@ def reference(big, small):
 @given(P=st.integers(1, 9), S=st.integers(1, 21), Q=st.integers(1, 70), R=st.integers(1, 23),
        threads=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_mode_product_matches_einsum(P, S, Q, R, threads, seed):
+    """Every variant this CPU runs, in float64 and float32, on the same cases."""
     rng = np.random.default_rng(seed)
     big, small = rng.standard_normal((P, S, Q)), rng.standard_normal((S, R))
+    expected = reference(big, small)
+    scale = reference(abs(big), abs(small))
+    before = kernels.variant()
     kernels.set_threads(threads)
     try:
-        got = kernels.mode_product(big, small)
+        for name in VARIANTS_HERE + ("blas",):
+            kernels.use(name)
+            got = run_kernel_directly(name, big, small, threads)
+            assert got.shape == (P, R, Q)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * S)
+            got32 = run_kernel_directly(name, big.astype(np.float32), small.astype(np.float32),
+                                        threads)
+            assert got32.dtype == np.float32
+            assert np.all(abs(got32 - expected) <= 1e-5 * scale + 1e-30), name
     finally:
         kernels.set_threads(None)
-    assert got.shape == (P, R, Q)
-    np.testing.assert_allclose(got, reference(big, small), rtol=1e-12, atol=1e-12 * S)
+        kernels.use(before)
+
+
+def run_kernel_directly(name, big, small, threads):
+    """The product on variant ``name`` even when it is too small for mode_product to pick
+    the kernels (BLAS for ``"blas"``)."""
+    out = kernels.aligned_empty((big.shape[0], small.shape[1], big.shape[2]), big.dtype)
+    if name == "blas":
+        return kernels.mode_product(big, small, out)
+    assert kernels._run_kernel(kernels._state["lib"], name, big, small, out, threads) == 0
+    return out
 
 
 @pytest.mark.parametrize("shape, rank", [((1, 200, 4000), 10), ((50, 60, 70), 7),
                                          ((3000, 97, 1), 13), ((1, 33, 1001), 1)])
-def test_large_products_split_over_threads(shape, rank, thread_count):
+@pytest.mark.parametrize("name", VARIANTS_HERE)
+def test_large_products_split_over_threads(shape, rank, name, thread_count, forced):
+    forced(name)
     rng = np.random.default_rng(1)
     big, small = rng.standard_normal(shape), rng.standard_normal((shape[1], rank))
     expected = reference(big, small)
@@ -65,9 +119,12 @@ def test_large_products_split_over_threads(shape, rank, thread_count):
         thread_count(count)
         np.testing.assert_allclose(kernels.mode_product(big, small), expected, rtol=1e-12,
                                    atol=1e-11)
+        single = kernels.mode_product(big.astype(np.float32), small.astype(np.float32))
+        assert single.dtype == np.float32
+        assert np.all(abs(single - expected) <= 1e-5 * reference(abs(big), abs(small)))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("dtype", [np.int64, np.complex128])
 def test_other_dtypes_go_through_blas(dtype):
     rng = np.random.default_rng(2)
     big = rng.standard_normal((4, 5, 6)).astype(dtype)
@@ -102,22 +159,69 @@ def test_mismatched_operands_are_refused():
 
 @pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("cc") is None,
                     reason="kernels are built for x86-64 with a C compiler")
-def test_kernels_load_exactly_when_the_cpu_has_avx512():
-    assert kernels.available() == cpu_has_avx512()
+def test_the_variants_are_exactly_those_the_cpu_can_run():
+    assert kernels.supported() == expected_variants()
+    assert kernels.variant() == expected_auto()
+
+
+def test_use_switches_variant_and_refuses_one_the_cpu_lacks(forced, monkeypatch):
+    assert forced("blas") == "blas" and not kernels.available()
+    for name in VARIANTS_HERE:
+        assert forced(name) == name == kernels.variant() and kernels.available()
+    with pytest.raises(tnc.TncError, match="kernel variant must be one of"):
+        forced("sse9")
+    monkeypatch.setattr(kernels, "supported", lambda: ("portable",))
+    with pytest.raises(tnc.TncError, match=r"'avx512' cannot run here: it needs avx512f, "
+                                           r"avx512vl, fma; this CPU \(.*\) has"):
+        forced("avx512")
+    assert kernels.variant() == VARIANTS_HERE[-1]      # unchanged by the refusal
+
+
+# a fresh process with TNC_KERNELS set: the variant it picked, whether a product big
+# enough for the kernels matched einsum in both dtypes, and its tnc warnings
+FORCED_CHILD = """
+import warnings, numpy as np
+from tnc import kernels
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    rng = np.random.default_rng(0)
+    big, small = rng.standard_normal((40, 50, 60)), rng.standard_normal((50, 7))
+    expected = np.einsum("psq,sr->prq", big, small)
+    right = np.allclose(kernels.mode_product(big, small), expected, rtol=1e-12, atol=1e-11)
+    single = kernels.mode_product(big.astype(np.float32), small.astype(np.float32))
+    right = right and np.allclose(single, expected, rtol=1e-3, atol=1e-3)
+print(kernels.variant(), right, sum(str(w.message).startswith("tnc:") for w in caught))
+"""
+
+
+def run_forced(value: str, cache) -> list:
+    env = {**os.environ, "TNC_KERNELS": value, "TNC_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-c", FORCED_CHILD], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+@pytest.mark.skipif(not VARIANTS_HERE, reason="needs the compiled kernels")
+def test_the_environment_forces_a_variant(built_cache):
+    name = "avx2" if "avx2" in VARIANTS_HERE else VARIANTS_HERE[-1]   # not the default here
+    assert run_forced(name, built_cache) == [name, "True", "0"]
+    assert run_forced("off", built_cache) == ["blas", "True", "0"]
+    assert run_forced("sse9", built_cache) == [expected_auto(), "True", "1"]
 
 
 def test_a_broken_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
     monkeypatch.setenv("TNC_CACHE_DIR", str(tmp_path))
     with pytest.warns(RuntimeWarning, match="no C compiler found"):
-        assert kernels._load() is None
+        assert kernels._load() == (None, None)
 
 
 def test_environment_switch_turns_kernels_off(monkeypatch):
     monkeypatch.setenv("TNC_KERNELS", "0")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert kernels._load() is None
+        assert kernels._load() == (None, None)
 
 
 @pytest.mark.skipif(not kernels.available(), reason="needs the compiled kernels")
@@ -136,17 +240,75 @@ def blas_threads_inside(*data) -> list:
                 if lib["user_api"] == "blas"]
 
 
-def test_blas_runs_serially_while_kernels_stream_big_data(thread_count):
-    thread_count(2)
-    if not kernels.available():
-        pytest.skip("blas_serial only acts when the kernels run")
-    big, small = np.zeros((64, 64, 64)), np.zeros((4, 5, 6))
-    inside = blas_threads_inside(big)
-    assert inside and set(inside) == {1}
-    assert set(blas_threads_inside(small, big)) == {1}
-    assert all(n == 2 for n in blas_threads_inside(small))   # small data: BLAS untouched
+def test_blas_runs_serially_in_small_fits_and_beside_threaded_kernels(thread_count):
+    small, big = np.zeros((60, 60, 60)), np.zeros((1, 1, kernels.SERIAL_BLAS_ENTRIES))
+    assert small.size < kernels.SERIAL_BLAS_ENTRIES <= big.size
+    assert set(blas_threads_inside(small)) == {1}          # small fit: always serial
+    with kernels.disabled():
+        assert set(blas_threads_inside(small)) == {1}
+        assert all(n == 2 for n in blas_threads_inside(big))   # big, BLAS does it all
+    assert all(n == 2 for n in blas_threads_inside())          # nothing streamed: untouched
     thread_count(1)
-    assert all(n == 2 for n in blas_threads_inside(big))     # one kernel thread: nothing to protect
+    assert all(n == 2 for n in blas_threads_inside(big))   # one kernel thread: nothing to protect
+    thread_count(2)
+    if kernels.available():
+        assert set(blas_threads_inside(big)) == {1}
+        assert set(blas_threads_inside(small, big)) == {1}
+
+
+@pytest.fixture
+def clean_thread_environment(monkeypatch):
+    """No thread variables, no fixed count, and BLAS at the usable cores (no limit)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for name in ("OMP_NUM_THREADS", "TNC_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    kernels.set_threads(None)
+    cores = kernels._cores()
+    with threadpoolctl.threadpool_limits(cores):
+        yield threadpoolctl, cores
+
+
+def test_kernel_threads_follow_threadpoolctl_then_omp_then_tnc(clean_thread_environment,
+                                                               monkeypatch):
+    threadpoolctl, cores = clean_thread_environment
+    assert kernels.threads() == cores
+    monkeypatch.setenv("TNC_NUM_THREADS", "5")
+    assert kernels.threads() == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert kernels.threads() == 3                     # OMP before TNC
+    if cores > 1:
+        with threadpoolctl.threadpool_limits(1):
+            assert kernels.threads() == 1             # the caller's limit before both
+            with kernels.blas_serial(np.zeros((4, 5))):
+                assert kernels.threads() == 1         # still the caller's, not the fit's
+        with kernels.blas_serial(np.zeros((4, 5))):   # the fit's own serial BLAS ...
+            assert kernels.threads() == 3             # ... does not limit the kernels
+    kernels.set_threads(2)
+    with threadpoolctl.threadpool_limits(1):
+        assert kernels.threads() == 2                 # set_threads before everything
+    kernels.set_threads(None)
+
+
+def cpu_seconds_of_a_threaded_product(limit) -> float:
+    """CPU time per wall second of big kernel products (on the default variant) under a
+    threadpoolctl ``limit`` (None: no limit)."""
+    import resource
+    import time
+    from contextlib import nullcontext
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    big, small = np.ones((1, 64, 1 << 15)), np.ones((64, 10))
+    used = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])  # noqa: E731
+    with threadpoolctl.threadpool_limits(limit) if limit else nullcontext():
+        cpu, wall = used(), time.perf_counter()
+        for _ in range(40):
+            kernels.mode_product(big, small)
+        return (used() - cpu) / (time.perf_counter() - wall)
+
+
+@pytest.mark.skipif(not kernels.available() or kernels._cores() < 2, reason="needs threads")
+def test_a_threadpoolctl_limit_of_one_keeps_the_kernels_on_one_core(clean_thread_environment):
+    assert kernels.threads() > 1
+    assert cpu_seconds_of_a_threaded_product(1) < 1.15  # one thread: at most one core busy
 
 
 CP4 = """network cp4(I = 30, J = 20, K = 12, L = 11, R = 3) {
@@ -237,7 +399,8 @@ def healthy(lines: list[str], warnings_expected: int = 0) -> bool:
     """The child used the kernels exactly when the CPU can, got the right numbers, and
     warned ``warnings_expected`` times."""
     available, correct, warned = lines[0].split()
-    return (available == str(cpu_has_avx512() and not warnings_expected) and correct == "True"
+    runs = expected_auto() != "blas"
+    return (available == str(runs and not warnings_expected) and correct == "True"
             and int(warned) == warnings_expected)
 
 
@@ -309,17 +472,19 @@ def fresh_kernels(monkeypatch, tmp_path):
     saved = dict(kernels._state)
     monkeypatch.setenv("TNC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("TNC_KERNELS", raising=False)
-    kernels._state.update(lib=None, tried=False)
+    kernels._state.update(lib=None, tried=False, variant=None)
     kernels._state.pop("scratch", None)
+    kernels._state.pop("tested", None)
     yield tmp_path / "cache"
     kernels._state.clear()
     kernels._state.update(saved)
 
 
 WRONG_KERNELS = """#include <stddef.h>
-int tnc_kernels_supported(void) { return 1; }
-int tnc_mode_product(const double *x, const double *f, double *y, ptrdiff_t P, ptrdiff_t S,
-                     ptrdiff_t Q, ptrdiff_t R, int threads) {
+int tnc_variant_supported(int variant) { return 1; }
+int tnc_mode_product(int variant, int single, const double *x, const double *f, double *y,
+                     ptrdiff_t P, ptrdiff_t S, ptrdiff_t Q, ptrdiff_t R, int threads) {
+    if (single) return -1;
     for (ptrdiff_t i = 0; i < P * R * Q; i++) y[i] = x[i % (P * S * Q)] + f[0];
     return 0;
 }
@@ -364,8 +529,11 @@ def test_a_library_computing_wrong_numbers_is_never_used(fresh_kernels, monkeypa
 @pytest.mark.skipif(not cpu_has_avx512() or shutil.which("cc") is None,
                     reason="needs kernels this CPU can run")
 @pytest.mark.parametrize("failure", ["garbage", "status", "raises"])
-def test_a_failing_kernel_call_fails_the_self_test(fresh_kernels, monkeypatch, failure):
-    def broken(lib, big, small, out, count):
+def test_a_failing_kernel_call_fails_the_self_test(fresh_kernels, built_cache, monkeypatch,
+                                                   failure):
+    shutil.copytree(built_cache, fresh_kernels)        # the real library, not built again
+    fresh_kernels.chmod(0o700)
+    def broken(lib, name, big, small, out, count):
         if failure == "raises":
             raise ctypes.ArgumentError("bad argument")
         out[...] = np.random.default_rng(count).standard_normal(out.shape)
