@@ -419,3 +419,11 @@ def test_the_expansion_cap_covers_all_networks_of_a_text():
     error = raised(one + one.replace("network a", "network b").replace("A(", "B("))
     assert_located(error, 7, 3, "expands to more than 1000000 loop steps, indices, tensors "
                                 "and legs (its networks together)")
+
+
+def test_the_precheck_never_refuses_what_fits():
+    text = ("network n(N = 1400) {\n  index p[n]: 2  for n in 1..N\n"
+            "  tensor A[n](p[n..N])  for n in 1..N\n  output\n}\n")
+    net = tnc.compile(text)             # about 985,000 units: a shrinking range, not N * N
+    assert len(net.occurrences) == 1400 and net.params["A[1]"] == (2,) * 1400
+    assert_located(raised(text, N=1500), 3, 15, "expands to more than 1000000")  # while unrolling

@@ -419,19 +419,28 @@ class _Expander:
 
     def estimate(self, stmt) -> int:
         """A lower bound on what a statement charges (:func:`loop_steps` per member)."""
-        steps = loop_steps(stmt.loops, self.scope) if not isinstance(stmt, ast.OutputStmt) else 1
+        loops = getattr(stmt, "loops", ())
+        steps = loop_steps(loops, self.scope)
+        return steps * (1 + min(self.members(stmt, self.loop_scope(loops, end))
+                                for end in (0, 1)))     # at the first and the last step
+
+    def loop_scope(self, loops, end: int) -> _Scope:
+        """The scope of the first (``end=0``) or the last (``end=1``) step of ``loops``."""
         scope = self.scope
-        for loop in getattr(stmt, "loops", ()):
+        for loop in loops:
             ends = _quiet_range(loop.start, loop.stop, scope)
-            scope = scope.with_var(loop.var, 0 if ends is None else ends[0])
+            scope = scope.with_var(loop.var, 0 if ends is None else ends[end])
+        return scope
+
+    @staticmethod
+    def members(stmt, scope: _Scope) -> int:
+        """What one step of a statement charges, ``*`` counting one."""
         if isinstance(stmt, ast.IndexStmt):
-            members = sum(_spread(d.ref, scope) for d in stmt.decls)
-        elif isinstance(stmt, ast.TensorStmt):
-            members = sum(1 + sum(_spread(leg.ref, scope) for leg in use.legs)
-                          for use in stmt.uses)
-        else:
-            members = sum(_spread(leg.ref, scope) for leg in stmt.legs)
-        return steps * (1 + members)
+            return sum(_spread(d.ref, scope) for d in stmt.decls)
+        if isinstance(stmt, ast.TensorStmt):
+            return sum(1 + sum(_spread(leg.ref, scope) for leg in use.legs)
+                       for use in stmt.uses)
+        return sum(_spread(leg.ref, scope) for leg in stmt.legs)
 
     # -- indices -----------------------------------------------------------------
     def declare_indices(self, stmt: ast.IndexStmt) -> None:
