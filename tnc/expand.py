@@ -375,6 +375,28 @@ def _checked_override(param: ast.Param, value: object) -> int:
     return int(value)
 
 
+def _namer(ref: ast.Ref):
+    """``scope -> name`` of the one member a reference without ranges or ``*`` stands
+    for (``b[n-1]`` gives ``"b[4]"`` at n = 5), made once per statement; None when
+    the reference spreads."""
+    if any(isinstance(s, (ast.Range, ast.Wildcard)) for s in ref.subscripts):
+        return None
+    family, subs = ref.name, ref.subscripts
+    if not subs:
+        return lambda scope: family
+    if len(subs) > 1:
+        return lambda scope: member_name(family, tuple(evaluate(s, scope) for s in subs))
+    sub = subs[0]
+    if type(sub) is not ast.Var:
+        return lambda scope: f"{family}[{evaluate(sub, scope)}]"
+    var = sub.name
+
+    def name_of(scope):                         # `p[n]`: the commonest leg of all
+        value = scope.values.get(var)
+        return f"{family}[{evaluate(sub, scope) if value is None else value}]"
+    return name_of
+
+
 class _Expander:
     """Unrolls one network's statements into indices, occurrences and output."""
 
@@ -522,31 +544,14 @@ class _Expander:
                 isinstance(s, (ast.Range, ast.Wildcard)) for s in ref.subscripts)
         return single
 
-    def single_member(self, ref: ast.Ref, scope: _Scope) -> str | None:
-        """The name of the one member ``ref`` stands for (``b[4]``), None when it spreads.
-
-        The fast path of expansion, charging nothing: its caller charges one per name.
-        """
-        if not self.is_single(ref):
-            return None
-        subs = ref.subscripts
-        if not subs:
-            return ref.name
-        if len(subs) == 1:
-            sub = subs[0]
-            if type(sub) is ast.Var:            # `p[n]`: the commonest leg of all
-                value = scope.values.get(sub.name)
-                if value is not None:
-                    return f"{ref.name}[{value}]"
-            return f"{ref.name}[{evaluate(sub, scope)}]"
-        return member_name(ref.name, tuple(evaluate(s, scope) for s in subs))
-
-    def legs(self, legs: tuple[ast.Leg, ...], scope: _Scope) -> list[str]:
-        names = []
-        for leg in legs:
-            name = self.single_member(leg.ref, scope)
-            if name is not None:
-                if name in self.indices:
+    def legs(self, legs: tuple[ast.Leg, ...], scope: _Scope, namers=None) -> list[str]:
+        """The index names of ``legs`` (``namers``: their :func:`_namer` s, when the
+        caller made them once for many steps)."""
+        names, indices = [], self.indices
+        for leg, name_of in zip(legs, namers or [_namer(leg.ref) for leg in legs]):
+            if name_of is not None:             # the fast path: one member
+                name = name_of(scope)
+                if name in indices:
                     names.append(name)
                 elif not leg.optional:
                     self._undeclared(name, leg)
@@ -578,14 +583,16 @@ class _Expander:
                                            "`G[n]`; use a `for` clause to declare several",
                                            sub.span)
         units = sum(1 + len(use.legs) for use in stmt.uses)     # occurrences and legs
+        plans = [(use, _namer(use.ref), [_namer(leg.ref) for leg in use.legs])
+                 for use in stmt.uses]
         for scope in unroll_statement(stmt, self.scope, self.budget):
             self.budget.charge(units, stmt.span)
-            for use in stmt.uses:
-                self.add_occurrence(stmt.kind, use, scope)
+            for use, name_of, namers in plans:
+                self.add_occurrence(stmt.kind, use, name_of(scope), namers, scope)
 
-    def add_occurrence(self, kind: str, use: ast.TensorUse, scope: _Scope) -> None:
-        name = self.single_member(use.ref, scope)
-        occ = Occurrence(name, kind, tuple(self.legs(use.legs, scope)), use.span)
+    def add_occurrence(self, kind: str, use: ast.TensorUse, name: str, namers,
+                       scope: _Scope) -> None:
+        occ = Occurrence(name, kind, tuple(self.legs(use.legs, scope, namers)), use.span)
         first = self.first_use.setdefault(name, occ)
         self.check_tied(first, occ)
         self.occurrences.append(occ)
