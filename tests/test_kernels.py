@@ -657,3 +657,41 @@ def test_a_temp_directory_planted_by_another_user_is_not_used(home_and_temp, mon
     assert chosen.parent == Path(tempfile.tempdir) and chosen.name.startswith("tnc-kernels-")
     assert stat.S_IMODE(chosen.stat().st_mode) == 0o700 and not list(chosen.iterdir())
     assert kernels.cache_dir() == chosen    # one folder for the whole process
+
+
+def test_small_contractions_and_gradients_run_serial_blas(monkeypatch):
+    """Network.contract and Network.grad on small operands (and a small output) run BLAS
+    on one thread; a big output leaves BLAS's threads alone."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import tnc.grad
+    seen = []
+    real_grad_plan = tnc.grad.grad_plan
+
+    def spying_plan(*args, **kw):
+        seen.append({p["num_threads"] for p in threadpoolctl.threadpool_info()
+                     if p["user_api"] == "blas"})
+        return real_grad_plan(*args, **kw)
+    monkeypatch.setattr(tnc.grad, "grad_plan", spying_plan)
+    small = tnc.library("cp", I=20, J=20, K=20, R=3)
+    tensors = small.random(seed=0)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        np.testing.assert_allclose(small.contract(tensors),
+                                   np.einsum("ir,jr,kr->ijk", *(tensors[k] for k in "ABC")))
+        small.grad(tensors)
+        big = tnc.library("cp", I=2, J=2, K=kernels.SERIAL_BLAS_ENTRIES // 4, R=1)
+        big.contract(big.random(seed=0))
+    assert seen[0] == seen[1] == {1} and seen[-1] == {2}
+
+
+def test_blas_serial_counts_plain_sizes():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with kernels.blas_serial(kernels.SERIAL_BLAS_ENTRIES - 1, np.zeros(3)):
+            inside = {p["num_threads"] for p in threadpoolctl.threadpool_info()
+                      if p["user_api"] == "blas"}
+        with kernels.disabled(), kernels.blas_serial(kernels.SERIAL_BLAS_ENTRIES, np.zeros(3)):
+            big = {p["num_threads"] for p in threadpoolctl.threadpool_info()
+                   if p["user_api"] == "blas"}
+        after = {p["num_threads"] for p in threadpoolctl.threadpool_info()
+                 if p["user_api"] == "blas"}
+    assert inside == {1} and big == {2} and after == {2}

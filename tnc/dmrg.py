@@ -38,6 +38,7 @@ import numpy as np
 import scipy.sparse.linalg as sla
 
 from .chain import Chain, canonicalize, einsum_by_name, find_chain, merge, random_cores, ranks, split
+from . import kernels
 from .decompositions import scale_exponent
 from .errors import ConvergenceWarning, TncError
 from .fitting import register_method
@@ -305,7 +306,8 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     envs = Environments(sites, cores, scaled)
     eig_tol = opts.eig_tol if opts.eig_tol is not None else _eig_tol(opts.tol)
     history, converged, start = [], False, time.perf_counter()
-    with Progress(opts.max_sweeps, desc="dmrg", enabled=opts.progress) as bar:
+    with Progress(opts.max_sweeps, desc="dmrg", enabled=opts.progress) as bar, \
+            kernels.blas_serial(*scaled.values()):   # small blocks: serial BLAS (see kernels)
         for number in range(opts.max_sweeps):
             record = sweep(envs, schedule[number], opts.cutoff, eig_tol, number % 2 == 0)
             record.update(energy=float(np.ldexp(record["energy"], exponent)),

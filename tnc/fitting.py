@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import ast
+from . import ast, kernels
 from .compiler import compile as compile_text, pick_named, read_source
 from .errors import TncError
 from .network import Network
@@ -109,7 +109,8 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
     target = as_target(target)
     network = model_for_data(model, target.shape, name=name, **(sizes or {}))
     problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs))
-    return run_at_unit_scale(chosen, problem, make_options(chosen, options))
+    with kernels.blas_serial(problem.target):   # small data: serial BLAS (kernels.py says why)
+        return run_at_unit_scale(chosen, problem, make_options(chosen, options))
 
 
 def run_at_unit_scale(chosen: Method, problem: FitProblem, options):

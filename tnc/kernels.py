@@ -214,14 +214,16 @@ def disabled():
 
 
 @contextmanager
-def blas_serial(*data):
-    """Within this block (a fit over ``data``, the arrays it streams) numpy's BLAS runs
-    on one thread when either
+def blas_serial(*data, on_kernels: bool = True):
+    """Within this block (a fit or a contraction over ``data``: the arrays it streams,
+    or plain entry counts of arrays it makes; ``on_kernels``: whether its big products
+    may run on the kernels) numpy's BLAS runs on one thread when either
 
-    * every array of ``data`` has fewer than :data:`SERIAL_BLAS_ENTRIES` entries: the
-      fit's products are then small, threaded BLAS gains little on them and its
-      spinning threads collapse when another process holds a core (a Poisson GCP
-      fit of 60^3 took 43x its idle time at two threads, 1.0x at one); or
+    * every item of ``data`` has fewer than :data:`SERIAL_BLAS_ENTRIES` entries: the
+      products are then small, threaded BLAS gains little on them and its spinning
+      threads collapse when another process holds a core (a Poisson GCP fit of 60^3
+      took 43x its idle time at two threads; all gradients of a 60^3 CP network 74x);
+      ``bench/bench_busy.py --threshold`` measures the gain of a second thread; or
     * some array is big enough for the kernels and they run on several threads: BLAS
       is left with small products (Grams, solves) and its idle threads spin for a
       while after each call, taking the cores from the kernels' threads (2-thread
@@ -229,25 +231,34 @@ def blas_serial(*data):
       2-thread BLAS; 200^3 tensor, rank 10).
 
     The kernels keep the thread count they had outside the block (:func:`threads`).
-    Needs the threadpoolctl package; without it this block does nothing.
+    The limit is set on the BLAS libraries threadpoolctl finds (a few microseconds; none
+    when BLAS already runs on one thread); without threadpoolctl this does nothing.
 
     >>> with blas_serial(np.zeros((2, 3))):    # a small fit: BLAS on one thread
     ...     pass
     """
-    arrays = [array for array in data if isinstance(array, np.ndarray)]
+    arrays = [item for item in data if isinstance(item, np.ndarray)]
+    sizes = [item.size if isinstance(item, np.ndarray) else int(item) for item in data
+             if isinstance(item, (np.ndarray, int, np.integer))]
     count = threads()
-    small = bool(arrays) and all(array.size < SERIAL_BLAS_ENTRIES for array in arrays)
-    streamed = count > 1 and any(worth_it(array.shape, array.dtype) for array in arrays)
+    small = bool(sizes) and max(sizes) < SERIAL_BLAS_ENTRIES
+    streamed = on_kernels and count > 1 and any(worth_it(a.shape, a.dtype) for a in arrays)
     controller = _blas_controller() if small or streamed else None
-    if controller is None:
+    pools = [pool for pool in getattr(controller, "lib_controllers", ())
+             if pool.user_api == "blas" and pool.num_threads > 1]
+    if not pools:
         yield
         return
+    saved = [(pool, pool.num_threads) for pool in pools]
     before = _state["inner"]
     _state["inner"] = count
     try:
-        with controller.limit(limits=1, user_api="blas"):
-            yield
+        for pool, _ in saved:
+            pool.set_num_threads(1)
+        yield
     finally:
+        for pool, number in saved:
+            pool.set_num_threads(number)
         _state["inner"] = before
 
 

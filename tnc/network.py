@@ -225,8 +225,10 @@ class Network:
         return plan.expression(*arrays, backend=backend)
 
     def _contract_numpy(self, arrays: list, optimize) -> np.ndarray:
+        from . import kernels
         from .grad import grad_plan
-        result, _ = grad_plan(self, optimize, wrt=()).forward(arrays)
+        with kernels.blas_serial(*arrays, math.prod(self.output_shape), on_kernels=False):
+            result, _ = grad_plan(self, optimize, wrt=()).forward(arrays)
         if any(result is a or result.base is a for a in arrays):
             return result.copy()       # never hand back a view of the caller's array
         return result
@@ -249,8 +251,11 @@ class Network:
             >>> net.grad({"x": np.arange(3.0), "y": np.ones(3)})["x"]
             array([1., 1., 1.])
         """
+        from . import kernels
         from .grad import grad
-        return grad(self, tensors, upstream, wrt, optimize, memory_limit)
+        with kernels.blas_serial(*tensors.values(), math.prod(self.output_shape),
+                                 on_kernels=False):   # small: serial BLAS (see kernels)
+            return grad(self, tensors, upstream, wrt, optimize, memory_limit)
 
     def value_and_grad(self, tensors: dict, loss, target, mask=None, wrt=None,
                        optimize="auto", memory_limit="auto"):
