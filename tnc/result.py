@@ -326,7 +326,8 @@ FIT_FIELDS = {"source": TEXT, "filename": TEXT_OR_NULL, "name": TEXT, "sizes": S
 
 # the loader of each kind of result archive (``meta["kind"]``; plain fits have none)
 LOADERS = {"network": "tnc.load_result", "coupled": "tnc.load_coupled",
-           "stratified": "tnc.stratified.load_stratified"}
+           "stratified": "tnc.stratified.load_stratified", "born": "tnc.load_born",
+           "uniform_born": "tnc.load_born"}
 
 
 def expect_kind(meta: dict, path, kind: str) -> None:
