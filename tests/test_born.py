@@ -4,14 +4,13 @@ References are independent: dense numpy contractions of the raw (non-canonical)
 cores over all d**N strings, finite differences, and chi-square tests of
 sample counts against the dense probabilities.
 """
-import itertools
-
 import numpy as np
 import pytest
 from scipy.stats import chisquare
 
 import tnc
-from tnc.born import (BornMachine, UniformMPS, all_sequences, canonical, encode, load_born,
+from tnc.born import (BornMachine, UniformMPS, all_sequences, bars_and_stripes, canonical,
+                      encode, load_born,
                       nll_and_grad, train_born, train_uniform, uniform_nll_and_grad, _by_length)
 
 LN30 = float(np.log(30))
@@ -29,15 +28,6 @@ def dense_probabilities(cores):
     out = letters[0] + letters[13:13 + len(cores)] + letters[len(cores)]
     psi = np.einsum(",".join(terms) + "->" + out, *cores, optimize=True).reshape(-1)
     return psi ** 2 / np.sum(psi ** 2)
-
-
-def bars_and_stripes(n=4):
-    patterns = set()
-    for bits in itertools.product([0, 1], repeat=n):
-        b = np.array(bits)
-        patterns.add(tuple(np.repeat(b[:, None], n, 1).ravel()))
-        patterns.add(tuple(np.repeat(b[None, :], n, 0).ravel()))
-    return np.array(sorted(patterns))
 
 
 @pytest.mark.parametrize("length, d, rank", [(2, 2, 2), (7, 2, 5), (12, 2, 6), (5, 3, 4)])
@@ -220,3 +210,13 @@ def test_symbols_outside_the_alphabet_name_the_first_bad_entry():
 def test_options_are_validated(call, message):
     with pytest.raises(tnc.TncError, match=message):
         call(bars_and_stripes())
+
+
+def test_conversion_with_tensor_trains():
+    X = np.random.default_rng(9).standard_normal((3, 3, 3, 3))
+    model = BornMachine.from_train(tnc.TensorTrain.from_dense(X))
+    np.testing.assert_allclose(model.probabilities(), X ** 2 / np.sum(X ** 2), rtol=1e-10)
+    psi = model.to_train().to_dense()
+    np.testing.assert_allclose(psi ** 2, model.probabilities(), rtol=1e-10, atol=1e-14)
+    with pytest.raises(tnc.TncError, match="real train of at least 2 sites"):
+        BornMachine.from_train(tnc.TensorTrain.from_dense(X + 1j))

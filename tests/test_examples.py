@@ -51,3 +51,27 @@ def test_method_of_moments(tmp_path, capsys):
     assert np.abs(result["found_weights"] - result["weights"]).max() < 0.05
     assert abs(result["sigma2"] - 1.0) < 0.05
     assert "max relative centre error" in printed
+
+
+def test_born_bars_stripes(tmp_path, capsys):
+    result, printed = run_example("born_bars_stripes", tmp_path, capsys)
+    full = result["rows"]["all"]
+    assert abs(full["train"] - np.log(30)) < 0.02 < full["baseline_train"] - full["train"]
+    assert result["valid"] > 0.98
+    assert "NLL floor ln 30 = 3.401" in printed and "independent pixels" in printed
+
+
+def test_born_digits(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    result, printed = run_example("born_digits", tmp_path, capsys)
+    row = result["row"]
+    assert row["train"] < row["baseline_train"] and row["test"] < row["baseline_test"]
+    assert "test NLL" in printed
+
+
+def test_born_parentheses(tmp_path, capsys):
+    result, printed = run_example("born_parentheses", tmp_path, capsys)
+    shares = result["shares"]
+    assert min(shares[n] for n in (2, 4, 6, 8)) > 0.7     # chance at length 8: 14 / 256
+    assert result["history"][-1]["loss"] < result["history"][0]["loss"]
+    assert "unseen length" in printed

@@ -25,6 +25,7 @@ from .stratified import StratifiedResult, ntf, stratified_ntf
 from .model import CoupledModel, compile_model, coupled_model
 from .coupled import CoupledResult, fit_model, load_coupled
 from . import multifac   # tnc.multifac.multifac(...): linked tensor factorization
+from .born import BornMachine, UniformMPS, load_born, train_born, train_uniform
 
 __version__ = "0.1.0"
 
@@ -33,4 +34,5 @@ __all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cos
            "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
            "load_result", "decompose", "tt_round", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__",
            "CoupledModel", "compile_model", "coupled_model", "CoupledResult", "fit_model",
-           "load_coupled", "multifac", "TensorTrain", "TTMatrix", "tt_cross", "CrossResult"]
+           "load_coupled", "multifac", "TensorTrain", "TTMatrix", "tt_cross", "CrossResult",
+           "BornMachine", "UniformMPS", "load_born", "train_born", "train_uniform"]

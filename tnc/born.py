@@ -210,6 +210,27 @@ class BornMachine:
     def ranks(self) -> list[int]:
         return [c.shape[2] for c in self.cores[:-1]]
 
+    @classmethod
+    def from_train(cls, train) -> "BornMachine":
+        """The Born machine of a real :class:`tnc.TensorTrain` ``psi`` (equal site sizes).
+
+        >>> import tnc
+        >>> train = tnc.TensorTrain.from_dense(np.arange(8.0).reshape(2, 2, 2))
+        >>> bool(np.allclose(BornMachine.from_train(train).probabilities().ravel(),
+        ...                  np.arange(8.0) ** 2 / 140))
+        True
+        """
+        sizes = {c.shape[1] for c in train.cores}
+        if len(sizes) != 1 or np.iscomplexobj(train.cores[0]) or len(train.cores) < 2:
+            raise TncError(f"a Born machine needs a real train of at least 2 sites of one "
+                           f"size, got {train!r}")
+        return cls(canonical(train.cores, 0))
+
+    def to_train(self):
+        """``psi`` as a :class:`tnc.TensorTrain` (normalised: ``Z = 1``)."""
+        from .tt import TensorTrain
+        return TensorTrain(canonical(self.cores, 0))
+
     def norm_squared(self) -> float:
         """``Z``, exact from the canonical form: the squared norm of the centre core."""
         return float(np.sum(self.cores[self.centre] ** 2))
@@ -315,14 +336,28 @@ class _Pair:
 
 
 def local_steps(theta, pair: _Pair, lr: float, steps: int) -> np.ndarray:
-    """``steps`` normalised gradient steps on the NLL of the merged pair ``theta``."""
+    """``steps`` normalised gradient steps on the NLL of the merged pair ``theta``; a step
+    that would raise the NLL is halved (at most 20 times), so the pair's NLL never rises."""
     theta = theta / np.linalg.norm(theta)
+    psi = pair.psi(theta)
+    loss = _pair_nll(psi)
     for _ in range(steps):
-        psi = pair.psi(theta)
         grad = 2 * theta - (2 / pair.n) * pair.pull(theta, psi)      # Z = 1 here
-        theta = theta - lr * grad
-        theta = theta / np.linalg.norm(theta)
+        for _ in range(20):
+            trial = theta - lr * grad
+            trial = trial / np.linalg.norm(trial)
+            trial_psi = pair.psi(trial)
+            trial_loss = _pair_nll(trial_psi)
+            if trial_loss <= loss:
+                theta, psi, loss = trial, trial_psi, trial_loss
+                break
+            lr /= 2
     return theta
+
+
+def _pair_nll(psi) -> float:
+    with np.errstate(divide="ignore"):
+        return float(-2 * np.mean(np.log(np.abs(psi))))
 
 
 def _sweep(cores, x, opts, to_right: bool, lefts: list, rights: list) -> dict:
@@ -732,6 +767,37 @@ def _uniform_arrays(path, arrays: dict) -> tuple:
         raise damaged(path, "a uniform MPS needs A (r, d, r), alpha (r,) and omega (r,), got "
                             + str({k: v.shape for k, v in arrays.items()}))
     return core.astype(float), alpha.astype(float), omega.astype(float)
+
+
+def independent_nll(train, test, d: int = 2, smoothing: float = 1.0) -> tuple[float, float]:
+    """Train and test NLL (nats per sequence) of the independent-site baseline: each site's
+    symbol frequencies in ``train``, plus ``smoothing`` counts per symbol (Laplace).
+
+    >>> [round(v, 3) for v in independent_nll([[0, 1], [0, 0]], [[1, 1]])]  # 3/4, 1/2; 1/4, 1/2
+    [0.981, 2.079]
+    """
+    train, test = check_table(train, d, "train"), check_table(test, d, "test")
+    counts = np.stack([np.sum(train == s, axis=0) for s in range(d)], axis=1) + smoothing
+    with np.errstate(divide="ignore"):
+        logs = np.log(counts / counts.sum(axis=1, keepdims=True))       # (sites, d)
+    sites = np.arange(train.shape[1])
+    return (float(-np.mean(np.sum(logs[sites, train], axis=1))),
+            float(-np.mean(np.sum(logs[sites, test], axis=1))))
+
+
+def bars_and_stripes(n: int = 4) -> np.ndarray:
+    """The ``2 * 2**n - 2`` distinct n x n binary images whose rows (or columns) are all
+    constant, flattened row by row: ``(patterns, n * n)``.
+
+    >>> bars_and_stripes(4).shape
+    (30, 16)
+    """
+    patterns = set()
+    for bits in itertools.product([0, 1], repeat=n):
+        b = np.array(bits)
+        patterns.add(tuple(np.repeat(b[:, None], n, 1).ravel()))
+        patterns.add(tuple(np.repeat(b[None, :], n, 0).ravel()))
+    return np.array(sorted(patterns), dtype=np.intp)
 
 
 def all_sequences(length: int, d: int) -> np.ndarray:
