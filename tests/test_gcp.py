@@ -314,7 +314,7 @@ def test_power_of_two_scales_give_the_same_fit_exactly(optimizer):
         assert (scaled.iterations, scaled.converged) == (base.iterations, base.converged)
         for name, tensor in scaled.tensors.items():
             assert np.allclose(tensor / c ** (1 / 3), base.tensors[name], rtol=1e-13, atol=0)
-    assert base.info["data_scale"] == pytest.approx(np.sqrt(np.mean(x ** 2)))
+    assert base.info["data_scale"] == pytest.approx(1 / np.sqrt(np.mean(x ** 2)))   # data times this
 
 
 def test_scaled_fit_reports_losses_and_callbacks_in_the_data_units():

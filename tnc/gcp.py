@@ -52,6 +52,7 @@ from .losses import Loss, get_loss, offending_entries
 from .network import Network
 from .plan import check_memory
 from .progress import Progress, wants_stop
+from .rescale import Rescale
 from .result import FitResult
 from .sparse import SparseTensor
 
@@ -658,12 +659,10 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     if optimizer == "lbfgsb" and isinstance(problem.target, SparseTensor):
         problem = FitProblem(problem.network, problem.target.to_dense(), None, problem.inputs)
     rng = np.random.default_rng(options.seed)
-    scaling = DataScale.of(problem, loss)
-    problem, options = scaling.problem(problem), scaling.options(options)
+    scaling = data_scale(problem, loss)
+    problem, options = scaled_problem(problem, scaling), scaling.options(options, ())
     model = SampledModel(problem.network, problem.inputs, options.optimize)
     tensors = initial_tensors(problem, loss, options.init, rng, model)
-    if not isinstance(options.init, str):
-        tensors = scaling.to_fit(tensors)
     lower = {k: 0.0 for k in tensors} if _bounded(loss) else None
     with Progress(options.max_iter, desc=f"gcp {loss.name}", enabled=options.progress) as bar:
         if optimizer == "lbfgsb":
@@ -699,83 +698,34 @@ def _honest(converged: bool, history: list[dict], info: dict, optimizer: str) ->
     return False
 
 
-@dataclass(frozen=True)
-class DataScale:
-    """GCP fits ``data / scale`` when its loss is homogeneous, and scales the result back.
-
-    For a loss of degree ``p`` (:attr:`Loss.homogeneous`, 2 for least squares)
-    ``scale`` is the root mean square of the observed entries, so L-BFGS-B's
-    gradient and loss-change tests and Adam's step size act on data of unit
-    size: fitting ``c * X`` takes the same steps as fitting ``X`` and returns
-    ``c`` times its model (each of the ``uses`` parameter uses times
-    ``c ** (1 / uses)``). Other losses (counts, probabilities) have a scale of
-    their own and are fitted as given (``scale`` 1).
+def data_scale(problem: FitProblem, loss: Loss) -> Rescale:
+    """How GCP rescales ``problem``'s data: by the exact reciprocal RMS of the observed
+    entries when the loss is least squares (:attr:`Loss.homogeneous` 2), so L-BFGS-B's
+    absolute gradient and loss-change tests and Adam's step size act on data of unit
+    size: fitting ``c * X`` takes the same steps as fitting ``X`` and returns ``c``
+    times its model. Other losses (counts, probabilities) have a scale of their own
+    and are fitted as given (the identity :class:`~tnc.rescale.Rescale`).
     """
+    if loss.homogeneous != 2:
+        return Rescale()
+    target = problem.target
+    if isinstance(target, SparseTensor):
+        return Rescale.of([problem.network], [target.values], target.size, exact=True)
+    return Rescale.of([problem.network], [target], problem.observed, exact=True)
 
-    scale: float = 1.0
-    degree: int = 0
-    uses: int = 1
 
-    @classmethod
-    def of(cls, problem: FitProblem, loss: Loss) -> "DataScale":
-        uses = sum(o.kind == "param" for o in problem.network.occurrences)
-        target = problem.target
-        if not loss.homogeneous or not uses:
-            return cls()
-        if isinstance(target, SparseTensor):
-            values, count = target.values, target.size
-        else:
-            values = target if problem.mask is None else target[problem.mask]
-            count = values.size
-        largest = float(np.max(np.abs(values))) if values.size else 0.0
-        if not largest > 0:
-            return cls()
-        scale = largest * math.sqrt(float(np.sum((values / largest) ** 2)) / count)
-        return cls(scale, loss.homogeneous, uses)
-
-    def problem(self, problem: FitProblem) -> FitProblem:
-        """``problem`` with its data divided by ``scale``."""
-        if self.scale == 1.0:
-            return problem
-        target = problem.target
-        if isinstance(target, SparseTensor):
-            scaled = SparseTensor(target.coords, target.values / self.scale, target.shape)
-            if "linear" in target.__dict__:
-                scaled.__dict__["linear"] = target.__dict__["linear"]
-        else:
-            scaled = target / self.scale
-        return FitProblem(problem.network, scaled, problem.mask, problem.inputs)
-
-    def options(self, options: GCPOptions) -> GCPOptions:
-        """``options`` whose callback sees tensors and losses in the data's units."""
-        if self.scale == 1.0 or options.callback is None:
-            return options
-        user = options.callback
-
-        def callback(state):
-            return user({**state, "loss": self.loss(state["loss"]),
-                         "tensors": self.to_data(state["tensors"])})
-        return dataclasses.replace(options, callback=callback)
-
-    def _factor(self, inverse: bool) -> float:
-        return self.scale ** ((-1.0 if inverse else 1.0) / self.uses)
-
-    def to_fit(self, tensors: dict) -> dict:
-        """Tensors in the data's units -> those of ``data / scale``."""
-        return {k: v * self._factor(True) for k, v in tensors.items()} \
-            if self.scale != 1.0 else tensors
-
-    def to_data(self, tensors: dict) -> dict:
-        return {k: v * self._factor(False) for k, v in tensors.items()} \
-            if self.scale != 1.0 else tensors
-
-    def loss(self, value: float) -> float:
-        with np.errstate(over="ignore"):
-            return float(np.float64(value) * np.float64(self.scale) ** self.degree)
-
-    def history(self, history: list[dict]) -> list[dict]:
-        return [{**h, "loss": self.loss(h["loss"])} if "loss" in h else h for h in history] \
-            if self.scale != 1.0 else history
+def scaled_problem(problem: FitProblem, scaling: Rescale) -> FitProblem:
+    """``problem`` with its data (dense or sparse) in the fit's units."""
+    if scaling.identity:
+        return problem
+    target = problem.target
+    if isinstance(target, SparseTensor):
+        scaled = SparseTensor(target.coords, target.values * scaling.scale, target.shape)
+        if "linear" in target.__dict__:
+            scaled.__dict__["linear"] = target.__dict__["linear"]
+    else:
+        scaled = scaling.data(target)
+    return FitProblem(problem.network, scaled, problem.mask, problem.inputs)
 
 
 def _bounded(loss: Loss) -> bool:

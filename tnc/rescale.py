@@ -50,7 +50,9 @@ def rms(arrays, count: int | None = None) -> float:
     largest = max((float(np.max(np.abs(a))) for a in arrays), default=0.0)
     if not largest > 0 or not math.isfinite(largest):
         return largest
-    return largest * math.sqrt(sum(float(np.sum((a / largest) ** 2)) for a in arrays) / count)
+    unit = math.ldexp(1.0, math.frexp(largest)[1])   # a power of two: exact, so this path
+    squares = sum(float(np.vdot(a.ravel() / unit, a.ravel() / unit)) for a in arrays)
+    return unit * math.sqrt(squares / count)          # agrees bit for bit with the one above
 
 
 def unit_scale(arrays, exact: bool = False, count: int | None = None) -> float:
