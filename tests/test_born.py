@@ -220,3 +220,22 @@ def test_conversion_with_tensor_trains():
     np.testing.assert_allclose(psi ** 2, model.probabilities(), rtol=1e-10, atol=1e-14)
     with pytest.raises(tnc.TncError, match="real train of at least 2 sites"):
         BornMachine.from_train(tnc.TensorTrain.from_dense(X + 1j))
+
+
+def test_uniform_mps_against_the_tied_network_and_its_gradient_engine():
+    """The language's tied-core network contracts to the same psi, and tnc's gradient
+    engine (summing over the tied uses) gives the same NLL gradient on one length."""
+    rng = np.random.default_rng(6)
+    model = UniformMPS.random(2, 3, seed=7)
+    net, tensors = model.network(5)
+    psi = net.contract(tensors)
+    np.testing.assert_allclose(psi ** 2 / np.sum(psi ** 2), model.probabilities(5), rtol=1e-10)
+    x = rng.integers(0, 2, (25, 5))
+    counts = np.bincount(np.ravel_multi_index(x.T, (2,) * 5), minlength=32).reshape((2,) * 5)
+    # NLL = -(1/m) sum_x counts log psi^2 + log sum psi^2: its upstream on psi
+    upstream = -(2 / len(x)) * counts / psi + 2 * psi / np.sum(psi ** 2)
+    engine = net.grad(tensors, upstream)
+    loss, grads = uniform_nll_and_grad(model, list(_by_length(x, 2)))
+    assert loss == pytest.approx(model.nll(x), rel=1e-12)
+    for key in ("A", "alpha", "omega"):
+        np.testing.assert_allclose(grads[key], engine[key], rtol=1e-8, atol=1e-10)

@@ -534,6 +534,19 @@ class UniformMPS:
     def d(self) -> int:
         return self.core.shape[1]
 
+    def network(self, length: int):
+        """``(network, tensors)``: ``psi`` over sequences of ``length`` as a tnc network,
+        the core tied across positions (:data:`UNIFORM_MPS`), with this model's tensors.
+
+        >>> net, tensors = UniformMPS.random(2, 3).network(4)
+        >>> net.contract(tensors).shape, sorted(net.params)
+        ((2, 2, 2, 2), ['A', 'alpha', 'omega'])
+        """
+        from .compiler import compile as compile_text
+        network = compile_text(UNIFORM_MPS, allow_path=False, n=length, d=self.d,
+                               r=len(self.alpha))
+        return network, {"A": self.core, "alpha": self.alpha, "omega": self.omega}
+
     def log_z(self, n: int) -> float:
         """``log Z_n``: ``alpha^T E^n omega`` with ``E = sum_s A[s] (x) A[s]`` (rescaled steps)."""
         env, logs = np.outer(self.omega, self.omega), 0.0
@@ -586,6 +599,17 @@ class UniformMPS:
         meta = BornMachine._meta(self, "uniform_born")
         write_archive(path, meta, {"core": {"A": self.core, "alpha": self.alpha,
                                             "omega": self.omega}})
+
+
+# the uniform MPS in the tnc language: one tensor name used at every position is tied
+UNIFORM_MPS = """network umps(n = 4, d = 2, r = 2) {
+    index p[k]: d   for k in 1..n
+    index b[k]: r   for k in 0..n
+    tensor alpha(b[0])
+    tensor A(b[k-1], p[k], b[k])   for k in 1..n
+    tensor omega(b[n])
+    output p[1..n]
+}"""
 
 
 def _by_length(sequences, d: int):
