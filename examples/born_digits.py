@@ -6,7 +6,7 @@ Pixels above 7 (of 16) become 1; the images are read row by row as sequences of
 independent-pixel baseline (Laplace-smoothed frequencies), and exact samples
 are pictured. The digits ship with scikit-learn (no download)::
 
-    python examples/born_digits.py              # about a minute on 2 cores
+    python examples/born_digits.py              # about 10 s on 2 cores
     python examples/born_digits.py --quick      # smoke test: 300 images, small ranks
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def load(seed: int, limit=None):
 def main(argv=None) -> dict:
     parser = example_parser(__doc__, "300 images, rank 8, 2 sweeps")
     parser.add_argument("--max-rank", type=int, default=24)
-    parser.add_argument("--sweeps", type=int, default=4)
+    parser.add_argument("--sweeps", type=int, default=8)
     args = parser.parse_args(argv)
     limit, max_rank, sweeps = (300, 8, 2) if args.quick else (None, args.max_rank, args.sweeps)
     train, test = load(args.seed, limit)

@@ -8,7 +8,7 @@ longer ones it never saw; the share of valid (balanced) samples is printed per
 length, and the training NLL against its floor (uniform over the valid strings
 of each length)::
 
-    python examples/born_parentheses.py            # about half a minute on 2 cores
+    python examples/born_parentheses.py            # about 15 s on 2 cores
     python examples/born_parentheses.py --quick    # smoke test
 """
 from __future__ import annotations
