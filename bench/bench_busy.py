@@ -7,7 +7,9 @@ Runs at tnc's default settings (no thread variables set here: BLAS and the kerne
 choose their threads as a user's program would) small cases of what bench/ measures:
 CP-ALS on the kernels (bench_als), Tucker HOOI, TT-SVD, Poisson GCP (bench_gcp),
 a DMRG ground state (bench_dmrg), a contraction and all gradients (bench_contract,
-bench_grad). Each case is timed (median of ``--repeats`` rounds after a warm-up) on
+bench_grad), and a pure-Python reference on one thread (its ratio is what the
+machine leaves any single thread: 2.0 when other processes hold the other cores
+too). Each case is timed (median of ``--repeats`` rounds after a warm-up) on
 the machine as it is and, in the same round, while a busy-loop process pinned to one
 core runs; the busy loop is started here for each round, bounded in time (it exits
 by itself by ``--busy-seconds`` after the start) and always stopped (killed in a
@@ -117,7 +119,13 @@ def grad_case(n=60):
     return lambda: net.grad(tensors, upstream=upstream)
 
 
+def reference_case():
+    """Pure Python on one thread, no BLAS: what the machine gives any one thread."""
+    return lambda: sum(i * i for i in range(400_000))
+
+
 CASES = {
+    "reference: 1 python thread": reference_case,
     "cp-als 200^3 r10 (kernels)": lambda: cp_case(200, 10, 4),
     "cp-als 60^3 r5 (small)": lambda: cp_case(60, 5, 30),
     "tucker hooi 100^3 r10": lambda: tucker_case(100, 10, 5),
@@ -186,10 +194,13 @@ def threshold(repeats: int) -> None:
     with kernels.disabled():
         for n in (40, 60, 100, 160, 200):
             fit = cp_case(n, 5, 10)
-            times = {}
-            for count in (1, 2):
-                with threadpool_limits(count):
-                    times[count] = timed(fit, repeats)[0]
+            fit()
+            runs = {1: [], 2: []}
+            for _ in range(repeats):          # the thread counts in turn: load hits both
+                for count in runs:
+                    with threadpool_limits(count):
+                        runs[count].append(run_once(fit)[0])
+            times = {count: statistics.median(values) for count, values in runs.items()}
             print(f"  {n:6d} {n ** 3:10d} {times[1] * 1e3:8.1f}ms {times[2] * 1e3:8.1f}ms "
                   f"{times[2] / times[1]:6.2f}")
     print(f"tnc.kernels.SERIAL_BLAS_ENTRIES = {kernels.SERIAL_BLAS_ENTRIES}")
@@ -203,12 +214,18 @@ def main(argv=None) -> None:
     parser.add_argument("--busy-seconds", type=float, default=240.0,
                         help="no busy loop runs longer than this after the start")
     parser.add_argument("--threshold", action="store_true")
+    parser.add_argument("--old-policy", action="store_true",
+                        help="for comparison: no serial BLAS for small operands "
+                             "(SERIAL_BLAS_ENTRIES = 0, the policy before issue 17)")
     args = parser.parse_args(argv)
+    if args.old_policy:
+        kernels.SERIAL_BLAS_ENTRIES = 0
     if args.threshold:
         threshold(args.repeats)
         return
     names = args.only or list(CASES)
-    print(f"tnc kernels {kernels.variant()}, {kernels.threads()} kernel threads, "
+    print(f"{'OLD POLICY (threaded BLAS on small operands); ' if args.old_policy else ''}"
+          f"tnc kernels {kernels.variant()}, {kernels.threads()} kernel threads, "
           f"{len(os.sched_getaffinity(0))} usable cores, load {os.getloadavg()[0]:.1f}; "
           f"busy loop pinned to core {args.busy_core}; median of {args.repeats}")
     results = measure(names, args.repeats, args.busy_core, args.busy_seconds)
