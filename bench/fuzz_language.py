@@ -262,7 +262,8 @@ def run_one(text: str) -> tuple[str, str, float]:
     except tnc.TncError:
         models = ()
     if models:
-        results.append(_timed(lambda: tnc.compile_model(text, name=models[0].name)))
+        results.append(_timed(lambda: tnc.compile_model(text, name=models[0].name,
+                                                         allow_path=False)))
     worst = max(results, key=lambda r: SEVERITY[r[0]])
     return worst[0], worst[1], max(r[2] for r in results)
 

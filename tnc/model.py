@@ -171,18 +171,20 @@ def check_model(model: CoupledModel) -> None:
 
 # -- model blocks ---------------------------------------------------------------------------
 def compile_model(text_or_path, name: str | None = None, filename: str | None = None,
-                  settings: dict | None = None, **sizes) -> CoupledModel:
+                  settings: dict | None = None, *, allow_path: bool = True,
+                  **sizes) -> CoupledModel:
     """The coupled model of a ``model`` block; ``name`` picks one of several blocks;
     ``settings`` give values to the block's header parameters (``{"lambda": 0.5}``
     for ``model m(lambda = 0.1)``); ``sizes`` override the networks' header
-    defaults (as :func:`tnc.compile_all`).
+    defaults (as :func:`tnc.compile_all`). ``allow_path=False``: ``text_or_path`` is
+    always text, never read as a file (for sources that come from data).
 
     >>> net = "network X() { index i: 4, j: 3, r: 2  tensor A(i, r), B(j, r)  output i, j }"
     >>> text = net + " model m(lambda = 0.1) { fit X to T  penalty l2(lambda) A }"
     >>> compile_model(text, settings={"lambda": 0.5}).l2
     {'A': 0.5}
     """
-    text, path = read_source(text_or_path)
+    text, path = read_source(text_or_path, allow_path=allow_path)
     filename = filename or path
     module = parse(text, filename)
     definition = pick_model(module, name)
