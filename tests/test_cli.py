@@ -88,6 +88,36 @@ def test_show_library_peps(capsys, tmp_path):
     assert "Complete contraction" in out          # opt_einsum's table from --steps
 
 
+def test_show_of_a_cost_past_the_float_range(capsys, tmp_path):
+    """A 150-core train with d=200 has 200**150 = 1.4e345 outputs: formatting its cost
+    (flops, peak) raised OverflowError, in tnc show and in contract's memory error."""
+    path = tmp_path / "tt.tn"
+    path.write_text(library_source("tt"))
+    code, out, _ = run(capsys, "show", path, "--size", "N=150", "--size", "d=200",
+                       "--optimize", "greedy")
+    assert code == 0
+    from decimal import Decimal
+    shown = Decimal(out.split("cost      flops ")[1].split(",")[0])
+    net = tnc.library("tt", N=150, d=200, r=8)
+    exact = Decimal(net.plan("greedy").cost.flops)
+    assert exact > Decimal(10) ** 345 and abs(shown - exact) / exact < Decimal("1e-3")
+    net = tnc.library("tt", N=150, d=200, r=1)
+    with pytest.raises(tnc.MemoryLimitError, match=r"e\+3\d\d"):
+        net.contract(net.random(seed=0), optimize="greedy")
+
+
+def test_show_does_not_plan_networks_of_thousands_of_tensors(capsys, tmp_path):
+    """Planning 30,000 tensors ran for minutes (10 s at 1000): tnc show says why not."""
+    from tnc.cli.show import SHOW_PLAN_MAX_TENSORS
+    path = tmp_path / "tt.tn"
+    path.write_text(library_source("tt"))
+    code, out, _ = run(capsys, "show", path, "--size", f"N={SHOW_PLAN_MAX_TENSORS + 1}",
+                       "--size", "d=2")
+    assert code == 0
+    assert f"path      not planned: {SHOW_PLAN_MAX_TENSORS + 1} tensor uses" in out
+    assert "equation  " in out and "cost" not in out
+
+
 def test_show_marks_hyperedges_and_tied_tensors(capsys, tmp_path):
     path = tmp_path / "sym.tn"
     path.write_text(library_source("sym_cp"))

@@ -43,7 +43,8 @@ class Cost:
                     self.path)
 
     def __str__(self) -> str:
-        return (f"flops {self.flops:.4g}, largest intermediate {self.largest_intermediate:.4g} "
+        return (f"flops {format_count(self.flops)}, largest intermediate "
+                f"{format_count(self.largest_intermediate)} "
                 f"elements, peak memory {format_bytes(self.peak_bytes)}")
 
 
@@ -57,11 +58,24 @@ class Plan:
     info: object    # opt_einsum PathInfo, for printing
 
 
+def format_count(n) -> str:
+    """``n`` to 4 significant digits, also an int past the float range (a network's
+    flops or sizes can be 4**2000), which ``f"{n:.4g}"`` cannot format.
+
+    >>> format_count(123456), format_count(4 ** 2000)
+    ('1.235e+05', '1.318e+1204')
+    """
+    if isinstance(n, int) and abs(n) >= 2 ** 1000:
+        digits = str(abs(n))         # truncated, not rounded: 4 digits of a 300+ digit number
+        return f"{'-' if n < 0 else ''}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+    return f"{n:.4g}"
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.4g} {unit}"
-        n /= 1024
+            return f"{format_count(n)} {unit}"
+        n = n // 1024 if isinstance(n, int) and abs(n) >= 2 ** 1000 else n / 1024
     return f"{n} B"
 
 
@@ -234,7 +248,7 @@ def check_arrays_fit(shapes: dict, what: str, memory_limit="auto", dtype=np.floa
     largest = max(shapes, key=lambda n: math.prod(shapes[n]), default=None)
     if largest is not None:
         check_allocation(elements * np.dtype(dtype).itemsize,
-                         f"{what} ({elements:.4g} elements; largest `{largest}` of shape "
+                         f"{what} ({format_count(elements)} elements; largest `{largest}` of shape "
                          f"{tuple(shapes[largest])})", memory_limit)
 
 
@@ -250,6 +264,6 @@ def check_memory(cost: Cost, memory_limit, what: str = "this contraction") -> No
     if cost.peak_bytes > limit:
         raise MemoryLimitError(
             f"{what} needs {format_bytes(cost.peak_bytes)} for intermediates "
-            f"(largest {cost.largest_intermediate:.4g} elements) but the memory limit is "
+            f"(largest {format_count(cost.largest_intermediate)} elements) but the memory limit is "
             f"{format_bytes(limit)}; lower the sizes, try optimize='dp' or 'cotengra', "
             "or raise memory_limit")
