@@ -362,16 +362,29 @@ def test_the_expansion_cap_is_settable(monkeypatch):
 
 
 def test_index_symbols_are_checked_against_einsum(monkeypatch):
-    import opt_einsum as oe
-    oe.get_symbol(tnc.expand.MAX_INDICES - 1)                     # the last symbol exists
+    from tnc.expand import einsum_symbol
+    einsum_symbol(tnc.expand.MAX_INDICES - 1)                     # the last symbol exists
     with pytest.raises(ValueError):
-        oe.get_symbol(tnc.expand.MAX_INDICES)
+        einsum_symbol(tnc.expand.MAX_INDICES)
     monkeypatch.setattr(tnc.expand, "MAX_INDICES", 5)
     text = network("  index p[n]: 2  for n in 1..N\n  tensor A[n](p[n])  for n in 1..N\n"
                    "  output", "n(N = 5)")
     assert tnc.compile(text).equation == "a,b,c,d,e->"
     assert_located(raised(text, N=6), 1, 1, "has 6 indices; an einsum equation has symbols "
                                             "for at most 5")
+
+
+def test_index_symbols_are_distinct_and_never_surrogates():
+    """opt_einsum's get_symbol(k) is a surrogate for 55156 <= k < 55296: a network with
+    that many indices could not print its equation (UnicodeEncodeError in tnc show)."""
+    from tnc.expand import einsum_symbol
+    ks = list(range(55000, 55500)) + list(range(tnc.expand.MAX_INDICES - 300, tnc.expand.MAX_INDICES))
+    symbols = [einsum_symbol(k) for k in range(300)] + [einsum_symbol(k) for k in ks]
+    assert len(set(symbols)) == len(symbols)
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in symbols)
+    "".join(symbols).encode("utf-8")
+    net = tnc.library("tt", N=60000, d=2, r=1)
+    net.equation.encode("utf-8")
 
 
 def test_long_trains_expand_in_linear_time():

@@ -32,6 +32,7 @@ import opt_einsum as oe
 import scipy.linalg
 
 from .errors import TncError
+from .expand import einsum_symbol
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def _equation(terms: tuple, out: tuple) -> str:
     symbols: dict[str, str] = {}
     for term in terms + (out,):
         for index in term:
-            symbols.setdefault(index, oe.get_symbol(len(symbols)))
+            symbols.setdefault(index, einsum_symbol(len(symbols)))
     return ",".join("".join(symbols[i] for i in t) for t in terms) + "->" + "".join(
         symbols[i] for i in out)
 

@@ -26,6 +26,8 @@ import operator
 import numbers
 from dataclasses import dataclass, field
 
+import opt_einsum as oe
+
 from . import ast
 from .errors import TncError, TncSemanticError
 
@@ -33,9 +35,25 @@ MAX_UNROLLED = 1_000_000      # loop iterations per statement
 #: Default cap on a network's expanded size: loop steps, indices, tensors and legs
 #: together (``tnc.compile(..., max_expansion=N)`` overrides it for one call).
 MAX_EXPANSION = 1_000_000
-#: Most indices a network may have: opt_einsum's ``get_symbol`` names indices
-#: 0 .. 0x10FFFF - 2048 (Unicode's last code point, less the skipped surrogates).
-MAX_INDICES = 0x10FFFF - 2048 + 1
+#: opt_einsum's ``get_symbol(k)`` is ``chr(k + 140)`` below 55296, which for k >= 55156
+#: are surrogates (U+D800..): unprintable, unencodable. :func:`einsum_symbol` shifts
+#: every index from there past them.
+_SURROGATE_START = 0xD800 - 140
+#: Most indices a network may have: :func:`einsum_symbol` names indices
+#: 0 .. 0x10FFFF - 2188 (Unicode's last code point, less the skipped surrogates).
+MAX_INDICES = 0x10FFFF - 2048 - 140 + 1
+
+
+def einsum_symbol(k: int) -> str:
+    """The einsum symbol of index number ``k``: opt_einsum's ``get_symbol`` (letters,
+    then from U+00C0), but never a surrogate.
+
+    >>> einsum_symbol(0), einsum_symbol(52), hex(ord(einsum_symbol(55156)))
+    ('a', 'À', '0xe000')
+    """
+    if k < _SURROGATE_START:
+        return oe.get_symbol(k)
+    return chr(k + 140 + 2048)
 MAX_INDEX_SIZE = 2 ** 40
 MAX_INT_BITS = 14_000         # |value| of any expression; its decimal form fits Python's 4300 digits
 

@@ -19,10 +19,9 @@ import math
 import string
 
 import numpy as np
-import opt_einsum as oe
 
 from .errors import TensorError, TncError
-from .expand import NetworkSpec, Occurrence
+from .expand import NetworkSpec, Occurrence, einsum_symbol
 from .graph import build_graph
 from .plan import Cost, Plan, check_arrays_fit, check_memory, plan_contraction
 
@@ -30,9 +29,10 @@ LETTERS = string.ascii_letters
 
 
 def index_symbols(indices) -> dict[str, str]:
-    """Map index names to einsum symbols: letters while they last, then opt_einsum's."""
+    """Map index names to einsum symbols: letters while they last, then opt_einsum's
+    (without surrogates)."""
     indices = list(indices)
-    pick = (lambda k: LETTERS[k]) if len(indices) <= len(LETTERS) else oe.get_symbol
+    pick = (lambda k: LETTERS[k]) if len(indices) <= len(LETTERS) else einsum_symbol
     return {index: pick(k) for k, index in enumerate(indices)}
 
 
