@@ -324,3 +324,14 @@ def test_cli_damaged_npz_is_one_line_for_fit_and_contract(capsys, tmp_path, dama
         code, out, err = run_cli(capsys, *argv)
         assert code == 2 and out == "", err
         assert len(err.strip().splitlines()) == 1 and "cannot read " in err, err
+
+
+@pytest.mark.parametrize("method", ["als", "gcp"])
+def test_a_non_finite_init_names_its_tensor(method):
+    """GCP from a NaN start returned NaN tensors (loss nan), ALS ignored it silently."""
+    net = tnc.library("cp", I=4, J=5, K=6, R=2)
+    start = net.random(seed=3)
+    start["B"] = start["B"].copy()
+    start["B"][1, 0] = np.inf
+    with pytest.raises(tnc.TncError, match=r"init: `B` has 1 NaN or infinite entries"):
+        tnc.fit(net, net.contract(net.random(seed=1)), init=start, method=method, progress=False)

@@ -884,6 +884,9 @@ def initial_tensors(problem: FitProblem, model: Model, init, seed, nonneg=()) ->
             if array.shape != net.params[name]:
                 raise TncError(f"init: `{name}` must have shape {net.params[name]}, "
                                f"got {array.shape}")
+            if not np.all(np.isfinite(array)):
+                raise TncError(f"init: `{name}` has {int(np.sum(~np.isfinite(array)))} NaN or "
+                               "infinite entries")
             tensors[name] = array.copy()
         return tensors
     if init == "svd":
