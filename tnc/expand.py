@@ -393,11 +393,16 @@ def _checked_override(param: ast.Param, value: object) -> int:
     return int(value)
 
 
+def _is_single(ref: ast.Ref) -> bool:
+    """Whether a reference names one member (``b[n-1]``: no ranges, no ``*``)."""
+    return not any(isinstance(s, (ast.Range, ast.Wildcard)) for s in ref.subscripts)
+
+
 def _namer(ref: ast.Ref):
     """``scope -> name`` of the one member a reference without ranges or ``*`` stands
     for (``b[n-1]`` gives ``"b[4]"`` at n = 5), made once per statement; None when
     the reference spreads."""
-    if any(isinstance(s, (ast.Range, ast.Wildcard)) for s in ref.subscripts):
+    if not _is_single(ref):
         return None
     family, subs = ref.name, ref.subscripts
     if not subs:
@@ -422,7 +427,6 @@ class _Expander:
         self.network = network
         self.scope = _Scope(sizes)
         self.budget = budget
-        self.single: dict[int, bool] = {}       # id(ref) -> no ranges, no `*` in it
         self.indices: dict[str, IndexInfo] = {}
         self.families: dict[tuple[str, int], list[IndexInfo]] = {}
         self.occurrences: list[Occurrence] = []
@@ -484,7 +488,7 @@ class _Expander:
 
     # -- indices -----------------------------------------------------------------
     def declare_indices(self, stmt: ast.IndexStmt) -> None:
-        decls = [(decl, self.is_single(decl.ref)) for decl in stmt.decls]
+        decls = [(decl, _is_single(decl.ref)) for decl in stmt.decls]
         singles = sum(single for _, single in decls)
         for scope in unroll_statement(stmt, self.scope, self.budget):
             for decl, single in decls:
@@ -499,8 +503,7 @@ class _Expander:
                 self.budget.charge(singles, stmt.span)
 
     def declare(self, decl: ast.IndexDecl, subs: tuple[int, ...], size: int, scope) -> None:
-        name = f"{decl.ref.name}[{subs[0]}]" if len(subs) == 1 else member_name(decl.ref.name,
-                                                                                  subs)
+        name = member_name(decl.ref.name, subs)
         if not 1 <= size <= MAX_INDEX_SIZE:
             raise TncSemanticError(
                 f"index `{name}` has size {size}; sizes must be positive integers"
@@ -519,12 +522,8 @@ class _Expander:
         self.families.setdefault((decl.ref.name, len(subs)), []).append(info)
 
     def subscript_values(self, ref: ast.Ref, scope: _Scope, wildcard_ok: bool):
-        """All subscript tuples a reference stands for (ranges and ``*`` spread out)."""
-        if self.is_single(ref):                 # the fast path: `p[n]`, `b[n-1]`
-            self.budget.charge(1, ref.span)
-            subs = ref.subscripts
-            return ((evaluate(subs[0], scope),),) if len(subs) == 1 else (
-                tuple(evaluate(s, scope) for s in subs),)
+        """All subscript tuples a spreading reference stands for (ranges and ``*`` spread
+        out); references to one member take :func:`_namer`'s fast path instead."""
         choices, count = [], 1
         for position, sub in enumerate(ref.subscripts):
             if isinstance(sub, ast.Range):
@@ -553,14 +552,6 @@ class _Expander:
                 f"`{ref.name}` has no declared members with {len(ref.subscripts)} "
                 "subscript(s) for `*` to stand for", ref.span)
         return values
-
-    def is_single(self, ref: ast.Ref) -> bool:
-        """Whether a reference names one member (``b[n-1]``: no ranges, no ``*``)."""
-        single = self.single.get(id(ref))
-        if single is None:
-            single = self.single[id(ref)] = not any(
-                isinstance(s, (ast.Range, ast.Wildcard)) for s in ref.subscripts)
-        return single
 
     def legs(self, legs: tuple[ast.Leg, ...], scope: _Scope, namers=None) -> list[str]:
         """The index names of ``legs`` (``namers``: their :func:`_namer` s, when the
@@ -595,7 +586,7 @@ class _Expander:
     # -- tensors -----------------------------------------------------------------
     def use_tensors(self, stmt: ast.TensorStmt) -> None:
         for use in stmt.uses:
-            for sub in use.ref.subscripts if not self.is_single(use.ref) else ():
+            for sub in use.ref.subscripts:
                 if isinstance(sub, (ast.Range, ast.Wildcard)):
                     raise TncSemanticError("a tensor name takes single subscripts such as "
                                            "`G[n]`; use a `for` clause to declare several",
