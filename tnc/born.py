@@ -142,7 +142,12 @@ def environments(cores, x: np.ndarray, from_left: bool) -> list:
 
 
 def _log_abs_psi(cores, x) -> np.ndarray:
-    vectors, logs = environments(cores, x, True)[-1]
+    return _log_abs_of(environments(cores, x, True)[-1])
+
+
+def _log_abs_of(environment) -> np.ndarray:
+    """``log |psi(x_i)|`` from the left environment past the last site."""
+    vectors, logs = environment
     with np.errstate(divide="ignore"):
         return logs + np.log(np.abs(vectors[:, 0]))
 
@@ -439,7 +444,7 @@ def nll_and_grad(cores, x) -> tuple[float, list]:
         grads.append(-(2 / n) * data + dz / z)
         z_right, _ = _transfer(z_right, core, False)
     log_z = sum(log for _, log in z_left[1:]) + np.log(np.sum(z_left[-1][0]))
-    return float(-np.mean(2 * _log_abs_psi(cores, x)) + log_z), grads[::-1]
+    return float(-np.mean(2 * _log_abs_of(lefts[-1])) + log_z), grads[::-1]
 
 
 @dataclass

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .chain import truncation_rank
 from .errors import TncError
 from .options import check_value
 from .plan import check_allocation
@@ -179,7 +180,7 @@ class _State:
             a, d0, d1, b = S.shape
             matrix = S.reshape(a * d0, d1 * b)
             u, s, vt = np.linalg.svd(matrix, full_matrices=False)
-            rank = _rank(s, tol, max_rank)
+            rank = truncation_rank(s, max_rank, tol ** 2)   # tail ||s[r:]|| <= tol ||s||
             saturated |= rank == len(s) < min(self.bound[k], max_rank)
             if direction == "right":
                 self._move_right(k, matrix, u[:, :rank], (a, d0, d1, b))
@@ -204,14 +205,6 @@ class _State:
                                            axis=1)
         if k == 0:
             self.cores[0] = matrix[:, cols].reshape(a, d0, len(cols))
-
-
-def _rank(s: np.ndarray, tol: float, max_rank: int) -> int:
-    """The fewest singular values whose discarded tail is at most ``tol`` of the whole."""
-    tail = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1])          # tail[r] = ||s[r:]||
-    total = tail[0] if len(tail) else 0.0
-    keep = int(np.count_nonzero(tail > tol * total)) if total > 0 else 1
-    return max(1, min(keep, max_rank))
 
 
 def maxvol(A: np.ndarray, tol: float = 1.05, max_iters: int = 200) -> np.ndarray:
