@@ -335,3 +335,16 @@ def test_a_non_finite_init_names_its_tensor(method):
     start["B"][1, 0] = np.inf
     with pytest.raises(tnc.TncError, match=r"init: `B` has 1 NaN or infinite entries"):
         tnc.fit(net, net.contract(net.random(seed=1)), init=start, method=method, progress=False)
+
+
+@pytest.mark.parametrize("method", ["als", "gcp"])
+def test_a_non_finite_init_of_a_coupled_model_names_its_tensor(method):
+    """fit_model took a NaN start silently (ALS reported converged, GCP returned NaN)."""
+    net = "network X() { index i: 4, j: 3, r: 2  tensor A(i, r), B(j, r)  output i, j }"
+    model = tnc.compile_model(net + " model m() { fit X to T }")
+    start = model.random(seed=3)
+    start["A"] = start["A"].copy()
+    start["A"][0, 1] = np.nan
+    data = {"T": np.random.default_rng(0).normal(size=(4, 3))}
+    with pytest.raises(tnc.TncError, match=r"init: `A` has 1 NaN or infinite entries"):
+        tnc.fit_model(model, data, method=method, init=start, progress=False)

@@ -55,7 +55,7 @@ import opt_einsum as oe
 
 from . import kernels
 from .errors import TncError
-from .fitting import FitProblem, register_method
+from .fitting import FitProblem, check_finite, register_method
 from .plan import check_allocation, resolve_optimizer
 from .progress import Progress, wants_stop
 from .result import FitResult
@@ -884,9 +884,7 @@ def initial_tensors(problem: FitProblem, model: Model, init, seed, nonneg=()) ->
             if array.shape != net.params[name]:
                 raise TncError(f"init: `{name}` must have shape {net.params[name]}, "
                                f"got {array.shape}")
-            if not np.all(np.isfinite(array)):
-                raise TncError(f"init: `{name}` has {int(np.sum(~np.isfinite(array)))} NaN or "
-                               "infinite entries")
+            check_finite(array, f"init: `{name}`")
             tensors[name] = array.copy()
         return tensors
     if init == "svd":

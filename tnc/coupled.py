@@ -54,7 +54,8 @@ import numpy as np
 from . import als, ast, kernels
 from .compiler import read_source
 from .errors import TncError
-from .fitting import FitProblem, _sizes_from_shape, as_target, split_missing, with_array_mask
+from .fitting import (FitProblem, _sizes_from_shape, as_target, check_finite, split_missing,
+                      with_array_mask)
 from .gcp import DenseObjective, check_loss_data, run_lbfgsb
 from .model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from .options import validated
@@ -343,6 +344,7 @@ def initial_tensors(model: CoupledModel, targets: dict, masks: dict, init, seed)
             array = np.asarray(array, dtype=float)
             if array.shape != shapes[key]:
                 raise TncError(f"init: `{key}` must have shape {shapes[key]}, got {array.shape}")
+            check_finite(array, f"init: `{key}`")
             tensors[key] = array.copy()
         return tensors
     if init != "random":

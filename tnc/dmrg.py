@@ -41,7 +41,7 @@ from .chain import Chain, canonicalize, einsum_by_name, find_chain, merge, rando
 from . import kernels
 from .decompositions import scale_exponent
 from .errors import ConvergenceWarning, TncError
-from .fitting import register_method
+from .fitting import check_finite, register_method
 from .options import validated
 from .progress import Progress, wants_stop
 from .result import FitResult
@@ -335,10 +335,8 @@ def scaled_inputs(network, inputs: dict) -> tuple[dict, int]:
     scaled, total = {}, 0
     for name, value in inputs.items():
         array = np.asarray(value, dtype=float)
-        if not np.isfinite(array).all():
-            raise TncError(f"ground_state: data tensor `{name}` has "
-                           f"{int(np.count_nonzero(~np.isfinite(array)))} NaN or infinite "
-                           "entries; the Hamiltonian must be finite")
+        check_finite(array, f"ground_state: data tensor `{name}`",
+                     "; the Hamiltonian must be finite")
         exponent = scale_exponent(array)
         scaled[name] = np.ldexp(array, -exponent)
         total += exponent * uses.get(name, 0)

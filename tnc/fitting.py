@@ -273,10 +273,16 @@ def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
     arrays = {k: real_array(v, f"data tensor `{k}` (inputs=)") for k, v in inputs.items()}
     network.check_tensors(arrays, required=network.data)
     for name, array in arrays.items():
-        bad = array.size - int(np.isfinite(array).sum())
-        if bad:
-            raise TncError(f"data tensor `{name}` (inputs=) has {bad} NaN or infinite entries")
+        check_finite(array, f"data tensor `{name}` (inputs=)")
     return arrays
+
+
+def check_finite(array: np.ndarray, what: str, hint: str = "") -> None:
+    """Raise a :class:`TncError` naming ``what`` when ``array`` has NaN or infinite entries
+    (a start, a data tensor, a Hamiltonian: the fit would carry them into every tensor)."""
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise TncError(f"{what} has {bad} NaN or infinite entries{hint}")
 
 
 def model_for_data(model, shape: tuple[int, ...], name=None, **sizes) -> Network:

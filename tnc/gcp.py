@@ -46,7 +46,7 @@ import scipy.optimize
 
 from .errors import ConvergenceWarning, TncError
 from .expand import NetworkSpec, Occurrence
-from .fitting import FitProblem, register_method
+from .fitting import FitProblem, check_finite, register_method
 from .grad import grad_plan
 from .losses import Loss, get_loss, offending_entries
 from .network import Network
@@ -433,10 +433,8 @@ def initial_tensors(problem: FitProblem, loss: Loss, init, rng, model: SampledMo
     if isinstance(init, dict):
         net.check_tensors(init, required=net.params)
         tensors = {k: np.array(init[k], dtype=np.float64) for k in net.params}
-        bad = next((k for k, v in tensors.items() if not np.all(np.isfinite(v))), None)
-        if bad is not None:
-            raise TncError(f"init: `{bad}` has {int(np.sum(~np.isfinite(tensors[bad])))} NaN "
-                           "or infinite entries")
+        for name, tensor in tensors.items():
+            check_finite(tensor, f"init: `{name}`")
         if loss.model_lower_bound is not None and any((v < 0).any() for v in tensors.values()):
             raise TncError(f"init: loss {loss.name!r} keeps every tensor non-negative, but "
                            "the initial tensors have negative entries")
