@@ -73,7 +73,7 @@ def validated(kind: type, options: dict, what: str):
         field = fields[name]
         rule = {**SHARED.get(name, {}), **field.metadata}
         annotation = rule.get("type", hints.get(name, object))
-        check_value(name, value, annotation, rule, what, default_is_none=_default(field) is None)
+        check_value(name, value, annotation, rule, what, default_is_none=field.default is None)
     return kind(**options)
 
 
@@ -196,9 +196,3 @@ def _hints(kind: type) -> dict:
         return typing.get_type_hints(kind)
     except Exception:       # pragma: no cover - an annotation that does not resolve
         return {}
-
-
-def _default(field):
-    if field.default is not dataclasses.MISSING:
-        return field.default
-    return dataclasses.MISSING

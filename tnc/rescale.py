@@ -106,9 +106,9 @@ class Rescale:
         """The rescale of data ``arrays`` (unobserved entries zeroed, ``observed`` entries
         in all) fitted by ``networks``; the identity when the data are already about
         unit size or the networks' tensors cannot share one scale."""
-        found = exponents(networks)
         scale = unit_scale(arrays, exact, observed)
-        if found is None or scale == 1.0:
+        found = None if scale == 1.0 else exponents(networks)   # the common case stops here
+        if found is None:
             return cls()
         return cls(scale, found)
 
