@@ -55,6 +55,7 @@ import opt_einsum as oe
 
 from . import kernels
 from .errors import TncError
+from .expand import einsum_symbol
 from .fitting import FitProblem, check_finite, register_method
 from .plan import check_allocation, resolve_optimizer
 from .progress import Progress, wants_stop
@@ -140,7 +141,7 @@ class Leaves:
         self.legs = legs
         self.sizes = sizes
         self.rank = rank
-        self.symbols = {ix: oe.get_symbol(k) for k, ix in enumerate(sorted(rank, key=rank.get))}
+        self.symbols = {ix: einsum_symbol(k) for k, ix in enumerate(sorted(rank, key=rank.get))}
         self.count = Counter(ix for legs_ in legs.values() for ix in legs_)
 
     def kept(self, members: frozenset, indices) -> tuple:
