@@ -10,7 +10,7 @@ in turn within each repeat); ratios < 1 mean
 tnc is faster. For CP it also prints, for information, the time tnc needs to
 reach the error pyttb reaches in its sweeps ("to pyttb fit", compare with
 "pyttb total"); tnc's sweeps alternate between streaming X once and twice
-(the windowed schedule of tnc.als), so their median is printed too. The targets: CP <= 0.5x pyttb and tensorly, Tucker HOOI <= 1.0x
+(the windowed schedule of tnc.fitting.als), so their median is printed too. The targets: CP <= 0.5x pyttb and tensorly, Tucker HOOI <= 1.0x
 pyttb tucker_als, TT-SVD of a 4^11 tensor <= 1.0x tensorly tensor_train.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from tnc import kernels
+from tnc.engine import kernels
 
 
 def timed(function, repeats: int) -> float:
@@ -116,7 +116,7 @@ def bench_cp(n, rank, sweeps, repeats) -> dict:
 
 def bench_tucker(n, rank, sweeps, repeats) -> dict:
     import pyttb
-    from tnc.decompositions import hooi
+    from tnc.fitting.decompositions import hooi
     rng = np.random.default_rng(1)
     core = rng.standard_normal((rank,) * 3)
     factors = [np.linalg.qr(rng.standard_normal((n, rank)))[0] for _ in range(3)]
@@ -138,7 +138,7 @@ def bench_tucker(n, rank, sweeps, repeats) -> dict:
 
 def bench_tt(repeats, rank: int = 16) -> dict:
     from tensorly.decomposition import tensor_train
-    from tnc.decompositions import tt_svd
+    from tnc.fitting.decompositions import tt_svd
     X = np.random.default_rng(2).standard_normal((4,) * 11)
     return timed_together({"tnc": lambda: tt_svd(X, rank),
                            "tensorly": lambda: tensor_train(X, rank)}, repeats)
@@ -166,7 +166,7 @@ def main(argv=None) -> None:
     parser.add_argument("--only", choices=("cp", "tucker", "tt"), action="append")
     parser.add_argument("--kernels", default="auto",
                         choices=("auto", "all") + kernels.VARIANTS + ("blas",),
-                        help="tnc's kernel variant (tnc.kernels.use; default: the fastest "
+                        help="tnc's kernel variant (tnc.engine.kernels.use; default: the fastest "
                              "here; all: CP only, every variant against pyttb)")
     args = parser.parse_args(argv)
     kernels.use("auto" if args.kernels == "all" else args.kernels)

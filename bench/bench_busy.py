@@ -15,9 +15,9 @@ core runs; the busy loop is started here for each round, bounded in time (it exi
 by itself by ``--busy-seconds`` after the start) and always stopped (killed in a
 ``finally``). Prints both
 times, their ratio (goal <= 1.5) and, for the fits, the share of their time spent
-in the compiled kernels (tnc.kernels.mode_product).
+in the compiled kernels (tnc.engine.kernels.mode_product).
 
-``--threshold`` prints what tnc.kernels.SERIAL_BLAS_ENTRIES rests on: CP-ALS fits
+``--threshold`` prints what tnc.engine.kernels.SERIAL_BLAS_ENTRIES rests on: CP-ALS fits
 with the kernels off (every product on BLAS) at growing sizes, BLAS on one thread
 against two, on the machine as it is.
 """
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a chec
 import numpy as np  # noqa: E402
 
 import tnc  # noqa: E402
-from tnc import kernels  # noqa: E402
-from tnc.decompositions import hooi, tt_svd  # noqa: E402
+from tnc.engine import kernels  # noqa: E402
+from tnc.fitting.decompositions import hooi, tt_svd  # noqa: E402
 
 BUSY_LOOP = """
 import os, sys, time
@@ -49,7 +49,7 @@ while time.monotonic() < stop:
 
 
 class KernelClock:
-    """Wall time spent inside tnc.kernels.mode_product while installed."""
+    """Wall time spent inside tnc.engine.kernels.mode_product while installed."""
 
     def __init__(self):
         self.seconds, self.original = 0.0, kernels.mode_product
@@ -203,7 +203,7 @@ def threshold(repeats: int) -> None:
             times = {count: statistics.median(values) for count, values in runs.items()}
             print(f"  {n:6d} {n ** 3:10d} {times[1] * 1e3:8.1f}ms {times[2] * 1e3:8.1f}ms "
                   f"{times[2] / times[1]:6.2f}")
-    print(f"tnc.kernels.SERIAL_BLAS_ENTRIES = {kernels.SERIAL_BLAS_ENTRIES}")
+    print(f"tnc.engine.kernels.SERIAL_BLAS_ENTRIES = {kernels.SERIAL_BLAS_ENTRIES}")
 
 
 def main(argv=None) -> None:

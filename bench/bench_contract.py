@@ -27,7 +27,7 @@ import warnings  # noqa: E402
 import opt_einsum as oe  # noqa: E402
 
 import tnc  # noqa: E402
-from tnc.plan import cotengra_available  # noqa: E402
+from tnc.engine.plan import cotengra_available  # noqa: E402
 
 
 def timed(function, *args, **kwargs):

@@ -98,8 +98,8 @@ def torch_grad_fn(net: tnc.Network, tensors: dict):
 
 
 def tape_forward_fn(net: tnc.Network, tensors: dict):
-    """tnc.grad's own forward pass alone (the same matrix products, keeping intermediates)."""
-    from tnc.grad import grad_plan
+    """tnc.engine.grad's own forward pass alone (the same matrix products, keeping intermediates)."""
+    from tnc.engine.grad import grad_plan
     plan, arrays = grad_plan(net), net.operands(tensors)
     return lambda: plan.forward(arrays)
 

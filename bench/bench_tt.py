@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from tnc.tt import TensorTrain, TTMatrix
+from tnc.mps.tt import TensorTrain, TTMatrix
 
 
 def random_train(rng, N, d, r, sites=1):
@@ -166,7 +166,7 @@ def main(argv=None) -> None:
 
 def cross(args) -> None:
     """TT-cross of f = 1 / (1 + sum x_k^2) on 2^30-point grids; error on random points."""
-    from tnc.cross import tt_cross
+    from tnc.mps.cross import tt_cross
     print("4. tt_cross of 1 / (1 + sum x_k^2), x_k on a uniform grid in [0, 1], to 1e-6")
     for N, d in ((30, 2), (10, 8)):
         grid = np.linspace(0.0, 1.0, d)

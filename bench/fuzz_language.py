@@ -3,7 +3,7 @@
     python bench/fuzz_language.py --seed 0 --count 20000 --timeout 2
     python bench/fuzz_language.py --seed 0 --only 1234         # rerun one case, verbosely
 
-Seeds are the library networks (``tnc/networks/*.tn``), the sketches in
+Seeds are the library networks (``tnc/lang/networks/*.tn``), the sketches in
 ``../shared/dsl/`` when present, the networks and model blocks of the README
 and a few model blocks written here; programs are drawn from a small random
 generator or mutated from a seed (delete, duplicate, swap or insert tokens,
@@ -96,7 +96,7 @@ def _blocks(text: str) -> list[str]:
 def seeds() -> list[str]:
     """Every seed program, in a fixed order."""
     found: list[str] = []
-    for folder in (ROOT / "tnc" / "networks", ROOT.parent / "shared" / "dsl"):
+    for folder in (ROOT / "tnc" / "lang" / "networks", ROOT.parent / "shared" / "dsl"):
         if folder.is_dir():
             found += [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.tn"))]
     readme = ROOT / "README.md"
@@ -255,7 +255,7 @@ def run_one(text: str) -> tuple[str, str, float]:
     """The worst outcome of ``compile_all`` and (for a model) ``compile_model`` on ``text``,
     and the CPU seconds of the slower call."""
     import tnc
-    from tnc.parser import parse
+    from tnc.lang.parser import parse
     results = [_timed(lambda: tnc.compile_all(text, allow_path=False))]
     try:
         models = parse(text).models

@@ -17,7 +17,7 @@ import numpy as np
 
 from _shared import example_parser, pyplot
 
-from tnc.born import bars_and_stripes, independent_nll, train_born
+from tnc.mps.born import bars_and_stripes, independent_nll, train_born
 
 
 def report(name: str, model, train, test) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 from _shared import example_parser
 
 from born_bars_stripes import report, save_samples
-from tnc.born import train_born
+from tnc.mps.born import train_born
 
 
 def load(seed: int, limit=None):

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from tnc.mps_classifier import feature_map, train_classifier
+from tnc.mps.mps_classifier import feature_map, train_classifier
 
 
 def load(test_size=0.25, seed=0, limit=None):

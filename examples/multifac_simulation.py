@@ -12,7 +12,7 @@ Two designs of the factors are run (``--factors``, default both):
 * ``gaussian``: N(0, 1) entries, the authors' reference design. Component
   weights then differ by up to 10x, and in some replicates a true component
   is weaker than the *noise floor* (the largest weight noise alone reaches on
-  a component, see :func:`tnc.multifac.noise_floors`): no method can tell it
+  a component, see :func:`tnc.models.multifac.noise_floors`): no method can tell it
   from noise, and those replicates are counted separately.
 
 MULTIFAC fits rank 20 with an L2 penalty ``sigma`` on all factors; components
@@ -33,7 +33,7 @@ and 40 (50%) with one-SE. Mean RSE signal 0.036 against 0.175 unpenalised
 ``--tuning sigma`` cross-validates ``sigma`` on the first replicate only, with
 the one-standard-error rule, and reuses it (about 70 s for both designs; with
 seed 0: 9/20 and 20/20). ``--tuning two-step`` instead runs
-:func:`tnc.multifac.two_step_cv` on every replicate: the rank of least held-out
+:func:`tnc.models.multifac.two_step_cv` on every replicate: the rank of least held-out
 error over 4, 6, ..., 12 at sigma 1, then the sigma of least held-out error at
 that rank, and fits that rank with 10 starts. It is slower (about 9 min) and not
 better: with seed 0, ranks recovered in 10/20 (gaussian; rank 6 chosen in 4
@@ -67,7 +67,7 @@ import numpy as np
 from _shared import example_parser, pyplot
 
 import tnc  # noqa: E402  (after _shared: a checkout works without installing)
-from tnc.multifac import cp_signal, cross_validate, impute, multifac, two_step_cv
+from tnc.models.multifac import cp_signal, cross_validate, impute, multifac, two_step_cv
 
 SHAPES = ((10, 10, 8), (10, 14, 5, 3))
 SHARED, INDIVIDUAL, SNR, RANK = 2, (3, 3), 3.0, 20

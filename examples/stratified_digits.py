@@ -23,7 +23,7 @@ import numpy as np
 
 from _shared import example_parser, pyplot  # also makes tnc importable from a checkout
 import tnc
-from tnc.stratified import ntf, parameter_count, stratified_ntf, total_variation
+from tnc.models.stratified import ntf, parameter_count, stratified_ntf, total_variation
 
 
 def load_strata(per_class: int | None = None) -> list[np.ndarray]:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.als import (ALSOptions, Model, als_model, dimension_tree_groups, evaluate,
+from tnc.fitting.als import (ALSOptions, Model, als_model, dimension_tree_groups, evaluate,
                      solve_rows)
 
 QUIET = dict(progress=False)
@@ -237,7 +237,7 @@ def test_windowed_schedule_makes_the_same_updates_as_plain_cyclic_als(monkeypatc
     options = dict(init="random", seed=1, max_sweeps=7, tol=0, normalize=False, **QUIET)
     windowed = tnc.fit(net, X, method="als", **options)
     assert als_model(net, list(net.params)).windows is not None
-    monkeypatch.setattr(tnc.als, "MAX_WINDOWED", 0)
+    monkeypatch.setattr(tnc.fitting.als, "MAX_WINDOWED", 0)
     plain = tnc.fit(fresh, X, method="als", **options)
     assert als_model(fresh, list(fresh.params)).windows is None
     for key in plain.tensors:

@@ -1,5 +1,5 @@
 """Saved results are data, never paths or code: every loader (tnc.load_result,
-tnc.load_coupled, tnc.stratified.load_stratified) and `tnc show` turn a damaged,
+tnc.load_coupled, tnc.models.stratified.load_stratified) and `tnc show` turn a damaged,
 tampered or foreign archive into one located TncError, never a traceback, a hang or
 a file read off the archive's say-so."""
 import io
@@ -15,7 +15,7 @@ import pytest
 
 import tnc
 from tnc.cli import main
-from tnc.stratified import load_stratified, ntf
+from tnc.models.stratified import load_stratified, ntf
 
 NETWORKS = """
 network X1(I = 6, J = 5, K = 4, R = 2) { index i: I, j: J, k: K, r: R  tensor A(i, r), B(j, r), C(k, r)  output i, j, k }
@@ -212,7 +212,7 @@ def test_a_zip_bomb_is_refused_before_it_is_unpacked(originals, tmp_path, monkey
     bomb = rewrite(originals["fit"], tmp_path / "bomb.npz",
                    arrays={**arrays, "tensor:A": np.zeros((2**23, 1))})
     assert bomb.stat().st_size < 2**20
-    monkeypatch.setattr(tnc.plan, "available_memory", lambda: 16 * 2**20)
+    monkeypatch.setattr(tnc.engine.plan, "available_memory", lambda: 16 * 2**20)
     with pytest.raises(tnc.MemoryLimitError, match=r"reading .*bomb.npz needs 64 MiB"):
         tnc.load_result(bomb)
 

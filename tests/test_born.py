@@ -1,4 +1,4 @@
-"""Born machines (tnc.born): exact normalisation, training, exact sampling, gradients, archives.
+"""Born machines (tnc.mps.born): exact normalisation, training, exact sampling, gradients, archives.
 
 References are independent: dense numpy contractions of the raw (non-canonical)
 cores over all d**N strings, finite differences, and chi-square tests of
@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import chisquare
 
 import tnc
-from tnc.born import (BornMachine, UniformMPS, all_sequences, bars_and_stripes, canonical,
+from tnc.mps.born import (BornMachine, UniformMPS, all_sequences, bars_and_stripes, canonical,
                       encode, load_born,
                       nll_and_grad, train_born, train_uniform, uniform_nll_and_grad, _by_length)
 
@@ -167,7 +167,7 @@ def test_save_and_load_both_kinds(tmp_path):
     back = load_born(tmp_path / "u.npz")
     np.testing.assert_allclose(back.probabilities(4), uniform.probabilities(4), rtol=1e-12)
     # a damaged chain and a foreign archive are errors naming the problem
-    from tnc.result import write_archive
+    from tnc.fitting.result import write_archive
     cores = {f"A{k}": c for k, c in enumerate(model.cores)}
     cores["A1"] = cores["A1"][:1]
     write_archive(tmp_path / "bad.npz", model._meta("born"), {"core": cores})

@@ -6,7 +6,7 @@ import pytest
 
 import tnc
 from tnc.cli import COMMANDS, main
-from tnc.compiler import library_source
+from tnc.lang.compiler import library_source
 
 TWO = """\
 network x(I = 2, J = 3, R = 2) {
@@ -270,9 +270,9 @@ def test_draw_bad_layout_for_network(capsys, two, tmp_path):
     assert code == 2 and "layout='grid' needs tensors named like" in err
 
 
-# -- tnc.draw as a library -----------------------------------------------------------------
+# -- tnc.engine.draw as a library -----------------------------------------------------------------
 def test_scene_of_cp_has_a_hub_and_open_legs():
-    from tnc.draw import layout_scene
+    from tnc.engine.draw import layout_scene
     scene = layout_scene(tnc.library("cp", R=2))
     assert scene.hubs == [("hub", "r")]
     assert sorted(m[1] for m in scene.open_markers) == ["i", "j", "k"]
@@ -280,7 +280,7 @@ def test_scene_of_cp_has_a_hub_and_open_legs():
 
 
 def test_scene_of_a_trace_and_a_bond():
-    from tnc.draw import layout_scene
+    from tnc.engine.draw import layout_scene
     net = tnc.compile("network t() { index i: 2, j: 3  tensor A(i, i, j), B(j)  output }")
     scene = layout_scene(net)
     assert scene.hubs == [("hub", "i")] and scene.open_markers == []
@@ -294,7 +294,7 @@ def test_draw_on_given_axes(name, layout):
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
 
-    from tnc.draw import draw
+    from tnc.engine.draw import draw
     ax = Figure().add_subplot()
     net = tnc.library(name, **({"N": 3} if name in ("energy", "ring") else {}))
     assert draw(net, ax=ax, layout=layout) is ax
@@ -304,7 +304,7 @@ def test_draw_on_given_axes(name, layout):
 
 def test_draw_positions_from_a_dict(tmp_path):
     pytest.importorskip("matplotlib")
-    from tnc.draw import draw
+    from tnc.engine.draw import draw
     net = tnc.library("tt", N=3)
     where = {"G[1]": (0, 0), "G[2]": (1, 0), "G[3]": (2, 0)}
     draw(net, tmp_path / "tt.png", layout=where)
@@ -314,7 +314,7 @@ def test_draw_positions_from_a_dict(tmp_path):
 def test_draw_without_matplotlib_says_how_to_install(monkeypatch):
     import builtins
 
-    from tnc.draw import draw
+    from tnc.engine.draw import draw
     real_import = builtins.__import__
 
     def no_matplotlib(name, *args, **kwargs):
@@ -328,7 +328,7 @@ def test_draw_without_matplotlib_says_how_to_install(monkeypatch):
 
 
 def test_unknown_layout():
-    from tnc.draw import draw
+    from tnc.engine.draw import draw
     with pytest.raises(tnc.TncError, match="unknown layout 'tree'"):
         draw(tnc.library("cp"), layout="tree")
 
@@ -345,7 +345,7 @@ def test_library_network_by_name(capsys):
                                         ("aab,b->a", [(2, 2, 3), (3,)])])
 def test_draw_odd_networks(tmp_path, eq, shapes):
     pytest.importorskip("matplotlib")
-    from tnc.draw import draw, layout_scene
+    from tnc.engine.draw import draw, layout_scene
     net = tnc.compile(tnc.from_einsum(eq, *shapes))
     scene = layout_scene(net)
     legs = sum(len(occ.indices) for occ in net.occurrences)

@@ -180,7 +180,7 @@ def test_data_may_follow_the_options(capsys, tmp_path):
 
 def test_a_file_without_model_blocks(capsys, tmp_path):
     path = tmp_path / "cp.tn"
-    path.write_text(tnc.compiler.library_source("cp"))
+    path.write_text(tnc.lang.compiler.library_source("cp"))
     np.save(tmp_path / "x.npy", np.zeros((2, 2, 2)))
     code, _, err = run(capsys, "fit", path, "--data", f"X={tmp_path / 'x.npy'}", "-q")
     assert code == 2 and "declares no model block" in err

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc import coupled
-from tnc.coupled import total_variation
-from tnc.tv import majoriser, majoriser_weights
+from tnc.fitting import coupled
+from tnc.fitting.coupled import total_variation
+from tnc.fitting.tv import majoriser, majoriser_weights
 
 NETWORKS = """
 network X1(I = 6, J = 5, K = 4, R = 2) { index i: I, j: J, k: K, r: R  tensor A(i, r), B(j, r), C(k, r)  output i, j, k }
@@ -30,7 +30,7 @@ model linked(lambda = 0.1) {
     penalty tv(1e-2) D along l
     nonneg C
 }"""
-    module = tnc.parser.parse(text)
+    module = tnc.lang.parser.parse(text)
     assert [n.name for n in module.networks] == ["X1", "X2"]
     (block,) = module.models
     assert block.name == "linked" and block.params[0].default.value == 0.1
@@ -42,7 +42,7 @@ model linked(lambda = 0.1) {
 
 
 def test_programs_without_models_still_compile():
-    assert tnc.parser.parse(NETWORKS).models == ()
+    assert tnc.lang.parser.parse(NETWORKS).models == ()
     assert tnc.compile(NETWORKS, name="X2").output_shape == (6, 7)
 
 
@@ -188,7 +188,7 @@ def test_tv_majoriser_bounds_the_smoothed_tv_and_touches_it():
 @pytest.mark.parametrize("tv_axis", [0, 1, 2])
 def test_tv_update_is_the_exact_minimiser_of_the_majorised_quadratic(tv_axis):
     """The gradient of rows Gram rows - 2 rows.rhs + l2 |G|^2 + tv sum w d^2 / 2, written
-    in the tensor's own layout with tnc.tv.majoriser, vanishes at the solution."""
+    in the tensor's own layout with tnc.fitting.tv.majoriser, vanishes at the solution."""
     rng = np.random.default_rng(tv_axis)
     axes, current = (2, 0, 1), rng.standard_normal((4, 3, 5))       # rows (5, 4, 3)
     factor = rng.standard_normal((5, 3, 3))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.cross import maxvol, tt_cross
+from tnc.mps.cross import maxvol, tt_cross
 
 
 def dense_of(f, shape):

@@ -4,7 +4,7 @@ import pytest
 
 import tnc
 from tnc.cli import main
-from tnc.decompositions import decompose, hooi, st_hosvd, tt_round, tt_svd
+from tnc.fitting.decompositions import decompose, hooi, st_hosvd, tt_round, tt_svd
 
 
 def rel(a, b):

@@ -5,8 +5,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 import tnc
-from tnc.chain import find_chain, truncation_rank
-from tnc.mpo import dense_hamiltonian
+from tnc.mps.chain import find_chain, truncation_rank
+from tnc.mps.mpo import dense_hamiltonian
 
 HEISENBERG_L10 = -4.258035207283     # published open-chain value
 
@@ -159,7 +159,7 @@ def test_ground_state_errors():
 
 # -- MPS classifier -------------------------------------------------------------------------
 def test_classifier_learns_a_simple_rule():
-    from tnc.mps_classifier import feature_map, train_classifier
+    from tnc.mps.mps_classifier import feature_map, train_classifier
     rng = np.random.default_rng(0)
     x = rng.random((300, 6))
     y = (x[:, 0] + x[:, 5] > 1).astype(int)

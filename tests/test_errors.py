@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tnc
-import tnc.expand
+import tnc.lang.expand
 from tnc import MemoryLimitError, TensorError, TncError, TncSemanticError, TncSyntaxError
 
 
@@ -254,7 +254,7 @@ def test_text_without_networks(text):
 
 
 def test_nested_loops_are_capped(monkeypatch):
-    monkeypatch.setattr(tnc.expand, "MAX_UNROLLED", 1000)
+    monkeypatch.setattr(tnc.lang.expand, "MAX_UNROLLED", 1000)
     text = network("  index p[x, y]: 2  for x in 1..L, y in 1..L\n  tensor A(p[1, 1])\n  output",
                    "n(L = 40)")
     assert_located(raised(text), 2, 25, "repeats this statement more than 1000 times")
@@ -274,7 +274,7 @@ def test_a_missing_file_says_so():
 
 
 def test_files_over_the_size_cap_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(tnc.compiler, "MAX_SOURCE_BYTES", 100)
+    monkeypatch.setattr(tnc.lang.compiler, "MAX_SOURCE_BYTES", 100)
     path = tmp_path / "big.tn"
     path.write_text("# padding\n" * 20 + network("  index i: 2\n  tensor A(i)\n  output i"))
     with pytest.raises(TncError, match="larger than the 100 bytes") as info:
@@ -296,8 +296,8 @@ def test_allow_path_false_takes_the_argument_as_text(tmp_path):
     with pytest.raises(TncError, match="expected tnc text, got the path"):
         tnc.compile_all(path, allow_path=False)
     with pytest.raises(TncError, match="does not exist"):
-        tnc.compiler.read_source("/etc/passwd-nope")
-    assert tnc.compiler.read_source("/etc/passwd", allow_path=False) == ("/etc/passwd", None)
+        tnc.lang.compiler.read_source("/etc/passwd-nope")
+    assert tnc.lang.compiler.read_source("/etc/passwd", allow_path=False) == ("/etc/passwd", None)
 
 
 MODEL = "network X() { index i: 4, j: 3, r: 2  tensor A(i, r), B(j, r)  output i, j }\n"
@@ -312,7 +312,7 @@ def test_float_overflow_is_located(tail, column):
 
 
 def test_integer_literals_over_the_digit_limit_are_located():
-    from tnc.parser import MAX_INT_DIGITS
+    from tnc.lang.parser import MAX_INT_DIGITS
     ok = network("  index i: 2\n  tensor A(i)\n  output i", f"n(N = {'0' * (MAX_INT_DIGITS - 1)}2)")
     assert tnc.compile(ok).params == {"A": (2,)}
     text = network("  index i: " + "9" * 5000 + "\n  tensor A(i)\n  output i")
@@ -354,7 +354,7 @@ def test_the_expansion_cap_is_settable(monkeypatch):
     text = network("  index p[n]: 2  for n in 1..N\n  tensor A(p[1..N])\n  output", "n(N = 100)")
     assert tnc.compile(text).params == {"A": (2,) * 100}
     assert_located(raised(text, max_expansion=300), 3, 3, "more than 300 loop steps")
-    monkeypatch.setattr(tnc.expand, "MAX_EXPANSION", 300)
+    monkeypatch.setattr(tnc.lang.expand, "MAX_EXPANSION", 300)
     assert_located(raised(text), 3, 3, "more than 300 loop steps")
     assert tnc.compile(text, max_expansion=10**4).params == {"A": (2,) * 100}
     with pytest.raises(TncError, match="max_expansion must be a positive integer"):
@@ -362,11 +362,11 @@ def test_the_expansion_cap_is_settable(monkeypatch):
 
 
 def test_index_symbols_are_checked_against_einsum(monkeypatch):
-    from tnc.expand import einsum_symbol
-    einsum_symbol(tnc.expand.MAX_INDICES - 1)                     # the last symbol exists
+    from tnc.lang.expand import einsum_symbol
+    einsum_symbol(tnc.lang.expand.MAX_INDICES - 1)                     # the last symbol exists
     with pytest.raises(ValueError):
-        einsum_symbol(tnc.expand.MAX_INDICES)
-    monkeypatch.setattr(tnc.expand, "MAX_INDICES", 5)
+        einsum_symbol(tnc.lang.expand.MAX_INDICES)
+    monkeypatch.setattr(tnc.lang.expand, "MAX_INDICES", 5)
     text = network("  index p[n]: 2  for n in 1..N\n  tensor A[n](p[n])  for n in 1..N\n"
                    "  output", "n(N = 5)")
     assert tnc.compile(text).equation == "a,b,c,d,e->"
@@ -377,8 +377,8 @@ def test_index_symbols_are_checked_against_einsum(monkeypatch):
 def test_index_symbols_are_distinct_and_never_surrogates():
     """opt_einsum's get_symbol(k) is a surrogate for 55156 <= k < 55296: a network with
     that many indices could not print its equation (UnicodeEncodeError in tnc show)."""
-    from tnc.expand import einsum_symbol
-    ks = list(range(55000, 55500)) + list(range(tnc.expand.MAX_INDICES - 300, tnc.expand.MAX_INDICES))
+    from tnc.lang.expand import einsum_symbol
+    ks = list(range(55000, 55500)) + list(range(tnc.lang.expand.MAX_INDICES - 300, tnc.lang.expand.MAX_INDICES))
     symbols = [einsum_symbol(k) for k in range(300)] + [einsum_symbol(k) for k in ks]
     assert len(set(symbols)) == len(symbols)
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in symbols)

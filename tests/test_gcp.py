@@ -7,10 +7,10 @@ from scipy.special import expit
 
 import tnc
 from tnc import TncError
-from tnc.gcp import (Packing, SampledModel, StratifiedSampler, UniformSampler, lower_bounds,
+from tnc.fitting.gcp import (Packing, SampledModel, StratifiedSampler, UniformSampler, lower_bounds,
                      sampled_spec)
-from tnc.losses import get_loss
-from tnc.sparse import SparseTensor
+from tnc.fitting.losses import get_loss
+from tnc.engine.sparse import SparseTensor
 
 
 def poisson_cp(size=30, rank=5, seed=0):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tnc
 from tnc.errors import MemoryLimitError, TensorError, TncError
-from tnc.grad import grad_plan
+from tnc.engine.grad import grad_plan
 
 SMALL = {"cp": dict(I=3, J=4, K=2, R=2), "tucker": dict(I=3, J=4, K=2, R1=2, R2=3, R3=2),
          "tt": dict(N=4, d=2, r=3), "ttm": dict(N=3, r=2), "ring": dict(N=4, d=2, r=2),

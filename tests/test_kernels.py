@@ -1,4 +1,4 @@
-"""The compiled thin-product kernels (tnc/kernels.c) against numpy.einsum, their
+"""The compiled thin-product kernels (tnc/engine/kernels.c) against numpy.einsum, their
 BLAS fallback, and ALS fits with and without them."""
 import ctypes
 import hashlib
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tnc
-from tnc import kernels
+from tnc.engine import kernels
 
 
 def cpu_flags() -> set:
@@ -181,7 +181,7 @@ def test_use_switches_variant_and_refuses_one_the_cpu_lacks(forced, monkeypatch)
 # enough for the kernels matched einsum in both dtypes, and its tnc warnings
 FORCED_CHILD = """
 import warnings, numpy as np
-from tnc import kernels
+from tnc.engine import kernels
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     rng = np.random.default_rng(0)
@@ -350,7 +350,7 @@ needs_compiler = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a 
 # prints "<available> <correct> <tnc warnings>" and then each warning
 CHILD = """
 import warnings, numpy as np
-from tnc import kernels
+from tnc.engine import kernels
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     rng = np.random.default_rng(0)
@@ -663,15 +663,15 @@ def test_small_contractions_and_gradients_run_serial_blas(monkeypatch):
     """Network.contract and Network.grad on small operands (and a small output) run BLAS
     on one thread; a big output leaves BLAS's threads alone."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    import tnc.grad
+    import tnc.engine.grad
     seen = []
-    real_grad_plan = tnc.grad.grad_plan
+    real_grad_plan = tnc.engine.grad.grad_plan
 
     def spying_plan(*args, **kw):
         seen.append({p["num_threads"] for p in threadpoolctl.threadpool_info()
                      if p["user_api"] == "blas"})
         return real_grad_plan(*args, **kw)
-    monkeypatch.setattr(tnc.grad, "grad_plan", spying_plan)
+    monkeypatch.setattr(tnc.engine.grad, "grad_plan", spying_plan)
     small = tnc.library("cp", I=20, J=20, K=20, R=3)
     tensors = small.random(seed=0)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):

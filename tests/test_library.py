@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.compiler import library_source
-from tnc.parser import parse
+from tnc.lang.compiler import library_source
+from tnc.lang.parser import parse
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "dsl"
 SKETCHES = sorted(SHARED.glob("*.tn")) if SHARED.is_dir() else []

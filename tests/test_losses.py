@@ -6,7 +6,7 @@ import pytest
 
 import tnc
 from tnc import TncError
-from tnc.losses import Loss, get_loss, register_loss
+from tnc.fitting.losses import Loss, get_loss, register_loss
 
 RNG = np.random.default_rng(0)
 SHAPE = (4, 5)
@@ -77,7 +77,7 @@ def test_every_gcp_loss_is_registered():
                  "gamma", "rayleigh"):
         assert get_loss(name).name == name
     assert get_loss("negative_binomial(5)").name == "negative_binomial(5)"
-    assert get_loss(tnc.losses.huber(0.25)).name == "huber(0.25)"
+    assert get_loss(tnc.fitting.losses.huber(0.25)).name == "huber(0.25)"
     assert get_loss("poisson").model_lower_bound == 0.0
     assert get_loss("bernoulli_logit").model_lower_bound is None
 

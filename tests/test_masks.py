@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.coupled import fit_model
-from tnc.multifac import multifac
+from tnc.fitting.coupled import fit_model
+from tnc.models.multifac import multifac
 
 RTOL = 1e-10
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.plan import check_allocation, limit_bytes
-from tnc.sparse import SparseTensor
+from tnc.engine.plan import check_allocation, limit_bytes
+from tnc.engine.sparse import SparseTensor
 
 HUGE = 10 ** 8          # a CP rank whose factors alone are gigabytes
 

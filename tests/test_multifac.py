@@ -1,9 +1,9 @@
-"""MULTIFAC (tnc.multifac): rank recovery, classification, missing slices, cross-validation."""
+"""MULTIFAC (tnc.models.multifac): rank recovery, classification, missing slices, cross-validation."""
 import numpy as np
 import pytest
 
 import tnc
-from tnc.multifac import (classify, cp_signal, cross_validate, fold_masks, impute, linked_cp_text,
+from tnc.models.multifac import (classify, cp_signal, cross_validate, fold_masks, impute, linked_cp_text,
                           multifac, multifac_model, noise_floors, one_standard_error,
                           two_step_cv)
 

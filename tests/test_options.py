@@ -121,7 +121,7 @@ def test_stratified_options(options, phrase):
 
 
 def test_classifier_options():
-    from tnc.mps_classifier import train_classifier
+    from tnc.mps.mps_classifier import train_classifier
     phi = np.ones((4, 3, 2))
     with pytest.raises(tnc.TncError, match="train_classifier: option max_rank must be an "
                                            "integer >= 1, got 2.5"):

@@ -25,7 +25,7 @@ def wheel(tmp_path_factory):
 def test_wheel_contains_grammar_and_networks(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "tnc/grammar/tnc.lark" in names
-    assert {"tnc/networks/tt.tn", "tnc/networks/peps.tn", "tnc/networks/ht.tn"} <= set(names)
+    assert {"tnc/lang/networks/tt.tn", "tnc/lang/networks/peps.tn", "tnc/lang/networks/ht.tn"} <= set(names)
     grammar = zipfile.ZipFile(wheel).read("tnc/grammar/tnc.lark").decode()
     assert grammar == (ROOT / "grammar" / "tnc.lark").read_text()
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tnc
-from tnc import ast
-from tnc.compiler import library_source
-from tnc.parser import parse
+from tnc.lang import ast
+from tnc.lang.compiler import library_source
+from tnc.lang.parser import parse
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "dsl"
 

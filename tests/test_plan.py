@@ -8,8 +8,8 @@ import opt_einsum as oe
 import pytest
 
 import tnc
-from tnc import plan as plan_module
-from tnc.plan import Cost, check_memory, peak_intermediate_elements, plan_contraction, \
+from tnc.engine import plan as plan_module
+from tnc.engine.plan import Cost, check_memory, peak_intermediate_elements, plan_contraction, \
     resolve_optimizer
 
 CHAIN = "ab,bc,cd,de->ae"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.coupled import fit_model
-from tnc.rescale import exponents, unit_scale
+from tnc.fitting.coupled import fit_model
+from tnc.fitting.rescale import exponents, unit_scale
 
 SCALES = [1e-200, 1e-100, 1e-4, 1.0, 1e4, 1e100, 1e200]
 CP = tnc.library("cp", I=5, J=6, K=7, R=3)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.stratified import (model_text, ntf, parameter_count, stratified_ntf, stratum_networks,
+from tnc.models.stratified import (model_text, ntf, parameter_count, stratified_ntf, stratum_networks,
                             total_variation)
 
 
@@ -138,7 +138,7 @@ def test_save_and_load_round_trip(tmp_path):
                             progress=False)
     path = tmp_path / "strat.npz"
     result.save(path)
-    loaded = tnc.stratified.load_stratified(path)
+    loaded = tnc.models.stratified.load_stratified(path)
     assert loaded.history == result.history and loaded.info == result.info
     assert (loaded.parameter_count, loaded.converged, loaded.iterations) == (
         result.parameter_count, result.converged, result.iterations)
@@ -148,13 +148,13 @@ def test_save_and_load_round_trip(tmp_path):
             np.testing.assert_array_equal(mine, theirs)
     for mine, theirs in zip(loaded.topics, result.topics):
         np.testing.assert_array_equal(mine, theirs)
-    plain = tnc.stratified.ntf(strata[0], rank=2, max_iter=3, progress=False)   # no features
+    plain = tnc.models.stratified.ntf(strata[0], rank=2, max_iter=3, progress=False)   # no features
     plain.save(path)
-    assert tnc.stratified.load_stratified(path).features == [[]]
-    with pytest.raises(tnc.TncError, match="a stratified one; read it with tnc.stratified"):
+    assert tnc.models.stratified.load_stratified(path).features == [[]]
+    with pytest.raises(tnc.TncError, match="a stratified one; read it with tnc.models.stratified"):
         tnc.load_result(path)
     with pytest.raises(tnc.TncError, match="not a coupled fit result"):
         tnc.load_coupled(path)
     with pytest.raises(tnc.TncError, match="not a tnc result archive: not an .npz"):
         (tmp_path / "junk.npz").write_bytes(b"junk")
-        tnc.stratified.load_stratified(tmp_path / "junk.npz")
+        tnc.models.stratified.load_stratified(tmp_path / "junk.npz")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import tnc
-from tnc.decompositions import tt_round
-from tnc.tt import TensorTrain, TTMatrix
+from tnc.fitting.decompositions import tt_round
+from tnc.mps.tt import TensorTrain, TTMatrix
 
 SHAPE = (2, 3, 4, 2)
 

@@ -7,32 +7,52 @@ Write a network in the tnc language, compile it, contract it::
     >>> net.contract(net.random()).shape
     (2, 2, 2, 2)
 """
-from .compiler import compile, compile_all, library, library_names
-from .einsum_text import from_einsum
-from .errors import MemoryLimitError, TensorError, TncError, TncSemanticError, TncSyntaxError
-from .fitting import fit, fit_options, register_method
-from .losses import Loss, get_loss, register_loss
-from .network import Network
-from .result import FitResult, load_result
-from .decompositions import decompose, tt_round
-from .tt import TensorTrain, TTMatrix
-from .cross import CrossResult, tt_cross
-from .sparse import SparseTensor
-from .plan import Cost
-from .mpo import heisenberg_mpo, ising_mpo
-from .dmrg import ground_state
-from .stratified import StratifiedResult, ntf, stratified_ntf
-from .model import CoupledModel, compile_model, coupled_model
-from .coupled import CoupledResult, fit_model, load_coupled
-from . import multifac   # tnc.multifac.multifac(...): linked tensor factorization
-from .born import BornMachine, UniformMPS, load_born, train_born, train_uniform
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "compile_all", "library", "library_names", "Network", "Cost",
-           "TncError", "TncSyntaxError", "TncSemanticError", "TensorError",
-           "MemoryLimitError", "fit", "fit_options", "register_method", "FitResult",
-           "load_result", "decompose", "tt_round", "SparseTensor", "from_einsum", "Loss", "get_loss", "register_loss", "ground_state", "heisenberg_mpo", "ising_mpo", "__version__",
-           "CoupledModel", "compile_model", "coupled_model", "CoupledResult", "fit_model",
-           "load_coupled", "multifac", "TensorTrain", "TTMatrix", "tt_cross", "CrossResult",
-           "BornMachine", "UniformMPS", "load_born", "train_born", "train_uniform"]
+# Public name -> the module that defines it. Loaded on first use, so that
+# ``import tnc`` stays light (numpy, scipy, networkx and lark load when needed).
+_PUBLIC = {
+    "tnc.lang.compiler": ["compile", "compile_all", "library", "library_names"],
+    "tnc.lang.einsum_text": ["from_einsum"],
+    "tnc.errors": ["MemoryLimitError", "TensorError", "TncError", "TncSemanticError",
+                   "TncSyntaxError"],
+    "tnc.fitting.front": ["fit", "fit_options", "register_method"],
+    "tnc.fitting.losses": ["Loss", "get_loss", "register_loss"],
+    "tnc.engine.network": ["Network"],
+    "tnc.fitting.result": ["FitResult", "load_result"],
+    "tnc.fitting.decompositions": ["decompose", "tt_round"],
+    "tnc.mps.tt": ["TensorTrain", "TTMatrix"],
+    "tnc.mps.cross": ["CrossResult", "tt_cross"],
+    "tnc.engine.sparse": ["SparseTensor"],
+    "tnc.engine.plan": ["Cost"],
+    "tnc.mps.mpo": ["heisenberg_mpo", "ising_mpo"],
+    "tnc.mps.dmrg": ["ground_state"],
+    "tnc.models.stratified": ["StratifiedResult", "ntf", "stratified_ntf"],
+    "tnc.models.model": ["CoupledModel", "compile_model", "coupled_model"],
+    "tnc.fitting.coupled": ["CoupledResult", "fit_model", "load_coupled"],
+    "tnc.mps.born": ["BornMachine", "UniformMPS", "load_born", "train_born", "train_uniform"],
+}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+# Modules reachable under their short public names: tnc.multifac.multifac(...),
+# tnc.kernels.use("avx2").
+_MODULES = {"multifac": "tnc.models.multifac", "kernels": "tnc.engine.kernels"}
+
+__all__ = sorted(_WHERE) + sorted(_MODULES) + ["__version__"]
+
+
+def __getattr__(name):
+    """Load a public name's module on first use (PEP 562)."""
+    if name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    else:
+        raise AttributeError(f"module 'tnc' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,7 +1,7 @@
 """tnc's exceptions: one root class, every language error located in the source.
 
 Every error that bad input can cause is a :class:`TncError`. Errors about a
-place in a ``.tn`` text carry a :class:`~tnc.ast.Span` and render the file name,
+place in a ``.tn`` text carry a :class:`~tnc.lang.ast.Span` and render the file name,
 line, column, the offending line and a caret under it::
 
     >>> from tnc import compile

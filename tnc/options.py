@@ -42,11 +42,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import TncError
+from tnc.errors import TncError
 
 
 def _check_optimize(value) -> str | None:
-    from .plan import OPTIMIZERS
+    from tnc.engine.plan import OPTIMIZERS
     if isinstance(value, str):
         return None if value in OPTIMIZERS else "one of " + ", ".join(map(repr, OPTIMIZERS))
     if value is None or isinstance(value, (bool, numbers.Number)):

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import TncError
+from tnc.errors import TncError
 
 COMMANDS = ["show", "draw", "contract", "fit"]
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tnc", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `tnc COMMAND --help` for the options of one command.")
-    from .. import __version__
+    from tnc import __version__
     parser.add_argument("--version", action="version", version=f"tnc {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:

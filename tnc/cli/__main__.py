@@ -1,6 +1,6 @@
 """``python -m tnc.cli``: the same as the ``tnc`` command."""
 import sys
 
-from . import main
+from tnc.cli import main
 
 sys.exit(main())

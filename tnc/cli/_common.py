@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compiler import compile_all, library_names, library_source
-from ..errors import TncError
+from tnc.lang.compiler import compile_all, library_names, library_source
+from tnc.errors import TncError
 
 
 def parse_size(text: str) -> tuple[str, int]:
@@ -40,7 +40,7 @@ def add_network_options(parser: argparse.ArgumentParser, file_help: str = "") ->
 
 
 def add_optimize_option(parser: argparse.ArgumentParser) -> None:
-    from ..plan import OPTIMIZERS
+    from tnc.engine.plan import OPTIMIZERS
     parser.add_argument("--optimize", "-O", default="auto", choices=OPTIMIZERS,
                         metavar="OPTIMIZER", help="contraction path optimizer: "
                         + ", ".join(OPTIMIZERS) + " (default: auto)")

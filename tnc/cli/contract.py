@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import TensorError
-from ._common import add_network_options, add_optimize_option, load_one, read_arrays
+from tnc.errors import TensorError
+from tnc.cli._common import add_network_options, add_optimize_option, load_one, read_arrays
 
 HELP = "contract a network with arrays saved in an .npz file"
 PREFIXES = ("tensor:", "input:")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..draw import LAYOUTS, draw
-from ._common import add_network_options, load_networks
+from tnc.engine.draw import LAYOUTS, draw
+from tnc.cli._common import add_network_options, load_networks
 
 HELP = "draw a network as a diagram (tensors as nodes, legs as edges)"
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compiler import library_names, library_source
-from ..errors import TncError
-from ._common import parse_size, read_arrays
+from tnc.lang.compiler import library_names, library_source
+from tnc.errors import TncError
+from tnc.cli._common import parse_size, read_arrays
 
 HELP = "fit a network to a data tensor (ALS, GCP, ...) and save the result"
 
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     model = parser.add_argument_group(
         "model blocks", "fit a `model` block of the file (networks sharing tensors, each fitted "
         "to its own data set) instead of one network; --method als or gcp, --option takes "
-        "tnc.coupled.CoupledOptions (max_iter, tol, tv_smoothing, ...)")
+        "tnc.fitting.coupled.CoupledOptions (max_iter, tol, tv_smoothing, ...)")
     model.add_argument("--model", dest="model_block", metavar="BLOCK",
                        help="the model block to fit (needed when the file has several)")
     model.add_argument("--data", "-d", dest="named_data", metavar="NAME=FILE",
@@ -116,10 +116,10 @@ def load_array(path: str, what: str, loaded=None) -> np.ndarray:
 
 
 def load_data(path: str):
-    """The data array, or a :class:`~tnc.sparse.SparseTensor` from an .npz of coords/values/shape."""
+    """The data array, or a :class:`~tnc.engine.sparse.SparseTensor` from an .npz of coords/values/shape."""
     loaded = read_arrays(path, "the data")
     if isinstance(loaded, dict) and set(loaded) == {"coords", "values", "shape"}:
-        from ..sparse import SparseTensor
+        from tnc.engine.sparse import SparseTensor
         return SparseTensor.from_coo(loaded["coords"], loaded["values"], loaded["shape"])
     return load_array(path, "data", loaded)
 
@@ -127,7 +127,7 @@ def load_data(path: str):
 def run(args) -> int:
     if args.model_block or args.named_data or args.settings:
         return run_model(args)
-    from .. import fit, fit_options
+    from tnc import fit, fit_options
     if args.data is None:
         raise TncError("give the data: DATA for a network, or --data NAME=FILE for each data "
                        "set of a model block")
@@ -152,7 +152,7 @@ def run(args) -> int:
 
 def run_model(args) -> int:
     """Fit the model block chosen by ``--model`` to the ``--data`` sets."""
-    from ..coupled import CoupledOptions, fit_model
+    from tnc.fitting.coupled import CoupledOptions, fit_model
     for given, what in ((args.data, "DATA"), (args.name, "--name"), (args.loss, "--loss")):
         if given is not None:
             raise TncError(f"a model block takes its data sets as --data NAME=FILE and declares "
@@ -172,8 +172,8 @@ def run_model(args) -> int:
 
 def pick_block(path: str, name: str | None) -> str:
     """The model block of the file at ``path`` to fit: ``name``, or its only one."""
-    from ..compiler import read_source
-    from ..parser import parse
+    from tnc.lang.compiler import read_source
+    from tnc.lang.parser import parse
     text, filename = read_source(path)
     blocks = [m.name for m in parse(text, filename).models]
     if not blocks:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ..errors import TncError
-from ..compiler import library_names
-from ..plan import resolve_optimizer
-from ._common import add_network_options, add_optimize_option, load_networks
+from tnc.errors import TncError
+from tnc.lang.compiler import library_names
+from tnc.engine.plan import resolve_optimizer
+from tnc.cli._common import add_network_options, add_optimize_option, load_networks
 
 HELP = "print networks: tensors, indices, einsum equation, contraction path and cost"
 
@@ -44,7 +44,7 @@ def run(args) -> int:
 def describe_result(path) -> str:
     """A summary of a result saved with ``FitResult.save``, ``CoupledResult.save`` or
     ``StratifiedResult.save`` (its ``kind``)."""
-    from ..result import read_archive
+    from tnc.fitting.result import read_archive
     meta, _ = read_archive(path)
     kind = meta.get("kind", "network")
     if kind not in RESULT_DESCRIBERS:
@@ -53,14 +53,14 @@ def describe_result(path) -> str:
 
 
 def _describe_fit(path) -> str:
-    from ..result import load_result
+    from tnc.fitting.result import load_result
     loaded = load_result(path)
     return "\n".join([repr(loaded), "", describe(loaded.network, "auto", False),
                       _tensors_line(loaded.tensors)])
 
 
 def _describe_coupled(path) -> str:
-    from ..coupled import load_coupled
+    from tnc.fitting.coupled import load_coupled
     loaded = load_coupled(path)
     model = loaded.model
     errors = loaded.history[-1].get("rel_errors", {}) if loaded.history else {}
@@ -91,7 +91,7 @@ def _leg(model, name: str, axis: int) -> str:
 
 
 def _describe_stratified(path) -> str:
-    from ..stratified import load_stratified
+    from tnc.models.stratified import load_stratified
     loaded = load_stratified(path)
     return "\n".join([repr(loaded), _tensors_line(
         {f"H{k}": h for k, h in enumerate(loaded.topics, 1)}, "topics"), _tensors_line(

@@ -1,0 +1,1 @@
+"""The engine: networks, graphs, planning, contraction and gradients, compiled kernels, sparse data."""

@@ -1,0 +1,500 @@
+"""Gradients of a network: reverse mode over one contraction tree.
+
+The derivative of ``sum(upstream * contract(tensors))`` with respect to a tensor
+is its environment (the network with that tensor deleted) contracted with
+``upstream``; a tied tensor gets the sum over its uses. Instead of contracting
+one environment per tensor, :class:`GradPlan` runs the planned pairwise
+contractions forward, keeps the intermediates the backward pass needs, and
+walks the tree back once: for a step ``C = A * B`` (one matrix product),
+``dA = dC * B`` and ``dB = dC * A`` are matrix products of the same size. So all
+gradients cost about two to three forward contractions, and subtrees holding
+no tensor of ``wrt`` (data tensors, usually) get no gradient at all.
+
+    >>> import numpy as np, tnc
+    >>> net = tnc.compile('''
+    ...     network mm(I = 2, J = 3, K = 4) {
+    ...         index i: I, j: J, k: K
+    ...         tensor A(i, j), B(j, k)
+    ...         output i, k
+    ...     }''')
+    >>> t = net.random(seed=0)
+    >>> g = net.grad(t)                 # upstream = ones(2, 4)
+    >>> np.allclose(g["A"], np.ones((2, 4)) @ t["B"].T), g["B"].shape
+    (True, (3, 4))
+
+The tree is the forward plan's path (``Network.plan(optimize)``): on the
+library networks and the benchmark cases no greedy or random-greedy path had
+fewer forward-plus-backward flops, since the backward pass repeats each
+product at most twice and skips the branches of data tensors. Arrays are
+numpy (float or complex; for complex the derivative is the holomorphic one,
+no conjugation).
+
+Leaves are preprocessed first: repeated indices on one tensor (``A(i, i)``)
+become its diagonal, and indices carried by that tensor alone (and not in the
+output) are summed; the backward pass scatters onto the diagonal and
+broadcasts along the summed legs. Index sets are tuples of integers (positions
+in ``spec.index_sizes``), so networks with any number of indices work.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tnc.errors import TensorError, TncError
+from tnc.lang.expand import NetworkSpec
+from tnc.engine.network import _cache_key
+from tnc.engine.plan import Cost, check_memory
+
+Indices = tuple  # of int index ids
+
+
+# -- one pairwise contraction as a matrix product -----------------------------------------
+@dataclass(frozen=True)
+class Operand:
+    """How to lay one operand out as a (batched) matrix: optional transpose, reshape, swap."""
+
+    sum_axes: tuple[int, ...]       # legs summed away first (carried by this operand only)
+    perm: tuple[int, ...] | None    # transpose to the matrix layout (None: already there)
+    shape: tuple[int, ...]          # 2-d (rows, cols) or 3-d (batch, rows, cols)
+    swap: bool                      # reshape gave (cols, rows): use the transposed view
+
+    def __call__(self, x):
+        if self.sum_axes:
+            x = x.sum(axis=self.sum_axes)
+        if self.perm is not None:
+            x = x.transpose(self.perm)
+        x = x.reshape(self.shape)
+        return x.swapaxes(-1, -2) if self.swap else x
+
+
+@dataclass(frozen=True)
+class Pairwise:
+    """``out = a (indices ia) * b (indices ib)`` as one BLAS matrix product.
+
+    ``out`` is the result's index order: batch legs (in both operands and kept),
+    then ``a``'s free legs, then ``b``'s. ``flops`` counts multiply-adds.
+
+        >>> p = pairwise((0, 1), (1, 2), keep={0, 2}, sizes=[2, 3, 4])
+        >>> p.out, p(np.ones((2, 3)), np.ones((3, 4))).shape, p.flops
+        ((0, 2), (2, 4), 24)
+    """
+
+    a: Operand
+    b: Operand
+    out: Indices
+    out_shape: tuple[int, ...]
+    flops: int
+
+    def __call__(self, a, b):
+        return np.matmul(self.a(a), self.b(b)).reshape(self.out_shape)
+
+    @property
+    def copies(self) -> int:
+        """How many operands must be transposed (copied) before the product."""
+        return (self.a.perm is not None) + (self.b.perm is not None)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """``d(mine) = dC * other`` as a :class:`Pairwise`, the operands in whichever order
+    needs fewer copies and leaves the result in ``mine``'s own leg order."""
+
+    recipe: Pairwise
+    dc_first: bool
+
+    @classmethod
+    def make(cls, dc: Indices, other: Indices, mine: Indices, sizes) -> "Gradient":
+        options = [cls(pairwise(dc, other, set(mine), sizes), True),
+                   cls(pairwise(other, dc, set(mine), sizes), False)]
+        return min(options, key=lambda g: (g.recipe.copies, g.recipe.out != mine))
+
+    def __call__(self, dc, other):
+        return self.recipe(dc, other) if self.dc_first else self.recipe(other, dc)
+
+
+def _layout(indices: Indices, first: list, second: list, sizes) -> tuple:
+    """``(perm, shape, swap)`` putting ``indices`` as the matrix ``first x second``."""
+    rows, cols = _size(first, sizes), _size(second, sizes)
+    if list(indices) == first + second:
+        return None, (rows, cols), False
+    if list(indices) == second + first:
+        return None, (cols, rows), True
+    return tuple(indices.index(i) for i in first + second), (rows, cols), False
+
+
+def _size(indices, sizes) -> int:
+    return math.prod(sizes[i] for i in indices)
+
+
+def pairwise(ia: Indices, ib: Indices, keep, sizes) -> Pairwise:
+    """Plan ``a * b`` keeping the legs in ``keep``; every other leg is summed."""
+    sum_a = tuple(k for k, i in enumerate(ia) if i not in ib and i not in keep)
+    sum_b = tuple(k for k, i in enumerate(ib) if i not in ia and i not in keep)
+    ia = tuple(i for i in ia if i in ib or i in keep)
+    ib = tuple(i for i in ib if i in ia or i in keep)
+    batch = [i for i in ia if i in ib and i in keep]
+    free_a = [i for i in ia if i not in ib]
+    free_b = [i for i in ib if i not in ia]
+    out = tuple(batch + free_a + free_b)
+    flops = _size(set(ia) | set(ib), sizes)
+    if batch:
+        con = [i for i in ia if i in ib and i not in keep]
+        nb = _size(batch, sizes)
+        op_a = Operand(sum_a, _perm(ia, batch + free_a + con),
+                       (nb, _size(free_a, sizes), _size(con, sizes)), False)
+        op_b = Operand(sum_b, _perm(ib, batch + con + free_b),
+                       (nb, _size(con, sizes), _size(free_b, sizes)), False)
+        return Pairwise(op_a, op_b, out, _shape(out, sizes), flops)
+    best = None
+    for order in (ia, ib):          # contracted legs in a's order or in b's: fewer copies
+        con = [i for i in order if i in ia and i in ib]
+        la, lb = _layout(ia, free_a, con, sizes), _layout(ib, con, free_b, sizes)
+        copies = (la[0] is not None) + (lb[0] is not None)
+        if best is None or copies < best[0]:
+            best = (copies, la, lb)
+    _, la, lb = best
+    return Pairwise(Operand(sum_a, *la), Operand(sum_b, *lb), out, _shape(out, sizes), flops)
+
+
+def _perm(indices: Indices, order: list) -> tuple[int, ...] | None:
+    perm = tuple(indices.index(i) for i in order)
+    return None if perm == tuple(range(len(perm))) else perm
+
+
+def _shape(indices, sizes) -> tuple[int, ...]:
+    return tuple(sizes[i] for i in indices)
+
+
+# -- leaves: diagonals and lonely legs ------------------------------------------------------
+@dataclass(frozen=True)
+class Leaf:
+    """One tensor use: its legs ``legs`` (repeats allowed) reduced to ``indices``.
+
+    ``indices`` are the distinct legs that some other tensor or the output
+    carries, in order of first appearance; ``full`` all distinct legs.
+
+        >>> leaf = Leaf.make("A", (0, 0, 1), keep={0}, sizes=[3, 2])
+        >>> leaf.indices, leaf.forward(np.ones((3, 3, 2))).tolist()
+        ((0,), [2.0, 2.0, 2.0])
+        >>> leaf.backward(np.array([1.0, 2.0, 3.0]))[:, :, 0].tolist()
+        [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]]
+    """
+
+    name: str
+    legs: Indices
+    full: Indices
+    indices: Indices
+    sizes: tuple[int, ...]          # of ``full``
+
+    @classmethod
+    def make(cls, name, legs, keep, sizes) -> "Leaf":
+        full = tuple(dict.fromkeys(legs))
+        return cls(name, tuple(legs), full, tuple(i for i in full if i in keep),
+                   tuple(sizes[i] for i in full))
+
+    @property
+    def trivial(self) -> bool:
+        return self.legs == self.indices
+
+    def _local(self, indices):
+        return [self.full.index(i) for i in indices]
+
+    def forward(self, x):
+        """``x`` with repeated legs reduced to their diagonal and lonely legs summed."""
+        if self.trivial:
+            return x
+        return np.einsum(x, self._local(self.legs), self._local(self.indices))
+
+    def backward(self, g):
+        """The gradient on the full tensor from ``g`` (legs ``indices``)."""
+        if self.trivial:
+            return g
+        expand = tuple(slice(None) if i in self.indices else None for i in self.full)
+        g = np.broadcast_to(g[expand], self.sizes)
+        if self.legs == self.full:
+            return np.array(g)
+        shape = tuple(self.sizes[self.full.index(i)] for i in self.legs)
+        result = np.zeros(shape, dtype=g.dtype)
+        np.einsum(result, self._local(self.legs), self._local(self.full))[...] = g
+        return result
+
+
+# -- the tape: forward steps and their backward ---------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """``nodes[c] = forward(nodes[a], nodes[b])``; ``grad_a``/``grad_b`` None when not wanted."""
+
+    a: int
+    b: int
+    c: int
+    forward: Pairwise
+    grad_a: Gradient | None
+    grad_b: Gradient | None
+
+
+@dataclass(frozen=True)
+class Move:
+    """A unary path step: node ``a`` becomes node ``c`` unchanged."""
+
+    a: int
+    c: int
+
+
+class GradPlan:
+    """Forward steps and backward recipes for one network, path and ``wrt`` set.
+
+    Built once per ``(network, optimize, wrt)`` by :func:`grad_plan`.
+    ``cost.flops`` counts forward plus backward, two per multiply-add (like
+    ``Network.cost().flops``); ``cost.peak_bytes`` bounds the float64 memory of
+    the kept intermediates, the largest other intermediate and the gradients.
+    """
+
+    def __init__(self, spec: NetworkSpec, path, wrt: frozenset[str]):
+        ids = {name: k for k, name in enumerate(spec.index_sizes)}
+        self.sizes = [spec.index_sizes[name] for name in spec.index_sizes]
+        self.output: Indices = tuple(ids[i] for i in spec.output)
+        self.wrt = wrt
+        legs = [tuple(ids[i] for i in occ.indices) for occ in spec.occurrences]
+        self.leaves = [Leaf.make(occ.name, legs[k], self._carried(legs, k), self.sizes)
+                       for k, occ in enumerate(spec.occurrences)]
+        self.indices: list[Indices] = [leaf.indices for leaf in self.leaves]
+        self.needs: list[bool] = [leaf.name in wrt for leaf in self.leaves]
+        self.grad_order: dict[int, Indices] = {}
+        self.steps: list[Step | Move] = []
+        self._build(path)
+        self.cost = self._cost(path)
+
+    def _carried(self, legs, k) -> set[int]:
+        """Legs of tensor ``k`` that the output or another tensor carries too."""
+        others = {i for j, l in enumerate(legs) if j != k for i in l}
+        return others | set(self.output)
+
+    # -- planning --------------------------------------------------------------------
+    def _new_node(self, indices: Indices, needs: bool) -> int:
+        self.indices.append(indices)
+        self.needs.append(needs)
+        return len(self.indices) - 1
+
+    def _build(self, path) -> None:
+        live = list(range(len(self.leaves)))
+        for positions in path:
+            group = [live[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                live.pop(p)
+            later = set(self.output).union(*(self.indices[n] for n in live))
+            node = group[0]
+            if len(group) == 1:
+                node = self._new_node(self.indices[node], self.needs[node])
+                self.steps.append(Move(group[0], node))
+            for k, other in enumerate(group[1:], start=1):
+                keep = later.union(*(self.indices[n] for n in group[k + 1:]))
+                node = self._add_step(node, other, keep)
+            live.append(node)
+        self.root = live[0]
+        self.grad_order[self.root] = self.output
+        for k in reversed(range(len(self.steps))):
+            self.steps[k] = self._plan_backward(self.steps[k])
+        self.root_perm = _perm(self.indices[self.root], list(self.output))
+        self.leaf_perms = [_perm(self.grad_order[k], list(leaf.indices))
+                           if k in self.grad_order else None
+                           for k, leaf in enumerate(self.leaves)]
+        self.kept = {n for s in self.steps if isinstance(s, Step)
+                     for n, g in ((s.b, s.grad_a), (s.a, s.grad_b)) if g is not None}
+
+    def _add_step(self, a: int, b: int, keep: set[int]) -> int:
+        forward = pairwise(self.indices[a], self.indices[b], keep, self.sizes)
+        c = self._new_node(forward.out, self.needs[a] or self.needs[b])
+        self.steps.append(Step(a, b, c, forward, None, None))
+        return c
+
+    def _plan_backward(self, step):
+        """``step`` with its gradient recipes filled in (steps are visited root first)."""
+        if isinstance(step, Move):
+            if step.c in self.grad_order:
+                self.grad_order[step.a] = self.grad_order[step.c]
+            return step
+        dc = self.grad_order.get(step.c)
+        grads = []
+        for mine, other in ((step.a, step.b), (step.b, step.a)):
+            gradient = None
+            if self.needs[mine] and dc is not None:
+                gradient = Gradient.make(dc, self.indices[other], self.indices[mine], self.sizes)
+                self.grad_order[mine] = gradient.recipe.out
+            grads.append(gradient)
+        return Step(step.a, step.b, step.c, step.forward, *grads)
+
+    def _cost(self, path) -> Cost:
+        """Flops of forward and backward, and a bound on the memory they keep alive."""
+        flops = 0
+        for step in self.steps:
+            if isinstance(step, Step):
+                flops += step.forward.flops + sum(g.recipe.flops for g in (step.grad_a, step.grad_b)
+                                                  if g is not None)
+        nodes = [_size(ix, self.sizes) for ix in self.indices]
+        allocated = [n for n in self.kept
+                     if n >= len(self.leaves) or not self.leaves[n].trivial]
+        intermediates = sum(nodes[n] for n in allocated) + max(nodes[len(self.leaves):],
+                                                                default=0)
+        grads = sum(nodes[n] for n in self.grad_order)
+        largest = max(nodes[len(self.leaves):], default=max(nodes))
+        return Cost(2 * flops, largest, 8 * (intermediates + grads), tuple(path))
+
+    # -- running ---------------------------------------------------------------------
+    def forward(self, arrays) -> tuple[np.ndarray, list]:
+        """The network's value (legs in output order) and the tape for :meth:`backward`."""
+        values = [leaf.forward(x) for leaf, x in zip(self.leaves, arrays)]
+        values += [None] * (len(self.indices) - len(values))
+        for step in self.steps:
+            if isinstance(step, Move):
+                values[step.c] = values[step.a]
+            else:
+                values[step.c] = step.forward(values[step.a], values[step.b])
+                for n in (step.a, step.b):
+                    if n not in self.kept:
+                        values[n] = None
+        result = values[self.root]
+        return (result if self.root_perm is None else result.transpose(self.root_perm)), values
+
+    def backward(self, values: list, upstream) -> dict[str, np.ndarray]:
+        """Gradients of ``sum(upstream * value)`` for every tensor in ``wrt``.
+
+        Consumes ``values`` (intermediates are freed as soon as they are used).
+        """
+        grads: list = [None] * len(self.indices)
+        grads[self.root] = upstream
+        for step in reversed(self.steps):
+            dc = grads[step.c]
+            grads[step.c] = None
+            if dc is None:
+                continue
+            if isinstance(step, Move):
+                grads[step.a] = dc
+                continue
+            if step.grad_a is not None:
+                grads[step.a] = step.grad_a(dc, values[step.b])
+            if step.grad_b is not None:
+                grads[step.b] = step.grad_b(dc, values[step.a])
+            values[step.a] = values[step.b] = None
+        return self._leaf_grads(grads, upstream)
+
+    def _leaf_grads(self, grads, upstream) -> dict[str, np.ndarray]:
+        """Per tensor name: the sum over its uses, each put back onto its full legs."""
+        result: dict[str, np.ndarray] = {}
+        for k, leaf in enumerate(self.leaves):
+            g = grads[k]
+            if g is None:
+                continue
+            perm = self.leaf_perms[k]
+            g = leaf.backward(g if perm is None else g.transpose(perm))
+            result[leaf.name] = g if leaf.name not in result else result[leaf.name] + g
+        return {name: np.array(g) if g.base is not None or g is upstream else g
+                for name, g in result.items()}
+
+
+# -- entry points used by Network -----------------------------------------------------------
+def grad_plan(network, optimize="auto", wrt=None) -> GradPlan:
+    """The cached :class:`GradPlan` of ``network`` for ``optimize`` and ``wrt``."""
+    wrt = resolve_wrt(network, wrt)
+    cache = network.__dict__.setdefault("_grad_plans", {})
+    key = (_cache_key(optimize), wrt)
+    if key not in cache:
+        cache[key] = GradPlan(network.spec, network.plan(optimize).cost.path, wrt)
+    return cache[key]
+
+
+def resolve_wrt(network, wrt) -> frozenset[str]:
+    """``wrt`` as a set of tensor names (default: every parameter), checked."""
+    if wrt is None:
+        return frozenset(network.params)
+    if isinstance(wrt, str):
+        wrt = [wrt]
+    names = list(wrt)
+    known = {**network.params, **network.data}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise TensorError(f"cannot differentiate network `{network.name}` with respect to "
+                          + ", ".join(f"`{n}`" for n in unknown) + "; its tensors are "
+                          + ", ".join(known))
+    return frozenset(names)
+
+
+def _run_forward(network, tensors, plan: GradPlan, memory_limit):
+    arrays = [np.asarray(a) for a in network.operands(tensors)]     # numpy only, for now
+    dtype = np.result_type(*arrays)
+    cost = plan.cost.for_itemsize(dtype.itemsize)
+    check_memory(cost, memory_limit, f"the gradient of network `{network.name}`")
+    return plan.forward(arrays)
+
+
+def output_array(network, array, what: str = "upstream") -> np.ndarray:
+    """``array`` checked to have the network's output shape."""
+    array = np.asarray(array)
+    shape = network.output_shape
+    if array.shape != shape:
+        raise TensorError(f"{what} for network `{network.name}` must have the output's "
+                          f"shape {shape}, got {array.shape}")
+    return array
+
+
+def grad(network, tensors, upstream=None, wrt=None, optimize="auto",
+         memory_limit="auto") -> dict[str, np.ndarray]:
+    """See :meth:`tnc.Network.grad`."""
+    plan = grad_plan(network, optimize, wrt)
+    value, tape = _run_forward(network, tensors, plan, memory_limit)
+    if upstream is None:
+        upstream = np.ones(network.output_shape, dtype=value.dtype)
+    return plan.backward(tape, output_array(network, upstream))
+
+
+def value_and_grad(network, tensors, loss, target, mask=None, wrt=None, optimize="auto",
+                   memory_limit="auto"):
+    """See :meth:`tnc.Network.value_and_grad`."""
+    from tnc.fitting.losses import get_loss
+    loss = get_loss(loss)
+    plan = grad_plan(network, optimize, wrt)
+    model, tape = _run_forward(network, tensors, plan, memory_limit)
+    target = output_array(network, target, "target")
+    if mask is not None:
+        mask = output_array(network, mask, "mask").astype(bool)
+    if mask is None:
+        loss.check_data(target)
+        return (loss.value(model, target).sum().item(),
+                plan.backward(tape, np.asarray(loss.derivative(model, target))))
+    observed_model, observed = model[mask], target[mask]   # missing entries never evaluated
+    loss.check_data(observed)
+    upstream = np.zeros(model.shape, dtype=np.result_type(model, observed))
+    upstream[mask] = loss.derivative(observed_model, observed)
+    return loss.value(observed_model, observed).sum().item(), plan.backward(tape, upstream)
+
+
+# -- environments ---------------------------------------------------------------------------
+def environment_spec(spec: NetworkSpec, name: str, occurrence=None) -> NetworkSpec:
+    """``spec`` with one use of tensor ``name`` deleted, its legs opened.
+
+    The output is the deleted tensor's distinct legs in its own order, then the
+    original output legs not already among them. Legs no other tensor carries
+    (and not in the output) are left out: the environment is constant along them.
+    """
+    uses = [k for k, occ in enumerate(spec.occurrences) if occ.name == name]
+    if not uses:
+        raise TncError(f"network `{spec.name}` has no tensor `{name}`; its tensors are "
+                       + ", ".join(dict.fromkeys(o.name for o in spec.occurrences)))
+    if occurrence is None and len(uses) > 1:
+        raise TncError(f"tensor `{name}` is used {len(uses)} times in network `{spec.name}`; "
+                       f"its gradient is the sum of {len(uses)} environments, one network "
+                       f"each: pass occurrence=k for k in 0..{len(uses) - 1}")
+    k = occurrence or 0
+    if not 0 <= k < len(uses):
+        raise TncError(f"tensor `{name}` has uses 0..{len(uses) - 1}, not occurrence={k}")
+    deleted = spec.occurrences[uses[k]]
+    rest = tuple(o for j, o in enumerate(spec.occurrences) if j != uses[k])
+    if not rest:
+        raise TncError(f"`{name}` is the only tensor of network `{spec.name}`; its "
+                       "environment is empty (the gradient is the upstream itself)")
+    carried = {i for o in rest for i in o.indices}
+    output = tuple(i for i in dict.fromkeys(deleted.indices + spec.output) if i in carried)
+    index_sizes = {i: s for i, s in spec.index_sizes.items() if i in carried}
+    return NetworkSpec(f"{spec.name}_env_{name}" + (f"_{k}" if len(uses) > 1 else ""),
+                       dict(spec.sizes), index_sizes, rest, output, spec.span)

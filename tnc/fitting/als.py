@@ -1,0 +1,1022 @@
+"""Generic alternating least squares: fit any network's output to data, one tensor at a time.
+
+The loss ``||X - M||^2 = <X,X> - 2<X,M> + <M,M>`` is quadratic in each parameter
+``G`` (used once). Its exact minimiser solves the normal equations
+``G Gram = RHS`` where
+
+* ``RHS`` is the environment of ``G`` in the scalar network ``<X, M>``
+  (``X`` contracted with every other tensor, output = G's legs);
+* ``Gram`` is the environment of both copies of ``G`` in ``<M, M>``.
+
+G's legs split three ways: *free* legs F (output indices carried by no other
+tensor, like ``i`` of ``A(i, r)`` in CP or ``p[n]`` of a TT core) on which the
+Gram operator is the identity, *diagonal* legs D (output indices other tensors
+also carry) on which it is block diagonal, and *bond* legs B (everything
+else). So one small ``|B| x |B|`` system is solved for all ``|F|`` rows at once::
+
+    CP, update of A(i, r):     RHS(i, r)   = sum_jk X(i,j,k) B(j,r) C(k,r)
+                               Gram(r, r') = (BᵀB)(r,r') * (CᵀC)(r,r')
+    TT, update of core n:      RHS = X contracted with the cores left and right of n
+                               Gram = left environment ⊗ right environment
+
+Contractions run pairwise over trees of *leaves* (X, the tensor uses, and a
+second, primed copy of the model for Gram networks). Every intermediate is
+cached under the set of leaves it contains and dropped when one of them
+changes, so intermediates shared between updates are computed once per sweep.
+The RHS trees follow a *dimension tree* derived from the sweep order: the
+update of a tensor in the first half of the order absorbs the second half into
+X first, an intermediate the other first-half updates reuse (for 3-way CP two
+passes over X per sweep instead of three). Better still, when it costs fewer
+flops (checked by replaying the cache over the update sequence), the cyclic
+sequence ``A B C A B C ...`` is cut into *windows* of ``N - 1`` consecutive
+updates that all start from X with the one parameter outside the window
+absorbed (a multi-sweep dimension tree, Ma & Solomonik 2021): windows
+``(A B) (C A) (B C)`` start from ``X×C``, ``X×B``, ``X×A``, so 3-way CP streams X
+1.5 times per sweep, with the same updates as plain cyclic ALS.
+
+    >>> import tnc
+    >>> net = tnc.library("cp", I=6, J=5, K=4, R=2)
+    >>> X = net.contract(net.random(seed=1))
+    >>> result = tnc.fit(net, X, method="als", seed=0, progress=False)
+    >>> result.rel_error < 1e-8, result.reconstruct().shape
+    (True, (6, 5, 4))
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import numpy as np
+import opt_einsum as oe
+
+from tnc.engine import kernels
+from tnc.errors import TncError
+from tnc.lang.expand import einsum_symbol
+from tnc.fitting.front import FitProblem, check_finite, register_method
+from tnc.engine.plan import check_allocation, resolve_optimizer
+from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.result import FitResult
+
+TARGET = "X"          # leaf label of the data in <X, M>
+WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
+EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
+EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
+CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
+SKINNY = 64            # products with this many more big-operand rows than columns
+BATCHED_GEMM_MIN = 4096  # batch matrices this large beat copying the operand for one GEMM
+NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
+MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters
+
+
+@dataclass
+class ALSOptions:
+    """Options of ``tnc.fit(..., method="als")``.
+
+    ``max_sweeps``: sweep budget; ``tol``: stop when the relative error changes
+    by less than ``tol`` times itself (times 1e-3 once below 1e-3) between
+    sweeps, or falls below 1e-13; ``seed``: random initialisation;
+    ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
+    unfolding along each tensor's free legs; tensors without free legs
+    random), ``"auto"`` (``"svd"`` for the first start, random for the other
+    restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names, the same every sweep);
+    ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
+    or names of tensors kept non-negative (HALS updates); ``normalize``:
+    balance the norms of the slices along every bond so scales do not drift
+    (a gauge change: the model is unchanged); ``missing``: ``"em"``
+    (impute from the model each sweep), ``"wls"`` (weighted least squares) or
+    ``"auto"``; ``holdout``: fraction of the observed entries hidden from the
+    fit and used to report ``holdout_rel_error``; ``restarts``: fits from
+    seeds ``seed, seed+1, ...``, the best kept; ``callback(state)``: called
+    after each sweep, return True to stop; ``progress``: show a progress bar;
+    ``optimize``: contraction path optimizer.
+
+    A least-squares method: :func:`tnc.fit` fits the data rescaled to unit RMS
+    and scales the result back (:mod:`tnc.fitting.rescale`), so ``c * X`` gives ``c``
+    times the fit of ``X``; given ``init`` tensors, ``l2`` and the callback's
+    view are converted, ``info["data_scale"]`` records the factor.
+    """
+
+    least_squares: ClassVar[bool] = True
+    max_sweeps: int = field(default=1000, metadata={"min": 1})
+    tol: float = 1e-9
+    seed: int | None = 0
+    init: object = "auto"
+    order: list | None = None
+    l2: float | dict = 0.0
+    nonneg: bool | list | set | tuple = False
+    normalize: bool = True
+    missing: str = "auto"
+    holdout: float = field(default=0.0, metadata={"below": 1})
+    restarts: int = field(default=1, metadata={"min": 1})
+    callback: Callable | None = None
+    progress: bool = True
+    optimize: str = "auto"
+
+
+# -- contraction trees with cached intermediates ------------------------------------------
+@dataclass
+class Node:
+    """A pairwise (or unary) contraction over ``children``; a leaf when it has none.
+
+    ``indices`` are the legs the node keeps: those any leaf outside it carries.
+    """
+
+    leaves: frozenset
+    indices: tuple
+    children: tuple = ()
+    key: tuple = ()
+    expression: object = None
+    flops: int = 0
+
+
+class Leaves:
+    """The leaves of one scalar network (labels -> legs) and the symbols of their indices."""
+
+    def __init__(self, tag: str, legs: dict, sizes: dict, rank: dict):
+        self.tag = tag
+        self.legs = legs
+        self.sizes = sizes
+        self.rank = rank
+        self.symbols = {ix: einsum_symbol(k) for k, ix in enumerate(sorted(rank, key=rank.get))}
+        self.count = Counter(ix for legs_ in legs.values() for ix in legs_)
+
+    def kept(self, members: frozenset, indices) -> tuple:
+        """Legs of ``members`` that some leaf outside them carries, in canonical order."""
+        inside = Counter(ix for label in members for ix in self.legs[label])
+        keep = {ix for ix in indices if self.count[ix] > inside[ix]}
+        return tuple(sorted(keep, key=self.rank.get))
+
+    def leaf(self, label) -> Node:
+        return Node(frozenset([label]), tuple(self.legs[label]))
+
+    def join(self, *children: Node) -> Node:
+        members = frozenset().union(*(c.leaves for c in children))
+        union = {ix for c in children for ix in c.indices}
+        kept = self.kept(members, union)
+        flops = math.prod(self.sizes[ix] for ix in union) + sum(c.flops for c in children)
+        gemm = gemm_layout(children, kept, self.sizes) if len(children) == 2 else None
+        if gemm is not None:
+            kept, function = gemm
+        else:
+            term = lambda ixs: "".join(self.symbols[ix] for ix in ixs)  # noqa: E731
+            equation = ",".join(term(c.indices) for c in children) + "->" + term(kept)
+            shapes = [tuple(self.sizes[ix] for ix in c.indices) for c in children]
+            function = oe.contract_expression(equation, *shapes)
+        return Node(members, kept, children, (self.tag, members, kept), function, flops)
+
+
+def gemm_layout(children, kept, sizes):
+    """``(output legs, function)`` doing a pairwise contraction as one matrix product.
+
+    Applies when no kept leg is shared (no batch legs) and every leg is either
+    kept or summed between the two. The larger operand is never copied when its
+    summed legs lead or trail its layout (``X(i,j,k)`` against ``A(i,r)`` is
+    ``A.T @ X.reshape(I, JK)``, legs ``(r, j, k)``); the smaller one is
+    transposed as needed. Summed legs in the middle of a large operand
+    (``X(i,j,k)`` against ``B(j,r)``) become a batched product over the leading
+    legs, ``B.T @ X[i]`` for each ``i``, legs ``(i, r, k)``, also without a copy.
+    """
+    big, small = sorted(children, key=lambda c: -math.prod(sizes[ix] for ix in c.indices))
+    summed = [ix for ix in big.indices if ix in small.indices]
+    if any(ix in kept for ix in summed) or len(set(big.indices)) < len(big.indices) or any(
+            ix not in kept and ix not in summed for ix in big.indices + small.indices):
+        return None
+    keep_big = tuple(ix for ix in big.indices if ix not in summed)
+    keep_small = tuple(ix for ix in small.indices if ix not in summed)
+    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
+    n_keep, n_sum, n_small = size(keep_big), size(summed), size(keep_small)
+    small_order = [small.indices.index(ix) for ix in (*summed, *keep_small)]
+    first_is_big = children[0] is big
+    kernel = kernel_layout(big.indices, summed, keep_small, sizes, first_is_big, small_order)
+    if kernel is not None:
+        return kernel
+    if big.indices == tuple(summed) + keep_big:
+        # summed legs lead: (small^T)(n_small, n_sum) @ big(n_sum, n_keep), big untouched
+        def leading(a, b):
+            big_array, small_array = (a, b) if first_is_big else (b, a)
+            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+            return (right.T @ big_array.reshape(n_sum, n_keep)).reshape(
+                tuple(sizes[ix] for ix in keep_small + keep_big))
+        return keep_small + keep_big, leading
+    middle = _middle_split(big.indices, summed)
+    n_post = size(big.indices[middle + len(summed):]) if middle is not None else 0
+    if n_sum * n_post >= BATCHED_GEMM_MIN:
+        # summed legs in the middle: batched (small^T) @ big(n_pre, n_sum, n_post), no copy
+        n_pre = size(big.indices[:middle])
+        legs = big.indices[:middle] + keep_small + big.indices[middle + len(summed):]
+
+        def middle_product(a, b):
+            big_array, small_array = (a, b) if first_is_big else (b, a)
+            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+            return np.matmul(right.T, big_array.reshape(n_pre, n_sum, n_post)).reshape(
+                tuple(sizes[ix] for ix in legs))
+        return legs, middle_product
+    if big.indices == keep_big + tuple(summed):
+        as_matrix = lambda a: a.reshape(n_keep, n_sum)  # noqa: E731
+    else:
+        order = [big.indices.index(ix) for ix in (*keep_big, *summed)]
+        as_matrix = lambda a: np.transpose(a, order).reshape(n_keep, n_sum)  # noqa: E731
+
+    # a skinny product runs faster as (small^T @ big^T), and leaves the small legs leading
+    small_first = n_small * SKINNY <= n_keep
+    legs = keep_small + keep_big if small_first else keep_big + keep_small
+    shape = tuple(sizes[ix] for ix in legs)
+
+    def trailing(a, b):
+        big_array, small_array = (a, b) if first_is_big else (b, a)
+        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+        if small_first:
+            return (right.T @ as_matrix(big_array).T).reshape(shape)
+        return (as_matrix(big_array) @ right).reshape(shape)
+
+    return legs, trailing
+
+
+def kernel_layout(big_legs: tuple, summed: list, keep_small: tuple, sizes: dict,
+                  first_is_big: bool, small_order: list):
+    """``(output legs, function)`` running the product on the compiled kernel of
+    :mod:`tnc.engine.kernels`, or None when the kernels are unavailable or the product is
+    small or the summed legs do not form one run of the big operand's legs.
+
+    The big operand is viewed as ``(P, S, Q)`` around its summed run, the small one
+    as ``(S, R)``; the output legs are ``pre + small's kept + post``, so
+    ``X(i,j,k)`` against ``B(j,r)`` gives legs ``(i, r, k)``.
+    """
+    n = len(summed)  # summed is in the big operand's order
+    starts = [at for at in range(len(big_legs) - n + 1) if big_legs[at:at + n] == tuple(summed)]
+    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
+    if not starts or not kernels.worth_it(tuple(sizes[ix] for ix in big_legs), np.float64):
+        return None
+    pre, post = big_legs[:starts[0]], big_legs[starts[0] + n:]
+    n_pre, n_sum, n_post, n_small = size(pre), size(summed), size(post), size(keep_small)
+    legs = pre + keep_small + post
+    shape = tuple(sizes[ix] for ix in legs)
+
+    def kernel_product(a, b):
+        big_array, small_array = (a, b) if first_is_big else (b, a)
+        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
+        return kernels.mode_product(big_array.reshape(n_pre, n_sum, n_post), right).reshape(shape)
+
+    return legs, kernel_product
+
+
+def _middle_split(legs: tuple, summed: list) -> int | None:
+    """Where ``summed`` sits as one run strictly inside ``legs`` (neither leading nor
+    trailing), or None.
+
+    >>> _middle_split(("i", "j", "k"), ["j"]), _middle_split(("i", "j", "k"), ["k"])
+    (1, None)
+    """
+    n = len(summed)
+    for start in range(1, len(legs) - n):
+        if set(legs[start:start + n]) == set(summed):
+            return start
+    return None
+
+
+def evaluate(node: Node, values: dict, cache: dict):
+    """Value of ``node``: leaves from ``values``, intermediates from/into ``cache``."""
+    if not node.children:
+        return values[next(iter(node.leaves))]
+    hit = cache.get(node.key)
+    if hit is None:
+        hit = node.expression(*(evaluate(c, values, cache) for c in node.children))
+        cache[node.key] = hit
+    return hit
+
+
+def chain_tree(leaves: Leaves, start, groups) -> Node:
+    """``start`` absorbs ``groups`` in turn: each group contracted on its own first and
+    then joined (one product over X), or its leaves absorbed one by one, whichever
+    costs fewer flops (ties go to the group, the BLAS-friendlier form)."""
+    node = leaves.leaf(start)
+    for group in groups:
+        if not group:
+            continue
+        whole = leaves.join(node, path_tree(leaves, list(group), "auto"))
+        one_by_one = node
+        todo = list(group)
+        while todo:
+            step = [(math.prod(leaves.sizes[ix] for ix in set(one_by_one.indices) | set(
+                leaves.legs[label])), not at_an_end(one_by_one.indices, leaves.legs[label]), k)
+                for k, label in enumerate(todo)]
+            one_by_one = leaves.join(one_by_one, leaves.leaf(todo.pop(min(step)[-1])))
+        node = whole if whole.flops <= one_by_one.flops else one_by_one
+    return node
+
+
+def at_an_end(indices: tuple, legs) -> bool:
+    """Whether the legs ``indices`` shares with ``legs`` lead or trail it (no copy for BLAS).
+
+    >>> at_an_end(("i", "j", "k"), ("k", "r")), at_an_end(("i", "j", "k"), ("j", "r"))
+    (True, False)
+    """
+    shared = set(indices) & set(legs)
+    n = len(shared)
+    return bool(n) and (set(indices[:n]) == shared or set(indices[len(indices) - n:]) == shared)
+
+
+def path_tree(leaves: Leaves, labels: list, optimize) -> Node:
+    """The tree of opt_einsum's best path over ``labels``."""
+    nodes = [leaves.leaf(label) for label in labels]
+    if len(nodes) == 1:
+        return nodes[0]
+    members = frozenset(labels)
+    output = leaves.kept(members, {ix for label in labels for ix in leaves.legs[label]})
+    term = lambda ixs: "".join(leaves.symbols[ix] for ix in ixs)  # noqa: E731
+    equation = ",".join(term(leaves.legs[label]) for label in labels) + "->" + term(output)
+    shapes = [tuple(leaves.sizes[ix] for ix in leaves.legs[label]) for label in labels]
+    # ALS plans three trees per tensor: "auto" here is opt_einsum's quick choice
+    optimizer = "auto" if optimize == "auto" else resolve_optimizer(optimize, len(labels))
+    path, _ = oe.contract_path(equation, *shapes, shapes=True, optimize=optimizer)
+    for positions in path:
+        picked = [nodes.pop(p) for p in sorted(positions, reverse=True)]
+        nodes.append(leaves.join(*picked))
+    while len(nodes) > 1:
+        nodes.append(leaves.join(nodes.pop(0), nodes.pop(0)))
+    return nodes[0]
+
+
+def dimension_tree_groups(order: list, position: int) -> list:
+    """Groups of params absorbed into X, outermost first, for the update at ``position``.
+
+    >>> dimension_tree_groups(["A", "B", "C"], 0), dimension_tree_groups(["A", "B", "C"], 2)
+    ([['B', 'C']], [['A'], ['B']])
+    """
+    groups, lo, hi = [], 0, len(order)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if position < mid:
+            groups.append(order[mid:hi])
+            hi = mid
+        else:
+            groups.append(order[lo:mid])
+            lo = mid
+    return groups
+
+
+# -- the model: leaves, legs and per-tensor update plans ------------------------------------
+@dataclass
+class Update:
+    """How to update one parameter: RHS and Gram trees and the leg partition (D, F, B)."""
+
+    name: str
+    label: int
+    legs: tuple
+    diag: tuple
+    free: tuple
+    bond: tuple
+    rhs: Node
+    gram: Node | None
+    weighted_gram: Node | None = None
+
+    @property
+    def axes(self) -> tuple:
+        """The tensor's axes ordered as the rows of its normal equations: D, then F, then B."""
+        return tuple(self.legs.index(ix) for ix in self.diag + self.free + self.bond)
+
+    @property
+    def roles(self) -> tuple:
+        """Each leg's part, ``"d"`` (diagonal), ``"f"`` (free) or ``"b"`` (bond)."""
+        return tuple("d" if ix in self.diag else "f" if ix in self.free else "b"
+                     for ix in self.legs)
+
+    def sizes(self, index_sizes) -> tuple[int, int, int]:
+        size = lambda legs: math.prod(index_sizes[ix] for ix in legs)  # noqa: E731
+        return size(self.diag), size(self.free), size(self.bond)
+
+
+def prime(index: str) -> str:
+    return index + "'"
+
+
+class Model:
+    """The scalar networks ``<X, M>`` and ``<M, M>`` (and ``<W, M, M>``) of a network."""
+
+    def __init__(self, network, order: list, optimize):
+        self.network = network
+        occurrences = network.occurrences
+        self.label_of = {occ.name: k for k, occ in enumerate(occurrences) if occ.kind == "param"}
+        self.name_of = {k: occ.name for k, occ in enumerate(occurrences)}
+        output = tuple(network.output)
+        sizes = dict(network.spec.index_sizes)
+        sizes.update({prime(ix): n for ix, n in network.spec.index_sizes.items()})
+        declared = [*output, *(ix for ix in network.spec.index_sizes if ix not in output)]
+        rank = {ix: k for k, ix in enumerate(declared)}
+        rank.update({prime(ix): len(declared) + k for k, ix in enumerate(declared)})
+        legs = {k: tuple(occ.indices) for k, occ in enumerate(occurrences)}
+        copy2 = {("2", k): tuple(ix if ix in output else prime(ix) for ix in idx)
+                 for k, idx in legs.items()}
+        self.xm = Leaves("xm", {TARGET: output, **legs}, sizes, rank)
+        self.mm = Leaves("mm", {**{("1", k): idx for k, idx in legs.items()}, **copy2}, sizes, rank)
+        self.wmm = Leaves("wmm", {WEIGHT: output, **self.mm.legs}, sizes, rank)
+        self.order, self.optimize = list(order), optimize
+        self.updates = {name: self._plan(name, order, optimize) for name in order}
+        self.check_memory()
+
+    def check_memory(self, memory_limit="auto") -> None:
+        """Raise :class:`~tnc.errors.MemoryLimitError` before any sweep when the largest
+        right-hand-side or Gram intermediate (a Gram is R x R for a CP rank R) cannot fit."""
+        trees = [t for u in self.updates.values() for t in (u.rhs, u.gram) if t is not None]
+        nodes = [n for tree in trees for n in _nodes(tree) if n.children]
+        if nodes:
+            largest = max(nodes, key=lambda n: math.prod(self.xm.sizes[ix] for ix in n.indices))
+            shape = tuple(self.xm.sizes[ix] for ix in largest.indices)
+            check_allocation(8 * math.prod(shape), f"ALS on network `{self.network.name}` "
+                             f"(an intermediate of shape {shape})", memory_limit)
+
+    @functools.cached_property
+    def windows(self) -> dict | None:
+        """``(window start, position) -> RHS tree`` of the windowed schedule (see the
+        module docstring), or None when it would not stream X less than the plain trees.
+        Planned on first use: fits that never sweep with it (EM, coupled) skip the cost."""
+        n, optimize = len(self.order), self.optimize
+        if not 3 <= n <= MAX_WINDOWED:
+            return None
+        width, windows = n - 1, {}
+        for start in range(n):
+            window = [self.order[(start + j) % n] for j in range(width)]
+            outside = self.order[(start + width) % n]
+            for position, name in enumerate(window):
+                groups = [[outside], *dimension_tree_groups(window, position)]
+                label = self.label_of[name]
+                others = [k for k in self.xm.legs if k not in (TARGET, label)]
+                windows[start, position] = self._tree(label, groups, others, optimize)
+        plain = [self.updates[name].rhs for name in self.order]
+        period = n * width
+        windowed = [windows[window_key(t, n)] for t in range(period)]
+        labels = [self.label_of[self.order[t % n]] for t in range(period)]
+        cheaper = replay_flops(labels, windowed) < replay_flops(labels, plain * width)
+        return windows if cheaper else None
+
+    def rhs_at(self, step: int) -> Node:
+        """RHS tree of update number ``step`` (from 0) of the cyclic sequence
+        ``order, order, ...``: the windowed tree when planned, else the plain one."""
+        n = len(self.order)
+        if self.windows is None:
+            return self.updates[self.order[step % n]].rhs
+        return self.windows[window_key(step, n)]
+
+    def _plan(self, name, order, optimize) -> Update:
+        label = self.label_of[name]
+        legs = self.xm.legs[label]
+        others = [k for k in self.xm.legs if k not in (TARGET, label)]
+        carried = Counter(ix for k in others for ix in self.xm.legs[k])
+        output = set(self.network.output)
+        diag = tuple(ix for ix in legs if ix in output and carried[ix])
+        free = tuple(ix for ix in legs if ix in output and not carried[ix])
+        bond = tuple(ix for ix in legs if ix not in output)
+        lonely = [ix for ix in bond if not carried[ix]]
+        if lonely:
+            raise TncError(f"ALS: leg `{lonely[0]}` of `{name}` is summed over but no other "
+                           "tensor carries it; drop the leg or make it an output index")
+        rhs = self._rhs_tree(label, order, order.index(name), others, optimize)
+        mm_labels = [lab for lab in self.mm.legs if lab[1] != label]
+        gram = path_tree(self.mm, mm_labels, optimize) if mm_labels else None
+        return Update(name, label, legs, diag, free, bond, rhs, gram)
+
+    def _rhs_tree(self, label, order, position, others, optimize) -> Node:
+        return self._tree(label, dimension_tree_groups(order, position), others, optimize)
+
+    def _tree(self, label, group_names, others, optimize) -> Node:
+        """X absorbing the fixed leaves, then ``group_names`` in turn (a chain), unless
+        that costs more than ``CHAIN_SLACK`` times the best path."""
+        groups = [[self.label_of[n] for n in g] for g in group_names]
+        fixed = [k for k in others if k not in {lab for g in groups for lab in g}]
+        chain = chain_tree(self.xm, TARGET, [fixed, *groups] if fixed else groups)
+        best = path_tree(self.xm, [TARGET, *others], optimize)
+        return chain if chain.flops <= CHAIN_SLACK * best.flops else best
+
+    def plan_weighted(self, optimize) -> None:
+        """Gram trees with the mask as a leaf, for weighted least squares."""
+        for update in self.updates.values():
+            labels = [WEIGHT, *(lab for lab in self.mm.legs if lab[1] != update.label)]
+            update.weighted_gram = path_tree(self.wmm, labels, optimize)
+
+    def invalidate(self, cache: dict, name: str) -> None:
+        """Forget every cached intermediate that contains a use of ``name``."""
+        labels = {k for k, n in self.name_of.items() if n == name}
+        stale = [key for key in cache if any(
+            (lab if not isinstance(lab, tuple) else lab[1]) in labels
+            for lab in key[1] if lab not in (TARGET, WEIGHT))]
+        for key in stale:
+            del cache[key]
+
+    def values(self, tensors: dict, inputs: dict, target=None, weight=None) -> dict:
+        """Leaf label -> array for every leaf of the three scalar networks."""
+        arrays = {**tensors, **inputs}
+        values = {k: arrays[n] for k, n in self.name_of.items()}
+        values.update({(c, k): v for k, v in list(values.items()) for c in ("1", "2")})
+        values[TARGET] = target
+        values[WEIGHT] = weight
+        return values
+
+
+def _nodes(node: Node):
+    """``node`` and every node below it."""
+    yield node
+    for child in node.children:
+        yield from _nodes(child)
+
+
+def window_key(step: int, n: int) -> tuple[int, int]:
+    """``(window start, position)`` of update number ``step`` of the cyclic sequence of
+    ``n`` parameters cut into windows of ``n - 1``.
+
+    >>> [window_key(t, 3) for t in range(6)]
+    [(0, 0), (0, 1), (2, 0), (2, 1), (1, 0), (1, 1)]
+    """
+    width = n - 1
+    return (step // width) * width % n, step % width
+
+
+def replay_flops(labels: list, trees: list, rounds: int = 2) -> int:
+    """Flops of evaluating ``trees`` in turn with a cache, where after each tree the
+    cached intermediates containing leaf ``labels[t]`` (the updated tensor) are
+    dropped; ``rounds`` repetitions, the first only warming the cache."""
+    cached, total = set(), 0
+    for round_ in range(rounds):
+        for label, tree in zip(labels, trees):
+            flops = _uncached_flops(tree, cached)
+            total += flops if round_ else 0
+            cached = {key for key in cached if label not in key[1]}
+    return total
+
+
+def _uncached_flops(node: Node, cached: set) -> int:
+    if not node.children or node.key in cached:
+        return 0
+    cached.add(node.key)
+    own = node.flops - sum(c.flops for c in node.children)
+    return own + sum(_uncached_flops(c, cached) for c in node.children)
+
+
+def als_model(network, order: list, optimize="auto") -> Model:
+    """The :class:`Model` of ``network`` for the sweep ``order``, planned once and cached
+    on the network (repeated fits — restarts, cross-validation — skip the planning)."""
+    from tnc.engine.network import _cache_key
+    cache = network.__dict__.setdefault("_als_models", {})
+    key = (tuple(order), _cache_key(optimize))
+    if key not in cache:
+        cache[key] = Model(network, list(order), optimize)
+    return cache[key]
+
+
+def arrange(array, have: tuple, want: tuple):
+    """Transpose ``array`` with axes named ``have`` into the order ``want``."""
+    return np.transpose(array, [have.index(ix) for ix in want]) if have != want else array
+
+
+# -- solving the normal equations ----------------------------------------------------------
+def solve_rows(rhs, gram, l2: float = 0.0, nonneg: bool = False, start=None):
+    """Rows ``g`` minimising ``g Gram gᵀ - 2 g·rhs + l2 |g|²``, batch by batch.
+
+    ``rhs``: (n, m, b) — n batches of m rows; ``gram``: (n, b, b).
+
+    >>> H = np.array([[[2.0, 0.0], [0.0, 4.0]]])
+    >>> solve_rows(np.array([[[2.0, 4.0]]]), H)
+    array([[[1., 1.]]])
+    """
+    if l2:
+        gram = gram + l2 * np.eye(gram.shape[-1])
+    if nonneg:
+        return hals(rhs, gram, np.maximum(start, 0.0) if start is not None else
+                    np.zeros_like(rhs))
+    try:
+        if gram.shape[0] == 1:
+            np.linalg.cholesky(gram[0])   # numpy's LAPACK: scipy's has its own threads
+            return np.linalg.solve(gram[0], rhs[0].T).T[None]
+        np.linalg.cholesky(gram)
+        return np.linalg.solve(gram, rhs.transpose(0, 2, 1)).transpose(0, 2, 1)
+    except np.linalg.LinAlgError:
+        return rhs @ np.linalg.pinv(gram, hermitian=True)
+
+
+def solve_tensor(rhs, gram, axes: tuple, current, l2: float = 0.0, nonneg: bool = False):
+    """``(rows, tensor)``: :func:`solve_rows` of normal equations laid out along ``axes``
+    (see :meth:`Fit.contributions`), and the rows as a tensor shaped like ``current``
+    (also HALS's start).
+
+    >>> rows, tensor = solve_tensor(np.array([[[2.0, 4.0]]]), np.array([[[2.0, 0.0], [0.0, 4.0]]]),
+    ...                             (1, 0), np.zeros((2, 1)))
+    >>> tensor
+    array([[1.],
+           [1.]])
+    """
+    identity = axes == tuple(range(len(axes)))
+    permuted = current if identity else np.transpose(current, axes)
+    new = solve_rows(rhs, gram, l2, nonneg, permuted.reshape(rhs.shape))
+    tensor = new.reshape(permuted.shape)
+    if not identity:
+        tensor = np.transpose(tensor, np.argsort(axes))
+    return new, np.ascontiguousarray(tensor)
+
+
+def hals(rhs, gram, g, sweeps: int = 50, tol: float = 1e-12):
+    """Non-negative rows by coordinate descent (HALS), starting from ``g`` (n, m, b)."""
+    g = np.array(g, dtype=float)
+    diag = np.maximum(np.einsum("nbb->nb", gram), 1e-300)
+    floor = 1e-14 * max(float(np.max(np.abs(g))), 1e-300)  # a zeroed column could not recover
+    for _ in range(sweeps):
+        change = 0.0
+        for b in range(g.shape[-1]):
+            residual = rhs[..., b] - np.einsum("nmc,nc->nm", g, gram[:, :, b])
+            new = np.maximum(g[..., b] + residual / diag[:, None, b], floor)
+            change += float(np.sum((new - g[..., b]) ** 2))
+            g[..., b] = new
+        if change <= tol * max(float(np.sum(g * g)), 1e-300):
+            break
+    return g
+
+
+# -- one fit -----------------------------------------------------------------------------
+@dataclass
+class Settings:
+    """Options resolved against one network: order, per-tensor penalties, missing-data mode."""
+
+    order: list
+    l2: dict
+    nonneg: set
+    missing: str | None
+
+
+def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
+    net = problem.network
+    uses = Counter(occ.name for occ in net.occurrences if occ.kind == "param")
+    tied = [name for name, n in uses.items() if n > 1]
+    if tied:
+        raise TncError(f"ALS needs each parameter used once, but `{tied[0]}` is used "
+                       f"{uses[tied[0]]} times (a tied tensor makes the loss non-quadratic "
+                       "in it); use method='gcp'")
+    if not net.params:
+        raise TncError(f"network `{net.name}` has no parameters to fit")
+    check_ranks(net)
+    order = list(options.order) if options.order is not None else list(net.params)
+    _check_names(order, net, "order")
+    missing_names = [n for n in net.params if n not in order]
+    if missing_names:
+        raise TncError(f"order must list every parameter once; missing {', '.join(missing_names)}")
+    if len(set(order)) != len(order):
+        raise TncError("order lists a parameter twice")
+    l2 = options.l2 if isinstance(options.l2, dict) else {n: options.l2 for n in net.params}
+    _check_names(l2, net, "l2")
+    if any(float(v) < 0 for v in l2.values()):
+        raise TncError("l2 penalties must be non-negative")
+    nonneg = options.nonneg
+    nonneg = set(net.params) if nonneg is True else set() if nonneg is False else set(nonneg)
+    _check_names(nonneg, net, "nonneg")
+    if options.missing not in ("auto", "em", "wls"):
+        raise TncError(f"missing must be 'auto', 'em' or 'wls', got {options.missing!r}")
+    if not 0.0 <= options.holdout < 1.0:
+        raise TncError(f"holdout must be a fraction in [0, 1), got {options.holdout!r}")
+    if options.max_sweeps < 1 or options.restarts < 1:
+        raise TncError("max_sweeps and restarts must be at least 1")
+    return Settings(order, {n: float(l2.get(n, 0.0)) for n in net.params}, nonneg,
+                    None if problem.mask is None and not options.holdout else options.missing)
+
+
+def check_ranks(net) -> None:
+    """A bond that cuts the network in two can be at most as large as either side's output
+    (unless a side holds data tensors only: in a regression ``H(i, j) a(j)`` the bond
+    ``j`` counts features, and any number of them can be fitted).
+
+    >>> import tnc
+    >>> check_ranks(tnc.library("tucker", I=3, J=4, K=5, R1=4, R2=2, R3=2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tnc.errors.TncError: rank 4 of index `a` is larger than the data allows: it splits the output into 20 x 3 entries, so at most 3 is useful; lower that size ...
+    """
+    occurrences, sizes = net.occurrences, net.spec.index_sizes
+    total = math.prod(net.output_shape)
+    for ix in sizes:
+        carriers = [k for k, occ in enumerate(occurrences) if ix in occ.indices]
+        if ix in net.output or len(carriers) != 2:
+            continue
+        side = _component(occurrences, carriers[0], ix)
+        if carriers[1] in side or not all(
+                any(occurrences[k].kind == "param" for k in part)
+                for part in (side, set(range(len(occurrences))) - side)):
+            continue     # a loop, or a side of data only (regression: its rank is a feature count)
+        outputs = {o for k in side for o in occurrences[k].indices if o in net.output}
+        crossing = [o for o in outputs if any(o in occurrences[k].indices for k in
+                                              range(len(occurrences)) if k not in side)]
+        if crossing:
+            continue
+        left = math.prod(sizes[o] for o in outputs)
+        if sizes[ix] > min(left, total // left):
+            raise TncError(f"rank {sizes[ix]} of index `{ix}` is larger than the data allows: "
+                           f"it splits the output into {left} x {total // left} entries, so at "
+                           f"most {min(left, total // left)} is useful; lower that size (a network "
+                           "with one rank for every bond, like the library's tt, needs "
+                           "the smallest bond's bound)")
+
+
+def _component(occurrences, start: int, cut: str) -> set:
+    """Tensor uses reachable from ``start`` through shared indices other than ``cut``."""
+    seen, todo = {start}, [start]
+    while todo:
+        legs = set(occurrences[todo.pop()].indices) - {cut}
+        for k, occ in enumerate(occurrences):
+            if k not in seen and legs & set(occ.indices):
+                seen.add(k)
+                todo.append(k)
+    return seen
+
+
+def _check_names(names, net, what: str) -> None:
+    unknown = [n for n in names if n not in net.params]
+    if unknown:
+        raise TncError(f"{what}: `{unknown[0]}` is not a parameter of network `{net.name}`; "
+                       f"its parameters are {', '.join(net.params)}")
+
+
+class Fit:
+    """The state of one ALS run: tensors, target, cached intermediates."""
+
+    def __init__(self, problem, model: Model, settings: Settings, tensors: dict, mask):
+        self.problem, self.model, self.settings = problem, model, settings
+        self.tensors = tensors
+        self.mask = mask
+        self.observed_target = np.ascontiguousarray(    # C order: BLAS reads X in place
+            problem.target if mask is None else np.where(mask, problem.target, 0.0))
+        self.xx = float(np.vdot(self.observed_target, self.observed_target))
+        self.cache: dict = {}
+        self.mode = self._mode(settings.missing)
+        weight = None if mask is None else mask.astype(float)
+        self.values = model.values(tensors, problem.inputs, self.observed_target, weight)
+
+    def _mode(self, missing) -> str:
+        if self.mask is None:
+            return "dense"
+        if missing == "auto":
+            self.model.plan_weighted("auto")
+            weighted = sum(u.weighted_gram.flops for u in self.model.updates.values())
+            rhs = sum(u.rhs.flops for u in self.model.updates.values())
+            return "wls" if weighted <= max(1e8, 20 * rhs) else "em"
+        if missing == "wls":
+            self.model.plan_weighted("auto")
+        return missing
+
+    def reconstruct(self):
+        return self.problem.network.contract({**self.tensors, **self.problem.inputs})
+
+    def residual_loss(self, model_value=None) -> float:
+        model_value = self.reconstruct() if model_value is None else model_value
+        diff = self.problem.target - model_value
+        if self.mask is not None:
+            diff = np.where(self.mask, diff, 0.0)
+        return float(np.vdot(diff, diff))
+
+    def impute(self, model_value) -> None:
+        """EM step: missing entries of the target from the current model."""
+        self.values[TARGET] = np.where(self.mask, self.problem.target, model_value)
+        self.xx_filled = float(np.vdot(self.values[TARGET], self.values[TARGET]))
+        for key in [k for k in self.cache if TARGET in k[1]]:
+            del self.cache[key]
+
+    def update(self, name: str, rhs_tree: Node | None = None) -> float:
+        """Solve for ``name``; return the loss ``||X||² - 2<X,M> + <M,M>`` after the update.
+        ``rhs_tree``: the tree computing its RHS (default: the plain dimension tree)."""
+        rhs, gram, axes = self.contributions(name, rhs_tree)
+        new, tensor = solve_tensor(rhs, gram, axes, self.tensors[name], self.settings.l2[name],
+                                   name in self.settings.nonneg)
+        self.set_tensor(name, tensor)
+        xm = float(np.vdot(rhs, new))
+        mm = float(np.einsum("nmb,nbc,nmc->", new, gram, new))
+        return (self.xx_filled if self.mode == "em" else self.xx) - 2 * xm + mm
+
+    def contributions(self, name: str, rhs_tree: Node | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """``(rhs, gram, axes)``: the normal equations ``rows @ gram = rhs`` of ``name``.
+
+        ``rhs`` is ``(n_diag, n_free, n_bond)`` and ``gram`` ``(n_diag, n_bond,
+        n_bond)`` (weighted least squares: ``(n_diag * n_free, 1, n_bond)`` and
+        ``(n_diag * n_free, n_bond, n_bond)``); ``axes`` are the tensor's axes in
+        the rows' layout (diagonal, free, bond legs), for :func:`solve_tensor`.
+        Sums of these over networks that share the tensor are again normal equations.
+        """
+        u = self.model.updates[name]
+        n_diag, n_free, n_bond = u.sizes(self.problem.network.spec.index_sizes)
+        tree = u.rhs if rhs_tree is None else rhs_tree
+        rhs = arrange(evaluate(tree, self.values, self.cache), tree.indices,
+                      u.diag + u.free + u.bond)
+        gram = self._gram(u, n_diag, n_free, n_bond)
+        return np.reshape(rhs, (gram.shape[0], -1, n_bond)), gram, u.axes
+
+    def set_tensor(self, name: str, array) -> None:
+        """Make ``array`` the value of ``name``, dropping intermediates that used the old one."""
+        self.tensors[name] = array
+        self._changed(name)
+
+    def _gram(self, u: Update, n_diag, n_free, n_bond):
+        if self.mode == "wls":
+            gram = evaluate(u.weighted_gram, self.values, self.cache)
+            want = u.diag + u.free + u.bond + tuple(map(prime, u.bond))
+            return np.reshape(arrange(gram, u.weighted_gram.indices, want),
+                              (n_diag * n_free, n_bond, n_bond))
+        if u.gram is None:
+            return np.ones((1, 1, 1))
+        gram = evaluate(u.gram, self.values, self.cache)
+        want = u.diag + u.bond + tuple(map(prime, u.bond))
+        return np.reshape(arrange(gram, u.gram.indices, want), (n_diag, n_bond, n_bond))
+
+    def _changed(self, name: str) -> None:
+        self.model.invalidate(self.cache, name)
+        for label, n in self.model.name_of.items():
+            if n == name:
+                for key in (label, ("1", label), ("2", label)):
+                    self.values[key] = self.tensors[name]
+
+    def normalize(self) -> bool:
+        """Balance slice norms along every bond shared only by parameters (a gauge change).
+
+        Only bonds whose slice norms differ by more than ``NORMALIZE_RATIO``
+        between their tensors are balanced, so cached intermediates survive
+        most sweeps. Returns whether anything changed.
+        """
+        net = self.problem.network
+        carriers: dict[str, list[str]] = {}
+        for occ in net.occurrences:
+            for ix in occ.indices:
+                if ix not in net.output:
+                    carriers.setdefault(ix, []).append(occ.name if occ.kind == "param" else "")
+        changed = set()
+        for ix, names in carriers.items():
+            if len(names) >= 2 and "" not in names and self._balance(ix, names):
+                changed.update(names)
+        for name in changed:
+            self._changed(name)
+        return bool(changed)
+
+    def _balance(self, ix: str, names: list) -> bool:
+        axes = {n: self.model.xm.legs[self.model.label_of[n]].index(ix) for n in names}
+        norms = {n: np.sqrt(np.sum(np.moveaxis(self.tensors[n], axes[n], 0).reshape(
+            self.tensors[n].shape[axes[n]], -1) ** 2, axis=1)) for n in names}
+        stacked = np.array(list(norms.values()))
+        if np.any(stacked <= 1e-300) or np.max(stacked.max(0) / stacked.min(0)) < NORMALIZE_RATIO:
+            return False
+        target = np.exp(np.mean(np.log(stacked), axis=0))
+        for n in names:
+            shape = [1] * self.tensors[n].ndim
+            shape[axes[n]] = -1
+            self.tensors[n] = self.tensors[n] * (target / norms[n]).reshape(shape)
+        return True
+
+
+# -- initialisation --------------------------------------------------------------------------
+def initial_tensors(problem: FitProblem, model: Model, init, seed, nonneg=()) -> dict:
+    """Starting tensors: random, SVD-based or given, scaled so that ``||M|| ≈ ||X||``.
+
+    Random starts of non-negative tensors are the absolute values of Gaussians.
+    """
+    net = problem.network
+    tensors = net.random(seed=seed)
+    tensors.update({name: np.abs(tensors[name]) for name in nonneg})
+    if isinstance(init, FitResult):
+        init = init.tensors
+    if isinstance(init, dict):
+        _check_names(init, net, "init")
+        for name, array in init.items():
+            array = np.asarray(array, dtype=float)
+            if array.shape != net.params[name]:
+                raise TncError(f"init: `{name}` must have shape {net.params[name]}, "
+                               f"got {array.shape}")
+            check_finite(array, f"init: `{name}`")
+            tensors[name] = array.copy()
+        return tensors
+    if init == "svd":
+        rng = np.random.default_rng(seed)
+        for name, update in model.updates.items():
+            if update.free and not update.diag:
+                tensors[name] = svd_start(problem.target, net, update, tensors[name], rng)
+    elif init != "random":
+        raise TncError(f"init must be 'auto', 'random', 'svd' or a dict of arrays, got {init!r}")
+    return _scaled(problem, model, tensors)
+
+
+def svd_start(target, net, update: Update, current, rng):
+    """A tensor whose free-leg rows span the leading left singular space of X's unfolding."""
+    sizes = net.spec.index_sizes
+    axes = [net.output.index(ix) for ix in update.free]
+    n_free = math.prod(sizes[ix] for ix in update.free)
+    unfolding = np.moveaxis(target, axes, range(len(axes))).reshape(n_free, -1)
+    _, vectors = np.linalg.eigh(unfolding @ unfolding.T)
+    vectors = vectors[:, ::-1]
+    shape = tuple(sizes[ix] for ix in update.free + update.bond)
+    rows = arrange(current, update.legs, update.free + update.bond).reshape(n_free, -1).copy()
+    k, extra = min(rows.shape), rows.shape[1] - min(rows.shape)
+    if extra:      # columns beyond the data's rank: random, about unit norm each
+        rows[:, k:] *= math.sqrt(extra) / max(np.linalg.norm(rows[:, k:]), 1e-300)
+    rows[:, :k] = vectors[:, :k]
+    return np.ascontiguousarray(arrange(rows.reshape(shape), update.free + update.bond,
+                                        update.legs))
+
+
+def _scaled(problem, model: Model, tensors: dict) -> dict:
+    labels = list(model.mm.legs)
+    tree = path_tree(model.mm, labels, "auto")
+    mm = float(evaluate(tree, model.values(tensors, problem.inputs), {}))
+    xx = float(np.vdot(problem.target, problem.target)) * problem.target.size / problem.observed
+    if mm <= 0 or xx <= 0:
+        return tensors
+    factor = (xx / mm) ** (0.5 / len(tensors))
+    return {name: array * factor for name, array in tensors.items()}
+
+
+# -- the sweep loop ------------------------------------------------------------------------
+def split_holdout(problem: FitProblem, fraction: float, seed):
+    """``(fit mask, held-out mask)``: a random ``fraction`` of the observed entries held out."""
+    observed = np.ones(problem.target.shape, bool) if problem.mask is None else problem.mask
+    if not fraction:
+        return problem.mask, None
+    rng = np.random.default_rng(None if seed is None else seed + 7919)
+    held = observed & (rng.random(observed.shape) < fraction)
+    if not held.any() or held.sum() == observed.sum():
+        raise TncError(f"holdout={fraction} leaves no entries to hold out or none to fit")
+    return observed & ~held, held
+
+
+def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
+    """One ALS run from ``init`` (the start's kind or arrays) and ``seed``."""
+    start = time.perf_counter()
+    mask, held = split_holdout(problem, options.holdout, seed)
+    tensors = initial_tensors(problem, model, init, seed, settings.nonneg)
+    fit = Fit(problem, model, settings, tensors, mask)
+    history, converged, previous = [], False, math.inf
+    for sweep in range(1, options.max_sweeps + 1):
+        if fit.mode == "em":
+            fit.impute(fit.reconstruct())
+        for position, name in enumerate(settings.order):
+            loss = fit.update(name, _windowed_tree(model, fit, sweep, position))
+        model_value = fit.reconstruct() if fit.mode == "em" or held is not None or (
+            loss < EXACT_BELOW ** 2 * fit.xx) else None
+        if model_value is not None:
+            loss = fit.residual_loss(model_value)
+        if options.normalize:
+            fit.normalize()
+        rel = math.sqrt(max(loss, 0.0) / fit.xx) if fit.xx > 0 else math.sqrt(max(loss, 0.0))
+        entry = {"sweep": sweep, "loss": loss + _penalty(fit), "rel_error": rel,
+                 "time": time.perf_counter() - start}
+        if held is not None:
+            entry["holdout_rel_error"] = _held_error(problem.target, model_value, held)
+        history.append(entry)
+        bar.update(rel_error=rel)
+        converged = abs(previous - rel) < options.tol * max(rel, 1e-3) or rel < EXACT_FIT
+        previous = rel
+        state = {**entry, "tensors": fit.tensors}
+        if converged or wants_stop(options.callback, state):
+            break
+    info = {"seed": seed, "order": settings.order, "missing": fit.mode,
+            "init": init if isinstance(init, str) else "given"}
+    return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
+                     time.perf_counter() - start, dict(problem.inputs), info)
+
+
+def _windowed_tree(model: Model, fit: Fit, sweep: int, position: int):
+    """The RHS tree of a sweep's update under the windowed schedule, or None (the plain
+    tree): EM changes X every sweep, which breaks windows spanning two sweeps."""
+    if fit.mode == "em" or model.windows is None:
+        return None
+    return model.rhs_at((sweep - 1) * len(model.order) + position)
+
+
+def _penalty(fit: Fit) -> float:
+    return sum(w * float(np.vdot(fit.tensors[n], fit.tensors[n]))
+               for n, w in fit.settings.l2.items() if w)
+
+
+def _held_error(target, model_value, held) -> float:
+    norm = float(np.linalg.norm(target[held]))
+    error = float(np.linalg.norm((target - model_value)[held]))
+    return error / norm if norm > 0 else error
+
+
+def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
+    """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``."""
+    settings = resolve_settings(problem, options)
+    model = als_model(problem.network, settings.order, options.optimize)
+    start, best = time.perf_counter(), None
+    seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
+    with Progress(options.max_sweeps * options.restarts, desc="als",
+                  enabled=options.progress) as bar, kernels.blas_serial(problem.target):
+        for k, seed in enumerate(seeds):
+            init = options.init
+            if isinstance(init, str) and init == "auto":
+                init = "svd" if k == 0 else "random"
+            result = fit_once(problem, model, settings, options, seed, bar, init)
+            if best is None or result.loss < best.loss:
+                best = result
+            if best.rel_error < EXACT_FIT or (result.history and options.callback is not None
+                                          and not result.converged
+                                          and len(result.history) < options.max_sweeps):
+                break
+    best.wall_time = time.perf_counter() - start
+    best.info["restarts"] = len(seeds)
+    return best
+
+
+register_method("als", ALSOptions, run_als)

@@ -1,0 +1,461 @@
+"""Direct decompositions: HOSVD, sequentially truncated HOSVD, HOOI (Tucker), TT-SVD, TT rounding.
+
+:func:`decompose` always returns a :class:`~tnc.fitting.result.FitResult` whose network
+is a Tucker or TT network with the chosen ranks (parameters ``G, U1..UN`` or
+``G[1]..G[N]``, the names of ``tnc.library("tucker")`` and ``tnc.library("tt")``),
+so it reconstructs, saves, loads, and serves as an ALS initialisation
+(``tnc.fit(net, X, init=result)``). ``tnc.decompose`` and ``tnc.tt_round``
+are this module's :func:`decompose` and :func:`tt_round`::
+
+    >>> import numpy as np, tnc
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.einsum("abc,ia,jb,kc->ijk", rng.random((2, 2, 2)), rng.random((5, 2)),
+    ...               rng.random((6, 2)), rng.random((7, 2)))
+    >>> tucker = decompose(X, "tucker", ranks=2)
+    >>> tucker.rel_error < 1e-12, tucker.tensors["G"].shape
+    (True, (2, 2, 2))
+    >>> tt = decompose(X, "tt", rel_error=1e-10)
+    >>> [core.shape for core in tt.tensors.values()]
+    [(5, 2), (2, 6, 2), (2, 7)]
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from tnc.engine import kernels
+from tnc.fitting.als import Leaves, chain_tree, dimension_tree_groups, evaluate
+from tnc.lang.compiler import compile as compile_text
+from tnc.errors import TncError
+from tnc.fitting.front import as_target
+from tnc.options import check_value
+from tnc.fitting.result import FitResult
+
+TUCKER_METHODS = ("hosvd", "sthosvd", "hooi")
+GRAM_MIN_RATIO = 4        # use the Gram matrix of unfoldings at least this wide
+GRAM_MIN_REL_ERROR = 1e-6  # below this requested accuracy, use a plain SVD
+
+
+def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
+              method: str | None = None, max_sweeps: int = 50, tol: float = 1e-10):
+    """Decompose ``data`` (a dense array) as a ``"tucker"`` or ``"tt"`` network.
+
+    ``ranks``: an int (every rank) or one per mode (Tucker: N ranks, TT: N-1
+    bond ranks); ``rel_error``: a target relative error that picks the ranks
+    (capped by ``ranks`` when both are given). Tucker ``method``: ``"hosvd"``,
+    ``"sthosvd"`` (default) or ``"hooi"`` (HOOI sweeps from st-HOSVD, at most
+    ``max_sweeps``, stopping when the core norm changes by less than ``tol``
+    relative to itself; ``converged`` says whether it did). The data are
+    scaled by a power of two first (:func:`scale_exponent`), so ``c * X``
+    gives ``c`` times the decomposition of ``X``, the same ranks and sweeps.
+    Returns a :class:`FitResult` (see the module docstring).
+    """
+    X = _check_data(data)
+    _check_sweeps(max_sweeps, tol)
+    start = time.perf_counter()
+    exponent = scale_exponent(X)
+    X = np.ldexp(X, -exponent) if exponent else X
+    if kind == "tucker":
+        method = method or "sthosvd"
+        if method not in TUCKER_METHODS:
+            raise TncError(f"unknown Tucker method {method!r}; choose one of "
+                           + ", ".join(TUCKER_METHODS))
+        core, factors, history, converged = _tucker(X, ranks, rel_error, method, max_sweeps,
+                                                    tol)
+        network, tensors = tucker_network(core, factors)
+    elif kind == "tt":
+        if method not in (None, "tt-svd"):
+            raise TncError(f"unknown TT method {method!r}; the TT method is 'tt-svd'")
+        method, converged = "tt-svd", True
+        cores = tt_svd(X, ranks, rel_error)
+        network, tensors = tt_network(cores)
+        history = [{"sweep": 1}]
+    else:
+        raise TncError(f"unknown decomposition {kind!r}; choose 'tucker' or 'tt'")
+    elapsed = time.perf_counter() - start
+    result = FitResult(network, tensors, method, history, converged, len(history), elapsed,
+                       info={"kind": kind})
+    _add_error(result, X)
+    _scale_back(result, "G" if kind == "tucker" else f"G[{X.ndim}]", exponent)
+    return result
+
+
+def scale_exponent(X) -> int:
+    """The power of two that brings ``X``'s largest magnitude into [0.5, 1) (0 for zeros).
+
+    Decompositions run on ``X / 2**e`` and scale back: dividing by a power of
+    two is exact, so ``c * X`` decomposes as ``c`` times ``X``'s decomposition
+    for every ``c`` from 1e-300 to 1e300, where squares of the raw data would
+    underflow or overflow.
+    """
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    return int(np.frexp(largest)[1]) if largest > 0 else 0
+
+
+def _check_sweeps(max_sweeps, tol) -> None:
+    """HOOI's options: ``max_sweeps`` an int >= 1, ``tol`` a finite number >= 0."""
+    check_value("max_sweeps", max_sweeps, int, {"min": 1}, "decompose")
+    check_value("tol", tol, float, {}, "decompose")
+
+
+def _check_data(data) -> np.ndarray:
+    X = as_target(data)
+    if X.ndim < 2:
+        raise TncError(f"decompose needs a tensor with at least 2 dimensions, got shape {X.shape}")
+    if X.size == 0:
+        raise TncError(f"decompose needs every dimension of the data to be at least 1, got "
+                       f"shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise TncError("decompose needs finite data; the data has NaN or infinite entries "
+                       "(for missing data use tnc.fit(..., mask=...))")
+    return X
+
+
+def _add_error(result: FitResult, X) -> None:
+    """Fill the last history entry with the exact loss and relative error."""
+    residual = X - result.reconstruct()
+    loss = float(np.vdot(residual, residual))
+    norm = float(np.linalg.norm(X))
+    result.history[-1].update(loss=loss, rel_error=math.sqrt(loss) / norm if norm else 0.0,
+                              time=result.wall_time)
+
+
+def _scale_back(result: FitResult, name: str, exponent: int) -> None:
+    """Undo :func:`scale_exponent`: tensor ``name`` and every loss times ``2**exponent`` (squared).
+
+    A loss beyond the float range becomes inf; relative errors need no scaling.
+    """
+    if not exponent:
+        return
+    result.tensors[name] = np.ldexp(result.tensors[name], exponent)
+    with np.errstate(over="ignore", under="ignore"):
+        for entry in result.history:
+            if "loss" in entry:
+                entry["loss"] = float(np.ldexp(entry["loss"], 2 * exponent))
+
+
+def per_mode(ranks, count: int, what: str) -> list[int] | None:
+    """``ranks`` as a list of ``count`` positive ints (one int is repeated)."""
+    if ranks is None:
+        return None
+    if isinstance(ranks, (int, np.integer)):
+        ranks = [int(ranks)] * count
+    ranks = list(ranks)
+    if len(ranks) != count or not all(isinstance(r, (int, np.integer)) for r in ranks):
+        raise TncError(f"{what} ranks must be one int or {count} ints, got {ranks!r}")
+    if any(r < 1 for r in ranks):
+        raise TncError(f"{what} ranks must be positive, got {ranks!r}")
+    return [int(r) for r in ranks]
+
+
+# -- truncated SVD of an unfolding -----------------------------------------------------------
+def leading_vectors(matrix, rank: int | None, tail: float = 0.0, exact: bool = False):
+    """Leading left singular vectors of ``matrix`` (m, n) and the singular values kept.
+
+    Keeps at most ``rank`` vectors and the fewest whose discarded singular
+    values have 2-norm at most ``tail``. Wide matrices go through their small
+    Gram matrix ``A Aᵀ`` (one BLAS pass) unless ``exact``.
+    """
+    m, n = matrix.shape
+    if not exact and n >= GRAM_MIN_RATIO * m:
+        values, vectors = np.linalg.eigh(matrix @ adjoint(matrix))
+        values, vectors = np.sqrt(np.maximum(values[::-1], 0.0)), vectors[:, ::-1]
+    else:
+        vectors, values, _ = np.linalg.svd(matrix, full_matrices=False)
+    keep = _truncation(values, rank, tail)
+    return vectors[:, :keep], values[:keep]
+
+
+def adjoint(matrix):
+    """The conjugate transpose (the plain transpose, no copy, for real matrices)."""
+    return matrix.conj().T if np.iscomplexobj(matrix) else matrix.T
+
+
+def _truncation(values, rank, tail: float) -> int:
+    squares = np.cumsum((values ** 2)[::-1])[::-1]      # squares[k] = sum of values[k:]**2
+    keep = len(values)
+    if tail > 0 or squares[0] == 0:                    # all-zero data: one vector is exact
+        small = np.nonzero(squares <= tail ** 2)[0]
+        keep = int(small[0]) if len(small) else len(values)
+    keep = max(keep, 1)
+    return min(keep, rank) if rank is not None else keep
+
+
+def unfold(tensor, mode: int):
+    return np.moveaxis(tensor, mode, 0).reshape(tensor.shape[mode], -1)
+
+
+def mode_product(tensor, matrix, mode: int):
+    """``tensor ×_mode matrix``: contract leg ``mode`` with the rows of ``matrix`` (n, r)."""
+    moved = np.tensordot(tensor, matrix, axes=([mode], [0]))
+    return np.moveaxis(moved, -1, mode)
+
+
+# -- Tucker ---------------------------------------------------------------------------------
+def _tucker(X, ranks, rel_error, method, max_sweeps, tol):
+    ranks = per_mode(ranks, X.ndim, "Tucker")
+    if ranks is None and rel_error is None:
+        raise TncError("decompose(..., 'tucker') needs ranks=... or rel_error=...")
+    if ranks is not None:
+        for mode, (r, size) in enumerate(zip(ranks, X.shape)):
+            others = X.size // size
+            if r > min(size, others):
+                raise TncError(f"Tucker rank {r} of mode {mode + 1} is larger than the data "
+                               f"allows (mode size {size}, other modes {others}); "
+                               f"use at most {min(size, others)}")
+    tail = _tail(X, rel_error, X.ndim)
+    exact = rel_error is not None and rel_error < GRAM_MIN_REL_ERROR
+    if method == "hosvd":
+        factors = [leading_vectors(unfold(X, n), None if ranks is None else ranks[n], tail,
+                                   exact)[0] for n in range(X.ndim)]
+        core = X
+        for n, U in enumerate(factors):
+            core = mode_product(core, U, n)
+        return core, factors, [{"sweep": 1}], True
+    core, factors = st_hosvd(X, ranks, tail, exact)
+    if method == "sthosvd":
+        return core, factors, [{"sweep": 1}], True
+    core, factors, history = hooi(X, factors, max_sweeps, tol)
+    return core, factors, history, history[-1]["converged"]
+
+
+def _tail(X, rel_error, count: int) -> float:
+    if rel_error is None:
+        return 0.0
+    if not 0 <= rel_error < 1:
+        raise TncError(f"rel_error must be in [0, 1), got {rel_error!r}")
+    return rel_error * float(np.linalg.norm(X)) / math.sqrt(count)
+
+
+def st_hosvd(X, ranks, tail: float = 0.0, exact: bool = False):
+    """Sequentially truncated HOSVD: ``(core, factors)``, the core shrinking mode by mode."""
+    core, factors = X, []
+    for n in range(X.ndim):
+        U, _ = leading_vectors(unfold(core, n), None if ranks is None else ranks[n], tail, exact)
+        factors.append(U)
+        core = mode_product(core, U, n)
+    return core, factors
+
+
+def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
+    """Higher-order orthogonal iteration from ``factors``: ``(core, factors, history)``.
+
+    Stops when the core norm (the fit: ``||X||² - ||G||²`` is the loss)
+    changes by at most ``tol`` relative to itself between two sweeps; the last
+    history entry's ``converged`` says whether that happened within
+    ``max_sweeps`` (the first sweep has nothing to compare with, so one sweep
+    never converges).
+
+    The projection of X onto every factor but one is a contraction tree over
+    the leaves X, U1..UN (with the core closing the network), built like the
+    ALS right-hand sides, so intermediates are shared between modes of a sweep.
+    """
+    N = X.ndim
+    legs = {"X": tuple(f"i{n}" for n in range(N)), "G": tuple(f"a{n}" for n in range(N))}
+    legs.update({n: (f"i{n}", f"a{n}") for n in range(N)})
+    sizes = {f"i{n}": X.shape[n] for n in range(N)}
+    sizes.update({f"a{n}": U.shape[1] for n, U in enumerate(factors)})
+    leaves = Leaves("hooi", legs, sizes, {ix: k for k, ix in enumerate(
+        [*legs["X"], *legs["G"]])})
+    order = list(range(N))
+    trees = [chain_tree(leaves, "X", dimension_tree_groups(order, n)) for n in order]
+    values = {"X": X, **dict(enumerate(factors))}
+    cache: dict = {}
+    history, previous, xx = [], None, float(np.vdot(X, X))
+    start = time.perf_counter()
+    with kernels.blas_serial(X):
+        for sweep in range(1, max_sweeps + 1):
+            for n in order:
+                projected = evaluate(trees[n], values, cache)
+                rows = np.moveaxis(projected, trees[n].indices.index(f"i{n}"), 0)
+                U, _ = leading_vectors(rows.reshape(rows.shape[0], -1), sizes[f"a{n}"])
+                values[n] = U
+                for key in [k for k in cache if n in k[1]]:
+                    del cache[key]
+            core = np.tensordot(U, rows, axes=([0], [0]))
+            core_axes = ("a" + str(n),) + tuple(ix for ix in trees[n].indices if ix != f"i{n}")
+            core = np.transpose(core, [core_axes.index(f"a{m}") for m in range(N)])
+            norm = float(np.linalg.norm(core))
+            loss = max(xx - norm ** 2, 0.0)
+            converged = previous is not None and abs(norm - previous) <= tol * norm
+            history.append({"sweep": sweep, "loss": loss,
+                            "rel_error": math.sqrt(loss / xx) if xx else 0.0,
+                            "time": time.perf_counter() - start, "converged": converged})
+            if converged:
+                break
+            previous = norm
+    return core, [values[n] for n in order], history
+
+
+def tucker_network(core, factors):
+    """The Tucker network of these sizes and its tensors (names ``G``, ``U1``..``UN``)."""
+    N = len(factors)
+    params = [f"I{n} = {U.shape[0]}" for n, U in enumerate(factors, 1)]
+    params += [f"R{n} = {U.shape[1]}" for n, U in enumerate(factors, 1)]
+    indices = [f"i{n}: I{n}" for n in range(1, N + 1)] + [f"a{n}: R{n}" for n in range(1, N + 1)]
+    uses = [f"G({', '.join(f'a{n}' for n in range(1, N + 1))})"]
+    uses += [f"U{n}(i{n}, a{n})" for n in range(1, N + 1)]
+    text = (f"network tucker({', '.join(params)}) {{\n    index {', '.join(indices)}\n"
+            f"    tensor {', '.join(uses)}\n"
+            f"    output {', '.join(f'i{n}' for n in range(1, N + 1))}\n}}\n")
+    tensors = {"G": np.ascontiguousarray(core)}
+    tensors.update({f"U{n}": np.ascontiguousarray(U) for n, U in enumerate(factors, 1)})
+    return compile_text(text), tensors
+
+
+# -- tensor train ---------------------------------------------------------------------------
+def tt_svd(X, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
+    """TT-SVD (Oseledets 2011): cores of shapes (r_{k-1}, d_k, r_k), r_0 = r_N = 1.
+
+    ``ranks``: max bond ranks (one int or N-1); ``rel_error``: error budget,
+    split evenly (``eps ||X|| / sqrt(N-1)`` per truncation).
+    """
+    N = X.ndim
+    if ranks is None and rel_error is None:
+        raise TncError("decompose(..., 'tt') needs ranks=... or rel_error=...")
+    ranks = _tt_ranks(X.shape, ranks)
+    tail = _tail(X, rel_error, N - 1)
+    exact = rel_error is not None and rel_error < GRAM_MIN_REL_ERROR
+    cores, rest, r_prev = [], X.reshape(1, -1), 1
+    for k in range(N - 1):
+        matrix = rest.reshape(r_prev * X.shape[k], -1)
+        U, _ = leading_vectors(matrix, None if ranks is None else ranks[k], tail, exact)
+        cores.append(U.reshape(r_prev, X.shape[k], U.shape[1]))
+        rest = adjoint(U) @ matrix
+        r_prev = U.shape[1]
+    cores.append(rest.reshape(r_prev, X.shape[-1], 1))
+    return cores
+
+
+def _tt_ranks(shape, ranks):
+    """Per-bond max ranks; one int is a cap clipped to each unfolding, a list must fit."""
+    N = len(shape)
+    allowed = [min(math.prod(shape[:k + 1]), math.prod(shape[k + 1:])) for k in range(N - 1)]
+    single = isinstance(ranks, (int, np.integer))
+    ranks = per_mode(ranks, N - 1, "TT")
+    if ranks is None:
+        return None
+    if single and ranks[0] <= max(allowed):
+        return [min(r, a) for r, a in zip(ranks, allowed)]
+    for k, (r, a) in enumerate(zip(ranks, allowed)):
+        if r > a:
+            raise TncError(f"TT rank {r} of bond {k + 1} is larger than the data allows "
+                           f"(the unfolding is {math.prod(shape[:k + 1])} x "
+                           f"{math.prod(shape[k + 1:])}); use at most {a}")
+    return ranks
+
+
+def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
+    """Recompress TT cores (r_{k-1}, d_k, r_k): right-to-left QR, then left-to-right SVD.
+
+    Costs O(N d r³) and never forms the full tensor. Real or complex cores;
+    the end cores may also be 2-d, as :func:`decompose` gives them ((d_1, r_1)
+    and (r_{N-1}, d_N)), and come back in the layout they came in.
+
+    >>> rng = np.random.default_rng(0)
+    >>> cores = tt_svd(rng.random((3, 4, 5)), ranks=3)
+    >>> [c.shape for c in tt_round(cores, ranks=2)]
+    [(1, 3, 2), (2, 4, 2), (2, 5, 1)]
+    >>> [c.shape for c in tt_round(decompose(rng.random((3, 4, 5)), "tt", ranks=3).tensors.values(), ranks=2)]
+    [(3, 2), (2, 4, 2), (2, 5)]
+    """
+    cores, flat_ends = _three_d(cores)
+    N = len(cores)
+    ranks = per_mode(ranks, N - 1, "TT")
+    if rel_error is not None:
+        check_value("rel_error", rel_error, float, {"below": 1}, "tt_round")
+    exponents = [scale_exponent(c) for c in cores]          # exact; undone on the last core
+    cores = tt_orthogonalize([_ldexp(c, -e) for c, e in zip(cores, exponents)], 0)
+    norm = float(np.linalg.norm(cores[0]))
+    tail = 0.0 if rel_error is None else rel_error * norm / math.sqrt(max(N - 1, 1))
+    for k in range(N - 1):
+        r0, d, r1 = cores[k].shape
+        u, s, vt = np.linalg.svd(cores[k].reshape(r0 * d, r1), full_matrices=False)
+        keep = _truncation(s, None if ranks is None else ranks[k], tail)
+        cores[k] = u[:, :keep].reshape(r0, d, keep)
+        carry = s[:keep, None] * vt[:keep]
+        cores[k + 1] = np.tensordot(carry, cores[k + 1], axes=([1], [0]))
+    cores[-1] = _ldexp(cores[-1], sum(exponents))
+    if flat_ends:
+        cores[0], cores[-1] = cores[0][0], cores[-1][..., 0]
+    return cores
+
+
+def _three_d(cores) -> tuple[list[np.ndarray], bool]:
+    """TT cores as 3-d arrays (floats or complex) and whether the end cores came 2-d."""
+    cores = [np.asarray(c) for c in cores]
+    if not cores:
+        raise TncError("tt_round needs at least one TT core, got none")
+    dtype = np.result_type(float, *cores)
+    cores = [c.astype(dtype, copy=False) for c in cores]
+    flat_ends = len(cores) > 1 and cores[0].ndim == 2 and cores[-1].ndim == 2
+    if flat_ends:
+        cores[0], cores[-1] = cores[0][None], cores[-1][..., None]
+    for k, core in enumerate(cores):
+        if core.ndim != 3 or (k and core.shape[0] != cores[k - 1].shape[2]):
+            raise TncError(f"TT core {k + 1} has shape {core.shape}; TT cores are 3-d "
+                           "(r_{k-1}, d_k, r_k) with matching bonds (or 2-d end cores "
+                           f"(d_1, r_1), (r_{{N-1}}, d_N)); the shapes are "
+                           f"{[c.shape for c in cores]}")
+    if cores[0].shape[0] != 1 or cores[-1].shape[2] != 1:
+        raise TncError(f"the end TT cores need outer bonds of size 1, got shapes "
+                       f"{cores[0].shape} and {cores[-1].shape}")
+    return cores, flat_ends
+
+
+def _ldexp(array, exponent: int):
+    """``array * 2**exponent``, exact (real and imaginary parts of complex arrays apart)."""
+    if not exponent:
+        return array
+    if np.iscomplexobj(array):
+        return np.ldexp(array.real, exponent) + 1j * np.ldexp(array.imag, exponent)
+    return np.ldexp(array, exponent)
+
+
+def tt_orthogonalize(cores, centre: int = 0) -> list[np.ndarray]:
+    """Mixed canonical form of 3-d TT cores by QR sweeps: cores left of ``centre``
+    left-orthonormal (``core.reshape(r0 * d, r1)`` has orthonormal columns), cores right
+    of it right-orthonormal (``core.reshape(r0, d * r1)`` has orthonormal rows); the
+    tensor is unchanged and a bond may shrink to what its QR factor holds. O(N d r³).
+
+    >>> rng = np.random.default_rng(0)
+    >>> cores = tt_orthogonalize(tt_svd(rng.random((3, 4, 5)), ranks=3), 2)
+    >>> q = cores[0].reshape(3, -1)
+    >>> bool(np.allclose(q.T @ q, np.eye(q.shape[1])))
+    True
+    """
+    cores = list(cores)
+    for k in range(centre):
+        r0, d, r1 = cores[k].shape
+        q, r = np.linalg.qr(cores[k].reshape(r0 * d, r1))
+        cores[k] = q.reshape(r0, d, q.shape[1])
+        cores[k + 1] = np.tensordot(r, cores[k + 1], axes=([1], [0]))
+    for k in range(len(cores) - 1, centre, -1):
+        r0, d, r1 = cores[k].shape
+        q, r = np.linalg.qr(cores[k].reshape(r0, d * r1).T)
+        cores[k] = q.T.reshape(q.shape[1], d, r1)
+        cores[k - 1] = np.tensordot(cores[k - 1], r.T, axes=([2], [0]))
+    return cores
+
+
+def tt_network(cores):
+    """The TT network of these core shapes and its tensors (names ``G[1]``..``G[N]``)."""
+    N = len(cores)
+    dims = [c.shape[1] for c in cores]
+    bonds = [c.shape[2] for c in cores[:-1]]
+    params = [f"d{n} = {d}" for n, d in enumerate(dims, 1)]
+    params += [f"r{n} = {r}" for n, r in enumerate(bonds, 1)]
+    indices = [f"p{n}: d{n}" for n in range(1, N + 1)] + [f"b{n}: r{n}" for n in range(1, N)]
+    uses, tensors = [], {}
+    for n in range(1, N + 1):
+        legs = ([f"b{n - 1}"] if n > 1 else []) + [f"p{n}"] + ([f"b{n}"] if n < N else [])
+        uses.append(f"G[{n}]({', '.join(legs)})")
+        core = cores[n - 1]
+        shape = tuple(s for s, keep in zip(core.shape, (n > 1, True, n < N)) if keep)
+        tensors[f"G[{n}]"] = np.ascontiguousarray(core.reshape(shape))
+    text = (f"network tt({', '.join(params)}) {{\n    index {', '.join(indices)}\n"
+            f"    tensor {', '.join(uses)}\n"
+            f"    output {', '.join(f'p{n}' for n in range(1, N + 1))}\n}}\n")
+    return compile_text(text), tensors

@@ -1,0 +1,382 @@
+"""``tnc.fit``: one entry point for every fitting method, and the data checks they share.
+
+A method registers a function ``run(problem, options) -> FitResult`` and the
+dataclass of its options; :func:`fit` compiles the model (taking open sizes
+from the data), checks the data and the options, and calls it::
+
+    >>> import numpy as np, tnc
+    >>> sorted(METHODS) == sorted(METHODS)   # methods register on import
+    True
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from tnc.lang import ast
+from tnc.engine import kernels
+from tnc.lang.compiler import compile as compile_text, pick_named, read_source
+from tnc.errors import TncError
+from tnc.engine.network import Network
+from tnc.options import validated
+from tnc.lang.parser import parse
+from tnc.fitting.rescale import Rescale
+from tnc.engine.sparse import as_sparse
+
+SENTINEL_BASE = 1_000_003   # stand-in sizes, far larger than any real index
+
+
+@dataclass
+class FitProblem:
+    """What a method fits: ``network``'s output to ``target`` where ``mask`` is True.
+
+    ``target`` has the network's output shape with missing entries set to 0;
+    ``mask`` is None when every entry is observed; ``inputs`` holds the
+    network's data tensors (never changed). The parameter tensors a fit holds
+    are checked against the memory limit when the problem is made, before any
+    method allocates them.
+    """
+
+    network: Network
+    target: np.ndarray
+    mask: np.ndarray | None
+    inputs: dict[str, np.ndarray]
+
+    def __post_init__(self):
+        self.network.check_arrays_fit(self.network.params, "parameter tensors")
+
+    @property
+    def observed(self) -> int:
+        return self.target.size if self.mask is None else int(self.mask.sum())
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    options: type
+    run: Callable[[FitProblem, object], object]
+    sparse: bool = False        # accepts a tnc.SparseTensor target (FitProblem.target)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(name: str, options: type, run: Callable, sparse: bool = False) -> None:
+    """Make ``tnc.fit(..., method=name, **options)`` call ``run(problem, options(**options))``.
+
+    ``sparse=True``: the method also takes sparse data, passed through untouched
+    as a :class:`tnc.engine.sparse.SparseTensor` in ``problem.target`` (mask None).
+    """
+    METHODS[name] = Method(name, options, run, sparse)
+
+
+def make_options(method: Method, options: dict):
+    """``method``'s options dataclass built from ``options`` after checking each one's
+    name, type and range (see :mod:`tnc.options`: ranges go in the fields' ``metadata``)."""
+    return validated(method.options, options, f"method {method.name!r}")
+
+
+def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None,
+        sizes=None, **options):
+    """Fit a network to data and return a :class:`~tnc.fitting.result.FitResult`.
+
+    ``model``: a :class:`Network`, tnc text or a ``.tn`` path (its open size
+    parameters are then read off ``target``'s shape). ``mask``: boolean array,
+    True where observed, or ``"nan"`` to treat NaN entries as missing; the
+    entries of a :class:`numpy.ma.MaskedArray` that its mask hides are missing
+    too (combined with ``mask`` by AND). An unobserved entry, NaN or finite,
+    never influences the fit, and every reported error is over the observed
+    entries only. Fits are scale-equivariant: ``c * X`` gives ``c`` times the
+    fit of ``X`` (least-squares methods run on the data rescaled to unit RMS,
+    :func:`run_at_unit_scale`; GCP rescales its homogeneous losses itself and
+    fits the others, e.g. Poisson or Bernoulli, as given).
+    ``inputs``: the network's data tensors. Other keywords are the method's
+    options (see ``tnc.fit_options(method)``). Sparse data (a
+    :class:`tnc.SparseTensor` or a pydata ``sparse`` array) goes to methods
+    that take it (``"gcp"``) without ever being made dense.
+    """
+    _load_methods()
+    if method not in METHODS:
+        raise TncError(f"unknown fitting method {method!r}; available: "
+                       + ", ".join(sorted(METHODS)))
+    chosen = METHODS[method]
+    sparse = as_sparse(target)
+    if sparse is not None:
+        return _fit_sparse(chosen, model, sparse, mask, inputs, name, sizes, options)
+    target, mask = with_array_mask(target, mask)
+    target = as_target(target)
+    network = model_for_data(model, target.shape, name=name, **(sizes or {}))
+    problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs))
+    with kernels.blas_serial(problem.target):   # small data: serial BLAS (kernels.py says why)
+        return run_at_unit_scale(chosen, problem, make_options(chosen, options))
+
+
+def run_at_unit_scale(chosen: Method, problem: FitProblem, options):
+    """``chosen.run``, for a least-squares method (its options class says
+    ``least_squares = True``) on the data rescaled to unit RMS and the result scaled
+    back (:mod:`tnc.fitting.rescale`), so fitting ``c * X`` gives ``c`` times the fit of ``X``.
+    Other methods run as given (GCP scales its homogeneous losses itself)."""
+    if not getattr(chosen.options, "least_squares", False):
+        return chosen.run(problem, options)
+    rescale = Rescale.of([problem.network], [problem.target], problem.observed)
+    if rescale.identity:
+        return chosen.run(problem, options)
+    scaled = FitProblem(problem.network, rescale.data(problem.target), problem.mask,
+                        problem.inputs)
+    return rescale.result(chosen.run(scaled, rescale.options(options,
+                                                              problem.network.params)))
+
+
+def _fit_sparse(chosen: Method, model, data, mask, inputs, name, sizes, options):
+    """``fit`` for sparse data: sizes read off its shape, the data passed on as is."""
+    if not chosen.sparse:
+        sparse_methods = ", ".join(sorted(m for m in METHODS if METHODS[m].sparse))
+        raise TncError(f"method {chosen.name!r} needs dense data; use a method that takes "
+                       f"sparse data ({sparse_methods}) or pass data.to_dense()")
+    if mask is not None:
+        raise TncError("sparse data takes no mask: every entry not listed is an observed zero")
+    network = model_for_data(model, data.shape, name=name, **(sizes or {}))
+    problem = FitProblem(network, data, None, check_inputs(network, inputs))
+    return chosen.run(problem, make_options(chosen, options))
+
+
+def fit_options(method: str):
+    """The options dataclass of a method, to read its fields and defaults."""
+    _load_methods()
+    if method not in METHODS:
+        raise TncError(f"unknown fitting method {method!r}")
+    return METHODS[method].options
+
+
+def _load_methods() -> None:
+    """Import the modules that register methods (kept lazy to keep ``import tnc`` quick)."""
+    import importlib
+    for module in ("als", "gcp", "dmrg"):
+        try:
+            importlib.import_module(f"tnc.{module}")
+        except ModuleNotFoundError as error:
+            if error.name != f"tnc.{module}":
+                raise
+
+
+def with_array_mask(target, mask):
+    """``(data, mask)`` with a :class:`numpy.ma.MaskedArray`'s mask folded into ``mask``.
+
+    Its masked entries are unobserved: ``mask`` becomes ``~numpy.ma.getmaskarray(target)``,
+    combined by AND with a boolean ``mask`` (or with ``~isnan`` for ``mask="nan"``).
+    Other data come back unchanged (``split_missing`` checks the mask).
+    """
+    if not isinstance(target, np.ma.MaskedArray):
+        return target, mask
+    observed, data = ~np.ma.getmaskarray(target), np.ma.getdata(target)
+    if mask is None:
+        return data, observed
+    if isinstance(mask, str):
+        return data, (observed & ~np.isnan(as_target(data)) if mask == "nan" else mask)
+    explicit = np.asarray(mask)
+    if explicit.shape != observed.shape or explicit.dtype != bool:
+        return data, mask                            # split_missing names the fault
+    return data, observed & explicit
+
+
+def refuse_masked(data, what: str = "data") -> None:
+    """Raise when ``data`` is a :class:`numpy.ma.MaskedArray` hiding entries: a function
+    without masks must not fit the values under its mask silently."""
+    if np.ma.is_masked(data):
+        raise TncError(f"{what} is a numpy masked array hiding {int(np.ma.count_masked(data))} "
+                       "entries, and this function takes no mask; pass data.filled(...) or "
+                       "use a method that takes one (tnc.fit(..., mask=...))")
+
+
+def as_target(target) -> np.ndarray:
+    """``target`` as a float64 array after checking it is real numeric data (a masked
+    array hiding entries is refused: :func:`fit` folds its mask in first)."""
+    refuse_masked(target)
+    return real_array(target, "data")
+
+
+def real_array(value, what: str) -> np.ndarray:
+    """``value`` as a float64 array, or a :class:`TncError` naming ``what`` when it is
+    not an array of real numbers (a string, ragged nested lists, complex or object data)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__array__") and not isinstance(
+            value, (list, tuple)):
+        raise TncError(f"{what} must be an array, got {type(value).__name__}")
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise TncError(f"{what} must be an array, got nested sequences of unequal lengths "
+                       "(ragged)") from None
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise TncError(f"{what} must be a real numeric array, got dtype {array.dtype}")
+    return array.astype(np.float64, copy=False)
+
+
+def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(target with every unobserved entry zeroed, mask or None)`` after checking both.
+
+    Zeroing here, once, means no method ever sees an unobserved value (NaN, inf
+    or a finite outlier): each fits the same data whatever the mask hides.
+    """
+    if mask is None and np.isfinite(target).all():
+        return target, None                          # the common case: one pass
+    nan = np.isnan(target)
+    if isinstance(mask, str):
+        if mask != "nan":
+            raise TncError(f"mask must be a boolean array or 'nan', got {mask!r}")
+        mask = ~nan
+    elif mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != target.shape:
+            raise TncError(f"mask has shape {mask.shape} but the data has shape {target.shape}")
+        if mask.dtype != bool:
+            raise TncError(f"mask must be boolean (True = observed), got dtype {mask.dtype}")
+    if mask is None:
+        if nan.any():
+            raise TncError(f"the data has {int(nan.sum())} NaN entries; to treat them as "
+                           "missing pass mask='nan' (or a boolean mask, True = observed; "
+                           "on the command line --mask nan)")
+    else:
+        hidden_nan = nan & mask
+        if hidden_nan.any():
+            raise TncError(f"the data has {int(hidden_nan.sum())} NaN entries where the mask "
+                           "says observed")
+        if not mask.any():
+            raise TncError("the mask hides every entry; nothing to fit")
+        if mask.all():
+            mask = None
+    infinite = np.isinf(target) if mask is None else np.isinf(target) & mask
+    if infinite.any():
+        raise TncError(f"the data has {int(infinite.sum())} infinite entries"
+                       + (" where the mask says observed" if mask is not None else ""))
+    if mask is not None:
+        return np.where(mask, target, 0.0), mask     # no unobserved value reaches a method
+    return (np.where(nan, 0.0, target) if nan.any() else target), None
+
+
+def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
+    """The network's data tensors, ``inputs`` (name -> array), as float arrays after
+    checking their names, shapes and values (real and finite)."""
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise TncError(f"inputs must be a dict data tensor name -> array, got "
+                       f"{type(inputs).__name__}")
+    inputs = dict(inputs or {})
+    missing = [k for k in network.data if k not in inputs]
+    unknown = [k for k in inputs if k not in network.data]
+    if missing or unknown:
+        raise TncError(f"network `{network.name}` takes data tensors "
+                       f"{', '.join(network.data) or 'none'} as inputs=...; "
+                       + (f"missing {', '.join(missing)}" if missing else "")
+                       + ("; " if missing and unknown else "")
+                       + (f"unknown {', '.join(unknown)}" if unknown else ""))
+    arrays = {k: real_array(v, f"data tensor `{k}` (inputs=)") for k, v in inputs.items()}
+    network.check_tensors(arrays, required=network.data)
+    for name, array in arrays.items():
+        check_finite(array, f"data tensor `{name}` (inputs=)")
+    return arrays
+
+
+def check_finite(array: np.ndarray, what: str, hint: str = "") -> None:
+    """Raise a :class:`TncError` naming ``what`` when ``array`` has NaN or infinite entries
+    (a start, a data tensor, a Hamiltonian: the fit would carry them into every tensor)."""
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise TncError(f"{what} has {bad} NaN or infinite entries{hint}")
+
+
+def model_for_data(model, shape: tuple[int, ...], name=None, **sizes) -> Network:
+    """The network to fit, its output sizes read off the data's ``shape``.
+
+    Pinned sizes are never overridden: those passed in ``sizes`` and, for a
+    :class:`Network`, those given explicitly when it was compiled
+    (:attr:`Network.pinned_sizes`); a shape they do not give is an error naming
+    both shapes. Every other size parameter that sets an output index's size is
+    read off the data (a Network's header defaults included); the rest keep
+    their values.
+    """
+    if 0 in tuple(shape):
+        raise TncError(f"the data has shape {tuple(shape)}, with an empty dimension: "
+                       "nothing to fit")
+    if isinstance(model, Network):
+        if model.source is None or (not sizes and name in (None, model.name)
+                                    and model.output_shape == tuple(shape)):
+            return _checked_shape(model, shape)     # already fits: no recompiling
+        text, filename, name, defaults = model.source, model.filename, model.name, model.sizes
+        sizes = {**model.pinned_sizes, **sizes}
+    else:
+        (text, filename), defaults = read_source(model), {}
+    definition = _pick(parse(text, filename), name)
+    bound = _sizes_from_shape(text, filename, definition, shape, sizes, defaults)
+    network = compile_text(text, name=definition.name, filename=filename, **bound)
+    network.pinned = frozenset(sizes) & set(network.sizes)
+    return _checked_shape(network, shape)
+
+
+def _checked_shape(network: Network, shape) -> Network:
+    if len(network.output_shape) != len(shape):
+        raise TncError(f"network `{network.name}` has {len(network.output_shape)} output legs "
+                       f"(shape {network.output_shape}) but the data has {len(shape)} "
+                       f"dimensions (shape {tuple(shape)})")
+    if network.output_shape != tuple(shape):
+        pinned = ", ".join(f"{k}={v}" for k, v in network.pinned_sizes.items())
+        raise TncError(f"network `{network.name}` has output shape {network.output_shape} "
+                       f"but the data has shape {tuple(shape)}; "
+                       + (f"its sizes {pinned} are pinned (given explicitly) and never read "
+                          "off the data: compile it without them, or pass other sizes"
+                          if pinned else "change the sizes (" + ", ".join(
+                              f"{k}={v}" for k, v in network.sizes.items()) + ")"))
+    return network
+
+
+def _sizes_from_shape(text, filename, definition, shape, given, defaults) -> dict[str, int]:
+    """Size parameters for ``definition``: ``given``, then read off ``shape``, then defaults."""
+    def probe(values):
+        return compile_text(text, name=definition.name, filename=filename, **values).output_shape
+
+    free = [p for p in definition.params if p.name not in given]
+    sentinels = {p.name: SENTINEL_BASE + 2 * k for k, p in enumerate(free)}
+    open_names = [p.name for p in free if p.default is None and p.name not in defaults]
+    base = {**{k: v for k, v in defaults.items() if k in sentinels}, **given,
+            **{p: sentinels[p] for p in open_names}}
+    try:
+        readable = {p: probe(base) for p in open_names}
+    except TncError:
+        probe({**base, **{p: 2 for p in open_names}})   # a mistake in the model shows here
+        raise TncError(f"cannot read size parameter(s) {', '.join(open_names)} of network "
+                       f"`{definition.name}` off the data; pass them, e.g. "
+                       f"sizes={{'{open_names[0]}': ...}}") from None
+    for p in sentinels:
+        if p not in open_names:
+            try:
+                readable[p] = probe({**base, p: sentinels[p]})
+            except TncError:
+                continue     # e.g. a loop bound: a huge stand-in does not expand
+    read = _read_sentinels(readable, shape, sentinels, definition.name)
+    unread = [p for p in open_names if p not in read]
+    if unread:
+        raise TncError(f"size parameter(s) {', '.join(unread)} of network `{definition.name}` "
+                       "are not output sizes, so the data cannot fix them; pass them")
+    return {**{k: v for k, v in base.items() if k not in sentinels or k in defaults}, **given,
+            **read}
+
+
+def _pick(module: ast.Module, name) -> ast.NetworkDef:
+    return pick_named({n.name: n for n in module.networks}, name, "network")
+
+
+def _read_sentinels(probe_shapes, shape, sentinels, network_name) -> dict[str, int]:
+    """Values of the parameters whose stand-in size shows up in a probe's output shape."""
+    bound: dict[str, int] = {}
+    for param, probe_shape in probe_shapes.items():
+        if len(probe_shape) != len(shape):
+            raise TncError(f"network `{network_name}` has {len(probe_shape)} output legs but "
+                           f"the data has {len(shape)} dimensions")
+        for axis, (probe, actual) in enumerate(zip(probe_shape, shape)):
+            if probe != sentinels[param]:
+                continue
+            if bound.setdefault(param, int(actual)) != int(actual):
+                raise TncError(f"size parameter `{param}` of network `{network_name}` would be "
+                               f"both {bound[param]} and {actual} (axis {axis} of the data)")
+    return bound

@@ -1,0 +1,773 @@
+"""Generalized CP for every network: elementwise losses, masks, L-BFGS-B and stochastic Adam.
+
+``tnc.fit(model, data, method="gcp", loss=...)`` minimises ``sum over observed
+entries of loss(model, data)`` (Hong, Kolda & Duersch 2020) for any network the
+language can express, not only CP:
+
+- ``optimizer="lbfgsb"`` (dense data): scipy's L-BFGS-B on the full gradient,
+  which is one backward pass over the contraction tree with upstream
+  ``mask * loss'(model, data)``; parameters are bounded at 0 for losses whose
+  model must be non-negative (non-negative tensors give a non-negative model).
+- ``optimizer="adam"`` (large or sparse data): stochastic gradients from sampled
+  entries (Kolda & Hong 2020). The model is never formed densely: for ``S``
+  sampled entries, each tensor's slices along its output legs are gathered and
+  a *sampled network* is contracted, in which every output index is replaced by
+  one shared sample index ``s`` (a hyperedge; output ``(s,)``)::
+
+      CP  A(i,r) B(j,r) C(k,r) -> (i,j,k)     becomes   A[i_s](s,r) B[j_s](s,r) C[k_s](s,r) -> (s)
+      TT  G1(i,a) G2(a,j,b) G3(b,k)           becomes   G1[i_s](s,a) G2[j_s](s,a,b) G3[k_s](s,b)
+
+  Its gradient (reverse mode, :mod:`tnc.engine.grad`) is scattered back onto the rows
+  it was gathered from. Entries are sampled uniformly (dense data) or
+  stratified into nonzeros and zeros (sparse data), weighted so the loss and
+  gradient estimates are unbiased. Each epoch ends with a loss estimate on a
+  fixed sample; when it rises, the epoch is undone and the learning rate drops
+  (``lr_decay``), and after ``max_fails`` drops the fit stops (as pyttb).
+
+    >>> import numpy as np, tnc
+    >>> net = tnc.library("cp", I=6, J=5, K=4, R=2)
+    >>> truth = {k: np.abs(v) + 0.5 for k, v in net.random(seed=1).items()}
+    >>> counts = np.random.default_rng(0).poisson(net.contract(truth))
+    >>> result = tnc.fit(net, counts, method="gcp", loss="poisson", progress=False)
+    >>> result.method, result.info["optimizer"], result.loss < 0
+    ('gcp', 'lbfgsb', True)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.optimize
+
+from tnc.errors import ConvergenceWarning, TncError
+from tnc.lang.expand import NetworkSpec, Occurrence
+from tnc.fitting.front import FitProblem, check_finite, register_method
+from tnc.engine.grad import grad_plan
+from tnc.fitting.losses import Loss, get_loss, offending_entries
+from tnc.engine.network import Network
+from tnc.engine.plan import check_memory
+from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.rescale import Rescale
+from tnc.fitting.result import FitResult
+from tnc.engine.sparse import SparseTensor
+
+SAMPLE = "#sample"              # the shared sample index of a sampled network
+DENSIFY_BELOW = 2 ** 24         # sparse data this small may use L-BFGS-B (densified)
+INIT_SAMPLES = 10_000
+
+
+@dataclass
+class GCPOptions:
+    """Options of ``tnc.fit(..., method="gcp")``.
+
+    ``loss``: a registered name (``"poisson"``, ``"bernoulli_logit"``, ...), a
+    parametrised one as text (``"huber(0.25)"``, ``"negative_binomial(r=5)"``,
+    ``"beta(b=0.5)"``) or a :class:`~tnc.fitting.losses.Loss`. ``optimizer``:
+    ``"lbfgsb"``, ``"adam"`` or ``"auto"`` (Adam for sparse data, L-BFGS-B
+    otherwise). ``max_iter``: L-BFGS-B iterations or Adam epochs. ``ftol``,
+    ``gtol``: L-BFGS-B's stopping tests (relative decrease of the loss, as
+    scipy's ``factr=1e7``; largest projected gradient entry), the defaults pyttb's
+    ``gcp_opt`` ends up using. ``seed``: initialisation and sampling. ``init``: ``"random"`` or a
+    dict name -> array (or a FitResult). Adam: ``lr`` (step size), ``lr_decay``
+    (factor applied when an epoch's loss estimate rises), ``max_fails`` (stop
+    after this many rises), ``epoch_iters`` (steps per epoch), ``batch_size``
+    (sampled entries per step; stratified: half nonzeros, half zeros),
+    ``sampler`` (``"uniform"``, ``"stratified"`` or ``"auto"``: stratified for
+    sparse data), ``estimate_samples`` (fixed entries for the loss estimate).
+    ``weights``: non-negative array of the data's shape (dense data): each
+    observed entry's loss counts that many times (missing entries still never
+    count). ``callback(state)``: called after each iteration or epoch, True stops;
+    ``progress``: show a progress bar; ``optimize``: contraction path optimizer.
+    """
+
+    loss: str | Loss = "gaussian"
+    optimizer: str = "auto"
+    max_iter: int = field(default=1000, metadata={"min": 1})
+    ftol: float = 1e7 * np.finfo(float).eps
+    gtol: float = 1e-5
+    seed: int | None = 0
+    init: object = "random"
+    lr: float = field(default=1e-3, metadata={"above": 0})
+    lr_decay: float = field(default=0.1, metadata={"above": 0, "max": 1})
+    max_fails: int = 1
+    epoch_iters: int = field(default=1000, metadata={"min": 1})
+    batch_size: int | None = field(default=None, metadata={"min": 1})
+    sampler: str = "auto"
+    estimate_samples: int | None = field(default=None, metadata={"min": 1})
+    weights: np.ndarray | None = None
+    callback: Callable | None = None
+    progress: bool = True
+    optimize: str = "auto"
+
+
+# -- packing parameters into one vector for scipy ----------------------------------------
+class Packing:
+    """Name -> array dicts to one flat vector and back (views, no copies on unpack).
+
+        >>> p = Packing({"A": (2, 3), "B": (4,)})
+        >>> p.unpack(np.arange(10.0))["B"]
+        array([6., 7., 8., 9.])
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]):
+        self.shapes = dict(shapes)
+        sizes = [math.prod(s) for s in self.shapes.values()]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    @property
+    def size(self) -> int:
+        return int(self.offsets[-1])
+
+    def unpack(self, vector: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: vector[a:b].reshape(shape) for (name, shape), a, b in
+                zip(self.shapes.items(), self.offsets[:-1], self.offsets[1:])}
+
+    def pack(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(arrays[name], dtype=np.float64).reshape(-1)
+                               for name in self.shapes])
+
+
+# -- the full objective (dense data) -------------------------------------------------------
+class DenseObjective:
+    """``tensors -> (sum of loss over observed entries, gradients)`` with one forward pass.
+
+    ``target``: the data (missing entries zeroed), ``mask``: bool or None. The
+    loss values and upstream gradient live in two arrays reused by every call
+    (with the loss's in-place ``fused`` form when it has one): on this scale
+    fresh temporaries cost more than the arithmetic.
+    """
+
+    def __init__(self, network: Network, inputs: dict, target, mask, loss: Loss, optimize,
+                 weights=None):
+        self.network, self.inputs, self.loss = network, inputs, loss
+        self.target, self.mask, self.weights = target, mask, weights
+        self.hidden = None if mask is None else ~mask
+        self.plan = grad_plan(network, optimize)
+        check_memory(self.plan.cost, "auto", f"the GCP gradient of network `{network.name}`")
+        self.buffers = None
+
+    def __call__(self, tensors: dict) -> tuple[float, dict[str, np.ndarray]]:
+        everything = {**tensors, **self.inputs}
+        model, tape = self.plan.forward([everything[o.name] for o in self.network.occurrences])
+        values, upstream = self._loss(model)
+        return float(values.sum()), self.plan.backward(tape, upstream)
+
+    def _loss(self, model):
+        if self.buffers is None or self.buffers[0].shape != model.shape:
+            self.buffers = (np.empty(model.shape), np.empty(model.shape))
+        values, upstream = self.buffers
+        if self.loss.fused is not None:
+            self.loss.fused(model, self.target, values, upstream)
+        else:
+            values[...] = self.loss.value(model, self.target)
+            upstream[...] = self.loss.derivative(model, self.target)
+        if self.hidden is not None:
+            np.copyto(values, 0.0, where=self.hidden)
+            np.copyto(upstream, 0.0, where=self.hidden)
+        if self.weights is not None:
+            values *= self.weights
+            upstream *= self.weights
+        return values, upstream
+
+
+# -- the sampled network: model values at S entries without the dense model ---------------
+def sampled_spec(spec: NetworkSpec, count: int) -> NetworkSpec:
+    """``spec`` with every output index replaced by one sample index of size ``count``.
+
+    A use that carries output legs becomes a tensor of its own, ``name@k`` (its
+    gathered slices), with legs ``(sample, other legs...)``; other uses are kept.
+
+        >>> import tnc
+        >>> s = sampled_spec(tnc.library("tt", N=3, d=2, r=4).spec, 10)
+        >>> [(o.name, o.indices) for o in s.occurrences][1], s.output
+        (('G[2]@1', ('#sample', 'b[1]', 'b[2]')), ('#sample',))
+    """
+    output = set(spec.output)
+    uses = []
+    for k, occ in enumerate(spec.occurrences):
+        if output.intersection(occ.indices):
+            legs = (SAMPLE,) + tuple(i for i in occ.indices if i not in output)
+            occ = Occurrence(f"{occ.name}@{k}", occ.kind, legs, occ.span)
+        uses.append(occ)
+    sizes = {i: n for i, n in spec.index_sizes.items() if i not in output}
+    sizes[SAMPLE] = count
+    return NetworkSpec(f"{spec.name}_sampled", dict(spec.sizes), sizes, tuple(uses),
+                       (SAMPLE,), spec.span)
+
+
+@dataclass(frozen=True)
+class Gather:
+    """How use ``k`` of tensor ``name`` is sliced at sampled coordinates.
+
+    ``perm`` puts the output legs first; ``axes`` are the data axes of those
+    legs; ``lead`` their sizes (the gathered array is ``(S, *rest)``).
+    """
+
+    k: int
+    name: str
+    perm: tuple[int, ...]
+    axes: tuple[int, ...]
+    lead: tuple[int, ...]
+
+    def take(self, array, coords):
+        if len(self.axes) == 1 and self.perm[0] == 0:
+            return np.take(array, coords[:, self.axes[0]], axis=0)
+        index = tuple(coords[:, a] for a in self.axes)
+        return array.transpose(self.perm)[index]
+
+    def scatter(self, grad, coords, shape) -> np.ndarray:
+        """Sum the rows of ``grad`` (``(S, *rest)``) into a zero array of ``shape``."""
+        count = len(coords)
+        rows = coords[:, self.axes[0]] if len(self.axes) == 1 else np.ravel_multi_index(
+            tuple(coords[:, a] for a in self.axes), self.lead)
+        width = grad.size // max(count, 1)
+        flat = (rows[:, None] * width + np.arange(width)).reshape(-1)
+        permuted = np.bincount(flat, weights=grad.reshape(-1),
+                               minlength=math.prod(self.lead) * width)
+        permuted = permuted.reshape([shape[p] for p in self.perm])
+        return permuted.transpose(np.argsort(self.perm))
+
+
+class SampledModel:
+    """Model values at sampled entries and their gradients, for any network.
+
+        >>> import tnc
+        >>> net = tnc.library("tt", N=3, d=4, r=2)
+        >>> t = net.random(seed=0)
+        >>> coords = np.array([[0, 1, 2], [3, 3, 0]])
+        >>> m = SampledModel(net, {}).values(t, coords)
+        >>> np.allclose(m, net.contract(t)[tuple(coords.T)])
+        True
+    """
+
+    def __init__(self, network: Network, inputs: dict, optimize="auto"):
+        self.network, self.inputs, self.optimize = network, inputs, optimize
+        output = list(network.output)
+        self.gathers: list[Gather] = []
+        for k, occ in enumerate(network.occurrences):
+            first = [p for p, i in enumerate(occ.indices) if i in output]
+            if first:
+                rest = [p for p, i in enumerate(occ.indices) if i not in output]
+                sizes = network.spec.shape_of(occ)
+                self.gathers.append(Gather(k, occ.name, tuple(first + rest),
+                                           tuple(output.index(occ.indices[p]) for p in first),
+                                           tuple(sizes[p] for p in first)))
+        self._plans: dict[int, tuple] = {}
+
+    def _plan(self, count: int):
+        if count not in self._plans:
+            net = Network(sampled_spec(self.network.spec, count), None, self.network.filename)
+            wrt = [o.name for o in net.occurrences if o.kind == "param"]
+            self._plans[count] = (net, grad_plan(net, self.optimize, wrt))
+        return self._plans[count]
+
+    def _arrays(self, tensors, coords) -> list:
+        everything = {**tensors, **self.inputs}
+        arrays = [everything[o.name] for o in self.network.occurrences]
+        for g in self.gathers:
+            arrays[g.k] = g.take(arrays[g.k], coords)
+        return arrays
+
+    def forward(self, tensors: dict, coords: np.ndarray):
+        """``(values (S,), tape)`` at the entries ``coords`` (``(S, ndim)`` int)."""
+        _, plan = self._plan(len(coords))
+        return plan.forward(self._arrays(tensors, coords))
+
+    def values(self, tensors: dict, coords: np.ndarray) -> np.ndarray:
+        return self.forward(tensors, coords)[0]
+
+    def backward(self, tape, upstream: np.ndarray, coords: np.ndarray) -> dict:
+        """Gradients of ``sum(upstream * values)`` for every parameter (full shapes)."""
+        net, plan = self._plan(len(coords))
+        sampled = plan.backward(tape, upstream)
+        grads = {name: np.zeros(shape) for name, shape in self.network.params.items()}
+        gathered = {f"{g.name}@{g.k}": g for g in self.gathers}
+        for name, grad in sampled.items():
+            g = gathered.get(name)
+            if g is None:
+                grads[name] += grad
+            else:
+                grads[g.name] += g.scatter(grad, coords, self.network.params[g.name])
+        return grads
+
+
+# -- samplers --------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """Sampled entries: ``coords`` (S, ndim), data ``values`` (S,), ``weights`` (S,)."""
+
+    coords: np.ndarray
+    values: np.ndarray
+    weights: np.ndarray
+
+
+class UniformSampler:
+    """Entries drawn uniformly (with replacement) from the observed ones.
+
+    ``data``: a dense array (with ``mask`` or None) or a :class:`SparseTensor`;
+    ``weights`` (dense, optional) multiply each entry's sample weight.
+    """
+
+    def __init__(self, data, mask, rng, weights=None):
+        self.data, self.rng, self.entry_weights = data, rng, weights
+        self.shape = data.shape
+        self.observed = None if mask is None else np.flatnonzero(mask.reshape(-1))
+        self.total = data.size if mask is None else len(self.observed)
+
+    def draw(self, count: int) -> Sample:
+        pick = self.rng.integers(0, self.total, count)
+        linear = pick if self.observed is None else self.observed[pick]
+        coords = np.stack(np.unravel_index(linear, self.shape), axis=1)
+        if isinstance(self.data, SparseTensor):
+            values = self.data.lookup(coords)
+        else:
+            values = self.data.reshape(-1)[linear]
+        weights = np.full(count, self.total / count)
+        if self.entry_weights is not None:
+            weights *= self.entry_weights.reshape(-1)[linear]
+        return Sample(coords, values, weights)
+
+
+class StratifiedSampler:
+    """Nonzeros and zeros of sparse data drawn separately, each stratum weighted by its size.
+
+    Zeros are found by rejection: random linear indices not among the nonzeros
+    (a binary search in the sorted linear indices), so nothing dense is formed.
+    """
+
+    def __init__(self, data: SparseTensor, rng):
+        self.data, self.rng = data, rng
+        self.total = data.size
+        self.zeros = data.size - data.nnz
+
+    def split(self, count: int) -> tuple[int, int]:
+        nonzeros = min(max(count // 2, 1), self.data.nnz) if self.data.nnz else 0
+        return nonzeros, min(count - nonzeros, self.zeros)
+
+    def draw(self, count: int) -> Sample:
+        n_nonzero, n_zero = self.split(count)
+        picked = self.rng.integers(0, self.data.nnz, n_nonzero)
+        linear_zero = self._zeros(n_zero)
+        coords = np.concatenate([self.data.coords[picked],
+                                 np.stack(np.unravel_index(linear_zero, self.data.shape), 1)])
+        values = np.concatenate([self.data.values[picked], np.zeros(n_zero)])
+        weights = np.concatenate([np.full(n_nonzero, self.data.nnz / max(n_nonzero, 1)),
+                                  np.full(n_zero, self.zeros / max(n_zero, 1))])
+        return Sample(coords.astype(np.int64), values, weights)
+
+    def _zeros(self, count: int) -> np.ndarray:
+        found, need = [], count
+        density = self.data.nnz / self.data.size
+        while need > 0:
+            candidates = self.rng.integers(0, self.data.size, int(1.1 * need / (1 - density)) + 8)
+            candidates.sort()                   # sorted queries: a cache-friendly search
+            _, hit = self.data.find(candidates)
+            keep = candidates[~hit]
+            if len(keep) > need:                # a random subset, not the smallest indices
+                keep = self.rng.choice(keep, need, replace=False)
+            found.append(keep)
+            need -= len(keep)
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+# -- checks and initialisation ---------------------------------------------------------------
+def check_loss_data(loss: Loss, target, mask) -> None:
+    """``loss.check_data`` on the observed entries, naming them by their coordinates."""
+    if isinstance(target, SparseTensor):
+        _check(loss, target.values, target.coords)
+        if target.nnz < target.size:
+            try:
+                loss.check_data(np.zeros(1))
+            except TncError:
+                raise TncError(f"loss {loss.name!r} does not accept zeros, and the sparse "
+                               f"data has {target.size - target.nnz} implicit zero entries; "
+                               "give the data densely with a mask for the entries that are "
+                               "missing") from None
+    elif mask is None:
+        loss.check_data(target)
+    else:
+        _check(loss, target[mask], np.argwhere(mask))
+
+
+def check_weights(weights, target) -> np.ndarray | None:
+    """``weights`` as a float array of the data's shape, checked (None passes)."""
+    if weights is None:
+        return None
+    if isinstance(target, SparseTensor):
+        raise TncError("weights need dense data (the same shape as the data); sparse data "
+                       "takes none")
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != target.shape:
+        raise TncError(f"weights have shape {weights.shape} but the data has shape "
+                       f"{target.shape}")
+    bad = ~(weights >= 0) | ~np.isfinite(weights)
+    if bad.any():
+        raise TncError("weights must be finite and non-negative; "
+                       + offending_entries(bad, weights))
+    return weights
+
+
+def _check(loss: Loss, values, coords) -> None:
+    if getattr(loss.check_data, "accepts_coords", False):
+        loss.check_data(values, coords=coords)
+    else:
+        loss.check_data(values)
+
+
+def initial_tensors(problem: FitProblem, loss: Loss, init, rng, model: SampledModel) -> dict:
+    """Starting tensors: given ones (checked), or random ones scaled to the data.
+
+    For losses with a non-negative model: absolute values of Gaussians, scaled
+    so the model's mean matches the data's; for Gaussian and Huber losses the
+    root mean square is matched; other links start at entries of order one.
+    """
+    from tnc.fitting.result import FitResult
+    net = problem.network
+    if isinstance(init, FitResult):
+        init = init.tensors
+    if isinstance(init, dict):
+        net.check_tensors(init, required=net.params)
+        tensors = {k: np.array(init[k], dtype=np.float64) for k in net.params}
+        for name, tensor in tensors.items():
+            check_finite(tensor, f"init: `{name}`")
+        if loss.model_lower_bound is not None and any((v < 0).any() for v in tensors.values()):
+            raise TncError(f"init: loss {loss.name!r} keeps every tensor non-negative, but "
+                           "the initial tensors have negative entries")
+        return tensors
+    if not (isinstance(init, str) and init == "random"):
+        raise TncError(f"init must be 'random', a dict of arrays or a FitResult, got {init!r}")
+    tensors = net.random(seed=int(rng.integers(2 ** 31)))
+    if loss.model_lower_bound is not None:
+        tensors = {k: np.abs(v) for k, v in tensors.items()}
+        power = 1
+    elif loss.name == "gaussian" or loss.name.startswith("huber("):
+        power = 2
+    else:
+        return tensors
+    return _scaled(tensors, problem, model, rng, power)
+
+
+def _scaled(tensors, problem, model: SampledModel, rng, power: int) -> dict:
+    """``tensors`` scaled so that mean(model^power) matches mean(data^power)."""
+    sample = UniformSampler(problem.target, problem.mask, rng).draw(INIT_SAMPLES)
+    target = problem.target
+    if isinstance(target, SparseTensor):
+        data_stat = float(np.sum(target.values ** power)) / target.size
+    else:
+        observed = target if problem.mask is None else target[problem.mask]
+        data_stat = float(np.mean(observed ** power))
+    model_stat = float(np.mean(np.abs(model.values(tensors, sample.coords)) ** power))
+    uses = sum(o.kind == "param" for o in problem.network.occurrences)
+    if data_stat <= 0 or model_stat <= 0 or not uses:
+        return tensors
+    factor = (data_stat / model_stat) ** (1.0 / (power * uses))
+    return {k: v * factor for k, v in tensors.items()}
+
+
+# -- L-BFGS-B --------------------------------------------------------------------------------
+def run_lbfgsb(objective: Callable, tensors: dict, options, lower, bar: Progress):
+    """Minimise with scipy's L-BFGS-B; returns ``(tensors, history, converged, info)``.
+
+    ``objective(tensors) -> (value, gradients)`` (a :class:`DenseObjective`, or
+    :mod:`tnc.fitting.coupled`'s sum of them); ``lower``: lower bounds, a dict name ->
+    bound (None or absent: unbounded), a flat vector over the packed tensors
+    (``-inf``: unbounded) or None; ``options``: ``max_iter``, ``ftol``,
+    ``gtol`` and ``callback`` (as :class:`GCPOptions`).
+    """
+    packing = Packing({k: v.shape for k, v in tensors.items()})
+    bounds = lower_bounds(packing, lower)
+    history: list[dict] = []
+    start = time.perf_counter()
+
+    def fun(vector):
+        value, grads = objective(packing.unpack(vector))
+        return value, packing.pack(grads)
+
+    def callback(intermediate_result):
+        entry = {"iteration": len(history) + 1, "loss": float(intermediate_result.fun),
+                 "time": time.perf_counter() - start}
+        history.append(entry)
+        bar.update(loss=entry["loss"])
+        if wants_stop(options.callback, {**entry, "tensors": packing.unpack(
+                intermediate_result.x.copy())}):
+            raise StopIteration
+
+    result = scipy.optimize.minimize(
+        fun, packing.pack(tensors), jac=True, method="L-BFGS-B", bounds=bounds,
+        callback=callback, options={"maxiter": options.max_iter, "ftol": options.ftol,
+                                    "gtol": options.gtol})
+    final = {"iteration": len(history), "loss": float(result.fun),
+             "time": time.perf_counter() - start}
+    if not history or history[-1]["loss"] != final["loss"]:
+        history.append(final)
+    info = {"message": str(result.message), "evaluations": int(result.nfev)}
+    return packing.unpack(result.x), history, bool(result.status == 0), info
+
+
+def lower_bounds(packing: Packing, lower):
+    """scipy ``Bounds`` for ``lower`` (see :func:`run_lbfgsb`), None when nothing is bounded.
+
+        >>> lower_bounds(Packing({"A": (2,), "B": (1,)}), {"A": 0.0}).lb
+        array([  0.,   0., -inf])
+    """
+    if lower is None:
+        return None
+    if isinstance(lower, dict):
+        unknown = [k for k in lower if k not in packing.shapes]
+        if unknown:
+            raise TncError(f"lower bound for `{unknown[0]}`, which is not a tensor being fitted")
+        lower = packing.pack({k: np.full(shape, -np.inf if lower.get(k) is None else lower[k])
+                              for k, shape in packing.shapes.items()})
+    lower = np.asarray(lower, dtype=np.float64)
+    if lower.shape != (packing.size,):
+        raise TncError(f"lower bounds: expected {packing.size} entries, got shape {lower.shape}")
+    return scipy.optimize.Bounds(lower, np.inf) if np.isfinite(lower).any() else None
+
+
+# -- stochastic Adam -------------------------------------------------------------------------
+class Adam:
+    """Adam steps on a dict of arrays, projected onto ``lower`` (None: unbounded)."""
+
+    def __init__(self, tensors: dict, lower, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.m = {k: np.zeros_like(v) for k, v in tensors.items()}
+        self.v = {k: np.zeros_like(v) for k, v in tensors.items()}
+        self.t, self.lower = 0, lower
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def step(self, tensors: dict, grads: dict, lr: float) -> None:
+        self.t += 1
+        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
+        for k, x in tensors.items():
+            g = grads[k]
+            self.m[k] *= self.beta1
+            self.m[k] += (1 - self.beta1) * g
+            self.v[k] *= self.beta2
+            self.v[k] += (1 - self.beta2) * g * g
+            x -= lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)
+            if self.lower is not None:
+                np.maximum(x, self.lower, out=x)
+
+    def state(self):
+        return ({k: v.copy() for k, v in self.m.items()},
+                {k: v.copy() for k, v in self.v.items()}, self.t)
+
+    def restore(self, state) -> None:
+        m, v, self.t = state
+        self.m, self.v = {k: a.copy() for k, a in m.items()}, {k: a.copy() for k, a in v.items()}
+
+
+def sample_sizes(sampler, options: GCPOptions) -> tuple[int, int]:
+    """Entries per gradient step and in the loss estimate (pyttb's defaults when None)."""
+    data = sampler.data
+    if isinstance(sampler, StratifiedSampler):
+        batch = 2 * max(1000, math.ceil(3 * data.nnz / options.epoch_iters))
+        estimate = 2 * max(math.ceil(data.nnz / 100), 100_000)
+    else:
+        batch = max(1000, math.ceil(10 * sampler.total / options.epoch_iters))
+        estimate = max(math.ceil(sampler.total / 10), 1_000_000)
+    most = 2 * max(data.nnz, 1000) if isinstance(sampler, StratifiedSampler) else sampler.total
+    batch = options.batch_size or min(batch, most)
+    estimate = options.estimate_samples or min(estimate, most)
+    return int(batch), int(estimate)
+
+
+def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: GCPOptions,
+             bar: Progress):
+    """Epochs of Adam steps with the pyttb learning-rate schedule."""
+    lower = 0.0 if loss.model_lower_bound is not None else None
+    batch, n_estimate = sample_sizes(sampler, options)
+    fixed = sampler.draw(n_estimate)
+    adam, lr, fails = Adam(tensors, lower), options.lr, 0
+    start = time.perf_counter()
+
+    def estimate(current) -> float:
+        return float(np.sum(fixed.weights * loss.value(model.values(current, fixed.coords),
+                                                        fixed.values)))
+
+    best, best_loss, best_state = _copy(tensors), estimate(tensors), adam.state()
+    history = [{"epoch": 0, "loss": best_loss, "lr": lr, "time": 0.0}]
+    converged = False
+    for epoch in range(1, options.max_iter + 1):
+        for _ in range(options.epoch_iters):
+            sample = sampler.draw(batch)
+            values, tape = model.forward(tensors, sample.coords)
+            upstream = sample.weights * loss.derivative(values, sample.values)
+            adam.step(tensors, model.backward(tape, upstream, sample.coords), lr)
+        current = estimate(tensors)
+        failed = not current <= best_loss
+        entry = {"epoch": epoch, "loss": current, "lr": lr, "failed": failed,
+                 "time": time.perf_counter() - start}
+        history.append(entry)
+        bar.update(loss=current, lr=lr)
+        if failed:
+            fails += 1
+            tensors = _copy(best)
+            adam.restore(best_state)
+            lr *= options.lr_decay
+        else:
+            best, best_loss, best_state = _copy(tensors), current, adam.state()
+        if fails > options.max_fails:
+            converged = True
+            break
+        if wants_stop(options.callback, {**entry, "tensors": tensors}):
+            break
+    if history[-1]["loss"] != best_loss:          # the last epoch was undone: report what is returned
+        history.append({"epoch": history[-1]["epoch"], "loss": best_loss, "lr": lr,
+                        "restored": True, "time": time.perf_counter() - start})
+    info = {"batch_size": batch, "estimate_samples": n_estimate, "final_lr": lr,
+            "sampler": type(sampler).__name__.replace("Sampler", "").lower(),
+            "epochs": history[-1]["epoch"]}
+    reason = adam_divergence(history, best_loss, options.lr)
+    if reason:
+        info["diverged"] = reason
+    return best, history, converged and not reason, info
+
+
+def adam_divergence(history: list[dict], final: float, lr: float) -> str | None:
+    """Why an Adam run must not count as converged (None when nothing went wrong).
+
+    It diverged when the returned tensors' loss estimate is not finite, or when
+    no epoch was ever kept (every one raised the estimate, so the returned
+    tensors are the initial ones).
+    """
+    if not math.isfinite(final):
+        return f"the loss estimate of the returned tensors is {final}"
+    epochs = [h for h in history if h["epoch"] > 0 and not h.get("restored")]
+    if epochs and all(h["failed"] for h in epochs):
+        blown = any(not math.isfinite(h["loss"]) for h in epochs)
+        return ("every epoch raised the loss estimate" + (" (to non-finite values)" * blown)
+                + f", so the initial tensors are returned; the learning rate lr={lr:g} is "
+                "probably too large")
+    return None
+
+
+def _copy(tensors: dict) -> dict:
+    return {k: v.copy() for k, v in tensors.items()}
+
+
+# -- the method ------------------------------------------------------------------------------
+def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
+    """Fit ``problem`` under ``options.loss``; see the module docstring."""
+    start = time.perf_counter()
+    loss = get_loss(options.loss)
+    check_loss_data(loss, problem.target, problem.mask)
+    weights = check_weights(options.weights, problem.target)
+    optimizer = _choose_optimizer(problem, options)
+    if optimizer == "lbfgsb" and isinstance(problem.target, SparseTensor):
+        problem = FitProblem(problem.network, problem.target.to_dense(), None, problem.inputs)
+    rng = np.random.default_rng(options.seed)
+    scaling = data_scale(problem, loss)
+    problem, options = scaled_problem(problem, scaling), scaling.options(options, ())
+    model = SampledModel(problem.network, problem.inputs, options.optimize)
+    tensors = initial_tensors(problem, loss, options.init, rng, model)
+    lower = {k: 0.0 for k in tensors} if _bounded(loss) else None
+    with Progress(options.max_iter, desc=f"gcp {loss.name}", enabled=options.progress) as bar:
+        if optimizer == "lbfgsb":
+            objective = DenseObjective(problem.network, problem.inputs, problem.target,
+                                       problem.mask, loss, options.optimize, weights)
+            tensors, history, converged, info = run_lbfgsb(
+                objective, tensors, options, lower, bar)
+        else:
+            sampler = _choose_sampler(problem, options, rng, weights)
+            tensors, history, converged, info = run_adam(
+                loss, model, tensors, sampler, options, bar)
+    converged = _honest(converged, history, info, optimizer)
+    info.update({"loss": loss.name, "optimizer": optimizer, "seed": options.seed,
+                 "data_scale": scaling.scale})
+    return FitResult(problem.network, scaling.to_data(tensors), "gcp", scaling.history(history),
+                     converged, info.get("epochs", len(history)), time.perf_counter() - start,
+                     dict(problem.inputs), info)
+
+
+def _honest(converged: bool, history: list[dict], info: dict, optimizer: str) -> bool:
+    """``converged`` unless the fit diverged; a divergence is recorded and warned about.
+
+    Adam records its own reason (:func:`adam_divergence`); for either optimizer
+    a non-finite final loss is one.
+    """
+    final = history[-1]["loss"]
+    if "diverged" not in info and not math.isfinite(final):
+        info["diverged"] = f"the loss of the returned tensors is {final}"
+    if "diverged" not in info:
+        return converged
+    warnings.warn(f"GCP ({optimizer}) diverged: {info['diverged']}; converged=False",
+                  ConvergenceWarning, stacklevel=4)
+    return False
+
+
+def data_scale(problem: FitProblem, loss: Loss) -> Rescale:
+    """How GCP rescales ``problem``'s data: by the exact reciprocal RMS of the observed
+    entries when the loss is least squares (:attr:`Loss.homogeneous` 2), so L-BFGS-B's
+    absolute gradient and loss-change tests and Adam's step size act on data of unit
+    size: fitting ``c * X`` takes the same steps as fitting ``X`` and returns ``c``
+    times its model. Other losses (counts, probabilities) have a scale of their own
+    and are fitted as given (the identity :class:`~tnc.fitting.rescale.Rescale`).
+    """
+    if loss.homogeneous != 2:
+        return Rescale()
+    target = problem.target
+    if isinstance(target, SparseTensor):
+        return Rescale.of([problem.network], [target.values], target.size, exact=True)
+    return Rescale.of([problem.network], [target], problem.observed, exact=True)
+
+
+def scaled_problem(problem: FitProblem, scaling: Rescale) -> FitProblem:
+    """``problem`` with its data (dense or sparse) in the fit's units."""
+    if scaling.identity:
+        return problem
+    target = problem.target
+    if isinstance(target, SparseTensor):
+        scaled = SparseTensor(target.coords, target.values * scaling.scale, target.shape)
+        if "linear" in target.__dict__:
+            scaled.__dict__["linear"] = target.__dict__["linear"]
+    else:
+        scaled = scaling.data(target)
+    return FitProblem(problem.network, scaled, problem.mask, problem.inputs)
+
+
+def _bounded(loss: Loss) -> bool:
+    bound = loss.model_lower_bound
+    if bound is not None and bound > 0:
+        raise TncError(f"loss {loss.name!r}: a model lower bound of {bound} > 0 is not "
+                       "supported (tensors can only be kept non-negative)")
+    return bound is not None
+
+
+def _choose_optimizer(problem: FitProblem, options: GCPOptions) -> str:
+    choices = ("auto", "lbfgsb", "adam")
+    if options.optimizer not in choices:
+        raise TncError(f"optimizer must be one of {', '.join(choices)}, "
+                       f"got {options.optimizer!r}")
+    sparse = isinstance(problem.target, SparseTensor)
+    if options.optimizer == "auto":
+        return "adam" if sparse and problem.target.size > DENSIFY_BELOW else "lbfgsb"
+    if options.optimizer == "lbfgsb" and sparse and problem.target.size > DENSIFY_BELOW:
+        raise TncError(f"optimizer 'lbfgsb' needs the dense model, and this sparse data has "
+                       f"{problem.target.size} entries; use optimizer='adam'")
+    return options.optimizer
+
+
+def _choose_sampler(problem: FitProblem, options: GCPOptions, rng, weights):
+    choices = ("auto", "uniform", "stratified")
+    if options.sampler not in choices:
+        raise TncError(f"sampler must be one of {', '.join(choices)}, got {options.sampler!r}")
+    target = problem.target
+    sparse = isinstance(target, SparseTensor)
+    if options.sampler == "stratified" or options.sampler == "auto" and sparse:
+        if weights is not None:
+            raise TncError("sampler 'stratified' takes no weights; use sampler='uniform'")
+        if not sparse:
+            if problem.mask is not None:
+                raise TncError("sampler 'stratified' needs fully observed data (sparse, or "
+                               "dense without a mask); use sampler='uniform'")
+            target = SparseTensor.from_dense(target)
+        return StratifiedSampler(target, rng)
+    return UniformSampler(target, problem.mask, rng, weights)
+
+
+register_method("gcp", GCPOptions, run_gcp, sparse=True)

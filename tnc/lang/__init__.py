@@ -1,0 +1,1 @@
+"""The language: syntax tree, parser, expansion, einsum text, compiler, the .tn library."""

@@ -1,0 +1,1 @@
+"""Models over several data sets: coupled model compiler, MULTIFAC, Stratified-NTF."""
