@@ -154,12 +154,8 @@ def fit_options(method: str):
 def _load_methods() -> None:
     """Import the modules that register methods (kept lazy to keep ``import tnc`` quick)."""
     import importlib
-    for module in ("als", "gcp", "dmrg"):
-        try:
-            importlib.import_module(f"tnc.{module}")
-        except ModuleNotFoundError as error:
-            if error.name != f"tnc.{module}":
-                raise
+    for module in ("tnc.fitting.als", "tnc.fitting.gcp", "tnc.mps.dmrg"):
+        importlib.import_module(module)
 
 
 def with_array_mask(target, mask):
