@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tnc.errors import TncError
 from tnc.lang.compiler import library_names
+from tnc.engine.graph import first_uses, hyperedges, index_nodes, tensor_nodes
 from tnc.engine.plan import resolve_optimizer
 from tnc.cli._common import add_network_options, add_optimize_option, load_networks
 
@@ -143,31 +144,29 @@ def _table(rows) -> list[str]:
 
 
 def _tensor_lines(net) -> list[str]:
-    uses = Counter(occ.name for occ in net.occurrences)
-    first = {}
-    for occ in net.occurrences:
-        first.setdefault(occ.name, occ)
+    graph = net.graph
+    uses = Counter(graph.nodes[node]["name"] for node in tensor_nodes(graph))
+    first = {**first_uses(graph, "param"), **first_uses(graph, "data")}
     rows = []
-    for name, occ in first.items():
-        kind = "param" if occ.kind == "param" else "data"
+    for node in sorted(first, key=lambda node: node[1]):
+        name, attrs = first[node], graph.nodes[node]
         tied = f"used {uses[name]}x" if uses[name] > 1 else ""
-        rows.append((name, kind, str(net.spec.shape_of(occ)),
-                     "(" + ", ".join(occ.indices) + ")", tied))
+        indices = sorted(graph.edges(node, keys=True), key=lambda edge: edge[2])
+        rows.append((name, attrs["kind"], str(attrs["shape"]),
+                     "(" + ", ".join(index for _, (_, index), _ in indices) + ")", tied))
     head = (f"  tensors: {len(net.params)} param, {len(net.data)} data, "
             f"{len(net.occurrences)} uses")
     return [head, *_table(rows)]
 
 
 def _index_lines(net) -> list[str]:
-    legs = Counter(i for occ in net.occurrences for i in occ.indices)
-    output = set(net.output)
+    graph = net.graph
+    hubs = set(hyperedges(graph))
     rows = []
-    for index, size in net.spec.index_sizes.items():
-        notes = []
-        if index in output:
-            notes.append("open")
-        if legs[index] + (index in output) >= 3:
-            notes.append(f"hyperedge ({legs[index]} legs)")
-        rows.append((index, str(size), ", ".join(notes)))
+    for node in index_nodes(graph):
+        notes = ["open"] if graph.nodes[node]["open"] else []
+        if node in hubs:
+            notes.append(f"hyperedge ({graph.degree(node)} legs)")
+        rows.append((node[1], str(graph.nodes[node]["size"]), ", ".join(notes)))
     return [f"  indices: {len(rows)}", *_table(rows)]
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from tnc.errors import TncError
+from tnc.engine.graph import index_nodes, legs, tensor_nodes
 
 LAYOUTS = ("auto", "grid", "chain", "kamada_kawai", "spring", "circular", "spectral")
 PARAM_STYLE = {"facecolor": "#cfe3f7", "edgecolor": "#1f5f9f", "boxstyle": "circle,pad=0.35"}
@@ -48,15 +49,12 @@ class Scene:
 
 def layout_scene(network) -> Scene:
     """The nodes and labelled edges of the diagram of ``network``."""
+    graph = network.graph
     scene = Scene(nx.Graph())
-    legs = defaultdict(list)
-    for k, occ in enumerate(network.occurrences):
-        scene.graph.add_node(("tensor", k))
-        for index in occ.indices:
-            legs[index].append(("tensor", k))
-    output = set(network.output)
-    for index, size in network.spec.index_sizes.items():
-        _add_index(scene, index, f"{index}:{size}", legs[index], index in output)
+    scene.graph.add_nodes_from(tensor_nodes(graph))
+    for node in index_nodes(graph):
+        attrs, index = graph.nodes[node], node[1]
+        _add_index(scene, index, f"{index}:{attrs['size']}", legs(graph, index), attrs["open"])
     return scene
 
 
