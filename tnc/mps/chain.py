@@ -32,6 +32,7 @@ import opt_einsum as oe
 import scipy.linalg
 
 from tnc.errors import TncError
+from tnc.engine.graph import bond_graph
 from tnc.lang.expand import einsum_symbol
 
 
@@ -82,25 +83,15 @@ def _first_uses(network) -> dict[str, tuple[str, ...]]:
     return first
 
 
-def _bond_graph(network, first) -> nx.Graph:
-    """Params as nodes; an edge per closed index joining the first uses of two params."""
-    carriers: dict[str, list[str]] = {}
-    for name, indices in first.items():
-        for index in indices:
-            carriers.setdefault(index, []).append(name)
-    others = {i for occ in network.occurrences for i in occ.indices
-              if occ.kind == "data" or occ.indices != first.get(occ.name)}
-    graph = nx.Graph()
-    graph.add_nodes_from(first)
-    for index, names in carriers.items():
-        if len(names) != 2 or names[0] == names[1] or index in network.output or index in others:
-            continue
-        a, b = names
-        if graph.has_edge(a, b):
+def _bond_graph(network) -> nx.Graph:
+    """Params (first uses) as nodes; an edge per bond joining two of them (see
+    :func:`tnc.engine.graph.bond_graph`), one bond per pair."""
+    graph = bond_graph(network.graph)
+    for a, b, indices in graph.edges(data="indices"):
+        if len(indices) > 1:
             raise TncError(f"tensors `{a}` and `{b}` share two bond indices "
-                           f"({graph.edges[a, b]['index']}, {index}); DMRG needs one bond "
+                           f"({indices[0]}, {indices[1]}); DMRG needs one bond "
                            "between neighbouring cores")
-        graph.add_edge(a, b, index=index)
     return graph
 
 
@@ -114,7 +105,7 @@ def find_chain(network) -> Chain:
     if len(first) < 2:
         raise TncError(f"DMRG needs a chain of at least two parameter tensors; network "
                        f"`{network.name}` has {len(first)}")
-    graph = _bond_graph(network, first)
+    graph = _bond_graph(network)
     _check_chain_shape(network.name, graph)
     closed = graph.number_of_edges() == graph.number_of_nodes()
     order = _walk(graph, list(first), closed)
@@ -285,3 +276,17 @@ def ranks(chain: Chain, arrays: dict) -> list[int]:
     n = len(chain) if chain.closed else len(chain) - 1
     return [arrays[chain.cores[k].name].shape[chain.cores[k].axis(chain.bond(k))]
             for k in range(n)]
+
+
+def pad_to(network, chain: Chain, cores: dict) -> dict:
+    """Cores zero-padded to the network's declared bond sizes (exact: zeros add nothing)."""
+    sizes = network.spec.index_sizes
+    padded = {}
+    for core in chain.cores:
+        array = cores[core.name]
+        target = tuple(sizes[i] for i in core.indices)
+        if any(a > t for a, t in zip(array.shape, target)):
+            raise TncError(f"core `{core.name}` has shape {array.shape}, larger than the "
+                           f"declared {target}")
+        padded[core.name] = np.pad(array, [(0, t - a) for a, t in zip(array.shape, target)])
+    return padded
