@@ -22,6 +22,7 @@ _PUBLIC = {
     "tnc.fitting.losses": ["Loss", "get_loss", "register_loss"],
     "tnc.engine.network": ["Network"],
     "tnc.fitting.result": ["FitResult", "load_result"],
+    "tnc.fitting.records": ["load"],
     "tnc.fitting.decompositions": ["decompose", "tt_round"],
     "tnc.mps.tt": ["TensorTrain", "TTMatrix"],
     "tnc.mps.cross": ["CrossResult", "tt_cross"],

@@ -61,8 +61,9 @@ SHARED = {
 }
 
 
-def validated(kind: type, options: dict, what: str):
-    """``kind(**options)`` after checking every name, type and range; errors name ``what``."""
+def validated(kind: type, options: dict, what: str, spelled: dict | None = None):
+    """``kind(**options)`` after checking every name, type and range; errors name ``what``
+    and each option as the caller wrote it (``spelled``: field -> an old name used)."""
     fields = {f.name: f for f in dataclasses.fields(kind)}
     unknown = [k for k in options if k not in fields]
     if unknown:
@@ -73,7 +74,8 @@ def validated(kind: type, options: dict, what: str):
         field = fields[name]
         rule = {**SHARED.get(name, {}), **field.metadata}
         annotation = rule.get("type", hints.get(name, object))
-        check_value(name, value, annotation, rule, what, default_is_none=field.default is None)
+        check_value((spelled or {}).get(name, name), value, annotation, rule, what,
+                    default_is_none=field.default is None)
     return kind(**options)
 
 

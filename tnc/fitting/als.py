@@ -62,6 +62,7 @@ from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.result import FitResult
 
 TARGET = "X"          # leaf label of the data in <X, M>
+from tnc.fitting.records import record
 WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
@@ -76,7 +77,7 @@ MAX_WINDOWED = 8        # windowed schedules are planned for up to this many par
 class ALSOptions:
     """Options of ``tnc.fit(..., method="als")``.
 
-    ``max_sweeps``: sweep budget; ``tol``: stop when the relative error changes
+    ``max_iter``: sweep budget; ``tol``: stop when the relative error changes
     by less than ``tol`` times itself (times 1e-3 once below 1e-3) between
     sweeps, or falls below 1e-13; ``seed``: random initialisation;
     ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
@@ -101,7 +102,7 @@ class ALSOptions:
     """
 
     least_squares: ClassVar[bool] = True
-    max_sweeps: int = field(default=1000, metadata={"min": 1})
+    max_iter: int = field(default=1000, metadata={"min": 1})
     tol: float = 1e-9
     seed: int | None = 0
     init: object = "auto"
@@ -673,8 +674,8 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
         raise TncError(f"missing must be 'auto', 'em' or 'wls', got {options.missing!r}")
     if not 0.0 <= options.holdout < 1.0:
         raise TncError(f"holdout must be a fraction in [0, 1), got {options.holdout!r}")
-    if options.max_sweeps < 1 or options.restarts < 1:
-        raise TncError("max_sweeps and restarts must be at least 1")
+    if options.max_iter < 1 or options.restarts < 1:
+        raise TncError("max_iter and restarts must be at least 1")
     return Settings(order, {n: float(l2.get(n, 0.0)) for n in net.params}, nonneg,
                     None if problem.mask is None and not options.holdout else options.missing)
 
@@ -947,7 +948,7 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
     tensors = initial_tensors(problem, model, init, seed, settings.nonneg)
     fit = Fit(problem, model, settings, tensors, mask)
     history, converged, previous = [], False, math.inf
-    for sweep in range(1, options.max_sweeps + 1):
+    for sweep in range(1, options.max_iter + 1):
         if fit.mode == "em":
             fit.impute(fit.reconstruct())
         for position, name in enumerate(settings.order):
@@ -959,8 +960,7 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
         if options.normalize:
             fit.normalize()
         rel = math.sqrt(max(loss, 0.0) / fit.xx) if fit.xx > 0 else math.sqrt(max(loss, 0.0))
-        entry = {"sweep": sweep, "loss": loss + _penalty(fit), "rel_error": rel,
-                 "time": time.perf_counter() - start}
+        entry = record(sweep, loss + _penalty(fit), rel, time.perf_counter() - start)
         if held is not None:
             entry["holdout_rel_error"] = _held_error(problem.target, model_value, held)
         history.append(entry)
@@ -1001,7 +1001,7 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     model = als_model(problem.network, settings.order, options.optimize)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
-    with Progress(options.max_sweeps * options.restarts, desc="als",
+    with Progress(options.max_iter * options.restarts, desc="als",
                   enabled=options.progress) as bar, kernels.blas_serial(problem.target):
         for k, seed in enumerate(seeds):
             init = options.init
@@ -1012,7 +1012,7 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
                 best = result
             if best.rel_error < EXACT_FIT or (result.history and options.callback is not None
                                           and not result.converged
-                                          and len(result.history) < options.max_sweeps):
+                                          and len(result.history) < options.max_iter):
                 break
     best.wall_time = time.perf_counter() - start
     best.info["restarts"] = len(seeds)

@@ -10,6 +10,7 @@ from the data), checks the data and the options, and calls it::
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
@@ -23,8 +24,9 @@ from tnc.errors import TncError
 from tnc.engine.network import Network
 from tnc.options import validated
 from tnc.lang.parser import parse
+from tnc.fitting.records import FIT_ALIASES, given_once, renamed, spelled
 from tnc.fitting.rescale import Rescale
-from tnc.engine.sparse import as_sparse
+from tnc.engine.sparse import SparseTensor, as_sparse
 
 SENTINEL_BASE = 1_000_003   # stand-in sizes, far larger than any real index
 
@@ -36,17 +38,20 @@ class FitProblem:
     ``target`` has the network's output shape with missing entries set to 0;
     ``mask`` is None when every entry is observed; ``inputs`` holds the
     network's data tensors (never changed). The parameter tensors a fit holds
-    are checked against the memory limit when the problem is made, before any
-    method allocates them.
+    are checked against ``memory_limit`` (bytes, ``"auto"`` or None, as in
+    :meth:`Network.contract`) when the problem is made, before any method
+    allocates them.
     """
 
     network: Network
     target: np.ndarray
     mask: np.ndarray | None
     inputs: dict[str, np.ndarray]
+    memory_limit: object = "auto"
 
     def __post_init__(self):
-        self.network.check_arrays_fit(self.network.params, "parameter tensors")
+        self.network.check_arrays_fit(self.network.params, "parameter tensors",
+                                      self.memory_limit)
 
     @property
     def observed(self) -> int:
@@ -73,18 +78,19 @@ def register_method(name: str, options: type, run: Callable, sparse: bool = Fals
     METHODS[name] = Method(name, options, run, sparse)
 
 
-def make_options(method: Method, options: dict):
+def make_options(method: Method, options: dict, spelling: dict | None = None):
     """``method``'s options dataclass built from ``options`` after checking each one's
-    name, type and range (see :mod:`tnc.options`: ranges go in the fields' ``metadata``)."""
-    return validated(method.options, options, f"method {method.name!r}")
+    name, type and range (see :mod:`tnc.options`: ranges go in the fields' ``metadata``);
+    ``spelling``: option -> the old name the caller used, for the messages."""
+    return validated(method.options, options, f"method {method.name!r}", spelling)
 
 
-def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None,
-        sizes=None, **options):
+def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=None,
+        sizes=None, memory_limit="auto", **options):
     """Fit a network to data and return a :class:`~tnc.fitting.result.FitResult`.
 
     ``model``: a :class:`Network`, tnc text or a ``.tn`` path (its open size
-    parameters are then read off ``target``'s shape). ``mask``: boolean array,
+    parameters are then read off ``data``'s shape). ``mask``: boolean array,
     True where observed, or ``"nan"`` to treat NaN entries as missing; the
     entries of a :class:`numpy.ma.MaskedArray` that its mask hides are missing
     too (combined with ``mask`` by AND). An unobserved entry, NaN or finite,
@@ -96,8 +102,20 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
     ``inputs``: the network's data tensors. Other keywords are the method's
     options (see ``tnc.fit_options(method)``). Sparse data (a
     :class:`tnc.SparseTensor` or a pydata ``sparse`` array) goes to methods
-    that take it (``"gcp"``) without ever being made dense.
+    that take it (``"gcp"``) without ever being made dense. ``memory_limit``
+    (bytes, ``"auto"`` or None) bounds the parameter tensors the fit holds.
+    Every method's result fills ``rel_error``, ``iterations``, ``converged`` and
+    ``history`` alike (:mod:`tnc.fitting.records`); ``target=`` and
+    ``max_sweeps=`` are the old names of ``data`` and ``max_iter`` (deprecated).
     """
+    spelling = spelled(options, FIT_ALIASES)
+    options = renamed(options, "tnc.fit", FIT_ALIASES)
+    data = given_once(data, options.pop("data", None), "tnc.fit", "data")
+    return _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options, spelling)
+
+
+def _fit(model, target, method, mask, inputs, name, sizes, memory_limit, options, spelling):
+    """:func:`fit` after its keywords are renamed."""
     _load_methods()
     if method not in METHODS:
         raise TncError(f"unknown fitting method {method!r}; available: "
@@ -105,13 +123,15 @@ def fit(model, target, method: str = "als", *, mask=None, inputs=None, name=None
     chosen = METHODS[method]
     sparse = as_sparse(target)
     if sparse is not None:
-        return _fit_sparse(chosen, model, sparse, mask, inputs, name, sizes, options)
+        return _fit_sparse(chosen, model, sparse, mask, inputs, name, sizes,
+                           make_options(chosen, options, spelling), memory_limit)
     target, mask = with_array_mask(target, mask)
     target = as_target(target)
     network = model_for_data(model, target.shape, name=name, **(sizes or {}))
-    problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs))
+    problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs),
+                         memory_limit)
     with kernels.blas_serial(problem.target):   # small data: serial BLAS (kernels.py says why)
-        return run_at_unit_scale(chosen, problem, make_options(chosen, options))
+        return run_at_unit_scale(chosen, problem, make_options(chosen, options, spelling))
 
 
 def run_at_unit_scale(chosen: Method, problem: FitProblem, options):
@@ -125,12 +145,13 @@ def run_at_unit_scale(chosen: Method, problem: FitProblem, options):
     if rescale.identity:
         return chosen.run(problem, options)
     scaled = FitProblem(problem.network, rescale.data(problem.target), problem.mask,
-                        problem.inputs)
+                        problem.inputs, problem.memory_limit)
     return rescale.result(chosen.run(scaled, rescale.options(options,
                                                               problem.network.params)))
 
 
-def _fit_sparse(chosen: Method, model, data, mask, inputs, name, sizes, options):
+def _fit_sparse(chosen: Method, model, data, mask, inputs, name, sizes, options,
+                memory_limit):
     """``fit`` for sparse data: sizes read off its shape, the data passed on as is."""
     if not chosen.sparse:
         sparse_methods = ", ".join(sorted(m for m in METHODS if METHODS[m].sparse))
@@ -139,8 +160,41 @@ def _fit_sparse(chosen: Method, model, data, mask, inputs, name, sizes, options)
     if mask is not None:
         raise TncError("sparse data takes no mask: every entry not listed is an observed zero")
     network = model_for_data(model, data.shape, name=name, **(sizes or {}))
-    problem = FitProblem(network, data, None, check_inputs(network, inputs))
-    return chosen.run(problem, make_options(chosen, options))
+    problem = FitProblem(network, data, None, check_inputs(network, inputs), memory_limit)
+    return chosen.run(problem, options)
+
+
+def observed_rel_error(problem: FitProblem, tensors: dict) -> float | None:
+    """``||W (X - M)|| / ||W X||``: the model ``M`` of ``tensors`` against the data ``X``
+    over the observed entries (``W``: ``problem.mask``, or every entry), the figure every
+    method reports; None when the dense model would not fit ``problem.memory_limit``.
+
+    For a :class:`SparseTensor` every entry is observed, and the error comes from
+    ``||M||^2 - 2 <X, M> + ||X||^2`` without making the data dense.
+
+        >>> import tnc
+        >>> net = tnc.library("cp", I=3, J=4, K=5, R=2)
+        >>> tensors = net.random(seed=0)
+        >>> x = net.contract(tensors)
+        >>> observed_rel_error(FitProblem(net, 2 * x, None, {}), tensors)
+        0.5
+    """
+    from tnc.errors import MemoryLimitError
+    target = problem.target
+    try:
+        model = problem.network.contract({**tensors, **problem.inputs},
+                                         memory_limit=problem.memory_limit)
+    except MemoryLimitError:
+        return None
+    if isinstance(target, SparseTensor):
+        xx = float(target.values @ target.values)
+        cross = float(target.values @ model[tuple(target.coords.T)])
+        error2, norm2 = max(float(np.vdot(model, model)) - 2 * cross + xx, 0.0), xx
+    else:
+        residual = target - model if problem.mask is None else (target - model)[problem.mask]
+        observed = target if problem.mask is None else target[problem.mask]
+        error2, norm2 = float(np.vdot(residual, residual)), float(np.vdot(observed, observed))
+    return math.sqrt(error2 / norm2) if norm2 > 0 else math.sqrt(error2)
 
 
 def fit_options(method: str):

@@ -46,12 +46,13 @@ import scipy.optimize
 
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence
-from tnc.fitting.front import FitProblem, check_finite, register_method
+from tnc.fitting.front import FitProblem, check_finite, observed_rel_error, register_method
 from tnc.engine.grad import grad_plan
 from tnc.fitting.losses import Loss, get_loss, offending_entries
 from tnc.engine.network import Network
 from tnc.engine.plan import check_memory
 from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.records import record
 from tnc.fitting.rescale import Rescale
 from tnc.fitting.result import FitResult
 from tnc.engine.sparse import SparseTensor
@@ -489,8 +490,8 @@ def run_lbfgsb(objective: Callable, tensors: dict, options, lower, bar: Progress
         return value, packing.pack(grads)
 
     def callback(intermediate_result):
-        entry = {"iteration": len(history) + 1, "loss": float(intermediate_result.fun),
-                 "time": time.perf_counter() - start}
+        entry = record(len(history) + 1, intermediate_result.fun, None,
+                       time.perf_counter() - start)
         history.append(entry)
         bar.update(loss=entry["loss"])
         if wants_stop(options.callback, {**entry, "tensors": packing.unpack(
@@ -501,8 +502,7 @@ def run_lbfgsb(objective: Callable, tensors: dict, options, lower, bar: Progress
         fun, packing.pack(tensors), jac=True, method="L-BFGS-B", bounds=bounds,
         callback=callback, options={"maxiter": options.max_iter, "ftol": options.ftol,
                                     "gtol": options.gtol})
-    final = {"iteration": len(history), "loss": float(result.fun),
-             "time": time.perf_counter() - start}
+    final = record(len(history), result.fun, None, time.perf_counter() - start)
     if not history or history[-1]["loss"] != final["loss"]:
         history.append(final)
     info = {"message": str(result.message), "evaluations": int(result.nfev)}
@@ -590,7 +590,7 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
                                                         fixed.values)))
 
     best, best_loss, best_state = _copy(tensors), estimate(tensors), adam.state()
-    history = [{"epoch": 0, "loss": best_loss, "lr": lr, "time": 0.0}]
+    history = [record(0, best_loss, None, 0.0, lr=lr)]      # the start, dropped below
     converged = False
     for epoch in range(1, options.max_iter + 1):
         for _ in range(options.epoch_iters):
@@ -600,8 +600,7 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
             adam.step(tensors, model.backward(tape, upstream, sample.coords), lr)
         current = estimate(tensors)
         failed = not current <= best_loss
-        entry = {"epoch": epoch, "loss": current, "lr": lr, "failed": failed,
-                 "time": time.perf_counter() - start}
+        entry = record(epoch, current, None, time.perf_counter() - start, lr=lr, failed=failed)
         history.append(entry)
         bar.update(loss=current, lr=lr)
         if failed:
@@ -617,15 +616,15 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
         if wants_stop(options.callback, {**entry, "tensors": tensors}):
             break
     if history[-1]["loss"] != best_loss:          # the last epoch was undone: report what is returned
-        history.append({"epoch": history[-1]["epoch"], "loss": best_loss, "lr": lr,
-                        "restored": True, "time": time.perf_counter() - start})
+        history.append(record(history[-1]["iteration"], best_loss, None,
+                              time.perf_counter() - start, lr=lr, restored=True))
     info = {"batch_size": batch, "estimate_samples": n_estimate, "final_lr": lr,
             "sampler": type(sampler).__name__.replace("Sampler", "").lower(),
-            "epochs": history[-1]["epoch"]}
+            "epochs": history[-1]["iteration"], "initial_loss": history[0]["loss"]}
     reason = adam_divergence(history, best_loss, options.lr)
     if reason:
         info["diverged"] = reason
-    return best, history, converged and not reason, info
+    return best, history[1:], converged and not reason, info
 
 
 def adam_divergence(history: list[dict], final: float, lr: float) -> str | None:
@@ -637,7 +636,7 @@ def adam_divergence(history: list[dict], final: float, lr: float) -> str | None:
     """
     if not math.isfinite(final):
         return f"the loss estimate of the returned tensors is {final}"
-    epochs = [h for h in history if h["epoch"] > 0 and not h.get("restored")]
+    epochs = [h for h in history if h["iteration"] > 0 and not h.get("restored")]
     if epochs and all(h["failed"] for h in epochs):
         blown = any(not math.isfinite(h["loss"]) for h in epochs)
         return ("every epoch raised the loss estimate" + (" (to non-finite values)" * blown)
@@ -679,6 +678,9 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     converged = _honest(converged, history, info, optimizer)
     info.update({"loss": loss.name, "optimizer": optimizer, "seed": options.seed,
                  "data_scale": scaling.scale})
+    history[-1]["rel_error"] = observed_rel_error(problem, tensors)   # scale-free
+    if "initial_loss" in info:
+        info["initial_loss"] = scaling.loss(info["initial_loss"])
     return FitResult(problem.network, scaling.to_data(tensors), "gcp", scaling.history(history),
                      converged, info.get("epochs", len(history)), time.perf_counter() - start,
                      dict(problem.inputs), info)

@@ -44,5 +44,14 @@ def _short(value):
 
 
 def wants_stop(callback, state: dict) -> bool:
-    """Call the user's ``callback(state)``; a True return asks the fit to stop."""
-    return bool(callback(state)) if callback is not None else False
+    """Call the user's ``callback(state)``; a True return asks the fit to stop.
+
+    ``state``: the iteration's history record (``iteration`` from 1, ``loss``,
+    ``rel_error``, ``time``, the method's own keys; :mod:`tnc.fitting.records`),
+    where the old keys (``sweep``, ``epoch``) still read, plus ``tensors`` where
+    the method has them.
+    """
+    if callback is None:
+        return False
+    from tnc.fitting.records import Record
+    return bool(callback(Record(state)))

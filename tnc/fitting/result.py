@@ -24,6 +24,7 @@ import numpy as np
 from tnc.errors import TncError
 from tnc.engine.network import Network
 from tnc.engine.plan import check_allocation
+from tnc.fitting.records import records
 
 FORMAT_VERSION = 1
 
@@ -46,9 +47,11 @@ class LastSweep:
 class FitResult(LastSweep):
     """A fitted network.
 
-    ``tensors``: fitted parameter arrays by name; ``history``: one dict per
-    sweep (``loss``, ``rel_error``, ``time`` and method-specific entries such as
-    bond dimensions); ``converged``: whether the stopping test was met (not just
+    ``tensors``: fitted parameter arrays by name; ``history``: one record per
+    iteration (ALS or DMRG sweep, L-BFGS iteration, Adam epoch: ``iteration``
+    from 1, ``loss``, ``rel_error`` over the observed entries, ``time``, then
+    method-specific entries such as bond dimensions; :mod:`tnc.fitting.records`);
+    ``converged``: whether the stopping test was met (not just
     the sweep budget spent); ``inputs``: the network's data tensors used in the fit;
     ``info``: method-specific details (JSON-serialisable).
     """
@@ -63,6 +66,9 @@ class FitResult(LastSweep):
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.history = records(self.history)
+
     def reconstruct(self, optimize="auto") -> np.ndarray:
         """The fitted network contracted to a dense array of the output's shape."""
         return self.network.contract({**self.tensors, **self.inputs}, optimize=optimize)
@@ -70,7 +76,7 @@ class FitResult(LastSweep):
     def summary(self) -> str:
         last = self.history[-1] if self.history else {}
         parts = [f"{self.method} fit of network `{self.network.name}`",
-                 f"{self.iterations} sweeps", f"{self.wall_time:.3g} s",
+                 f"{self.iterations} iterations", f"{self.wall_time:.3g} s",
                  "converged" if self.converged else "not converged"]
         for key in ("rel_error", "loss"):
             if last.get(key) is not None:
@@ -110,8 +116,8 @@ _DAMAGE = (zipfile.BadZipFile, zlib.error, struct.error, tokenize.TokenError, EO
            MemoryError, SyntaxError, RuntimeError)   # RuntimeError: "encrypted" zip flags
 
 
-def read_archive(path, kind: str | None = None, fields: dict | None = None
-                 ) -> tuple[dict, dict[str, dict]]:
+def read_archive(path, kind: str | None = None, fields: dict | None = None,
+                 arrays: bool = True) -> tuple[dict, dict[str, dict]]:
     """``(meta, {group: {name: array}})`` of a file written by :func:`write_archive`.
 
     Data only: arrays without pickles, meta as JSON. Any file that is not such an
@@ -119,7 +125,8 @@ def read_archive(path, kind: str | None = None, fields: dict | None = None
     "not a tnc result archive: <why>". ``meta`` is checked to be an object with a
     known ``format`` and a string ``kind``; with ``kind`` it must be of that kind
     (:func:`expect_kind`) and hold the fields every result has plus ``fields``
-    (name -> :class:`Field`), each of its type.
+    (name -> :class:`Field`), each of its type. ``arrays=False`` reads the meta
+    only (the groups come back empty), e.g. to learn an archive's kind.
     """
     try:
         handle = open(Path(path), "rb")
@@ -133,7 +140,7 @@ def read_archive(path, kind: str | None = None, fields: dict | None = None
             with np.load(handle, allow_pickle=False) as archive:
                 check_allocation(sum(item.file_size for item in archive.zip.infolist()),
                                  f"reading {path}")         # a zip bomb stops here
-                meta, groups = _meta(archive), _groups(archive)
+                meta, groups = _meta(archive), _groups(archive) if arrays else {}
         except (OSError, *_DAMAGE) as error:    # OSError here: seeks a broken zip asks for
             raise damaged(path, f"{type(error).__name__}: {error}") from None
     check_fields(meta, {"format": FORMAT, "kind": Field(_is_text, "a string", optional=True)},
@@ -338,7 +345,7 @@ def expect_kind(meta: dict, path, kind: str) -> None:
     tnc.errors.TncError: r.npz: not a stratified fit result but a coupled one; read it with ...
     """
     found = meta.get("kind", "network")
-    loader = LOADERS.get(found, "a newer tnc")
+    loader = LOADERS[found] + " (or tnc.load)" if found in LOADERS else "a newer tnc"
     if found == "coupled" and kind == "network":     # the likeliest mix-up, said plainly
         raise TncError(f"{path}: a coupled fit result; read it with {loader}")
     if found != kind:

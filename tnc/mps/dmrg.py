@@ -43,6 +43,7 @@ from tnc.fitting.decompositions import scale_exponent
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.fitting.front import check_finite, register_method
 from tnc.options import validated
+from tnc.fitting import records
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.result import FitResult
 
@@ -233,7 +234,9 @@ class GroundStateOptions:
     last entry repeats; capped by the network's declared bond sizes);
     ``cutoff``: discarded relative weight allowed per split; ``tol``: stop when
     the energy changes by less than this between sweeps, relative to
-    ``|energy|`` (so a Hamiltonian's scale does not matter); ``init_rank``: bond
+    ``|energy|`` (so a Hamiltonian's scale does not matter); ``max_iter``: sweeps at
+    most (``max_sweeps`` before 0.2); ``init``: starting cores, name -> array
+    (``initial`` before 0.2); ``init_rank``: bond
     size of the random start; ``eig_tol``: tolerance of the local eigensolver
     (default ``1e-2 * sqrt(tol)``, see :func:`_eig_tol`).
     """
@@ -241,13 +244,13 @@ class GroundStateOptions:
     max_rank: int | list | None = field(default=None, metadata={"min": 1})
     cutoff: float = field(default=1e-12, metadata={"below": 1})
     tol: float = 1e-10
-    max_sweeps: int = field(default=30, metadata={"min": 1})
+    max_iter: int = field(default=30, metadata={"min": 1})
     init_rank: int = field(default=4, metadata={"min": 1})
     eig_tol: float | None = None
     seed: int = 0
     progress: bool = True
     callback: object = None
-    initial: dict | None = None
+    init: dict | None = None
 
 
 def _schedule(max_rank, declared: int, sweeps: int) -> list[int]:
@@ -288,34 +291,39 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     tensors are the normalised cores zero-padded to the declared bond sizes
     (so ``result.reconstruct()`` is the energy); ``info["energy"]`` is the
     final energy, ``info["ranks"]`` the bond sizes actually used, ``history``
-    one record per sweep (``energy``, ``truncation_error``, ``max_rank``,
-    ``ranks``, ``bond_limit``, ``time``). ``info["max_truncation_error"]`` is
+    one record per sweep (``iteration`` from 1, ``loss`` = ``energy``,
+    ``rel_error`` None: there is no data, ``time``, ``truncation_error``,
+    ``max_rank``, ``ranks``, ``bond_limit``); the callback gets the same record.
+    ``info["max_truncation_error"]`` is
     the largest truncation error at the final bond limit; when it exceeds
     ``cutoff`` the bond limit decided the answer, ``info["bond_limited"]`` is
     True, ``converged`` False and a warning says so (see :func:`bond_limited`).
     """
-    opts = validated(GroundStateOptions, options, "ground_state")
+    opts = validated(GroundStateOptions, records.renamed(
+        options, "ground_state", records.GROUND_STATE_ALIASES), "ground_state",
+        records.spelled(options, records.GROUND_STATE_ALIASES))
     network.check_tensors({**{k: np.broadcast_to(0.0, s) for k, s in network.params.items()},
                            **inputs})      # shapes only: nothing the size of a core is made
     sites = energy_sites(network)
     declared = max(network.spec.index_sizes[c.right] for c in sites.chain.cores[:-1])
-    schedule = _schedule(opts.max_rank, declared, opts.max_sweeps)
+    schedule = _schedule(opts.max_rank, declared, opts.max_iter)
     check_sweep_memory(network, sites.chain, max(schedule))
     cores = _initial_cores(network, sites.chain, opts)
     scaled, exponent = scaled_inputs(network, inputs)
     envs = Environments(sites, cores, scaled)
     eig_tol = opts.eig_tol if opts.eig_tol is not None else _eig_tol(opts.tol)
     history, converged, start = [], False, time.perf_counter()
-    with Progress(opts.max_sweeps, desc="dmrg", enabled=opts.progress) as bar, \
+    with Progress(opts.max_iter, desc="dmrg", enabled=opts.progress) as bar, \
             kernels.blas_serial(*scaled.values()):   # small blocks: serial BLAS (see kernels)
-        for number in range(opts.max_sweeps):
-            record = sweep(envs, schedule[number], opts.cutoff, eig_tol, number % 2 == 0)
-            record.update(energy=float(np.ldexp(record["energy"], exponent)),
-                          bond_limit=schedule[number], time=time.perf_counter() - start)
+        for number in range(opts.max_iter):
+            own = sweep(envs, schedule[number], opts.cutoff, eig_tol, number % 2 == 0)
+            energy = float(np.ldexp(own.pop("energy"), exponent))
+            record = records.record(number + 1, energy, None, time.perf_counter() - start,
+                                    energy=energy, **own, bond_limit=schedule[number])
             history.append(record)
             bar.update(energy=record["energy"], max_rank=record["max_rank"])
             converged = _converged(history, opts.tol, schedule, number)
-            if converged or wants_stop(opts.callback, dict(record, sweep=number)):
+            if converged or wants_stop(opts.callback, record):
                 break
     result = _result(network, sites.chain, cores, inputs, history, converged, start)
     return bond_limited(result, opts.cutoff)
@@ -400,8 +408,8 @@ def check_sweep_memory(network, chain: Chain, bond: int) -> None:
 
 
 def _initial_cores(network, chain, opts) -> dict:
-    if opts.initial is not None:
-        cores = {k: np.array(v, dtype=float) for k, v in opts.initial.items()}
+    if opts.init is not None:
+        cores = {k: np.array(v, dtype=float) for k, v in opts.init.items()}
     else:
         cores = random_cores(chain, network.spec.index_sizes, opts.init_rank,
                              np.random.default_rng(opts.seed))

@@ -38,6 +38,7 @@ import numpy as np
 from tnc.mps.chain import Chain, canonicalize, einsum_by_name, find_chain, merge, random_cores, ranks, split
 from tnc.errors import TncError
 from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.records import record
 
 
 @dataclass
@@ -60,7 +61,7 @@ class DMRGOptions:
     max_rank: int | None = field(default=None, metadata={"min": 1})
     cutoff: float = field(default=1e-12, metadata={"below": 1})
     tol: float = 1e-10
-    max_sweeps: int = field(default=30, metadata={"min": 1})
+    max_iter: int = field(default=30, metadata={"min": 1})
     init_rank: int = field(default=1, metadata={"min": 1})
     seed: int = 0
     progress: bool = True
@@ -188,18 +189,19 @@ def run_dmrg(problem, options: DMRGOptions):
     x = target if mask is None or weighted else np.where(mask, target, target[mask].mean())
     norm = float(np.linalg.norm(target if mask is None else target[mask]))
     history, converged, start = [], False, time.perf_counter()
-    with Progress(options.max_sweeps, desc="dmrg", enabled=options.progress) as bar:
-        for number in range(options.max_sweeps):
+    with Progress(options.max_iter, desc="dmrg", enabled=options.progress) as bar:
+        for number in range(options.max_iter):
             error = fit_sweep(chain, cores, x, network.output, max_rank, options.cutoff,
                               number % 2 == 0, weights)
             model = model_of(chain, cores, network.output)
-            record = _record(target, mask, model, norm, error, ranks(chain, cores), start)
+            record = _record(number + 1, target, mask, model, norm, error, ranks(chain, cores),
+                             start)
             history.append(record)
             bar.update(loss=record["loss"], max_rank=record["max_rank"])
             if mask is not None and not weighted:
                 x = np.where(mask, target, model)
             converged = _converged(history, options.tol)
-            if converged or wants_stop(options.callback, dict(record, sweep=number)):
+            if converged or wants_stop(options.callback, record):
                 break
     info = {"ranks": ranks(chain, cores), "chain": [c.name for c in chain.cores],
             "scale_carrier": centre(chain, len(history) % 2 == 1)}
@@ -218,12 +220,12 @@ def _bond_names(chain: Chain) -> list[str]:
     return [chain.bond(k) for k in range(len(chain) if chain.closed else len(chain) - 1)]
 
 
-def _record(target, mask, model, norm, error, bond_sizes, start) -> dict:
+def _record(iteration, target, mask, model, norm, error, bond_sizes, start) -> dict:
     residual = target - model if mask is None else (target - model)[mask]
     loss = float(np.sum(residual ** 2))
-    return {"loss": loss, "rel_error": float(np.sqrt(loss)) / norm if norm > 0 else 0.0,
-            "truncation_error": error, "max_rank": max(bond_sizes), "ranks": bond_sizes,
-            "time": time.perf_counter() - start}
+    return record(iteration, loss, float(np.sqrt(loss)) / norm if norm > 0 else 0.0,
+                  time.perf_counter() - start, truncation_error=error,
+                  max_rank=max(bond_sizes), ranks=bond_sizes)
 
 
 def _converged(history, tol) -> bool:
