@@ -37,7 +37,7 @@ def run(max_rank=24, sweeps=2, ridge=1e-1, limit=None, progress=True, seed=0,
     start = time.perf_counter()
     phi_train, phi_test = feature_map(x_train, features), feature_map(x_test, features)
     model = train_classifier(phi_train, y_train, 10, max_rank=max_rank,
-                             sweeps=sweeps, ridge=ridge, progress=progress, seed=seed)
+                             max_iter=sweeps, ridge=ridge, progress=progress, seed=seed)
     seconds = time.perf_counter() - start
     return {"test_accuracy": float(np.mean(model.predict(phi_test) == y_test)),
             "train_accuracy": float(np.mean(model.predict(phi_train) == y_train)),

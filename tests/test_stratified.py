@@ -26,7 +26,8 @@ def planted_strata(seed=0, sizes=(20, 30, 25), modes=(6, 7), rank_specific=1, n_
 
 
 def losses(result):
-    return np.array([h["loss"] for h in result.history])
+    """The loss at the start (``info["initial"]``) and after each iteration."""
+    return np.array([result.info["initial"]["loss"]] + [h["loss"] for h in result.history])
 
 
 @pytest.mark.parametrize("rank_specific, n_topics, tv", [(2, 3, 0.0), (0, 2, 0.0), (1, 4, 0.3)])

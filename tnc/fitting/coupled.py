@@ -63,6 +63,7 @@ from tnc.models.model import CoupledModel, Term, compile_model, coupled_model, p
 from tnc.options import validated
 from tnc.lang.parser import parse
 from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.records import MODEL_ALIASES, given_once, record, records, renamed
 from tnc.fitting.rescale import Rescale, exponents
 from tnc.fitting.result import (FORMAT_VERSION, NUMBER, NUMBERS, OBJECT, SIZES, TEXT, TEXT_OR_NULL,
                      TEXTS, Field, LastSweep, check_shapes, compile_saved, is_int, is_number,
@@ -115,8 +116,9 @@ class CoupledResult(LastSweep):
     """A fitted coupled model.
 
     ``tensors``: every parameter by name (shared ones once); ``history``: one
-    dict per sweep or iteration (``loss``: the penalised objective; at least the
-    last also has ``rel_error``, ``sqrt(sum_k ||W_k(X_k - M_k)||^2 / sum_k
+    record per sweep or iteration (``iteration`` from 1, ``loss``: the penalised
+    objective, ``rel_error``, ``time``; ALS fills ``rel_error`` every sweep, L-BFGS
+    at the last iteration: ``sqrt(sum_k ||W_k(X_k - M_k)||^2 / sum_k
     ||W_k X_k||^2)``, and ``rel_errors`` per data set); ``info``: details.
     """
 
@@ -128,6 +130,9 @@ class CoupledResult(LastSweep):
     iterations: int
     wall_time: float
     info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.history = records(self.history)
 
     def reconstruct(self, data: str | None = None):
         """The model value of data set ``data`` (an array), or all of them (a dict)."""
@@ -155,21 +160,25 @@ class CoupledResult(LastSweep):
 
 
 # -- the public entry point -----------------------------------------------------------------
-def fit_model(model, data: dict, method: str = "als", *, masks=None, name=None,
+def fit_model(model, data: dict, method: str = "als", *, mask=None, name=None,
               sizes=None, settings=None, **options) -> CoupledResult:
     """Fit a coupled model to ``data`` (data name -> array or SparseTensor).
 
     ``model``: a :class:`~tnc.models.model.CoupledModel`, or tnc text / a path with a
     ``model`` block (``name`` picks one; ``sizes`` and ``settings`` as in
     :func:`~tnc.models.model.compile_model`); sizes the headers leave open are read
-    off the data. ``masks``: data name -> boolean array (True = observed) or
+    off the data. ``mask``: data name -> boolean array (True = observed) or
     ``"nan"``; a :class:`numpy.ma.MaskedArray`'s hidden entries are missing too
     (AND with its mask); whole slices may be missing (ALS: ``missing="em"``,
     ``"wls"`` or ``"auto"``). Unobserved entries never influence the fit;
     ``rel_error`` and ``rel_errors`` are over the observed entries.
     ``options``: fields of :class:`CoupledOptions` (``restarts=3``: the best of
-    three starts, ``info["restarts"]``).
+    three starts, ``info["restarts"]``). ``masks=`` is the old name of ``mask``
+    (deprecated). The result's ``history`` holds one record per sweep or iteration
+    (:mod:`tnc.fitting.records`).
     """
+    options = renamed(options, "fit_model", MODEL_ALIASES)
+    masks = given_once(mask, options, "mask", "fit_model")
     if method not in ENGINES:
         raise TncError(f"method must be one of {', '.join(ENGINES)}, got {method!r}")
     chosen = checked_options(validated(CoupledOptions, options, "fit_model"), method)
@@ -664,12 +673,12 @@ def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
             measured = measure(model, tensors, targets, masks)
             values = measured.pop("values")
             objective = _objective(model, tensors, values, targets, masks, options.tv_smoothing)
-            entry = {"iteration": sweep, "loss": objective, **measured,
-                     "time": time.perf_counter() - start}
+            entry = record(sweep, objective, measured.pop("rel_error"),
+                           time.perf_counter() - start, **measured)
             history.append(entry)
             bar.update(loss=objective)
             converged = (abs(previous - objective) <= options.tol * max(abs(objective), 1e-300)
-                         or measured["rel_error"] < als.EXACT_FIT)
+                         or entry["rel_error"] < als.EXACT_FIT)
             previous = objective
             if converged or wants_stop(options.callback, {**entry, "tensors": tensors}):
                 break

@@ -110,7 +110,9 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     """
     spelling = spelled(options, FIT_ALIASES)
     options = renamed(options, "tnc.fit", FIT_ALIASES)
-    data = given_once(data, options.pop("data", None), "tnc.fit", "data")
+    data = given_once(data, options, "data", "tnc.fit")
+    if data is None:
+        raise TncError("tnc.fit: no data given (tnc.fit(model, data, ...))")
     return _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options, spelling)
 
 

@@ -93,13 +93,15 @@ def renamed(keywords: dict, what: str, aliases: dict, stacklevel: int = 3) -> di
     return out
 
 
-def given_once(value, alias_value, what: str, name: str):
-    """``value`` or, when the caller used the old keyword, ``alias_value``; a
-    :class:`~tnc.errors.TncError` when neither or both are given."""
+def given_once(value, keywords: dict, name: str, what: str):
+    """``value``, a front's own parameter ``name``, or ``keywords.pop(name)`` when the
+    caller passed it under its old keyword (already :func:`renamed`); a
+    :class:`~tnc.errors.TncError` when both are given."""
+    if name not in keywords:
+        return value
+    alias_value = keywords.pop(name)
     if value is not None and alias_value is not None:
         raise TncError(f"{what}: {name} is given twice (once under its old name)")
-    if value is None and alias_value is None:
-        raise TncError(f"{what}: no {name} given")
     return value if value is not None else alias_value
 
 

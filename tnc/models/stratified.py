@@ -45,6 +45,8 @@ from tnc.fitting.front import refuse_masked
 from tnc.engine.network import Network
 from tnc.options import check_arguments
 from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.records import (NTF_ALIASES, STRATIFIED_ALIASES, given_once, record, records,
+                                 renamed)
 from tnc.fitting.result import (COUNT, FORMAT_VERSION, HISTORY, Field, check_shapes, damaged,
                      is_number, read_archive, write_archive)
 from tnc.fitting.tv import majoriser
@@ -58,8 +60,9 @@ class StratifiedResult:
     """A fitted Stratified-NTF (or NTF) model.
 
     ``features[s][k]``: ``(d_k, l)``; ``weights[s]``: ``(m_s, r)``;
-    ``topics[k]``: ``(d_k, r)`` with unit-norm columns. ``history``: one dict per
-    iteration (iteration 0 is the start) with ``loss`` (the penalised objective
+    ``topics[k]``: ``(d_k, r)`` with unit-norm columns. ``history``: one record per
+    iteration (:mod:`tnc.fitting.records`: ``iteration`` from 1, ``time``; the
+    start's measures are ``info["initial"]``) with ``loss`` (the penalised objective
     ``0.5 * sum_s ||A_s - B_s||^2 + tv * TV``), ``sse`` (the sum of squared
     errors), ``rel_error`` (``sqrt(sse) / ||A||``) and ``tv`` (the topics'
     smoothed total variation).
@@ -74,6 +77,9 @@ class StratifiedResult:
     iterations: int
     wall_time: float
     info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.history = records(self.history)
 
     @property
     def loss(self) -> float:
@@ -406,48 +412,65 @@ def _measure(state: _State, tv: float, norm2: float) -> dict:
             "rel_error": float(np.sqrt(sse / norm2)) if norm2 > 0 else 0.0, "tv": penalty}
 
 
-def stratified_ntf(strata, rank_specific: int = 1, n_topics: int = 5, tv: float = 0.0,
+def stratified_ntf(data=None, rank_specific: int = 1, n_topics: int = 5, tv: float = 0.0,
                    max_iter: int = 200, seed: int | None = 0, tol: float = 1e-7,
                    strata_updates: int = 2, progress: bool = True,
-                   callback: Callable | None = None) -> StratifiedResult:
-    """Fit Stratified-NTF to ``strata`` (list of ``(m_s, d_1, ..., d_K)`` non-negative arrays).
+                   callback: Callable | None = None, **old) -> StratifiedResult:
+    """Fit Stratified-NTF to the strata ``data`` (list of ``(m_s, d_1, ..., d_K)``
+    non-negative arrays; ``strata=`` is its old name, deprecated).
 
     ``rank_specific``: rank ``l`` of each stratum's feature (0 for none);
     ``n_topics``: number ``r`` of global rank-one topics; ``tv``: weight of the
     topics' total-variation penalty; ``strata_updates``: feature updates per
     iteration (the paper's ``M``). Stops after ``max_iter`` iterations or when
     the loss falls by less than ``tol`` (relative) in one iteration.
-    ``callback(state)`` gets ``{"iteration", "loss", "rel_error", ...}`` after
-    each iteration and may return True to stop.
+    ``callback(state)`` gets the iteration's history record after each
+    iteration and may return True to stop.
     """
-    strata = check_strata(strata)
+    strata = check_strata(_data(data, old, "stratified_ntf", STRATIFIED_ALIASES))
     check_arguments(stratified_ntf, dict(
         rank_specific=rank_specific, n_topics=n_topics, tv=tv, max_iter=max_iter, seed=seed,
         tol=tol, strata_updates=strata_updates, progress=progress, callback=callback),
-        {"n_topics": {"min": 1}, "strata_updates": {"min": 1}})
+        {"n_topics": {"min": 1}, "strata_updates": {"min": 1}, "max_iter": {"min": 1}})
     start = time.perf_counter()
     state = _State(strata, rank_specific, n_topics, seed)
     norm2 = sum(float((a ** 2).sum()) for a in strata)
-    history = [{"iteration": 0, **_measure(state, tv, norm2)}]
-    converged = False
+    initial = _measure(state, tv, norm2)
+    history, converged, previous = [], False, initial["loss"]
     features = [f"V{k}" for k in range(1, strata[0].ndim)] if rank_specific else []
     with Progress(max_iter, desc="stratified-ntf", enabled=progress) as bar:
         for iteration in range(1, max_iter + 1):
             _iterate(state, features, strata_updates, tv)
-            history.append({"iteration": iteration, **_measure(state, tv, norm2)})
+            measured = _measure(state, tv, norm2)
+            history.append(record(iteration, measured.pop("loss"), measured.pop("rel_error"),
+                                  time.perf_counter() - start, **measured))
             bar.update(loss=history[-1]["loss"], rel_error=history[-1]["rel_error"])
-            previous, current = history[-2]["loss"], history[-1]["loss"]
+            current = history[-1]["loss"]
             converged = previous - current <= tol * max(previous, EPS)
-            if converged or wants_stop(callback, dict(history[-1])):
+            previous = current
+            if converged or wants_stop(callback, history[-1]):
                 break
     return StratifiedResult(
         features=[[own[n] for n in features] for own in state.local],
         weights=[own["W"] for own in state.local],
         topics=list(state.topics.values()), history=history,
         parameter_count=parameter_count([a.shape for a in strata], rank_specific, n_topics),
-        converged=converged, iterations=len(history) - 1,
+        converged=converged, iterations=len(history),
         wall_time=time.perf_counter() - start,
-        info={"rank_specific": rank_specific, "n_topics": n_topics, "tv": tv})
+        info={"rank_specific": rank_specific, "n_topics": n_topics, "tv": tv,
+              "initial": initial})
+
+
+def _data(data, old: dict, what: str, aliases: dict):
+    """``data``, or its value under the old keyword in ``old``; any other keyword in
+    ``old`` is a :class:`TncError` naming it."""
+    old = renamed(old, what, aliases, stacklevel=4)
+    data = given_once(data, old, "data", what)
+    if old:
+        raise TncError(f"{what} got unexpected keyword(s) {', '.join(old)}")
+    if data is None:
+        raise TncError(f"{what}: no data given")
+    return data
 
 
 def _iterate(state: _State, features, strata_updates: int, tv: float) -> None:
@@ -461,9 +484,10 @@ def _iterate(state: _State, features, strata_updates: int, tv: float) -> None:
     state.normalize_topics()
 
 
-def ntf(tensor, rank: int, max_iter: int = 200, seed=0, tol: float = 1e-7,
-        progress: bool = True, callback=None) -> StratifiedResult:
-    """Plain non-negative CP of ``tensor`` (``(m, d_1, ..., d_K)``) by multiplicative updates.
+def ntf(data=None, rank: int | None = None, max_iter: int = 200, seed=0, tol: float = 1e-7,
+        progress: bool = True, callback=None, **old) -> StratifiedResult:
+    """Plain non-negative CP of ``data`` (``(m, d_1, ..., d_K)``; ``tensor=`` is its old
+    name, deprecated) by multiplicative updates.
 
     The one-stratum Stratified-NTF without strata features: ``weights[0]`` is
     the first mode's factor and ``topics`` the others'.
@@ -473,5 +497,8 @@ def ntf(tensor, rank: int, max_iter: int = 200, seed=0, tol: float = 1e-7,
         >>> result.parameter_count, result.reconstruct(0).shape
         (30, (6, 4, 5))
     """
-    return stratified_ntf([tensor], rank_specific=0, n_topics=rank, max_iter=max_iter,
+    if rank is None:
+        raise TncError("ntf: no rank given")
+    data = _data(data, old, "ntf", NTF_ALIASES)
+    return stratified_ntf([data], rank_specific=0, n_topics=rank, max_iter=max_iter,
                           seed=seed, tol=tol, progress=progress, callback=callback)

@@ -23,12 +23,13 @@ ignores, and keeps 64-site products from under- or overflowing.
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> x = rng.random((200, 6)); y = (x[:, 0] + x[:, 5] > 1).astype(int)
-    >>> model = train_classifier(feature_map(x), y, max_rank=4, sweeps=2, progress=False)
+    >>> model = train_classifier(feature_map(x), y, max_rank=4, max_iter=2, progress=False)
     >>> float(np.mean(model.predict(feature_map(x)) == y)) > 0.9
     True
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ from tnc.mps.chain import truncation_rank
 from tnc.errors import TncError
 from tnc.options import validated
 from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.records import CLASSIFIER_ALIASES, given_once, record, records, renamed, spelled
 
 
 def feature_map(x: np.ndarray, kind: str = "trig") -> np.ndarray:
@@ -81,6 +83,24 @@ class MPSClassifier:
     label_site: int
     history: list = field(default_factory=list)
     converged: bool = False
+
+    def __post_init__(self):
+        self.history = records(self.history)
+
+    @property
+    def iterations(self) -> int:
+        """Sweeps made, the closing half pass included (one history record each)."""
+        return len(self.history)
+
+    @property
+    def loss(self) -> float | None:
+        return self.history[-1]["loss"] if self.history else None
+
+    @property
+    def rel_error(self) -> float | None:
+        """``||F - Y|| / ||Y||`` of the training scores ``F`` against the one-hot labels
+        ``Y`` at the last record (``sqrt(loss)``, since every row of ``Y`` has norm 1)."""
+        return self.history[-1]["rel_error"] if self.history else None
 
     def scores(self, phi: np.ndarray) -> np.ndarray:
         """``(n, N, 2)`` features -> ``(n, labels)`` outputs (per-sample scaled, see module)."""
@@ -157,7 +177,8 @@ def _split(theta, max_rank, cutoff, to_right):
 class ClassifierOptions:
     """``max_rank``: largest bond size; ``cutoff``: discarded weight per split;
     ``ridge``: penalty of the local least squares, relative to the mean kernel diagonal;
-    ``sweeps``: full passes (alternating direction), then a half pass parks the
+    ``max_iter``: full passes (alternating direction; ``sweeps`` before 0.2), then a
+    half pass parks the
     label leg in the middle of the chain, where both environments feed it;
     ``init_rank``: random start;
     ``tol``: stop when the training loss changes by less than this fraction."""
@@ -165,7 +186,7 @@ class ClassifierOptions:
     max_rank: int = field(default=16, metadata={"min": 1})
     cutoff: float = field(default=1e-10, metadata={"below": 1})
     ridge: float = 1e-1
-    sweeps: int = 4
+    max_iter: int = field(default=4, metadata={"min": 1})
     init_rank: int = field(default=2, metadata={"min": 1})
     tol: float = 1e-4
     seed: int = 0
@@ -207,15 +228,25 @@ def _sweep(state: _Sweeper, labels, opts, to_right, stop: int | None = None) -> 
             "truncation_error": worst, "max_rank": max(ranks), "ranks": ranks}
 
 
-def train_classifier(phi: np.ndarray, labels: np.ndarray, n_labels: int | None = None,
-                     **options) -> MPSClassifier:
-    """Train on features ``phi`` ``(n, N, 2)`` (see :func:`feature_map`) and integer ``labels``.
+def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
+                     n_labels: int | None = None, **options) -> MPSClassifier:
+    """Train on features ``data`` ``(n, N, 2)`` (see :func:`feature_map`; ``phi=`` is
+    its old name) and integer ``labels``.
 
-    History per sweep: ``loss`` (mean squared error of the one-hot fit, seen at
-    the last pair), ``train_accuracy``, ``truncation_error``, ``max_rank``,
-    ``ranks``, ``time``.
+    History per sweep (:mod:`tnc.fitting.records`): ``iteration`` from 1 (the
+    closing half pass is the last), ``loss`` (mean squared error of the one-hot
+    fit, seen at the last pair), ``rel_error`` (``sqrt(loss)``: the one-hot rows
+    have norm 1), ``time``, ``train_accuracy``, ``truncation_error``,
+    ``max_rank``, ``ranks``, ``label_site``. Options: :class:`ClassifierOptions`
+    (``sweeps=`` is the old name of ``max_iter``), checked by name, type and range.
     """
-    opts = validated(ClassifierOptions, options, "train_classifier")
+    spelling = spelled(options, CLASSIFIER_ALIASES)
+    options = renamed(options, "train_classifier", CLASSIFIER_ALIASES)
+    phi = given_once(data, options, "data", "train_classifier")
+    opts = validated(ClassifierOptions, options, "train_classifier", spelling)
+    if phi is None or labels is None:
+        raise TncError("train_classifier needs data (features) and labels")
+    phi = np.asarray(phi)
     labels = np.asarray(labels)
     if phi.ndim != 3 or phi.shape[0] != labels.shape[0] or phi.shape[1] < 2:
         raise TncError(f"phi must be (samples, sites >= 2, d) matching {labels.shape[0]} "
@@ -224,15 +255,17 @@ def train_classifier(phi: np.ndarray, labels: np.ndarray, n_labels: int | None =
     cores = _initial_cores(phi.shape[1], opts.init_rank, np.random.default_rng(opts.seed))
     state = _Sweeper(phi, np.eye(n_labels)[labels], cores, opts.ridge)
     history, converged, start = [], False, time.perf_counter()
-    with Progress(opts.sweeps + 1, desc="mps", enabled=opts.progress) as bar:
-        for number in range(opts.sweeps + 1):
-            last = number == opts.sweeps
+    with Progress(opts.max_iter + 1, desc="mps", enabled=opts.progress) as bar:
+        for number in range(opts.max_iter + 1):
+            last = number == opts.max_iter
             centre = (len(cores) - 2) // 2 if last else None
-            record = _sweep(state, labels, opts, number % 2 == 0, stop=centre)
-            record["time"] = time.perf_counter() - start
-            history.append(record)
-            bar.update(loss=record["loss"], max_rank=record["max_rank"])
-            if last or wants_stop(opts.callback, dict(record, sweep=number)):
+            own = _sweep(state, labels, opts, number % 2 == 0, stop=centre)
+            loss = own.pop("loss")
+            entry = record(number + 1, loss, math.sqrt(max(loss, 0.0)),
+                           time.perf_counter() - start, **own)
+            history.append(entry)
+            bar.update(loss=entry["loss"], max_rank=entry["max_rank"])
+            if last or wants_stop(opts.callback, entry):
                 break
     converged = len(history) > 1 and abs(history[-2]["loss"] - history[-1]["loss"]) <= (
         opts.tol * history[-2]["loss"])
