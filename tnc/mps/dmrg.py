@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse.linalg as sla
 
-from tnc.mps.chain import Chain, canonicalize, einsum_by_name, find_chain, merge, random_cores, ranks, split
+from tnc.mps.chain import (Chain, canonicalize, einsum_by_name, find_chain, merge, pad_to,
+                           random_cores, ranks, split)
 from tnc.engine import kernels
 from tnc.fitting.decompositions import scale_exponent
 from tnc.errors import ConvergenceWarning, TncError
@@ -417,20 +418,6 @@ def _initial_cores(network, chain, opts) -> dict:
     first = chain.cores[0].name
     cores[first] /= np.linalg.norm(cores[first])
     return cores
-
-
-def pad_to(network, chain: Chain, cores: dict) -> dict:
-    """Cores zero-padded to the network's declared bond sizes (exact: zeros add nothing)."""
-    sizes = network.spec.index_sizes
-    padded = {}
-    for core in chain.cores:
-        array = cores[core.name]
-        target = tuple(sizes[i] for i in core.indices)
-        if any(a > t for a, t in zip(array.shape, target)):
-            raise TncError(f"core `{core.name}` has shape {array.shape}, larger than the "
-                           f"declared {target}")
-        padded[core.name] = np.pad(array, [(0, t - a) for a, t in zip(array.shape, target)])
-    return padded
 
 
 def _result(network, chain, cores, inputs, history, converged, start) -> FitResult:
