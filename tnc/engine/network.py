@@ -120,16 +120,27 @@ class Network:
         return draw(self, path=path, ax=ax, layout=layout)
 
     def with_sizes(self, **sizes) -> "Network":
-        """The same network text compiled with other size parameters."""
-        from tnc.lang.compiler import compile as compile_text
+        """The same network re-expanded from its text with other size parameters (those
+        given are pinned, see :attr:`pinned_sizes`); only this network is expanded, by
+        :mod:`tnc.lang.expand` itself, so the engine never imports the compiler.
+
+            >>> import tnc
+            >>> tnc.library("cp").with_sizes(I=3, R=2).params["A"]
+            (3, 2)
+        """
+        from tnc.lang.expand import expand
+        from tnc.lang.parser import parse           # cached: the text was parsed to build this
         if self.source is None:
             raise TncError(f"network `{self.name}` was built in code (e.g. an environment), "
                            "not from tnc text, so it cannot be recompiled with other sizes; "
                            "call with_sizes on the network it came from")
-        network = compile_text(self.source, name=self.name, filename=self.filename,
-                               **{**self.sizes, **sizes})
-        network.pinned = self.pinned | (frozenset(sizes) & set(network.spec.sizes))
-        return network
+        try:
+            definition = next(d for d in parse(self.source, self.filename).networks
+                              if d.name == self.name)
+            spec = expand(definition, **{**self.sizes, **sizes})
+        except TncError as error:
+            raise error.located(self.source, self.filename) from None
+        return Network(spec, self.source, self.filename, self.pinned | frozenset(sizes))
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())

@@ -20,16 +20,13 @@ import numpy as np
 from tnc.lang import ast
 from tnc.engine import kernels
 from tnc.lang.compiler import compile as compile_text, pick_named, read_source
-from tnc.errors import TncError
+from tnc.errors import TncError, TncSemanticError
 from tnc.engine.network import Network
 from tnc.options import validated
 from tnc.lang.parser import parse
 from tnc.fitting.records import FIT_ALIASES, given_once, renamed, spelled
 from tnc.fitting.rescale import Rescale
 from tnc.engine.sparse import SparseTensor, as_sparse
-
-SENTINEL_BASE = 1_000_003   # stand-in sizes, far larger than any real index
-
 
 @dataclass
 class FitProblem:
@@ -361,8 +358,7 @@ def model_for_data(model, shape: tuple[int, ...], name=None, **sizes) -> Network
         (text, filename), defaults = read_source(model), {}
     definition = _pick(parse(text, filename), name)
     bound = _sizes_from_shape(text, filename, definition, shape, sizes, defaults)
-    network = compile_text(text, name=definition.name, filename=filename, **bound)
-    network.pinned = frozenset(sizes) & set(network.sizes)
+    network = compile_text(text, name=definition.name, filename=filename, pinned=sizes, **bound)
     return _checked_shape(network, shape)
 
 
@@ -383,52 +379,17 @@ def _checked_shape(network: Network, shape) -> Network:
 
 
 def _sizes_from_shape(text, filename, definition, shape, given, defaults) -> dict[str, int]:
-    """Size parameters for ``definition``: ``given``, then read off ``shape``, then defaults."""
-    def probe(values):
-        return compile_text(text, name=definition.name, filename=filename, **values).output_shape
-
-    free = [p for p in definition.params if p.name not in given]
-    sentinels = {p.name: SENTINEL_BASE + 2 * k for k, p in enumerate(free)}
-    open_names = [p.name for p in free if p.default is None and p.name not in defaults]
-    base = {**{k: v for k, v in defaults.items() if k in sentinels}, **given,
-            **{p: sentinels[p] for p in open_names}}
+    """Size parameters for ``definition``: ``given``, then solved from ``shape`` (the
+    output legs' size expressions, :func:`tnc.lang.sizes.solve_sizes`), then defaults;
+    nothing is compiled here."""
+    from tnc.lang.sizes import solve_sizes
     try:
-        readable = {p: probe(base) for p in open_names}
-    except TncError:
-        probe({**base, **{p: 2 for p in open_names}})   # a mistake in the model shows here
-        raise TncError(f"cannot read size parameter(s) {', '.join(open_names)} of network "
-                       f"`{definition.name}` off the data; pass them, e.g. "
-                       f"sizes={{'{open_names[0]}': ...}}") from None
-    for p in sentinels:
-        if p not in open_names:
-            try:
-                readable[p] = probe({**base, p: sentinels[p]})
-            except TncError:
-                continue     # e.g. a loop bound: a huge stand-in does not expand
-    read = _read_sentinels(readable, shape, sentinels, definition.name)
-    unread = [p for p in open_names if p not in read]
-    if unread:
-        raise TncError(f"size parameter(s) {', '.join(unread)} of network `{definition.name}` "
-                       "are not output sizes, so the data cannot fix them; pass them")
-    return {**{k: v for k, v in base.items() if k not in sentinels or k in defaults}, **given,
-            **read}
+        read = solve_sizes(definition, shape, given, defaults)
+    except TncSemanticError as error:       # a mistake in the model: located in its text
+        raise error.located(text, filename) from None
+    params = {p.name for p in definition.params}
+    return {**{k: v for k, v in defaults.items() if k in params}, **given, **read}
 
 
 def _pick(module: ast.Module, name) -> ast.NetworkDef:
     return pick_named({n.name: n for n in module.networks}, name, "network")
-
-
-def _read_sentinels(probe_shapes, shape, sentinels, network_name) -> dict[str, int]:
-    """Values of the parameters whose stand-in size shows up in a probe's output shape."""
-    bound: dict[str, int] = {}
-    for param, probe_shape in probe_shapes.items():
-        if len(probe_shape) != len(shape):
-            raise TncError(f"network `{network_name}` has {len(probe_shape)} output legs but "
-                           f"the data has {len(shape)} dimensions")
-        for axis, (probe, actual) in enumerate(zip(probe_shape, shape)):
-            if probe != sentinels[param]:
-                continue
-            if bound.setdefault(param, int(actual)) != int(actual):
-                raise TncError(f"size parameter `{param}` of network `{network_name}` would be "
-                               f"both {bound[param]} and {actual} (axis {axis} of the data)")
-    return bound

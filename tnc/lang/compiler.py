@@ -91,10 +91,12 @@ def _read_file(path: Path) -> tuple[str, str]:
 
 
 def compile_all(text_or_path, filename: str | None = None, allow_path: bool = True,
-                max_expansion: int | None = None, **sizes) -> dict[str, Network]:
+                max_expansion: int | None = None, pinned=None, **sizes) -> dict[str, Network]:
     """Every network of a text, by name; ``sizes`` apply to each network that has them.
 
     ``allow_path=False`` takes ``text_or_path`` as text, never as a path.
+    ``pinned``: the names of the sizes the caller chose (never read off data by
+    :func:`tnc.fit`; :attr:`Network.pinned_sizes`), by default those in ``sizes``.
     ``max_expansion`` caps the loop steps, indices, tensors and legs of all the
     networks together (default ``tnc.lang.expand.MAX_EXPANSION``, 10**6), checked
     before unrolling.
@@ -118,7 +120,8 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
                                        definition.span)
             own = {k: v for k, v in sizes.items() if k in {p.name for p in definition.params}}
             networks[definition.name] = Network(
-                expand(definition, max_expansion=budget, **own), text, filename, own)
+                expand(definition, max_expansion=budget, **own), text, filename,
+                own if pinned is None else pinned)
         _check_sizes_used(module, sizes)
         check_shared_tensors(networks)
     except TncError as error:
@@ -154,16 +157,23 @@ def check_shared_tensors(networks: dict[str, Network]) -> None:
 
 
 def compile(text_or_path, name: str | None = None, filename: str | None = None,
-            allow_path: bool = True, max_expansion: int | None = None, **sizes) -> Network:
+            allow_path: bool = True, max_expansion: int | None = None, pinned=None,
+            **sizes) -> Network:
     """Compile tnc text (or a ``.tn`` path) to a :class:`Network`.
 
     ``name`` picks one network of a text holding several; ``sizes`` override
     the header defaults (``tnc.compile(text, N=8, r=4)``); ``allow_path=False``
     takes ``text_or_path`` as text, never as a path; ``max_expansion`` caps the
-    expanded size (see :func:`compile_all`).
+    expanded size (see :func:`compile_all`); ``pinned``: the sizes fitting keeps, by
+    default those given here::
+
+        >>> compile("network v(n = 3) { index i: n  tensor x(i)  output i }",
+        ...         n=4, pinned=()).pinned_sizes
+        {}
     """
     return pick_named(compile_all(text_or_path, filename=filename, allow_path=allow_path,
-                                  max_expansion=max_expansion, **sizes), name, "network")
+                                  max_expansion=max_expansion, pinned=pinned, **sizes),
+                      name, "network")
 
 
 def pick_named(items: dict, name: str | None, kind: str):

@@ -160,14 +160,25 @@ def evaluate(expr: ast.Expr, scope: _Scope) -> int:
             return _checked_value(_apply(expr, _leaf(expr.left, scope),
                                          _leaf(expr.right, scope)), expr)
         return value if -_LIMIT < value < _LIMIT else _checked_value(value, expr)
-    values: list[int] = []
+    return fold(expr, scope.lookup, operator.neg,
+                lambda node, left, right: _checked_value(_apply(node, left, right), node))
+
+
+def fold(expr: ast.Expr, var, neg, binop):
+    """``expr`` folded bottom-up with an explicit stack (any nesting depth): integers
+    as themselves, ``var(node)`` for names, ``neg(value)``, ``binop(node, left, right)``.
+
+    >>> fold(ast.Neg(ast.Int(2, None), None), None, lambda v: -v, None)
+    -2
+    """
+    values: list = []
     stack: list = [(expr, False)]
     while stack:
         node, operands_done = stack.pop()
         if isinstance(node, ast.Int):
             values.append(node.value)
         elif isinstance(node, ast.Var):
-            values.append(scope.lookup(node))
+            values.append(var(node))
         elif not operands_done:
             stack.append((node, True))
             if isinstance(node, ast.Neg):
@@ -175,10 +186,10 @@ def evaluate(expr: ast.Expr, scope: _Scope) -> int:
             else:
                 stack.extend(((node.right, False), (node.left, False)))
         elif isinstance(node, ast.Neg):
-            values.append(-values.pop())
+            values.append(neg(values.pop()))
         else:
             right, left = values.pop(), values.pop()
-            values.append(_checked_value(_apply(node, left, right), node))
+            values.append(binop(node, left, right))
     return values[0]
 
 
