@@ -235,8 +235,8 @@ def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
 
     History per sweep (:mod:`tnc.fitting.records`): ``iteration`` from 1 (the
     closing half pass is the last), ``loss`` (mean squared error of the one-hot
-    fit, seen at the last pair), ``rel_error`` (``sqrt(loss)``: the one-hot rows
-    have norm 1), ``time``, ``train_accuracy``, ``truncation_error``,
+    fit, seen at the last pair before its split; the last record's is the returned
+    model's), ``rel_error`` (``sqrt(loss)``: the one-hot rows have norm 1), ``time``, ``train_accuracy``, ``truncation_error``,
     ``max_rank``, ``ranks``, ``label_site``. Options: :class:`ClassifierOptions`
     (``sweeps=`` is the old name of ``max_iter``), checked by name, type and range.
     """
@@ -269,4 +269,8 @@ def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
                 break
     converged = len(history) > 1 and abs(history[-2]["loss"] - history[-1]["loss"]) <= (
         opts.tol * history[-2]["loss"])
-    return MPSClassifier(state.cores, history[-1]["label_site"], history, converged)
+    model = MPSClassifier(state.cores, history[-1]["label_site"], history, converged)
+    residual = model.scores(phi) - state.targets         # the returned model, after its split
+    loss = float(np.mean(np.sum(residual ** 2, axis=1)))
+    model.history[-1].update(loss=loss, rel_error=math.sqrt(loss))
+    return model
