@@ -4,7 +4,7 @@
     python bench/fuzz_language.py --seed 0 --only 1234         # rerun one case, verbosely
 
 Seeds are the library networks (``tnc/lang/networks/*.tn``), the sketches in
-``../shared/dsl/`` when present, the networks and model blocks of the README
+``tests/dsl/`` (copied from ``../shared/dsl/``), the networks and model blocks of the README
 and a few model blocks written here; programs are drawn from a small random
 generator or mutated from a seed (delete, duplicate, swap or insert tokens,
 random characters, huge numbers, deep nesting, odd whitespace and line breaks,
@@ -96,7 +96,7 @@ def _blocks(text: str) -> list[str]:
 def seeds() -> list[str]:
     """Every seed program, in a fixed order."""
     found: list[str] = []
-    for folder in (ROOT / "tnc" / "lang" / "networks", ROOT.parent / "shared" / "dsl"):
+    for folder in (ROOT / "tnc" / "lang" / "networks", ROOT / "tests" / "dsl"):
         if folder.is_dir():
             found += [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.tn"))]
     readme = ROOT / "README.md"
