@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import warnings
 from pathlib import Path
@@ -225,12 +226,15 @@ def test_environment_switch_turns_kernels_off(monkeypatch):
 
 
 @pytest.mark.skipif(not kernels.available(), reason="needs the compiled kernels")
-def test_compiled_library_is_cached_by_source_hash(monkeypatch, tmp_path):
-    monkeypatch.setenv("TNC_CACHE_DIR", str(tmp_path))
+def test_compiled_library_is_cached_by_source_hash(monkeypatch, tmp_path, copying_compiler):
+    cache = tmp_path / "empty"
+    monkeypatch.setenv("TNC_CACHE_DIR", str(cache))
     first = kernels._compiled()
-    assert first.parent == tmp_path and first.exists()
+    assert first.parent == cache and first.exists() and record_matches(first)
     assert kernels._compiled() == first           # second call reuses the file
-    assert not list(tmp_path.glob("tmp*"))         # no scratch left behind
+    assert not list(cache.glob("tmp*"))            # no scratch left behind
+    if copying_compiler is not None:
+        assert len(copying_compiler.read_text().splitlines()) == 1   # built once
 
 
 def blas_threads_inside(*data) -> list:
@@ -385,9 +389,39 @@ def built_cache(tmp_path_factory):
     return cache
 
 
+COPYING_COMPILER = """#!/bin/sh
+# stands in for the C compiler: logs the call, copies the pristine library to -o's path
+echo "$@" >> "$TNC_TEST_COMPILER_LOG"
+while [ $# -gt 0 ]; do [ "$1" = "-o" ] && out="$2"; shift; done
+cp "$TNC_TEST_PRISTINE" "$out"
+"""
+
+
 @pytest.fixture
-def cache_copy(built_cache, tmp_path):
-    """A private copy of ``built_cache`` and its library's path."""
+def copying_compiler(built_cache, tmp_path, monkeypatch):
+    """Every rebuild in this test (here and in children) copies ``built_cache``'s library
+    instead of compiling (4-6 s each): a script of the compiler's name first on PATH, so the
+    build hash and the library's name stay those of the real compiler. Yields the log of
+    its calls. The real compiler builds ``built_cache`` itself."""
+    name = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    if os.sep in name or os.name != "posix":
+        yield None                                # an explicit path: real rebuilds
+        return
+    (library,) = built_cache.glob("tnc-kernels-*.so")
+    folder, log = tmp_path / "bin", tmp_path / "compiler.log"
+    folder.mkdir()
+    (folder / name).write_text(COPYING_COMPILER)
+    (folder / name).chmod(0o700)
+    log.touch()
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("TNC_TEST_PRISTINE", str(library))
+    monkeypatch.setenv("TNC_TEST_COMPILER_LOG", str(log))
+    yield log
+
+
+@pytest.fixture
+def cache_copy(built_cache, tmp_path, copying_compiler):
+    """A private copy of ``built_cache`` and its library's path (rebuilds copy it)."""
     cache = tmp_path / "cache"
     shutil.copytree(built_cache, cache)
     cache.chmod(0o700)
