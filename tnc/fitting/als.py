@@ -56,6 +56,7 @@ import opt_einsum as oe
 from tnc.engine import kernels
 from tnc.errors import TncError
 from tnc.lang.expand import einsum_symbol
+from tnc.fitting.extrapolate import LineSearch, penalty
 from tnc.fitting.front import FitProblem, check_finite, register_method
 from tnc.engine.plan import check_allocation, resolve_optimizer
 from tnc.fitting.progress import Progress, wants_stop
@@ -93,7 +94,9 @@ class ALSOptions:
     fit and used to report ``holdout_rel_error``; ``restarts``: fits from
     seeds ``seed, seed+1, ...``, the best kept; ``callback(state)``: called
     after each sweep, return True to stop; ``progress``: show a progress bar;
-    ``optimize``: contraction path optimizer.
+    ``optimize``: contraction path optimizer; ``extrapolate``: after each
+    sweep, an exact line search along the sweep's update, taken only when it
+    lowers the loss (:mod:`tnc.fitting.extrapolate`).
 
     A least-squares method: :func:`tnc.fit` fits the data rescaled to unit RMS
     and scales the result back (:mod:`tnc.fitting.rescale`), so ``c * X`` gives ``c``
@@ -116,6 +119,7 @@ class ALSOptions:
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"
+    extrapolate: bool = True
 
 
 # -- contraction trees with cached intermediates ------------------------------------------
@@ -947,16 +951,20 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
     mask, held = split_holdout(problem, options.holdout, seed)
     tensors = initial_tensors(problem, model, init, seed, settings.nonneg)
     fit = Fit(problem, model, settings, tensors, mask)
+    search = LineSearch(fit) if options.extrapolate else None
     history, converged, previous = [], False, math.inf
     for sweep in range(1, options.max_iter + 1):
         if fit.mode == "em":
-            fit.impute(fit.reconstruct())
+            fit.impute(fit.reconstruct() if search is None else search.start_model())
+        old = dict(fit.tensors)
         for position, name in enumerate(settings.order):
             loss = fit.update(name, _windowed_tree(model, fit, sweep, position))
         model_value = fit.reconstruct() if fit.mode == "em" or held is not None or (
             loss < EXACT_BELOW ** 2 * fit.xx) else None
         if model_value is not None:
             loss = fit.residual_loss(model_value)
+        if search is not None:
+            loss, model_value = search.step(old, loss, model_value)
         if options.normalize:
             fit.normalize()
         rel = math.sqrt(max(loss, 0.0) / fit.xx) if fit.xx > 0 else math.sqrt(max(loss, 0.0))
@@ -971,7 +979,8 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
         if converged or wants_stop(options.callback, state):
             break
     info = {"seed": seed, "order": settings.order, "missing": fit.mode,
-            "init": init if isinstance(init, str) else "given"}
+            "init": init if isinstance(init, str) else "given",
+            "extrapolated": 0 if search is None else search.accepted}
     return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
                      time.perf_counter() - start, dict(problem.inputs), info)
 
@@ -985,8 +994,7 @@ def _windowed_tree(model: Model, fit: Fit, sweep: int, position: int):
 
 
 def _penalty(fit: Fit) -> float:
-    return sum(w * float(np.vdot(fit.tensors[n], fit.tensors[n]))
-               for n, w in fit.settings.l2.items() if w)
+    return penalty(fit, fit.tensors)
 
 
 def _held_error(target, model_value, held) -> float:

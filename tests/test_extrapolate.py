@@ -1,0 +1,125 @@
+"""ALS extrapolation (tnc.fitting.extrapolate): exact line polynomial, monotone sweeps, speed-up."""
+import numpy as np
+import pytest
+
+import tnc
+from tnc.fitting import extrapolate
+
+NETWORKS = [("cp", dict(I=7, J=6, K=5, R=3)),
+            ("tucker", dict(I=6, J=5, K=4, R1=3, R2=2, R3=2)),
+            ("tt", dict(N=4, d=3, r=2))]
+
+
+def planted(kind, sizes, seed=1):
+    net = tnc.library(kind, **sizes)
+    return net, net.contract(net.random(seed=seed))
+
+
+def random_mask(shape, fraction=0.25, seed=5):
+    return np.random.default_rng(seed).random(shape) >= fraction
+
+
+@pytest.mark.parametrize("kind,sizes", NETWORKS)
+@pytest.mark.parametrize("missing", [None, "em", "wls"])
+def test_extrapolated_sweeps_never_raise_the_loss_and_reach_the_plant(kind, sizes, missing):
+    net, X = planted(kind, sizes)
+    mask = None if missing is None else random_mask(X.shape)
+    options = {} if missing is None else {"missing": missing}
+    result = tnc.fit(net, X, mask=mask, method="als", seed=0, init="random", progress=False,
+                     max_iter=400, tol=1e-12, extrapolate=True, **options)
+    losses = np.array([h["loss"] for h in result.history])
+    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1] + 1e-300)
+    assert result.info["extrapolated"] > 0 or result.iterations <= 2   # dense Tucker: one sweep
+    model = net.contract(result.tensors)
+    observed = np.ones(X.shape, bool) if mask is None else mask
+    assert np.linalg.norm((model - X)[observed]) < 1e-6 * np.linalg.norm(X[observed])
+
+
+def test_line_polynomial_matches_direct_contraction():
+    """The Chebyshev interpolant of M(s) agrees with contracting T_old + s D at other steps."""
+    net, X = planted("cp", dict(I=5, J=4, K=3, R=2))
+    old, new = net.random(seed=2), net.random(seed=3)
+    direction = {n: new[n] - old[n] for n in old}
+    cap = 5.0
+
+    class FakeFit:
+        problem = type("P", (), {"network": net, "inputs": {}})()
+
+    search = object.__new__(extrapolate.LineSearch)
+    search.fit = FakeFit()
+    nodes, values = search._nodes(old, direction, cap, net.contract(old), net.contract(new))
+    coefficients = extrapolate._chebyshev_fit(nodes, values)
+    for s in (0.3, 1.7, 4.2):
+        x = 2 * s / cap - 1
+        direct = net.contract({n: old[n] + s * direction[n] for n in old})
+        np.testing.assert_allclose(np.polynomial.chebyshev.chebval(x, coefficients), direct,
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_line_minimum_matches_a_dense_grid_with_mask_and_ridge():
+    net, X = planted("cp", dict(I=5, J=4, K=3, R=2))
+    mask = random_mask(X.shape, 0.3, seed=8)
+    result = tnc.fit(net, X + 0.1 * np.random.default_rng(0).standard_normal(X.shape),
+                     mask=mask, method="als", l2=0.01, max_iter=3, progress=False,
+                     extrapolate=False)
+    from tnc.fitting.als import Fit, als_model, resolve_settings, ALSOptions
+    from tnc.fitting.front import FitProblem
+    target = np.where(mask, X, 0.0)
+    problem = FitProblem(net, target, mask, {})
+    settings = resolve_settings(problem, ALSOptions(l2=0.01))
+    old, new = result.tensors, net.random(seed=4)
+    fit = Fit(problem, als_model(net, settings.order, "auto"), settings, dict(new), mask)
+    search = extrapolate.LineSearch(fit)
+    direction = {n: new[n] - old[n] for n in old}
+    cap = 3.0
+    nodes, values = search._nodes(old, direction, cap, net.contract(old), net.contract(new))
+    x, value, _ = search._minimum(extrapolate._chebyshev_fit(nodes, values), old, direction, cap)
+
+    def loss(s):
+        tensors = {n: old[n] + s * direction[n] for n in old}
+        residual = np.where(mask, target - net.contract(tensors), 0.0)
+        return float(np.vdot(residual, residual)) + 0.01 * sum(
+            float(np.vdot(t, t)) for t in tensors.values())
+
+    grid = np.linspace(1.0, cap, 2001)
+    best = min(loss(s) for s in grid)
+    assert value == pytest.approx(loss(cap * (x + 1) / 2), rel=1e-9)
+    assert value <= best * (1 + 1e-9)
+
+
+def collinear_cp(congruence=0.9, size=12, rank=3, seed=0):
+    """A planted CP whose factors' columns have pairwise cosines ``congruence`` (a swamp)."""
+    rng = np.random.default_rng(seed)
+    correlation = np.full((rank, rank), congruence) + (1 - congruence) * np.eye(rank)
+    root = np.linalg.cholesky(correlation)
+    factors = {}
+    for name in ("A", "B", "C"):
+        q, _ = np.linalg.qr(rng.standard_normal((size, rank)))
+        factors[name] = q @ root.T
+    return factors
+
+
+def test_extrapolation_crosses_a_swamp_in_fewer_sweeps():
+    net = tnc.library("cp", I=12, J=12, K=12, R=3)
+    X = net.contract(collinear_cp())
+    runs = {flag: tnc.fit(net, X, method="als", init="random", seed=3, tol=1e-10,
+                          max_iter=3000, progress=False, extrapolate=flag)
+            for flag in (False, True)}
+    assert runs[True].converged and runs[True].rel_error < 1e-6
+    assert runs[True].iterations <= 0.5 * runs[False].iterations
+
+
+def test_nonnegative_tensors_stay_nonnegative():
+    net, _ = planted("cp", dict(I=6, J=5, K=4, R=2))
+    X = net.contract({n: np.abs(t) for n, t in net.random(seed=6).items()})
+    result = tnc.fit(net, X, method="als", nonneg=True, max_iter=100, progress=False,
+                     extrapolate=True)
+    assert all(np.all(t >= 0) for t in result.tensors.values())
+    losses = np.array([h["loss"] for h in result.history])
+    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1])
+
+
+def test_extrapolate_is_validated():
+    net, X = planted("cp", dict(I=4, J=3, K=2, R=1))
+    with pytest.raises(tnc.TncError, match="extrapolate"):
+        tnc.fit(net, X, method="als", extrapolate="yes", progress=False)
