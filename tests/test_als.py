@@ -146,7 +146,11 @@ def test_callback_stops_the_fit_and_sees_the_state():
 
 def test_progress_bar_can_be_shown(capsys):
     net, X = planted("cp", I=5, J=4, K=3, R=2)
-    tnc.fit(net, X, method="als", max_sweeps=3, progress=True)
+    tnc.fit(net, X, method="als", max_iter=3, progress=True)
+    drawn = capsys.readouterr().err
+    assert "als:" in drawn and "/3 " in drawn          # a tqdm bar over the 3 sweeps
+    tnc.fit(net, X, method="als", max_iter=3, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_history_loss_and_rel_error_per_sweep_and_save_load(tmp_path):

@@ -4,9 +4,11 @@ A method registers a function ``run(problem, options) -> FitResult`` and the
 dataclass of its options; :func:`fit` compiles the model (taking open sizes
 from the data), checks the data and the options, and calls it::
 
-    >>> import numpy as np, tnc
-    >>> sorted(METHODS) == sorted(METHODS)   # methods register on import
-    True
+    >>> _load_methods()                    # each method registers when its module loads
+    >>> sorted(METHODS)
+    ['als', 'dmrg', 'gcp']
+    >>> METHODS["als"].options.__name__, METHODS["gcp"].sparse
+    ('ALSOptions', True)
 """
 from __future__ import annotations
 
