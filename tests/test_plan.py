@@ -9,6 +9,7 @@ import pytest
 
 import tnc
 from tnc.engine import plan as plan_module
+from tnc.engine import program
 from tnc.engine.plan import Cost, check_memory, peak_intermediate_elements, plan_contraction, \
     resolve_optimizer
 
@@ -100,6 +101,7 @@ def test_cotengra_requested_without_cotengra():
 def test_second_contract_does_not_search_again():
     net = tnc.library("tt", N=5, d=2, r=3)
     tensors = net.random()
+    program.clear_cache()
     with mock.patch.object(plan_module.oe, "contract_path", wraps=oe.contract_path) as spy:
         first = net.contract(tensors)
         assert spy.call_count == 1
@@ -114,11 +116,14 @@ def test_second_contract_does_not_search_again():
     assert first.shape == second.shape == net.output_shape
 
 
-def test_plans_are_per_network():
+def test_plans_are_shared_by_structure_not_by_instance():
+    program.clear_cache()
     with mock.patch.object(plan_module.oe, "contract_path", wraps=oe.contract_path) as spy:
         a, b = tnc.library("cp", R=2), tnc.library("cp", R=2)
         a.cost(), b.cost(), a.cost()
-        assert spy.call_count == 2
+        assert spy.call_count == 1          # same text and sizes: one program
+        tnc.library("cp", R=3).cost()
+        assert spy.call_count == 2          # other sizes: another
 
 
 def test_cost_is_known_before_allocation():

@@ -9,8 +9,8 @@ data set) is fitted by :func:`tnc.fit_model` when its data sets are given by
 name: ``tnc fit MODEL.tn [--model NAME] --data T1=a.npy --data T2=b.npy
 [--method als|gcp] [--set lambda=0.5] -o result.npz``.
 
-    >>> parse_option("max_sweeps=50"), parse_option("nonneg=['A']"), parse_option("init=svd")
-    (('max_sweeps', 50), ('nonneg', ['A']), ('init', 'svd'))
+    >>> parse_option("max_iter=50"), parse_option("nonneg=['A']"), parse_option("init=svd")
+    (('max_iter', 50), ('nonneg', ['A']), ('init', 'svd'))
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         "fit", help=HELP, description=HELP.capitalize() + ". Size parameters the data fixes "
         "(the output sizes) are read off its shape; give the others with --size.",
         epilog="example: tnc fit cp.tn x.npy --method als --size R=5 "
-               "--option max_sweeps=200 -o fit.npz; of a model block: tnc fit linked.tn "
+               "--option max_iter=200 -o fit.npz; of a model block: tnc fit linked.tn "
                "--model linked --data T1=x1.npy --data T2=x2.npy --set lambda=0.5 "
                "-o linked.npz")
     parser.add_argument("model", metavar="MODEL",
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
                         "missing; for a model, NAME=MASK per data set (or 'nan' for all)")
     parser.add_argument("--option", "-x", metavar="KEY=VALUE", type=parse_option,
                         action="append", default=[], help="a method option as a Python "
-                        "literal; repeat for several (--option max_sweeps=100 --option tol=1e-8)")
+                        "literal; repeat for several (--option max_iter=100 --option tol=1e-8)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument("--output", "-o", metavar="NPZ", help="save the result here (.npz)")
     parser.set_defaults(run=run, late_positional="data")
@@ -78,7 +78,7 @@ def parse_option(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (for example max_sweeps=100)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (for example max_iter=100)")
     try:
         return key, ast.literal_eval(value.strip())
     except (ValueError, SyntaxError):
@@ -147,7 +147,7 @@ def run(args) -> int:
         options.setdefault("progress", not args.quiet)
     result = fit(model, data, method=args.method, mask=mask, name=args.name,
                  sizes=dict(args.size), **options)
-    return report(result, args.output, "sweeps")
+    return report(result, args.output, "iterations")
 
 
 def run_model(args) -> int:
@@ -163,7 +163,7 @@ def run_model(args) -> int:
     options = dict(args.option)
     if "progress" in {f.name for f in dataclasses.fields(CoupledOptions)}:
         options.setdefault("progress", not args.quiet)
-    result = fit_model(args.model, data, method=args.method, masks=masks, name=block,
+    result = fit_model(args.model, data, method=args.method, mask=masks, name=block,
                        sizes=dict(args.size), settings=dict(args.settings), **options)
     errors = result.history[-1].get("rel_errors", {}) if result.history else {}
     return report(result, args.output, "iterations",

@@ -44,7 +44,6 @@ import numpy as np
 
 from tnc.errors import TensorError, TncError
 from tnc.lang.expand import NetworkSpec
-from tnc.engine.network import _cache_key
 from tnc.engine.plan import Cost, check_memory
 
 Indices = tuple  # of int index ids
@@ -395,13 +394,10 @@ class GradPlan:
 
 # -- entry points used by Network -----------------------------------------------------------
 def grad_plan(network, optimize="auto", wrt=None) -> GradPlan:
-    """The cached :class:`GradPlan` of ``network`` for ``optimize`` and ``wrt``."""
-    wrt = resolve_wrt(network, wrt)
-    cache = network.__dict__.setdefault("_grad_plans", {})
-    key = (_cache_key(optimize), wrt)
-    if key not in cache:
-        cache[key] = GradPlan(network.spec, network.plan(optimize).cost.path, wrt)
-    return cache[key]
+    """The :class:`GradPlan` of ``network`` for ``optimize`` and ``wrt``, kept by the
+    network's program (:mod:`tnc.engine.program`)."""
+    from tnc.engine.program import program_of      # program builds on this module
+    return program_of(network, optimize).gradients(resolve_wrt(network, wrt))
 
 
 def resolve_wrt(network, wrt) -> frozenset[str]:

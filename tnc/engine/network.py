@@ -23,7 +23,7 @@ import numpy as np
 from tnc.errors import TensorError, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence, einsum_symbol
 from tnc.engine.graph import build_graph
-from tnc.engine.plan import Cost, Plan, check_arrays_fit, check_memory, plan_contraction
+from tnc.engine.plan import Cost, Plan, check_arrays_fit, check_memory
 
 LETTERS = string.ascii_letters
 
@@ -34,10 +34,6 @@ def index_symbols(indices) -> dict[str, str]:
     indices = list(indices)
     pick = (lambda k: LETTERS[k]) if len(indices) <= len(LETTERS) else einsum_symbol
     return {index: pick(k) for k, index in enumerate(indices)}
-
-
-def _cache_key(optimize):
-    return optimize if isinstance(optimize, (str, type(None))) else ("object", id(optimize))
 
 
 class Network:
@@ -53,7 +49,6 @@ class Network:
         self.source = source
         self.filename = filename
         self.pinned = frozenset(pinned) & set(spec.sizes)
-        self._plans: dict[object, Plan] = {}
 
     # -- description -----------------------------------------------------------------
     @property
@@ -149,13 +144,10 @@ class Network:
 
     # -- planning --------------------------------------------------------------------
     def plan(self, optimize="auto") -> Plan:
-        """The planned contraction for ``optimize``, searched once and cached."""
-        key = _cache_key(optimize)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = plan_contraction(self.equation, self.shapes, optimize)
-            self._plans[key] = plan
-        return plan
+        """The planned contraction for ``optimize``, searched once and kept in the shared
+        program cache (:mod:`tnc.engine.program`; an optimizer object searches anew)."""
+        from tnc.engine.program import program_of
+        return program_of(self, optimize).plan
 
     def cost(self, optimize="auto", dtype=np.float64) -> Cost:
         """Flops, largest intermediate and peak bytes, known before anything is allocated."""

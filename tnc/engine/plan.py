@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -87,7 +88,7 @@ def resolve_optimizer(optimize, num_tensors: int):
     opt_einsum's random-greedy; ``"cotengra"`` searches longer (5 s).
     """
     if not isinstance(optimize, str):
-        return optimize             # a path, or a PathOptimizer object
+        return fresh_optimizer(optimize)    # a path, or a PathOptimizer object
     if optimize not in OPTIMIZERS:
         raise TncError(f"unknown path optimizer {optimize!r}; choose one of "
                        + ", ".join(OPTIMIZERS))
@@ -103,6 +104,26 @@ def resolve_optimizer(optimize, num_tensors: int):
                            "pip install 'tnc[cotengra]'")
         return _cotengra_optimizer()
     return optimize
+
+
+def fresh_optimizer(optimize):
+    """A deep copy of a path optimizer object (opt_einsum's rule: a stateful optimizer
+    serves one search; reused on another contraction, ``RandomGreedy`` raises), a path
+    unchanged.
+
+        >>> opt = oe.RandomGreedy(max_repeats=4)
+        >>> fresh_optimizer(opt) is not opt, fresh_optimizer([(0, 1)])
+        (True, [(0, 1)])
+    """
+    if not isinstance(optimize, oe.paths.PathOptimizer) and not callable(optimize):
+        return optimize
+    try:
+        return copy.deepcopy(optimize)
+    except Exception as error:  # noqa: BLE001 - any failure to copy means: cannot reuse it
+        raise TncError(f"the path optimizer {type(optimize).__name__} cannot be copied "
+                       f"({error}); tnc searches several contractions with it and an optimizer "
+                       "object serves one search only: pass a name ('random-greedy', "
+                       "'cotengra') or a path instead") from None
 
 
 def cotengra_available() -> bool:

@@ -51,14 +51,16 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import numpy as np
-import opt_einsum as oe
 
 from tnc.engine import kernels
 from tnc.errors import TncError
-from tnc.lang.expand import einsum_symbol
 from tnc.fitting.extrapolate import LineSearch, penalty
 from tnc.fitting.front import FitProblem, check_finite, register_method
-from tnc.engine.plan import check_allocation, resolve_optimizer
+from tnc.engine.plan import check_allocation
+from tnc.engine.program import optimizer_key, program_of
+from tnc.engine.trees import (Leaves, Node, _nodes, arrange, chain_tree,  # noqa: F401
+                              dimension_tree_groups, evaluate, path_tree, replay_flops,
+                              window_key)
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.result import FitResult
 
@@ -68,8 +70,6 @@ WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
 CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
-SKINNY = 64            # products with this many more big-operand rows than columns
-BATCHED_GEMM_MIN = 4096  # batch matrices this large beat copying the operand for one GEMM
 NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
 MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters
 
@@ -120,248 +120,6 @@ class ALSOptions:
     progress: bool = True
     optimize: str = "auto"
     extrapolate: bool = True
-
-
-# -- contraction trees with cached intermediates ------------------------------------------
-@dataclass
-class Node:
-    """A pairwise (or unary) contraction over ``children``; a leaf when it has none.
-
-    ``indices`` are the legs the node keeps: those any leaf outside it carries.
-    """
-
-    leaves: frozenset
-    indices: tuple
-    children: tuple = ()
-    key: tuple = ()
-    expression: object = None
-    flops: int = 0
-
-
-class Leaves:
-    """The leaves of one scalar network (labels -> legs) and the symbols of their indices."""
-
-    def __init__(self, tag: str, legs: dict, sizes: dict, rank: dict):
-        self.tag = tag
-        self.legs = legs
-        self.sizes = sizes
-        self.rank = rank
-        self.symbols = {ix: einsum_symbol(k) for k, ix in enumerate(sorted(rank, key=rank.get))}
-        self.count = Counter(ix for legs_ in legs.values() for ix in legs_)
-
-    def kept(self, members: frozenset, indices) -> tuple:
-        """Legs of ``members`` that some leaf outside them carries, in canonical order."""
-        inside = Counter(ix for label in members for ix in self.legs[label])
-        keep = {ix for ix in indices if self.count[ix] > inside[ix]}
-        return tuple(sorted(keep, key=self.rank.get))
-
-    def leaf(self, label) -> Node:
-        return Node(frozenset([label]), tuple(self.legs[label]))
-
-    def join(self, *children: Node) -> Node:
-        members = frozenset().union(*(c.leaves for c in children))
-        union = {ix for c in children for ix in c.indices}
-        kept = self.kept(members, union)
-        flops = math.prod(self.sizes[ix] for ix in union) + sum(c.flops for c in children)
-        gemm = gemm_layout(children, kept, self.sizes) if len(children) == 2 else None
-        if gemm is not None:
-            kept, function = gemm
-        else:
-            term = lambda ixs: "".join(self.symbols[ix] for ix in ixs)  # noqa: E731
-            equation = ",".join(term(c.indices) for c in children) + "->" + term(kept)
-            shapes = [tuple(self.sizes[ix] for ix in c.indices) for c in children]
-            function = oe.contract_expression(equation, *shapes)
-        return Node(members, kept, children, (self.tag, members, kept), function, flops)
-
-
-def gemm_layout(children, kept, sizes):
-    """``(output legs, function)`` doing a pairwise contraction as one matrix product.
-
-    Applies when no kept leg is shared (no batch legs) and every leg is either
-    kept or summed between the two. The larger operand is never copied when its
-    summed legs lead or trail its layout (``X(i,j,k)`` against ``A(i,r)`` is
-    ``A.T @ X.reshape(I, JK)``, legs ``(r, j, k)``); the smaller one is
-    transposed as needed. Summed legs in the middle of a large operand
-    (``X(i,j,k)`` against ``B(j,r)``) become a batched product over the leading
-    legs, ``B.T @ X[i]`` for each ``i``, legs ``(i, r, k)``, also without a copy.
-    """
-    big, small = sorted(children, key=lambda c: -math.prod(sizes[ix] for ix in c.indices))
-    summed = [ix for ix in big.indices if ix in small.indices]
-    if any(ix in kept for ix in summed) or len(set(big.indices)) < len(big.indices) or any(
-            ix not in kept and ix not in summed for ix in big.indices + small.indices):
-        return None
-    keep_big = tuple(ix for ix in big.indices if ix not in summed)
-    keep_small = tuple(ix for ix in small.indices if ix not in summed)
-    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
-    n_keep, n_sum, n_small = size(keep_big), size(summed), size(keep_small)
-    small_order = [small.indices.index(ix) for ix in (*summed, *keep_small)]
-    first_is_big = children[0] is big
-    kernel = kernel_layout(big.indices, summed, keep_small, sizes, first_is_big, small_order)
-    if kernel is not None:
-        return kernel
-    if big.indices == tuple(summed) + keep_big:
-        # summed legs lead: (small^T)(n_small, n_sum) @ big(n_sum, n_keep), big untouched
-        def leading(a, b):
-            big_array, small_array = (a, b) if first_is_big else (b, a)
-            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-            return (right.T @ big_array.reshape(n_sum, n_keep)).reshape(
-                tuple(sizes[ix] for ix in keep_small + keep_big))
-        return keep_small + keep_big, leading
-    middle = _middle_split(big.indices, summed)
-    n_post = size(big.indices[middle + len(summed):]) if middle is not None else 0
-    if n_sum * n_post >= BATCHED_GEMM_MIN:
-        # summed legs in the middle: batched (small^T) @ big(n_pre, n_sum, n_post), no copy
-        n_pre = size(big.indices[:middle])
-        legs = big.indices[:middle] + keep_small + big.indices[middle + len(summed):]
-
-        def middle_product(a, b):
-            big_array, small_array = (a, b) if first_is_big else (b, a)
-            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-            return np.matmul(right.T, big_array.reshape(n_pre, n_sum, n_post)).reshape(
-                tuple(sizes[ix] for ix in legs))
-        return legs, middle_product
-    if big.indices == keep_big + tuple(summed):
-        as_matrix = lambda a: a.reshape(n_keep, n_sum)  # noqa: E731
-    else:
-        order = [big.indices.index(ix) for ix in (*keep_big, *summed)]
-        as_matrix = lambda a: np.transpose(a, order).reshape(n_keep, n_sum)  # noqa: E731
-
-    # a skinny product runs faster as (small^T @ big^T), and leaves the small legs leading
-    small_first = n_small * SKINNY <= n_keep
-    legs = keep_small + keep_big if small_first else keep_big + keep_small
-    shape = tuple(sizes[ix] for ix in legs)
-
-    def trailing(a, b):
-        big_array, small_array = (a, b) if first_is_big else (b, a)
-        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-        if small_first:
-            return (right.T @ as_matrix(big_array).T).reshape(shape)
-        return (as_matrix(big_array) @ right).reshape(shape)
-
-    return legs, trailing
-
-
-def kernel_layout(big_legs: tuple, summed: list, keep_small: tuple, sizes: dict,
-                  first_is_big: bool, small_order: list):
-    """``(output legs, function)`` running the product on the compiled kernel of
-    :mod:`tnc.engine.kernels`, or None when the kernels are unavailable or the product is
-    small or the summed legs do not form one run of the big operand's legs.
-
-    The big operand is viewed as ``(P, S, Q)`` around its summed run, the small one
-    as ``(S, R)``; the output legs are ``pre + small's kept + post``, so
-    ``X(i,j,k)`` against ``B(j,r)`` gives legs ``(i, r, k)``.
-    """
-    n = len(summed)  # summed is in the big operand's order
-    starts = [at for at in range(len(big_legs) - n + 1) if big_legs[at:at + n] == tuple(summed)]
-    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
-    if not starts or not kernels.worth_it(tuple(sizes[ix] for ix in big_legs), np.float64):
-        return None
-    pre, post = big_legs[:starts[0]], big_legs[starts[0] + n:]
-    n_pre, n_sum, n_post, n_small = size(pre), size(summed), size(post), size(keep_small)
-    legs = pre + keep_small + post
-    shape = tuple(sizes[ix] for ix in legs)
-
-    def kernel_product(a, b):
-        big_array, small_array = (a, b) if first_is_big else (b, a)
-        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-        return kernels.mode_product(big_array.reshape(n_pre, n_sum, n_post), right).reshape(shape)
-
-    return legs, kernel_product
-
-
-def _middle_split(legs: tuple, summed: list) -> int | None:
-    """Where ``summed`` sits as one run strictly inside ``legs`` (neither leading nor
-    trailing), or None.
-
-    >>> _middle_split(("i", "j", "k"), ["j"]), _middle_split(("i", "j", "k"), ["k"])
-    (1, None)
-    """
-    n = len(summed)
-    for start in range(1, len(legs) - n):
-        if set(legs[start:start + n]) == set(summed):
-            return start
-    return None
-
-
-def evaluate(node: Node, values: dict, cache: dict):
-    """Value of ``node``: leaves from ``values``, intermediates from/into ``cache``."""
-    if not node.children:
-        return values[next(iter(node.leaves))]
-    hit = cache.get(node.key)
-    if hit is None:
-        hit = node.expression(*(evaluate(c, values, cache) for c in node.children))
-        cache[node.key] = hit
-    return hit
-
-
-def chain_tree(leaves: Leaves, start, groups) -> Node:
-    """``start`` absorbs ``groups`` in turn: each group contracted on its own first and
-    then joined (one product over X), or its leaves absorbed one by one, whichever
-    costs fewer flops (ties go to the group, the BLAS-friendlier form)."""
-    node = leaves.leaf(start)
-    for group in groups:
-        if not group:
-            continue
-        whole = leaves.join(node, path_tree(leaves, list(group), "auto"))
-        one_by_one = node
-        todo = list(group)
-        while todo:
-            step = [(math.prod(leaves.sizes[ix] for ix in set(one_by_one.indices) | set(
-                leaves.legs[label])), not at_an_end(one_by_one.indices, leaves.legs[label]), k)
-                for k, label in enumerate(todo)]
-            one_by_one = leaves.join(one_by_one, leaves.leaf(todo.pop(min(step)[-1])))
-        node = whole if whole.flops <= one_by_one.flops else one_by_one
-    return node
-
-
-def at_an_end(indices: tuple, legs) -> bool:
-    """Whether the legs ``indices`` shares with ``legs`` lead or trail it (no copy for BLAS).
-
-    >>> at_an_end(("i", "j", "k"), ("k", "r")), at_an_end(("i", "j", "k"), ("j", "r"))
-    (True, False)
-    """
-    shared = set(indices) & set(legs)
-    n = len(shared)
-    return bool(n) and (set(indices[:n]) == shared or set(indices[len(indices) - n:]) == shared)
-
-
-def path_tree(leaves: Leaves, labels: list, optimize) -> Node:
-    """The tree of opt_einsum's best path over ``labels``."""
-    nodes = [leaves.leaf(label) for label in labels]
-    if len(nodes) == 1:
-        return nodes[0]
-    members = frozenset(labels)
-    output = leaves.kept(members, {ix for label in labels for ix in leaves.legs[label]})
-    term = lambda ixs: "".join(leaves.symbols[ix] for ix in ixs)  # noqa: E731
-    equation = ",".join(term(leaves.legs[label]) for label in labels) + "->" + term(output)
-    shapes = [tuple(leaves.sizes[ix] for ix in leaves.legs[label]) for label in labels]
-    # ALS plans three trees per tensor: "auto" here is opt_einsum's quick choice
-    optimizer = "auto" if optimize == "auto" else resolve_optimizer(optimize, len(labels))
-    path, _ = oe.contract_path(equation, *shapes, shapes=True, optimize=optimizer)
-    for positions in path:
-        picked = [nodes.pop(p) for p in sorted(positions, reverse=True)]
-        nodes.append(leaves.join(*picked))
-    while len(nodes) > 1:
-        nodes.append(leaves.join(nodes.pop(0), nodes.pop(0)))
-    return nodes[0]
-
-
-def dimension_tree_groups(order: list, position: int) -> list:
-    """Groups of params absorbed into X, outermost first, for the update at ``position``.
-
-    >>> dimension_tree_groups(["A", "B", "C"], 0), dimension_tree_groups(["A", "B", "C"], 2)
-    ([['B', 'C']], [['A'], ['B']])
-    """
-    groups, lo, hi = [], 0, len(order)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if position < mid:
-            groups.append(order[mid:hi])
-            hi = mid
-        else:
-            groups.append(order[lo:mid])
-            lo = mid
-    return groups
 
 
 # -- the model: leaves, legs and per-tensor update plans ------------------------------------
@@ -521,59 +279,14 @@ class Model:
         return values
 
 
-def _nodes(node: Node):
-    """``node`` and every node below it."""
-    yield node
-    for child in node.children:
-        yield from _nodes(child)
-
-
-def window_key(step: int, n: int) -> tuple[int, int]:
-    """``(window start, position)`` of update number ``step`` of the cyclic sequence of
-    ``n`` parameters cut into windows of ``n - 1``.
-
-    >>> [window_key(t, 3) for t in range(6)]
-    [(0, 0), (0, 1), (2, 0), (2, 1), (1, 0), (1, 1)]
-    """
-    width = n - 1
-    return (step // width) * width % n, step % width
-
-
-def replay_flops(labels: list, trees: list, rounds: int = 2) -> int:
-    """Flops of evaluating ``trees`` in turn with a cache, where after each tree the
-    cached intermediates containing leaf ``labels[t]`` (the updated tensor) are
-    dropped; ``rounds`` repetitions, the first only warming the cache."""
-    cached, total = set(), 0
-    for round_ in range(rounds):
-        for label, tree in zip(labels, trees):
-            flops = _uncached_flops(tree, cached)
-            total += flops if round_ else 0
-            cached = {key for key in cached if label not in key[1]}
-    return total
-
-
-def _uncached_flops(node: Node, cached: set) -> int:
-    if not node.children or node.key in cached:
-        return 0
-    cached.add(node.key)
-    own = node.flops - sum(c.flops for c in node.children)
-    return own + sum(_uncached_flops(c, cached) for c in node.children)
-
-
 def als_model(network, order: list, optimize="auto") -> Model:
-    """The :class:`Model` of ``network`` for the sweep ``order``, planned once and cached
-    on the network (repeated fits — restarts, cross-validation — skip the planning)."""
-    from tnc.engine.network import _cache_key
-    cache = network.__dict__.setdefault("_als_models", {})
-    key = (tuple(order), _cache_key(optimize))
-    if key not in cache:
-        cache[key] = Model(network, list(order), optimize)
-    return cache[key]
-
-
-def arrange(array, have: tuple, want: tuple):
-    """Transpose ``array`` with axes named ``have`` into the order ``want``."""
-    return np.transpose(array, [have.index(ix) for ix in want]) if have != want else array
+    """The :class:`Model` of ``network`` for the sweep ``order``, planned once and kept by
+    the network's program (:mod:`tnc.engine.program`: repeated fits — restarts,
+    cross-validation — skip the planning); planned anew for an optimizer object."""
+    if optimizer_key(optimize) is None:
+        return Model(network, list(order), optimize)
+    return program_of(network, optimize).memo(("als", tuple(order)),
+                                              lambda: Model(network, list(order), optimize))
 
 
 # -- solving the normal equations ----------------------------------------------------------
