@@ -136,4 +136,5 @@ def test_random_equations_never_crash(eq, shapes):
         text = tnc.from_einsum(eq, *shapes)
     except TncError:
         return
-    tnc.compile(text)
+    net = tnc.compile(text)                  # what from_einsum accepts compiles, operand by operand
+    assert net.shapes == tuple(shapes)
