@@ -41,7 +41,7 @@ import numpy as np
 
 from tnc.lang.compiler import compile_all
 from tnc.errors import TncError
-from tnc.fitting.front import refuse_masked
+from tnc.fitting.front import check_finite, real_array, refuse_masked
 from tnc.engine.network import Network
 from tnc.options import check_arguments
 from tnc.fitting.progress import Progress, wants_stop
@@ -294,22 +294,19 @@ def check_strata(strata) -> list[np.ndarray]:
         raise TncError("strata must be a non-empty list of arrays of shape (m_s, d_1, ..., d_K)")
     arrays = []
     for s, stratum in enumerate(strata):
-        refuse_masked(stratum, f"stratum {s}")
-        array = np.asarray(stratum)
-        if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-            raise TncError(f"stratum {s} must be a real numeric array, got dtype {array.dtype}")
+        refuse_masked(stratum, f"stratum {s}")          # as front.as_target, naming the stratum
+        array = real_array(stratum, f"stratum {s}")
         if array.ndim < 2 or 0 in array.shape:
             raise TncError(f"stratum {s} must have shape (m_s, d_1, ..., d_K) with K >= 1 and "
                            f"no empty mode, got {array.shape}")
         if array.shape[1:] != np.shape(strata[0])[1:]:
             raise TncError(f"stratum {s} has modes {array.shape[1:]} but stratum 0 has "
                            f"{np.shape(strata[0])[1:]}; only the sample count may differ")
-        if not np.isfinite(array).all():
-            raise TncError(f"stratum {s} has NaN or infinite entries")
+        check_finite(array, f"stratum {s}")
         if (array < 0).any():
             raise TncError(f"stratum {s} has {int((array < 0).sum())} negative entries; "
                            "non-negative factorization needs non-negative data")
-        arrays.append(array.astype(np.float64))
+        arrays.append(array)
     return arrays
 
 
