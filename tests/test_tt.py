@@ -204,3 +204,22 @@ def test_gram_rounding_matches_qr_rounding(complex_):
     assert s.round(rel_error=1e-6, method="gram").ranks == [2, 6, 2]
     with pytest.raises(tnc.TncError, match="method"):
         s.round(method="svd")
+
+
+@pytest.mark.parametrize("rel_error", [1e-2, 1e-4, 1e-6])
+def test_gram_rounding_of_a_sum_meets_rel_error_against_dense(complex_, rel_error):
+    """A sum of 8 rank-2 trains with weights 10^-j (singular values spread over 14
+    decades): the Gram rounding's error against the dense sum is within ``rel_error``
+    and its ranks are those of the QR rounding."""
+    rng = np.random.default_rng(5)
+    shape = (3, 4, 2, 3, 4)
+    s = train(rng, 2, complex_, shape)
+    for j in range(1, 8):
+        s = s + 10.0 ** -j * train(rng, 2, complex_, shape)
+    S = s.to_dense()
+    gram = s.round(rel_error=rel_error, method="gram")
+    qr = s.round(rel_error=rel_error, method="qr")
+    assert np.linalg.norm(gram.to_dense() - S) <= rel_error * np.linalg.norm(S)
+    assert gram.ranks == qr.ranks
+    assert s.round(rel_error=rel_error).ranks == qr.ranks          # auto
+    assert max(gram.ranks) < max(s.ranks)                            # it did truncate

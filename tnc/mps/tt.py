@@ -30,14 +30,16 @@ True
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
 import numpy as np
 
 from tnc.errors import TncError
-from tnc.fitting.decompositions import (GRAM_MIN_REL_ERROR, _ldexp, _truncation, per_mode,
-                             scale_exponent, tt_orthogonalize, tt_round, tt_svd)
+from tnc.fitting.decompositions import (GRAM_MIN_REL_ERROR, _ldexp, _truncation, adjoint,
+                                        per_mode, scale_exponent, tt_orthogonalize,
+                                        tt_round, tt_svd)
 from tnc.options import check_value
 from tnc.engine.plan import check_allocation
 
@@ -151,12 +153,15 @@ class _Train:
         """Recompressed to relative error ``rel_error`` (Frobenius) and/or bond sizes at most
         ``max_rank`` (one int or N - 1); O(N d R³).
 
-        ``method``: ``"qr"`` is :func:`tnc.fitting.decompositions.tt_round` (QR sweep, then
-        SVDs: accurate to machine precision); ``"gram"`` replaces the QR sweep by
-        Gram matrices of the right parts and Cholesky factors (BLAS-3 products, about
-        3x cheaper), which resolves singular values only down to ~1e-8 of the largest;
-        ``"auto"`` takes ``"gram"`` when that cannot matter (``rel_error`` None or at
-        least 1e-6, as :func:`tnc.decompose` does), else ``"qr"``.
+        ``method``: ``"qr"`` is :func:`tnc.fitting.decompositions.tt_round` (a QR of every
+        core right to left, then an SVD of every core left to right: accurate to machine
+        precision); ``"gram"`` (:func:`_gram_round`) replaces both by matrix products and
+        one r x r eigen-decomposition per bond (Gram matrices of the right parts, their
+        Cholesky factors, the eigenvalues of the factored core Grams): no decomposition
+        of a core-sized (r d, r) matrix, about 2x faster than ``"qr"`` at rank 100, but
+        resolving singular values only down to ~1e-8 of the largest; ``"auto"`` takes
+        ``"gram"`` when that cannot matter (``rel_error`` None or at least 1e-6, as
+        :func:`tnc.decompose` does), else ``"qr"``.
         """
         check_value("method", method, str, {"choices": ("auto", "qr", "gram")}, "round")
         if rel_error is None and max_rank is None:
@@ -371,34 +376,74 @@ def _contract_cores(a, b, equation: str):
 
 
 def _gram_round(cores: list, ranks, rel_error) -> list:
-    """TT rounding by Gram matrices (Al Daas, Ballard and Benner 2022): right-to-left,
-    W_k = R_k R_kᴴ of the part right of bond k (two tensordots per core, no QR); then
+    """TT rounding by Gram matrices (Al Daas, Ballard and Benner 2022) with no
+    decomposition of a core-sized matrix: right-to-left, W_k = L_k L_kᴴ, the Gram of
+    the part right of bond k (two products per core, then a Cholesky factor);
     left-to-right, the unfolding's singular values are those of ``M_k L_k`` (core k's
-    matrix times the Cholesky factor of W_k), whose truncated SVD gives core k and the
-    carry ``Uᴴ M_k`` into core k + 1. O(N d R³); cores scaled by powers of two as in
+    matrix M_k of shape (r d, r')), whose squares are the eigenvalues of the small
+    Hermitian ``L_kᴴ (M_kᴴ M_k) L_k`` (r' x r'). Its eigenvectors V give core k,
+    ``U = M_k L_k V Σ⁻¹``, and the carry ``Uᴴ M_k = (L_k V Σ⁻¹)ᴴ (M_kᴴ M_k)`` into core
+    k + 1. Only products and r' x r' eigen-decompositions: singular values resolve
+    down to ~1e-8 of the largest (squares). A wide core matrix (r d < r') takes the SVD
+    of ``M_k L_k`` directly (it is small). O(N d R³); cores scaled by powers of two as in
     :func:`~tnc.fitting.decompositions.tt_round`.
     """
     N = len(cores)
     exponents = [scale_exponent(c) for c in cores]
     cores = [_ldexp(c, -e) for c, e in zip(cores, exponents)]
-    grams = [None] * (N - 1) + [np.ones((1, 1), dtype=cores[0].dtype)]
-    for k in range(N - 1, 0, -1):
-        half = np.tensordot(cores[k], grams[k], axes=([2], [0]))
-        grams[k - 1] = np.tensordot(half, cores[k].conj(), axes=([1, 2], [1, 2]))
+    factors = _right_factors(cores)
     tail, current = None, cores[0]
     for k in range(N - 1):
         r0, d, r1 = current.shape
         matrix = current.reshape(r0 * d, r1)
-        u, s, _ = np.linalg.svd(matrix @ _gram_factor(grams[k]), full_matrices=False)
+        s, u, carry = _gram_step(matrix, factors[k])
         if tail is None:
             norm = float(np.linalg.norm(s))
             tail = 0.0 if rel_error is None else rel_error * norm / math.sqrt(max(N - 1, 1))
         keep = _truncation(s, None if ranks is None else ranks[k], tail)
-        u = u[:, :keep]
-        cores[k] = u.reshape(r0, d, keep)
-        current = np.tensordot(u.conj().T @ matrix, cores[k + 1], axes=([1], [0]))
+        keep = max(1, min(keep, r0 * d, factors[k].shape[1], int(np.count_nonzero(s))))
+        cores[k] = u(keep).reshape(r0, d, keep)
+        current = np.tensordot(carry(keep), cores[k + 1], axes=([1], [0]))
     cores[-1] = _ldexp(current, sum(exponents))
     return cores
+
+
+def _right_factors(cores: list) -> list:
+    """F_k with F_k F_kᴴ = the Gram of the part right of bond k (r_k x r_k), k < N - 1:
+    that part itself (r_k, prod d_{k+1..N}) while it is no wider than r_k (exact, and
+    its Gram singular), then Cholesky factors of W_{k-1} = C_k W_k C_kᴴ (two products)."""
+    N = len(cores)
+    factors, gram = [None] * (N - 1), None
+    part = np.ones((1, 1), dtype=cores[0].dtype)
+    for k in range(N - 1, 0, -1):
+        r0, d, r1 = cores[k].shape
+        flat = cores[k].reshape(r0, d * r1)
+        if part is not None and d * part.shape[1] <= r0:
+            part = (cores[k].reshape(r0 * d, r1) @ part).reshape(r0, -1)
+            factors[k - 1] = part
+            continue
+        if gram is None:
+            gram, part = part @ adjoint(part), None
+        gram = (cores[k].reshape(r0 * d, r1) @ gram).reshape(r0, d * r1) @ adjoint(flat)
+        factors[k - 1] = _gram_factor(gram)
+    return factors
+
+
+def _gram_step(matrix, factor):
+    """Singular values ``s`` (descending) of ``matrix @ factor`` and two functions of a
+    rank t: the t leading left vectors U (orthonormal columns) and the carry Uᴴ matrix."""
+    rows, cols = matrix.shape
+    if rows < cols:
+        u, s, _ = np.linalg.svd(matrix @ factor, full_matrices=False)
+        return s, lambda t: u[:, :t], lambda t: adjoint(u[:, :t]) @ matrix
+    gram = adjoint(matrix) @ matrix                                  # (r', r')
+    small = adjoint(factor) @ gram @ factor
+    values, vectors = np.linalg.eigh((small + adjoint(small)) / 2)
+    s = np.sqrt(np.maximum(values[::-1], 0.0))
+    vectors = vectors[:, ::-1]
+
+    weights = functools.lru_cache(maxsize=1)(lambda t: (factor @ vectors[:, :t]) / s[:t])
+    return s, lambda t: matrix @ weights(t), lambda t: adjoint(weights(t)) @ gram
 
 
 def _gram_factor(gram):
