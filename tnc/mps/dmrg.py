@@ -40,6 +40,8 @@ import scipy.sparse.linalg as sla
 from tnc.mps.chain import (Chain, canonicalize, einsum_by_name, find_chain, merge, pad_to,
                            random_cores, ranks, split)
 from tnc.engine import kernels
+from tnc.mps import environments
+from tnc.mps.environments import MovingEnvironment
 from tnc.fitting.decompositions import scale_exponent
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.fitting.front import check_finite, register_method
@@ -133,9 +135,8 @@ def _cuts(groups) -> tuple[tuple[str, ...], ...]:
 
 # -- environments ---------------------------------------------------------------------------
 class Environments:
-    """Left and right environments of the energy network, moved one site at a time.
-
-    ::
+    """Left and right environments of the energy network: a
+    :class:`~tnc.mps.environments.MovingEnvironment` whose blocks are::
 
         L[k]:  +-- G[0] ... G[k-1] -- a        R[k]:  a -- G[k] ... G[N-1] --+
                |    |         |                            |          |        |
@@ -143,35 +144,29 @@ class Environments:
                |    |         |                            |          |        |
                +-- G[0] ... G[k-1] -- c               c -- G[k] ... G[N-1] --+
 
-    ``L[0]`` and ``R[N]`` are the scalar 1. After a split at bond ``(k, k+1)``
-    moving right, :meth:`grow_left` ``(k)`` makes ``L[k+1]``; moving left,
-    :meth:`grow_right` ``(k+1)`` makes ``R[k+1]``.
+    ``L[0]`` and ``R[N]`` are the scalar 1; a block grows by one site group
+    (ket, MPO tensors, bra) at a time.
     """
 
     def __init__(self, sites: Sites, cores: dict, inputs: dict):
         self.sites, self.cores, self.inputs = sites, cores, inputs
-        n = len(sites.groups)
-        self.left = {0: np.ones(())}
-        self.right = {n: np.ones(())}
-        for k in range(n - 1, 1, -1):
-            self.grow_right(k)
+        self.moving = MovingEnvironment(len(sites.groups), self._grow_left, self._grow_right,
+                                        np.ones(()), np.ones(()))
 
     def _arrays(self, k: int, roles=("ket", "bra", "data")) -> tuple[list, list]:
         terms = [t for t in self.sites.groups[k] if t.role in roles]
         return ([t.indices for t in terms],
                 [self.inputs[t.name] if t.role == "data" else self.cores[t.name] for t in terms])
 
-    def grow_left(self, k: int) -> None:
+    def _grow_left(self, block, k: int):
         terms, arrays = self._arrays(k)
         cuts = self.sites.cuts
-        self.left[k + 1] = einsum_by_name([cuts[k]] + terms, cuts[k + 1],
-                                          [self.left[k]] + arrays)
+        return einsum_by_name([cuts[k]] + terms, cuts[k + 1], [block] + arrays)
 
-    def grow_right(self, k: int) -> None:
+    def _grow_right(self, block, k: int):
         terms, arrays = self._arrays(k)
         cuts = self.sites.cuts
-        self.right[k] = einsum_by_name(terms + [cuts[k + 1]], cuts[k],
-                                       arrays + [self.right[k + 1]])
+        return einsum_by_name(terms + [cuts[k + 1]], cuts[k], arrays + [block])
 
     def local_operator(self, k: int):
         """``(terms, arrays)`` of ``H_eff`` for cores ``k, k+1``: ``L[k]``, the pair's data, ``R[k+2]``.
@@ -185,14 +180,15 @@ class Environments:
             +-- c             d --+
         """
         cuts = self.sites.cuts
+        left, right = self.moving.pair(k)
         t1, a1 = self._arrays(k, ("data",))
         t2, a2 = self._arrays(k + 1, ("data",))
         if not t1 + t2:
-            return [cuts[k], cuts[k + 2]], [self.left[k], self.right[k + 2]]
+            return [cuts[k], cuts[k + 2]], [left, right]
         edges = [cuts[k], cuts[k + 2]]
         block_legs = _open_legs(t1 + t2, edges)
         block = einsum_by_name(t1 + t2, block_legs, a1 + a2)
-        return [cuts[k], block_legs, cuts[k + 2]], [self.left[k], block, self.right[k + 2]]
+        return [cuts[k], block_legs, cuts[k + 2]], [left, block, right]
 
 
 def _open_legs(terms, others) -> tuple[str, ...]:
@@ -267,19 +263,15 @@ def sweep(envs: Environments, max_rank: int, cutoff: float, eig_tol: float,
           to_right: bool) -> dict:
     """One pass of two-site updates along the chain; returns the sweep's record."""
     chain, cores = envs.sites.chain, envs.cores
-    n = len(chain)
-    bonds = range(n - 1) if to_right else range(n - 2, -1, -1)
-    energy, worst = math.nan, 0.0
-    for k in bonds:
-        theta = merge(chain, cores, k)
-        energy, theta = lowest_eigenpair(envs, k, theta, eig_tol)
-        worst = max(worst, split(chain, cores, k, theta, max_rank, cutoff, to_right).error)
-        if to_right:
-            envs.grow_left(k)
-        else:
-            envs.grow_right(k + 1)
+    energy = [math.nan]
+
+    def update(k: int) -> float:
+        energy[0], theta = lowest_eigenpair(envs, k, merge(chain, cores, k), eig_tol)
+        return split(chain, cores, k, theta, max_rank, cutoff, to_right).error
+
+    worst, _ = environments.sweep(envs.moving, to_right, update)
     bond_sizes = ranks(chain, cores)
-    return {"energy": energy, "truncation_error": worst, "max_rank": max(bond_sizes),
+    return {"energy": energy[0], "truncation_error": worst, "max_rank": max(bond_sizes),
             "ranks": bond_sizes}
 
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg as sl
 
-from tnc.mps.chain import truncation_rank
+from tnc.mps.chain import truncated_svd
+from tnc.mps.environments import MovingEnvironment, sweep
 from tnc.errors import TncError
 from tnc.options import validated
 from tnc.fitting.progress import Progress, wants_stop
@@ -128,24 +129,24 @@ class _Sweeper:
     def __init__(self, phi, targets, cores, ridge):
         self.phi, self.targets, self.cores, self.ridge = phi, targets, cores, ridge
         n, sites = phi.shape[:2]
-        self.left = {0: np.ones((n, 1))}
-        self.right = {sites: np.ones((n, 1))}
-        for j in range(sites - 1, 1, -1):
-            self.grow_right(j)
+        self.moving = MovingEnvironment(sites, self._grow_left, self._grow_right,
+                                        np.ones((n, 1)), np.ones((n, 1)))
 
-    def grow_left(self, j):
-        env = np.einsum("na,ns,asb->nb", self.left[j], self.phi[:, j], self.cores[j])
-        self.left[j + 1], gauge = _data_orthonormal(env)
+    def _grow_left(self, block, j):
+        env = np.einsum("na,ns,asb->nb", block, self.phi[:, j], self.cores[j])
+        block, gauge = _data_orthonormal(env)
         self.cores[j] = np.einsum("asb,bc->asc", self.cores[j], gauge)
+        return block
 
-    def grow_right(self, j):
-        env = np.einsum("nb,ns,asb->na", self.right[j + 1], self.phi[:, j], self.cores[j])
-        self.right[j], gauge = _data_orthonormal(env)
+    def _grow_right(self, block, j):
+        env = np.einsum("nb,ns,asb->na", block, self.phi[:, j], self.cores[j])
+        block, gauge = _data_orthonormal(env)
         self.cores[j] = np.einsum("asb,ac->csb", self.cores[j], gauge)
+        return block
 
     def solve(self, k):
         """Kernel ridge solution ``theta[a, s, t, b, l]`` for cores ``k, k+1`` and its fit."""
-        left, right = self.left[k], self.right[k + 2]
+        left, right = self.moving.pair(k)
         p, q = self.phi[:, k], self.phi[:, k + 1]
         kernel = (left @ left.T) * (p @ p.T) * (q @ q.T) * (right @ right.T)
         shift = self.ridge * float(np.mean(np.diag(kernel)))    # ridge relative to the kernel
@@ -163,10 +164,8 @@ def _split(theta, max_rank, cutoff, to_right):
         matrix = theta.reshape(a * s, t * b * labels)
     else:
         matrix = theta.transpose(0, 1, 4, 2, 3).reshape(a * s * labels, t * b)
-    u, sv, vt = np.linalg.svd(matrix, full_matrices=False)
-    rank = truncation_rank(sv, max_rank, cutoff)
-    error = float(np.sum(sv[rank:] ** 2) / max(np.sum(sv ** 2), 1e-300))
-    u, sv, vt = u[:, :rank], sv[:rank], vt[:rank]
+    u, sv, vt, error = truncated_svd(matrix, max_rank, cutoff)
+    rank = sv.size
     if to_right:
         return u.reshape(a, s, rank), (sv[:, None] * vt).reshape(rank, t, b, labels), error
     left = (u * sv).reshape(a, s, labels, rank).transpose(0, 1, 3, 2)
@@ -206,24 +205,18 @@ def _initial_cores(sites, rank, rng) -> list:
 
 def _sweep(state: _Sweeper, labels, opts, to_right, stop: int | None = None) -> dict:
     """A pass of two-site updates (ending at pair ``stop`` if given); returns its record."""
-    sites = len(state.cores)
-    worst, fitted = 0.0, None
-    pairs = list(range(sites - 1) if to_right else range(sites - 2, -1, -1))
-    if stop is not None:
-        pairs = pairs[:pairs.index(stop) + 1]
-    for k in pairs:
-        theta, fitted = state.solve(k)
+    fitted = [None]
+
+    def update(k: int) -> float:
+        theta, fitted[0] = state.solve(k)
         state.cores[k], state.cores[k + 1], error = _split(theta, opts.max_rank, opts.cutoff,
                                                            to_right)
-        worst = max(worst, error)
-        if k == pairs[-1]:
-            break                   # the next sweep starts on this pair: keep its gauge
-        if to_right:
-            state.grow_left(k)
-        else:
-            state.grow_right(k + 1)
+        return error
+
+    worst, last = sweep(state.moving, to_right, update, stop)   # the next sweep starts on
+    fitted = fitted[0]                                          # the last pair: its gauge stays
     ranks = [c.shape[2] for c in state.cores[:-1]]
-    return {"label_site": pairs[-1] + 1 if to_right else pairs[-1], "loss": float(np.mean(np.sum((fitted - state.targets) ** 2, axis=1))),
+    return {"label_site": last + 1 if to_right else last, "loss": float(np.mean(np.sum((fitted - state.targets) ** 2, axis=1))),
             "train_accuracy": float(np.mean(np.argmax(fitted, axis=1) == labels)),
             "truncation_error": worst, "max_rank": max(ranks), "ranks": ranks}
 
