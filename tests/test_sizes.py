@@ -61,7 +61,10 @@ def test_two_n_rows_give_n_and_an_odd_count_names_the_index():
 def test_a_parameter_shared_by_two_legs_must_agree():
     text = "network s(N) { index i: N, j: 2*N  tensor A(i, j)  output i, j }"
     assert front.model_for_data(text, (3, 6)).sizes == {"N": 3}
-    with pytest.raises(tnc.TncError, match=r"read off axis 0.*index `j` has size `2\*N`.*7"):
+    with pytest.raises(tnc.TncError, match=r"`N`.*both 3 and 4 \(read off axes 0 and 1.*"
+                                           r"index `j` has size `2\*N`.*8, not 6"):
+        front.model_for_data(text, (3, 8))
+    with pytest.raises(tnc.TncError, match=r"both 3 and no integer .*`2\*N`.*7, not 6"):
         front.model_for_data(text, (3, 7))
 
 

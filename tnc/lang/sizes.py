@@ -17,7 +17,7 @@ never the tensors::
     >>> solve_sizes(net, (10, 21), given={"K": 3})
     Traceback (most recent call last):
     ...
-    tnc.errors.TncError: size parameter `N` of network `w` is 5, read off axis 0 of the data, but output index `j` has size `K*N + 1` and axis 1 of the data has 21, not 16
+    tnc.errors.TncError: size parameter `N` of network `w` would be both 5 and no integer (read off axes 0 and 1 of the data): output index `j` has size `K*N + 1` and axis 1 of the data has 21, not 16
     >>> solve_sizes(net, (11, 16))
     Traceback (most recent call last):
     ...
@@ -237,9 +237,23 @@ class _Solver:
             if value != self.shape[axis]:
                 param = min(used, key=self.read_at.get)
                 raise TncError(f"size parameter `{param}` of network `{self.definition.name}` "
-                               f"is {self.solved[param]}, read off axis {self.read_at[param]} "
-                               f"of the data, but {self.where(index, expr, axis, loop_vars)}, "
-                               f"not {value}")
+                               f"would be both {self.solved[param]} and "
+                               f"{self.other_value(param, expr, axis, loop_vars)} (read off "
+                               f"axes {self.read_at[param]} and {axis} of the data): "
+                               f"{self.where(index, expr, axis, loop_vars)}, not {value}")
+
+    def other_value(self, param, expr, axis, loop_vars) -> str:
+        """What ``param`` alone would be to give ``axis`` its length, as text."""
+        kept = self.solved.pop(param)
+        try:
+            form = self.value(expr, loop_vars, {param})
+        finally:
+            self.solved[param] = kept
+        if isinstance(form, Affine) and set(form.coefs) == {param}:
+            quotient, remainder = divmod(self.shape[axis] - form.const, form.coefs[param])
+            if not remainder:
+                return str(quotient)
+        return "no integer"
 
     def unsolved(self, missing) -> TncError:
         """The error for parameters without defaults that no output leg gave."""
