@@ -161,3 +161,18 @@ def test_expression_text_round_trips_through_the_parser():
         values = dict(N=7, K=3, M=5)
         assert eval(expression_text(expr), {}, values) == eval(size, {}, values)
         assert expression_text(again) == expression_text(expr)
+
+
+def test_random_affine_sizes_solve_like_brute_force():
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        a, b = int(rng.choice([-3, -2, -1, 1, 2, 3])), int(rng.integers(-4, 5))
+        length = int(rng.integers(1, 25))
+        text = f"network r(N) {{ index i: {a}*N + {b}  tensor A(i)  output i }}"
+        want = brute_force(text, (length,), "N", values=range(-40, 40))
+        try:
+            got = [front.model_for_data(text, (length,)).sizes["N"]]
+        except tnc.TncError as error:
+            assert "`i`" in str(error)
+            got = []
+        assert got == want, (a, b, length)
