@@ -50,6 +50,7 @@ from tnc.fitting.front import FitProblem, check_finite, observed_rel_error, regi
 from tnc.engine.grad import grad_plan
 from tnc.fitting.losses import Loss, get_loss, offending_entries
 from tnc.engine.network import Network
+from tnc.engine.streams import CPLayout
 from tnc.engine.plan import check_memory
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record
@@ -151,8 +152,13 @@ class DenseObjective:
         self.plan = grad_plan(network, optimize)
         check_memory(self.plan.cost, "auto", f"the GCP gradient of network `{network.name}`")
         self.buffers = None
+        # CP-like networks on big data: model and MTTKRPs on the kernels (streams.py)
+        self.cp = CPLayout.for_data(network, np.shape(target), np.asarray(target).dtype)
 
     def __call__(self, tensors: dict) -> tuple[float, dict[str, np.ndarray]]:
+        if self.cp is not None:
+            values, upstream = self._loss(self.cp.model(tensors))
+            return float(values.sum()), self.cp.gradients(tensors, upstream)
         everything = {**tensors, **self.inputs}
         model, tape = self.plan.forward([everything[o.name] for o in self.network.occurrences])
         values, upstream = self._loss(model)
@@ -712,24 +718,14 @@ def data_scale(problem: FitProblem, loss: Loss) -> Rescale:
     """
     if loss.homogeneous != 2:
         return Rescale()
-    target = problem.target
-    if isinstance(target, SparseTensor):
-        return Rescale.of([problem.network], [target.values], target.size, exact=True)
-    return Rescale.of([problem.network], [target], problem.observed, exact=True)
+    return Rescale.of([problem.network], [problem.target], problem.observed, exact=True)
 
 
 def scaled_problem(problem: FitProblem, scaling: Rescale) -> FitProblem:
-    """``problem`` with its data (dense or sparse) in the fit's units."""
+    """``problem`` with its data (dense or sparse) in the fit's units (its memory limit kept)."""
     if scaling.identity:
         return problem
-    target = problem.target
-    if isinstance(target, SparseTensor):
-        scaled = SparseTensor(target.coords, target.values * scaling.scale, target.shape)
-        if "linear" in target.__dict__:
-            scaled.__dict__["linear"] = target.__dict__["linear"]
-    else:
-        scaled = scaling.data(target)
-    return FitProblem(problem.network, scaled, problem.mask, problem.inputs)
+    return dataclasses.replace(problem, target=scaling.data(problem.target))
 
 
 def _bounded(loss: Loss) -> bool:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tnc.errors import TncError
+from tnc.engine.sparse import SparseTensor
 
 MAX_EXPONENT = 1000        # 2**±1000 stays a normal float
 SAFE_EXPONENT = 64         # data with RMS within 2**±64 are fitted as given: their squares,
@@ -103,10 +103,10 @@ class Rescale:
 
     @classmethod
     def of(cls, networks, arrays, observed: int, exact: bool = False) -> "Rescale":
-        """The rescale of data ``arrays`` (unobserved entries zeroed, ``observed`` entries
-        in all) fitted by ``networks``; the identity when the data are already about
+        """The rescale of data ``arrays`` (dense with unobserved entries zeroed, or
+        :class:`~tnc.engine.sparse.SparseTensor`; ``observed`` entries in all) fitted by ``networks``; the identity when the data are already about
         unit size or the networks' tensors cannot share one scale."""
-        scale = unit_scale(arrays, exact, observed)
+        scale = unit_scale([_stored(a) for a in arrays], exact, observed)
         found = None if scale == 1.0 else exponents(networks)   # the common case stops here
         if found is None:
             return cls()
@@ -117,8 +117,12 @@ class Rescale:
         return self.scale == 1.0
 
     def data(self, array):
-        """Data (dense array) in the fit's units."""
-        return array if self.identity else array * self.scale
+        """Data (a dense array or a :class:`~tnc.engine.sparse.SparseTensor`) in the fit's units."""
+        if self.identity:
+            return array
+        if isinstance(array, SparseTensor):
+            return array.scaled(self.scale)
+        return array * self.scale
 
     def _factor(self, name: str, power: float) -> float:
         return self.scale ** (power * self.exponents.get(name, 0.0))
@@ -198,6 +202,26 @@ class Rescale:
             result.history = self.history(result.history)
             result.info["data_scale"] = self.scale
         return result
+
+
+def _stored(array):
+    """The entries ``array`` stores: a sparse tensor's nonzero values, else the array."""
+    return array.values if isinstance(array, SparseTensor) else array
+
+
+def scale_exponent(X) -> int:
+    """The power of two that brings ``X``'s largest magnitude into [0.5, 1) (0 for zeros).
+
+    Decompositions run on ``X / 2**e`` and scale back: dividing by a power of
+    two is exact, so ``c * X`` decomposes as ``c`` times ``X``'s decomposition
+    for every ``c`` from 1e-300 to 1e300, where squares of the raw data would
+    underflow or overflow.
+
+    >>> scale_exponent(np.array([3.0, -0.2])), scale_exponent(np.zeros(2)), 3.0 / 2.0 ** 2
+    (2, 0, 0.75)
+    """
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    return int(np.frexp(largest)[1]) if largest > 0 else 0
 
 
 def given_tensors(init):
