@@ -32,6 +32,7 @@ from tnc.errors import TncError
 from tnc.fitting.front import as_target
 from tnc.options import check_value
 from tnc.fitting.result import FitResult
+from tnc.fitting.rescale import scale_exponent   # defined there; tt and dmrg import it here
 
 TUCKER_METHODS = ("hosvd", "sthosvd", "hooi")
 GRAM_MIN_RATIO = 4        # use the Gram matrix of unfoldings at least this wide
@@ -80,18 +81,6 @@ def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
     _add_error(result, X)
     _scale_back(result, "G" if kind == "tucker" else f"G[{X.ndim}]", exponent)
     return result
-
-
-def scale_exponent(X) -> int:
-    """The power of two that brings ``X``'s largest magnitude into [0.5, 1) (0 for zeros).
-
-    Decompositions run on ``X / 2**e`` and scale back: dividing by a power of
-    two is exact, so ``c * X`` decomposes as ``c`` times ``X``'s decomposition
-    for every ``c`` from 1e-300 to 1e300, where squares of the raw data would
-    underflow or overflow.
-    """
-    largest = float(np.max(np.abs(X))) if X.size else 0.0
-    return int(np.frexp(largest)[1]) if largest > 0 else 0
 
 
 def _check_sweeps(max_sweeps, tol) -> None:
