@@ -729,3 +729,141 @@ def test_blas_serial_counts_plain_sizes():
         after = {p["num_threads"] for p in threadpoolctl.threadpool_info()
                  if p["user_api"] == "blas"}
     assert inside == {1} and big == {2} and after == {2}
+
+
+# -- the streamed products of tnc.engine.streams (GCP, TT-SVD, DMRG fitting) ----------------
+from contextlib import contextmanager  # noqa: E402
+
+from tnc.engine import streams  # noqa: E402
+
+
+@contextmanager
+def kernels_on_any_size(name):
+    """Variant ``name`` (or BLAS) for every product, however small (MIN_ENTRIES 0)."""
+    before, floor = kernels.variant(), kernels.MIN_ENTRIES
+    kernels.use(name)
+    kernels.MIN_ENTRIES = 0
+    try:
+        yield
+    finally:
+        kernels.MIN_ENTRIES = floor
+        kernels.use(before)
+
+
+def mttkrp_reference(Y, factors, n):
+    letters = "abcdefgh"[:Y.ndim]
+    others = [f"{letters[m]}z" for m in range(Y.ndim) if m != n]
+    return np.einsum(f"{letters},{','.join(others)}->{letters[n]}z", Y,
+                     *(f for m, f in enumerate(factors) if m != n))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=2, max_size=4), R=st.integers(1, 13),
+       seed=st.integers(0, 2**16))
+def test_cp_gradients_and_model_match_einsum(shape, R, seed):
+    """Every variant and BLAS, float64 and float32, N = 2..4 modes, every rank-tile width."""
+    rng = np.random.default_rng(seed)
+    Y = rng.standard_normal(shape)
+    factors = [rng.standard_normal((n, R)) for n in shape]
+    expected = [mttkrp_reference(Y, factors, n) for n in range(len(shape))]
+    scale = [mttkrp_reference(abs(Y), [abs(f) for f in factors], n) for n in range(len(shape))]
+    model = np.einsum(*[x for n, f in enumerate(factors) for x in (f, [n, 9])], list(range(len(shape))))
+    for name in VARIANTS_HERE + ("blas",):
+        with kernels_on_any_size(name):
+            for dtype, tolerance in ((np.float64, 1e-12), (np.float32, 1e-5)):
+                got = streams.cp_gradients(Y.astype(dtype), [f.astype(dtype) for f in factors])
+                for g, e, w in zip(got, expected, scale):
+                    assert g.shape == e.shape and g.dtype == dtype, name
+                    assert np.all(abs(g - e) <= tolerance * (w + 1)), name
+            np.testing.assert_allclose(streams.cp_model(factors), model, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(P=st.integers(1, 12), M=st.integers(1, 5), Q=st.integers(1, 40), A=st.integers(1, 9),
+       B=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_project_and_sandwich_match_numpy(P, M, Q, A, B, seed):
+    """Both orders of the sandwich (p first when A Q <= P B), on every variant and BLAS."""
+    rng = np.random.default_rng(seed)
+    X, L, R = rng.standard_normal((P, M, Q)), rng.standard_normal((P, A)), rng.standard_normal((Q, B))
+    expected = np.einsum("pa,pmq,qb->amb", L, X, R)
+    for name in VARIANTS_HERE + ("blas",):
+        with kernels_on_any_size(name):
+            np.testing.assert_allclose(streams.sandwich(L, X, R), expected, rtol=1e-10,
+                                       atol=1e-10 * P * Q)
+            matrix = X.reshape(P, -1)
+            np.testing.assert_allclose(streams.project(L, matrix), L.T @ matrix, rtol=1e-10,
+                                       atol=1e-10 * P)
+
+
+def test_project_keeps_complex_data_on_numpy():
+    rng = np.random.default_rng(4)
+    basis = np.linalg.qr(rng.standard_normal((6, 3)) + 1j * rng.standard_normal((6, 3)))[0]
+    matrix = rng.standard_normal((6, 50)) + 1j * rng.standard_normal((6, 50))
+    np.testing.assert_allclose(streams.project(basis, matrix), basis.conj().T @ matrix)
+
+
+CP_LIKE = {
+    "cp": "network cp(I = 4, J = 5, K = 6, R = 3) {\n index i: I, j: J, k: K, r: R\n"
+          " tensor A(i, r), B(j, r), C(k, r)\n output i, j, k\n}",
+    "legs swapped, output reordered": "network s(I = 4, J = 5, K = 6, R = 3) {\n"
+          " index i: I, j: J, k: K, r: R\n tensor A(r, i), B(j, r), C(r, k)\n output k, i, j\n}",
+    "tied": "network t(n = 5, R = 2) {\n index i: n, j: n, k: n, r: R\n"
+            " tensor A(i, r), A(j, r), A(k, r)\n output i, j, k\n}",
+}
+NOT_CP = {
+    "tucker": "network u(I = 4, J = 5, R = 2) {\n index i: I, j: J, a: R, b: R\n"
+              " tensor G(a, b), U(i, a), V(j, b)\n output i, j\n}",
+    "two rank legs": "network v(I = 4, J = 5, R = 2) {\n index i: I, j: J, r: R, s: R\n"
+                     " tensor A(i, r), B(j, s)\n output i, j\n}",
+}
+
+
+@pytest.mark.parametrize("text", CP_LIKE.values(), ids=CP_LIKE.keys())
+def test_cp_layout_gradients_match_the_grad_engine(text):
+    net = tnc.compile(text)
+    layout = streams.CPLayout.of(net)
+    assert layout is not None
+    tensors = net.random(seed=5)
+    upstream = np.random.default_rng(6).standard_normal(net.output_shape)
+    np.testing.assert_allclose(layout.model(tensors), net.contract(tensors), rtol=1e-12)
+    expected = net.grad(tensors, upstream=upstream)
+    got = layout.gradients(tensors, upstream)
+    assert got.keys() == expected.keys()
+    for name in got:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("text", NOT_CP.values(), ids=NOT_CP.keys())
+def test_other_networks_have_no_cp_layout(text):
+    assert streams.CPLayout.of(tnc.compile(text)) is None
+
+
+def test_gcp_objective_on_the_kernels_matches_the_grad_engine(monkeypatch):
+    from tnc.fitting.gcp import DenseObjective
+    from tnc.fitting.losses import get_loss
+    net = tnc.library("cp", I=30, J=20, K=25, R=4)
+    rng = np.random.default_rng(7)
+    target = rng.poisson(2.0, net.output_shape).astype(float)
+    mask = rng.random(net.output_shape) > 0.2
+    tensors = {k: abs(v) + 0.1 for k, v in net.random(seed=8).items()}
+    loss = get_loss("poisson")
+    engine = DenseObjective(net, {}, target * mask, mask, loss, "auto")
+    assert engine.cp is None                      # small data: the grad engine
+    monkeypatch.setattr(streams, "CP_GRADIENT_ENTRIES", 0)
+    monkeypatch.setattr(kernels, "MIN_ENTRIES", 0)
+    fast = DenseObjective(net, {}, target * mask, mask, loss, "auto")
+    assert (fast.cp is not None) == kernels.available()
+    (value, grads), (value_fast, grads_fast) = engine(tensors), fast(tensors)
+    assert value_fast == pytest.approx(value, rel=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(grads_fast[name], grads[name], rtol=1e-10, atol=1e-10)
+
+
+def test_tt_svd_on_the_kernels_matches_blas():
+    from tnc.fitting.decompositions import tt_svd
+    X = np.random.default_rng(9).standard_normal((4,) * 9)     # 2^18 entries: kernel-sized
+    fast = tt_svd(X, 8)
+    with kernels.disabled():
+        slow = tt_svd(X, 8)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(abs(a), abs(b), rtol=1e-8, atol=1e-10)  # signs may differ

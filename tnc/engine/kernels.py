@@ -41,6 +41,7 @@ import platform
 import shutil
 import stat
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import threading
@@ -262,13 +263,21 @@ def blas_serial(*data, on_kernels: bool = True):
         _state["inner"] = before
 
 
+# modules that load a BLAS of their own (scipy's wheels bundle an OpenBLAS apart from
+# numpy's; L-BFGS-B and scipy.linalg run on it): the pools are looked for again once one
+# of them has been imported since the last look
+BLAS_MODULES = ("scipy.linalg", "torch", "sklearn")
+
+
 def _blas_controller():
-    if "controller" not in _state:
+    loaded = tuple(name in sys.modules for name in BLAS_MODULES)
+    if _state.get("controller_for") != loaded:
         try:
             from threadpoolctl import ThreadpoolController
-            _state["controller"] = ThreadpoolController()  # ~4 ms: found once, reused
+            _state["controller"] = ThreadpoolController()  # ~4 ms: found once per set, reused
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             _state["controller"] = None
+        _state["controller_for"] = loaded
     return _state["controller"]
 
 

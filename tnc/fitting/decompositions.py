@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from tnc.engine import kernels
+from tnc.engine import kernels, streams
 from tnc.fitting.als import Leaves, chain_tree, dimension_tree_groups, evaluate
 from tnc.lang.compiler import compile as compile_text
 from tnc.errors import TncError
@@ -308,12 +308,13 @@ def tt_svd(X, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
     tail = _tail(X, rel_error, N - 1)
     exact = rel_error is not None and rel_error < GRAM_MIN_REL_ERROR
     cores, rest, r_prev = [], X.reshape(1, -1), 1
-    for k in range(N - 1):
-        matrix = rest.reshape(r_prev * X.shape[k], -1)
-        U, _ = leading_vectors(matrix, None if ranks is None else ranks[k], tail, exact)
-        cores.append(U.reshape(r_prev, X.shape[k], U.shape[1]))
-        rest = adjoint(U) @ matrix
-        r_prev = U.shape[1]
+    with kernels.blas_serial(X):   # the projections stream X on the kernels' threads
+        for k in range(N - 1):
+            matrix = rest.reshape(r_prev * X.shape[k], -1)
+            U, _ = leading_vectors(matrix, None if ranks is None else ranks[k], tail, exact)
+            cores.append(U.reshape(r_prev, X.shape[k], U.shape[1]))
+            rest = streams.project(U, matrix)      # adjoint(U) @ matrix
+            r_prev = U.shape[1]
     cores.append(rest.reshape(r_prev, X.shape[-1], 1))
     return cores
 
