@@ -19,6 +19,14 @@ def random_mask(shape, fraction=0.25, seed=5):
     return np.random.default_rng(seed).random(shape) >= fraction
 
 
+def assert_monotone(result, observed):
+    """Losses never rise by more than rounding: float64 normal equations (Gram condition up
+    to ~1e8) resolve a loss to about 1e-16 of ||X||^2."""
+    losses = np.array([h["loss"] for h in result.history])
+    floor = 1e-16 * float(np.sum(observed ** 2))
+    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1] + floor)
+
+
 @pytest.mark.parametrize("kind,sizes", NETWORKS)
 @pytest.mark.parametrize("missing", [None, "em", "wls"])
 def test_extrapolated_sweeps_never_raise_the_loss_and_reach_the_plant(kind, sizes, missing):
@@ -27,11 +35,10 @@ def test_extrapolated_sweeps_never_raise_the_loss_and_reach_the_plant(kind, size
     options = {} if missing is None else {"missing": missing}
     result = tnc.fit(net, X, mask=mask, method="als", seed=0, init="random", progress=False,
                      max_iter=400, tol=1e-12, extrapolate=True, **options)
-    losses = np.array([h["loss"] for h in result.history])
-    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1] + 1e-300)
+    observed = np.ones(X.shape, bool) if mask is None else mask
+    assert_monotone(result, X[observed])
     assert result.info["extrapolated"] > 0 or result.iterations <= 2   # dense Tucker: one sweep
     model = net.contract(result.tensors)
-    observed = np.ones(X.shape, bool) if mask is None else mask
     assert np.linalg.norm((model - X)[observed]) < 1e-6 * np.linalg.norm(X[observed])
 
 
@@ -52,7 +59,8 @@ def test_line_polynomial_matches_direct_contraction():
     for s in (0.3, 1.7, 4.2):
         x = 2 * s / cap - 1
         direct = net.contract({n: old[n] + s * direction[n] for n in old})
-        np.testing.assert_allclose(np.polynomial.chebyshev.chebval(x, coefficients), direct,
+        np.testing.assert_allclose(np.polynomial.chebyshev.chebval(x, coefficients).reshape(
+            direct.shape), direct,
                                    rtol=1e-10, atol=1e-10)
 
 
@@ -115,8 +123,7 @@ def test_nonnegative_tensors_stay_nonnegative():
     result = tnc.fit(net, X, method="als", nonneg=True, max_iter=100, progress=False,
                      extrapolate=True)
     assert all(np.all(t >= 0) for t in result.tensors.values())
-    losses = np.array([h["loss"] for h in result.history])
-    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1])
+    assert_monotone(result, X)
 
 
 def test_extrapolate_is_validated():

@@ -35,8 +35,9 @@ from tnc.engine.plan import check_allocation
 START_CAP = 2.0      # first bound on the step s (s = 1 is plain ALS)
 MIN_CAP = 1.5
 MAX_CAP = 64.0
-TINY_LOSS = 1e-26    # below this share of ||X||^2 the fit is exact: no search
+TINY_LOSS = 1e-20    # below this share of ||X||^2 the fit is exact: no search
 EXACT_LOSS = 1e-12   # below this share the model at the step is contracted, not interpolated
+MARGIN = 1e-13       # a step must lower the loss by this share of ||X||^2 (rounding of the Gram)
 
 
 class LineSearch:
@@ -52,6 +53,7 @@ class LineSearch:
         self.cap = START_CAP
         self.model = None          # the network's output at the current tensors, if known
         self.accepted = 0
+        self.weight = None if fit.mask is None else fit.mask.ravel().astype(float)
         size = fit.problem.target.size
         check_allocation(8 * size * (len(fit.tensors) + 3), "the extrapolation's line tensors")
 
@@ -82,26 +84,32 @@ class LineSearch:
         nodes, values = self._nodes(old, direction, cap, first, current)
         coefficients = _chebyshev_fit(nodes, values)
         x, predicted, at_one = self._minimum(coefficients, old, direction, cap)
-        base = self._loss(current)
-        if predicted >= at_one:
-            self.cap = max(self.cap / 2, MIN_CAP)
-            self.model = current
-            return base, current
+        exact = loss <= EXACT_LOSS * fit.xx
+        if not exact and predicted >= at_one - MARGIN * fit.xx:
+            return self._reject(loss, current)
         s = cap * (x + 1) / 2
         tensors = {n: old[n] + s * direction[n] for n in new}
-        model = cheb.chebval(x, coefficients) if base > EXACT_LOSS * fit.xx else (
-            fit.problem.network.contract({**tensors, **fit.problem.inputs}))
-        if not self._loss(model) + penalty(fit, tensors) < base + penalty(fit, new):
-            self.cap = max(self.cap / 2, MIN_CAP)
-            self.model = current
-            return base, current
+        if exact:      # near an exact fit: the interpolant's rounding would show, contract
+            model = fit.problem.network.contract({**tensors, **fit.problem.inputs})
+            loss = self._loss(model)
+            if not loss + penalty(fit, tensors) < self._loss(current) + penalty(fit, new):
+                return self._reject(loss, current)
+        else:
+            model = (cheb.chebvander(np.array([x]), len(nodes) - 1)[0] @ coefficients).reshape(
+                current.shape)
+            loss = predicted - penalty(fit, tensors)
         for name, array in tensors.items():
             fit.set_tensor(name, array)
         if s >= 0.99 * cap:
             self.cap = min(2 * self.cap, MAX_CAP)
         self.accepted += 1
         self.model = model
-        return self._loss(model), model
+        return loss, model
+
+    def _reject(self, loss, current):
+        self.cap = max(self.cap / 2, MIN_CAP)
+        self.model = current
+        return loss, current
 
     def _nodes(self, old, direction, cap, first, current):
         """Chebyshev-Lobatto nodes in ``x`` (``s = cap (x + 1) / 2``) with the model at each:
@@ -121,9 +129,12 @@ class LineSearch:
     def _minimum(self, coefficients, old, direction, cap):
         """``(x, loss at x, loss at s = 1)`` of the line's loss polynomial on s in [1, cap]."""
         fit = self.fit
-        rows = [_observed(fit, fit.problem.target)] + [_observed(fit, c) for c in coefficients]
-        stacked = np.stack([r.ravel() for r in rows])
-        gram = stacked @ stacked.T
+        masked = coefficients if self.weight is None else coefficients * self.weight
+        target = fit.observed_target.ravel()
+        gram = np.empty((len(masked) + 1,) * 2)
+        gram[0, 0] = fit.xx
+        gram[0, 1:] = gram[1:, 0] = masked @ target
+        gram[1:, 1:] = masked @ masked.T
         degree = 2 * (len(coefficients) - 1)
         nodes = -np.cos(np.pi * np.arange(degree + 1) / max(degree, 1))
         basis = np.hstack([np.ones((degree + 1, 1)), -cheb.chebvander(nodes, len(coefficients) - 1)])
@@ -154,12 +165,13 @@ def _observed(fit, array):
 
 
 def _chebyshev_fit(nodes, values):
-    """Chebyshev coefficient tensors of the degree ``len(nodes) - 1`` polynomial through
+    """Chebyshev coefficients (rows, flattened tensors) of the degree ``len(nodes) - 1`` polynomial through
     ``values`` (tensors) at ``nodes``."""
-    vander = cheb.chebvander(nodes, len(nodes) - 1)
-    flat = np.stack([v.ravel() for v in values])
-    solved = np.linalg.solve(vander, flat)
-    return solved.reshape((len(nodes),) + values[0].shape)
+    inverse = np.linalg.inv(cheb.chebvander(nodes, len(nodes) - 1))
+    flat = np.empty((len(values), values[0].size))
+    for row, value in zip(flat, values):
+        row[:] = value.ravel()
+    return inverse @ flat
 
 
 def _penalty_line(fit, old, direction, steps):
