@@ -4,7 +4,8 @@ Each tensor use is a labelled node (parameters as round blue nodes, data as
 orange squares). An index shared by two tensors is an edge labelled
 ``name:size``; an open index is an edge to a small open marker; an index with
 three or more legs (a hyperedge, or an index traced on one tensor) is a small
-black hub joined to each of its tensors. matplotlib is imported only here::
+black hub joined to each of its tensors. networkx loads when a scene is laid out,
+matplotlib when it is drawn::
 
     >>> import tnc
     >>> scene = layout_scene(tnc.library("cp", R=2))
@@ -18,8 +19,6 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-
-import networkx as nx
 
 from tnc.errors import TncError
 from tnc.engine.graph import index_nodes, legs, tensor_nodes
@@ -41,7 +40,7 @@ class Scene:
     edges included (a plain Graph cannot hold them).
     """
 
-    graph: nx.Graph
+    graph: "networkx.Graph"
     edges: list[tuple[object, object, str]] = field(default_factory=list)
     hubs: list = field(default_factory=list)
     open_markers: list = field(default_factory=list)
@@ -49,6 +48,7 @@ class Scene:
 
 def layout_scene(network) -> Scene:
     """The nodes and labelled edges of the diagram of ``network``."""
+    import networkx as nx
     graph = network.graph
     scene = Scene(nx.Graph())
     scene.graph.add_nodes_from(tensor_nodes(graph))
@@ -85,6 +85,7 @@ def _connect(scene: Scene, u, v, label: str) -> None:
 # -- coordinates -------------------------------------------------------------------
 def positions(network, scene: Scene, layout="auto", seed: int = 0) -> dict:
     """Node -> (x, y). ``layout`` is a name of :data:`LAYOUTS` or a dict of tensor positions."""
+    import networkx as nx
     if isinstance(layout, dict):
         return _around_fixed(scene, {("tensor", k): layout[occ.name]
                                      for k, occ in enumerate(network.occurrences)}, seed)
@@ -148,6 +149,7 @@ def _chain_positions(network, scene: Scene) -> dict | None:
 
 def _around_fixed(scene: Scene, fixed: dict, seed: int) -> dict:
     """Pin tensors, put open legs just outside them, spread hubs with a spring layout."""
+    import networkx as nx
     spacing = _min_distance(list(fixed.values()))
     start = dict(fixed)
     for marker in scene.open_markers:
