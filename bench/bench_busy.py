@@ -39,6 +39,9 @@ import tnc  # noqa: E402
 from tnc.engine import kernels  # noqa: E402
 from tnc.fitting.decompositions import hooi, tt_svd  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kernel_clock import KernelClock  # noqa: E402
+
 BUSY_LOOP = """
 import os, sys, time
 os.sched_setaffinity(0, {int(sys.argv[1])})
@@ -48,32 +51,12 @@ while time.monotonic() < stop:
 """
 
 
-class KernelClock:
-    """Wall time spent inside tnc.engine.kernels.mode_product while installed."""
-
-    def __init__(self):
-        self.seconds, self.original = 0.0, kernels.mode_product
-
-    def __enter__(self):
-        def timed(*args, **kw):
-            start = time.perf_counter()
-            try:
-                return self.original(*args, **kw)
-            finally:
-                self.seconds += time.perf_counter() - start
-        kernels.mode_product = timed
-        return self
-
-    def __exit__(self, *exc):
-        kernels.mode_product = self.original
-
-
 def cp_case(n, rank, sweeps):
     rng = np.random.default_rng(0)
     X = np.einsum("ir,jr,kr->ijk", *(rng.standard_normal((n, rank)) for _ in range(3)))
     X += 0.1 * rng.standard_normal(X.shape) * X.std()
     net = tnc.library("cp", I=n, J=n, K=n, R=rank)
-    return lambda: tnc.fit(net, X, method="als", seed=1, init="random", max_sweeps=sweeps,
+    return lambda: tnc.fit(net, X, method="als", seed=1, init="random", max_iter=sweeps,
                            tol=0, progress=False)
 
 
@@ -89,14 +72,14 @@ def tt_case():
     return lambda: tt_svd(X, 16)
 
 
-def gcp_case(size=60, rank=5):
+def gcp_case(size=60, rank=5, max_iter=1000):
     rng = np.random.default_rng(0)
     factors = [rng.gamma(1.0, 1.0, (size, rank)) for _ in range(3)]
     counts = rng.poisson(np.einsum("ir,jr,kr->ijk", *factors)).astype(float)
     net = tnc.library("cp", I=size, J=size, K=size, R=rank)
     init = {name: rng.gamma(1.0, 1.0, (size, rank)) for name in "ABC"}
     return lambda: tnc.fit(net, counts, method="gcp", loss="poisson", progress=False,
-                           init={k: v.copy() for k, v in init.items()})
+                           max_iter=max_iter, init={k: v.copy() for k, v in init.items()})
 
 
 def dmrg_case(L=16, chi=32):
@@ -131,6 +114,7 @@ CASES = {
     "tucker hooi 100^3 r10": lambda: tucker_case(100, 10, 5),
     "tt-svd 4^11 r16": tt_case,
     "gcp poisson 60^3 r5": gcp_case,
+    "gcp poisson 170^3 r5 15 it": lambda: gcp_case(170, 5, 15),
     "dmrg heisenberg L16 chi32": dmrg_case,
     "contract tucker 60^3": contract_case,
     "grad cp 60^3 r8": grad_case,

@@ -10,7 +10,11 @@
    their ratio, both final losses, and tnc's time to first reach pyttb's final
    loss (from its per-iteration history), plus the correlation of the fitted and
    true means.
-2. Stochastic Adam (stratified sampling) on a random sparse
+2. Poisson GCP on a ``--kernel-size``^3 count tensor (170: 4.9M entries, past
+   tnc.engine.streams.CP_GRADIENT_ENTRIES), 15 L-BFGS-B iterations, with the dense
+   gradient on the compiled kernels and with them disabled (the grad engine on BLAS):
+   median times, their ratio, and the share of the fit spent in the kernels.
+3. Stochastic Adam (stratified sampling) on a random sparse
    ``size^3`` count tensor with ``nnz`` nonzeros: wall time, epochs, and the
    peak RSS (``resource.getrusage``) against the storage of the nonzeros and of
    the dense tensor.
@@ -34,7 +38,15 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import tnc  # noqa: E402
+from kernel_clock import KernelClock  # noqa: E402
+from tnc.engine import kernels  # noqa: E402
 
 
 def poisson_problem(size=60, rank=5, seed=0):
@@ -71,12 +83,14 @@ def bench_poisson(repeats: int) -> None:
     init = [np.array(u) * initial.weights ** (1 / 3) for u in initial.factor_matrices]
     net = tnc.library("cp", I=size, J=size, K=size, R=rank)
     run_tnc(net, counts, init)                             # warm-up: plans are cached
-    times = {"tnc": [], "pyttb": []}
+    times, shares = {"tnc": [], "pyttb": []}, []
     for _ in range(repeats):
         t_pyttb, f_pyttb, _, _ = run_pyttb(counts, init, rank)
-        t_tnc, result = run_tnc(net, counts, init)
+        with KernelClock() as clock:
+            t_tnc, result = run_tnc(net, counts, init)
         times["pyttb"].append(t_pyttb)
         times["tnc"].append(t_tnc)
+        shares.append(clock.seconds / t_tnc)
     reached = next((h["time"] for h in result.history if h["loss"] <= f_pyttb), None)
     med = {k: statistics.median(v) for k, v in times.items()}
     corr = np.corrcoef(result.reconstruct().ravel(), mean.ravel())[0, 1]
@@ -87,6 +101,42 @@ def bench_poisson(repeats: int) -> None:
     print(f"  ratio tnc/pyttb {med['tnc'] / med['pyttb']:.2f}x; tnc reached pyttb's final "
           f"loss after " + (f"{reached:.3f} s" if reached is not None else "-- (not reached)"))
     print(f"  correlation of fitted and true means: {corr:.5f}")
+    print(f"  share of tnc's fit in the compiled kernels: {statistics.median(shares):.0%}")
+
+
+def bench_kernel_gradient(size: int, repeats: int, rank=5, iterations=15) -> None:
+    """tnc's Poisson GCP with the dense gradient on the kernels and on the grad engine."""
+    _, counts = poisson_problem(size, rank)
+    rng = np.random.default_rng(1)
+    init = [rng.uniform(0.5, 1.5, (size, rank)) for _ in range(3)]
+    net = tnc.library("cp", I=size, J=size, K=size, R=rank)
+
+    def fit():
+        return tnc.fit(net, counts, method="gcp", loss="poisson", progress=False,
+                       max_iter=iterations, init={n: u.copy() for n, u in zip("ABC", init)})
+
+    def engine():
+        with kernels.disabled():
+            return fit()
+
+    runs = {"kernels": [], "engine": []}
+    fit(), engine()                                          # warm-up: plans
+    for _ in range(repeats):
+        for name, function in (("kernels", fit), ("engine", engine)):
+            with KernelClock() as clock:
+                start = time.perf_counter()
+                result = function()
+                elapsed = time.perf_counter() - start
+            runs[name].append((elapsed, clock.seconds / elapsed, result.loss))
+    med = {name: statistics.median(r[0] for r in rows) for name, rows in runs.items()}
+    share = statistics.median(r[1] for r in runs["kernels"])
+    print(f"Poisson GCP {size}^3 rank {rank}, {iterations} L-BFGS-B iterations, median of "
+          f"{repeats} (kernels {kernels.variant()}, {kernels.threads()} threads):")
+    print(f"  dense gradient on the kernels  {med['kernels']:.3f} s   ({share:.0%} of it in "
+          f"the kernels; loss {runs['kernels'][-1][2]:.6f})")
+    print(f"  on the grad engine (BLAS)      {med['engine']:.3f} s   (loss "
+          f"{runs['engine'][-1][2]:.6f})")
+    print(f"  ratio kernels/engine {med['kernels'] / med['engine']:.2f}")
 
 
 def random_sparse(size: int, nnz: int, rank: int, seed=0) -> tnc.SparseTensor:
@@ -137,11 +187,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-sparse", action="store_true")
+    parser.add_argument("--kernel-size", type=int, default=170, help="0: skip that case")
     parser.add_argument("--sparse-size", type=int, default=1000)
     parser.add_argument("--nnz", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
     bench_poisson(args.repeats)
+    if args.kernel_size:
+        bench_kernel_gradient(args.kernel_size, args.repeats)
     if not args.skip_sparse:
         bench_sparse(args.sparse_size, args.nnz, 10, args.epochs)
 
