@@ -103,10 +103,10 @@ def test_compiling_a_network_loads_neither_scipy_nor_networkx():
 
 
 def test_public_names_resolve():
-    code = ("import json, tnc; missing = [n for n in tnc.__all__ if getattr(tnc, n, None) "
-            "is None]; print(json.dumps(missing))")
-    assert _fresh(code) == []
+    assert [n for n in tnc.__all__ if getattr(tnc, n, None) is None] == []
     assert set(tnc.__all__) <= set(dir(tnc))
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        tnc.nonexistent
 
 
 def test_no_module_over_the_line_limit():
@@ -119,3 +119,34 @@ def test_no_module_over_the_line_limit():
 def test_subpackages_say_what_they_hold(package):
     doc = ast.get_docstring(ast.parse(MODULES[package].read_text()))
     assert doc and len(doc.split()) >= 3, f"{package} has no docstring"
+
+
+# -- the one graph builder (tnc.engine.graph), against counts taken from the occurrences
+@pytest.mark.parametrize("name", tnc.library_names())
+def test_graph_legs_and_hyperedges_match_the_occurrences(name):
+    from tnc.engine.graph import hyperedges, legs
+    net = tnc.library(name)
+    graph = net.graph
+    for index, size in net.spec.index_sizes.items():
+        expected = [("tensor", k) for k, occ in enumerate(net.occurrences)
+                    for i in occ.indices if i == index]
+        assert legs(graph, index) == expected
+        assert graph.nodes["index", index] == {"type": "index", "size": size,
+                                               "open": index in net.output}
+    count = {i: sum(o.indices.count(i) for o in net.occurrences) for i in net.spec.index_sizes}
+    assert sorted(n[1] for n in hyperedges(graph)) == sorted(
+        i for i, c in count.items() if c + (i in net.output) >= 3)
+    assert [graph.nodes["tensor", k]["shape"] for k in range(len(net.occurrences))] == list(
+        net.shapes)
+
+
+def test_bond_graph_joins_first_uses_by_their_two_leg_indices():
+    from tnc.engine.graph import bond_graph, first_uses
+    net = tnc.library("energy", N=3)          # <psi|H|psi>: bra and ket are the same cores
+    first = first_uses(net.graph)
+    assert list(first.values()) == list(net.params)
+    bonds = bond_graph(net.graph)
+    assert sorted(bonds.edges(data="index")) == [("G[1]", "G[2]", "a[1]"), ("G[2]", "G[3]", "a[2]")]
+    two = tnc.compile("network two(D = 2) { index a: D, b: D, p: 3\n tensor A(p, a, b), B(a, b)\n"
+                      " output p }")
+    assert bond_graph(two.graph).edges["A", "B"]["indices"] == ("a", "b")
