@@ -176,3 +176,17 @@ def test_random_affine_sizes_solve_like_brute_force():
             assert "`i`" in str(error)
             got = []
         assert got == want, (a, b, length)
+
+
+def test_one_network_of_a_text_fits_while_another_leaves_a_size_open():
+    text = ("network a(n) { index i: 2*n  tensor x(i)  output i }\n"
+            "network b(k) { index j: k  tensor y(j)  output j }")
+    expansions, expand_patch = counting(compiler, "expand")
+    with expand_patch:
+        net = front.model_for_data(text, (6,), name="a")
+    assert net.sizes == {"n": 3} and len(expansions) == 1       # b is never expanded
+    assert net.equation == tnc.compile_all(text, n=3, k=1)["a"].equation
+    with pytest.raises(tnc.TncError, match="no network `zz`; the text declares a, b"):
+        tnc.compile(text, name="zz")
+    with pytest.raises(tnc.TncError, match="unknown size parameter"):
+        tnc.compile(text, name="a", n=2, q=1)

@@ -118,7 +118,7 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
                 from tnc.errors import TncSemanticError
                 raise TncSemanticError(f"network `{definition.name}` is declared twice",
                                        definition.span)
-            own = {k: v for k, v in sizes.items() if k in {p.name for p in definition.params}}
+            own = _own_sizes(definition, sizes)
             networks[definition.name] = Network(
                 expand(definition, max_expansion=budget, **own), text, filename,
                 own if pinned is None else pinned)
@@ -127,6 +127,11 @@ def compile_all(text_or_path, filename: str | None = None, allow_path: bool = Tr
     except TncError as error:
         raise error.located(text, filename) from None
     return networks
+
+
+def _own_sizes(definition, sizes: dict) -> dict:
+    """The entries of ``sizes`` that are size parameters of ``definition``."""
+    return {k: v for k, v in sizes.items() if k in {p.name for p in definition.params}}
 
 
 def _check_sizes_used(module, sizes) -> None:
@@ -161,7 +166,8 @@ def compile(text_or_path, name: str | None = None, filename: str | None = None,
             **sizes) -> Network:
     """Compile tnc text (or a ``.tn`` path) to a :class:`Network`.
 
-    ``name`` picks one network of a text holding several; ``sizes`` override
+    ``name`` picks one network of a text holding several (only it is expanded, so
+    the others may leave sizes open); ``sizes`` override
     the header defaults (``tnc.compile(text, N=8, r=4)``); ``allow_path=False``
     takes ``text_or_path`` as text, never as a path; ``max_expansion`` caps the
     expanded size (see :func:`compile_all`); ``pinned``: the sizes fitting keeps, by
@@ -171,9 +177,32 @@ def compile(text_or_path, name: str | None = None, filename: str | None = None,
         ...         n=4, pinned=()).pinned_sizes
         {}
     """
+    if name is not None:
+        text, path = read_source(text_or_path, allow_path)
+        module = parse(text, filename or path)
+        names = [d.name for d in module.networks]
+        if names and name not in names:
+            pick_named(dict.fromkeys(names), name, "network")      # raises, naming them
+        if names and len(set(names)) == len(names):
+            return _compile_one(module, name, max_expansion, pinned, sizes)
+        text_or_path, allow_path, filename = text, False, filename or path   # compile_all
+        # reports what is wrong: an unknown name, a network declared twice
     return pick_named(compile_all(text_or_path, filename=filename, allow_path=allow_path,
                                   max_expansion=max_expansion, pinned=pinned, **sizes),
                       name, "network")
+
+
+def _compile_one(module, name: str, max_expansion, pinned, sizes) -> Network:
+    """Network ``name`` of a parsed text, expanding only it: the text's other networks
+    may leave sizes open (``sizes`` must still belong to some network of the text)."""
+    definition = next(d for d in module.networks if d.name == name)
+    try:
+        _check_sizes_used(module, sizes)
+        own = _own_sizes(definition, sizes)
+        spec = expand(definition, max_expansion=expansion_budget(max_expansion), **own)
+    except TncError as error:
+        raise error.located(module.source, module.filename) from None
+    return Network(spec, module.source, module.filename, own if pinned is None else pinned)
 
 
 def pick_named(items: dict, name: str | None, kind: str):
