@@ -223,3 +223,39 @@ def test_gram_rounding_of_a_sum_meets_rel_error_against_dense(complex_, rel_erro
     assert gram.ranks == qr.ranks
     assert s.round(rel_error=rel_error).ranks == qr.ranks          # auto
     assert max(gram.ranks) < max(s.ranks)                            # it did truncate
+
+
+def test_train_as_dmrg_init_matches_dense():
+    """chain_init lays a TensorTrain out as the network's cores (checked by contracting
+    the network against the dense train); tnc.fit(method='dmrg') starts from it and its
+    result converts back to the dense data."""
+    from tnc.mps.chain import find_chain
+    from tnc.mps.tt import chain_init
+    rng = np.random.default_rng(8)
+    net = tnc.library("tt", N=4, d=3, r=3)
+    start = TensorTrain(random_cores(rng, [(3,)] * 4, 3, False))
+    cores = chain_init(net, find_chain(net), start, "fit")
+    assert close(net.contract(cores), start.to_dense())
+    X = train(rng, 2, False, (3, 3, 3, 3)).to_dense()
+    fitted = tnc.fit(net, X, method="dmrg", init=start, progress=False)
+    assert close(TensorTrain.from_result(fitted).to_dense(), X, 1e-8)
+    with pytest.raises(tnc.TncError, match=r"init core 1 of shape \(1, 2, 3\)"):
+        chain_init(net, find_chain(net), train(rng, 3, False, (2, 3, 3, 3)), "fit")
+
+
+def test_train_as_ground_state_init_matches_dense():
+    """<x|H|x> of the energy network on chain_init's cores is the dense x H x; the ground
+    state started from a TensorTrain is the exact lowest eigenvalue."""
+    from tnc.mps.dmrg import energy_sites
+    from tnc.mps.mpo import dense_hamiltonian
+    from tnc.mps.tt import chain_init
+    rng = np.random.default_rng(9)
+    L, H = 6, tnc.heisenberg_mpo(6)
+    net = tnc.library("energy", N=L, D=4)
+    x = TensorTrain(random_cores(rng, [(2,)] * L, 4, False))
+    cores = chain_init(net, energy_sites(net).chain, x, "ground_state")
+    dense = x.to_dense().reshape(-1)
+    exact = dense_hamiltonian(H)
+    assert float(net.contract({**cores, **H})) == pytest.approx(dense @ exact @ dense, rel=1e-10)
+    result = tnc.ground_state(tnc.library("energy", N=L, D=8), H, init=x, progress=False)
+    assert result.info["energy"] == pytest.approx(np.linalg.eigvalsh(exact)[0], abs=1e-8)

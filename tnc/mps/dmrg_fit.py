@@ -68,6 +68,7 @@ class DMRGOptions:
     seed: int = 0
     progress: bool = True
     callback: object = None
+    init: object = None             # starting cores: a TensorTrain, FitResult or dict
 
 
 def fit_chain(network) -> Chain:
@@ -190,8 +191,12 @@ def run_dmrg(problem, options: DMRGOptions):
     declared = max(network.spec.index_sizes[i] for i in _bond_names(chain))
     max_rank = min(options.max_rank or declared, declared)
     start_rank = options.init_rank if mask is None else max_rank   # see DMRGOptions
-    cores = random_cores(chain, network.spec.index_sizes, start_rank,
-                         np.random.default_rng(options.seed))
+    if options.init is not None:
+        from tnc.mps.tt import chain_init      # a TensorTrain, FitResult or dict of cores
+        cores = chain_init(network, chain, options.init, "fit(method='dmrg')")
+    else:
+        cores = random_cores(chain, network.spec.index_sizes, start_rank,
+                             np.random.default_rng(options.seed))
     canonicalize(chain, cores, 0)
     weighted = mask is not None and not chain.closed       # else EM (imputation)
     weights = mask.astype(float) if weighted else None

@@ -516,6 +516,43 @@ def _chain_cores(network, tensors: dict, site_legs: int) -> list[np.ndarray]:
     return cores
 
 
+def chain_init(network, chain, init, what: str):
+    """Starting cores (name -> array) for the DMRG of ``chain`` in ``network`` from
+    ``init``: a :class:`TensorTrain` (cores in chain order, each moved into its core's
+    leg order, end bonds dropped; leg sizes checked, bonds at most the declared ones),
+    a :class:`~tnc.fitting.result.FitResult` (its tensors) or a dict; float copies.
+
+    >>> import numpy as np, tnc
+    >>> net = tnc.library("tt", N=3, d=2, r=2)
+    >>> x = TensorTrain.from_dense(np.arange(8.0).reshape(2, 2, 2))
+    >>> from tnc.mps.chain import find_chain
+    >>> {k: v.shape for k, v in chain_init(net, find_chain(net), x, "fit").items()}
+    {'G[1]': (2, 2), 'G[2]': (2, 2, 2), 'G[3]': (2, 2)}
+    """
+    from tnc.fitting.result import FitResult
+    if isinstance(init, FitResult):
+        init = init.tensors
+    if not isinstance(init, TensorTrain):
+        return {k: np.array(v, dtype=float) for k, v in dict(init).items()}
+    if len(init) != len(chain) or np.iscomplexobj(init.cores[0]):
+        raise TncError(f"{what}: init is a {init!r}; network `{network.name}` needs a real "
+                       f"TensorTrain of {len(chain)} cores")
+    sizes, out = network.spec.index_sizes, {}
+    for core, array in zip(chain.cores, init.cores):
+        legs = [core.left, *core.physical, core.right]
+        if len(core.physical) != 1 or any(
+                leg is not None and (sizes[leg] < n if leg in (core.left, core.right)
+                                     else sizes[leg] != n) for leg, n in zip(legs, array.shape)):
+            raise TncError(f"{what}: init core {len(out) + 1} of shape {array.shape} does not "
+                           f"fit core `{core.name}` (legs {core.indices}, sizes "
+                           f"{tuple(sizes[i] for i in core.indices)})")
+        array = array[0] if core.left is None else array
+        array = array[..., 0] if core.right is None else array
+        order = [core.axis(i) for i in legs if i is not None]
+        out[core.name] = np.array(array.transpose(np.argsort(order)), dtype=float)
+    return out
+
+
 def _ttm_network(cores):
     """The TT-matrix network of these 4-d core shapes and its tensors ``W[1]..W[N]``."""
     from tnc.lang.compiler import compile as compile_text
