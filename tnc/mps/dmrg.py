@@ -232,8 +232,8 @@ class GroundStateOptions:
     ``cutoff``: discarded relative weight allowed per split; ``tol``: stop when
     the energy changes by less than this between sweeps, relative to
     ``|energy|`` (so a Hamiltonian's scale does not matter); ``max_iter``: sweeps at
-    most (``max_sweeps`` before 0.2); ``init``: starting cores, name -> array
-    (``initial`` before 0.2); ``init_rank``: bond
+    most (``max_sweeps`` before 0.2); ``init``: starting cores, name -> array, a
+    FitResult or a :class:`~tnc.mps.tt.TensorTrain` (``initial`` before 0.2); ``init_rank``: bond
     size of the random start; ``eig_tol``: tolerance of the local eigensolver
     (default ``1e-2 * sqrt(tol)``, see :func:`_eig_tol`).
     """
@@ -247,7 +247,7 @@ class GroundStateOptions:
     seed: int = 0
     progress: bool = True
     callback: object = None
-    init: dict | None = None
+    init: object = None
 
 
 def _schedule(max_rank, declared: int, sweeps: int) -> list[int]:
@@ -402,7 +402,8 @@ def check_sweep_memory(network, chain: Chain, bond: int) -> None:
 
 def _initial_cores(network, chain, opts) -> dict:
     if opts.init is not None:
-        cores = {k: np.array(v, dtype=float) for k, v in opts.init.items()}
+        from tnc.mps.tt import chain_init      # a TensorTrain or FitResult as well as a dict
+        cores = chain_init(network, chain, opts.init, "ground_state")
     else:
         cores = random_cores(chain, network.spec.index_sizes, opts.init_rank,
                              np.random.default_rng(opts.seed))
