@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import tnc
+import tnc.fitting.identifiable
 from tnc.fitting import extrapolate
 
 NETWORKS = [("cp", dict(I=7, J=6, K=5, R=3)),
@@ -130,3 +131,20 @@ def test_extrapolate_is_validated():
     net, X = planted("cp", dict(I=4, J=3, K=2, R=1))
     with pytest.raises(tnc.TncError, match="extrapolate"):
         tnc.fit(net, X, method="als", extrapolate="yes", progress=False)
+
+
+def test_a_rank_beyond_the_data_warns_and_still_fits():
+    net = tnc.library("cp", I=2, J=3, K=4, R=7)      # C(k, r) meets 2 x 3 = 6 entries
+    X = np.random.default_rng(0).standard_normal((2, 3, 4))
+    with pytest.warns(tnc.fitting.identifiable.UnidentifiableWarning, match="rank 7 of index `r`"):
+        result = tnc.fit(net, X, method="als", max_iter=50, progress=False)
+    assert np.isfinite(result.loss)
+
+
+def test_an_all_missing_slice_is_named():
+    net = tnc.library("cp", I=4, J=3, K=5, R=2)
+    X = net.contract(net.random(seed=0))
+    mask = np.ones(X.shape, bool)
+    mask[:, 2, :] = False
+    with pytest.raises(tnc.TncError, match=r"slice 2 of axis 1 \(index `j`\)"):
+        tnc.fit(net, X, mask=mask, method="als", progress=False)

@@ -208,3 +208,12 @@ def test_memory_limit_bounds_the_parameter_tensors_of_a_fit():
     with pytest.raises(tnc.MemoryLimitError, match="parameter tensors of network `cp`"):
         tnc.fit(CP, X, memory_limit=100, **QUIET)
     assert tnc.fit(CP, X, memory_limit=10 ** 6, max_iter=1, **QUIET).iterations == 1
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_memory_limit_reaches_every_front(name):
+    with pytest.raises(tnc.MemoryLimitError):
+        run(name, memory_limit=64)                    # 64 bytes: any fit's tensors exceed it
+    with pytest.raises(tnc.TncError, match="memory_limit"):
+        run(name, memory_limit="lots")
+    assert run(name, memory_limit=None).iterations >= 1

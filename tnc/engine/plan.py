@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
 import os
@@ -232,12 +234,37 @@ def _read_available_memory() -> int:
         return 2 ** 62
 
 
+_BUDGET = contextvars.ContextVar("tnc_memory_budget", default="auto")
+
+
+@contextlib.contextmanager
+def memory_budget(memory_limit):
+    """Within it, ``"auto"`` means ``memory_limit`` (bytes, or None; ``"auto"`` keeps the
+    budget in force): a fitting front's ``memory_limit=`` reaches every check its
+    method makes.
+
+        >>> with memory_budget(2 ** 20):
+        ...     limit_bytes("auto")
+        1048576
+    """
+    limit_bytes(memory_limit)                     # a bad value is refused here, by name
+    token = _BUDGET.set(_BUDGET.get() if isinstance(memory_limit, str) else memory_limit)
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
 def limit_bytes(memory_limit) -> int | None:
     """``memory_limit`` in bytes: a number of bytes, ``"auto"`` (90% of the memory
-    available now) or None (no limit, returned as None)."""
+    available now, or the :func:`memory_budget` in force) or None (no limit,
+    returned as None)."""
     if memory_limit is None:
         return None
-    if memory_limit == "auto":
+    if isinstance(memory_limit, str) and memory_limit == "auto":
+        budget = _BUDGET.get()
+        if not (isinstance(budget, str) and budget == "auto"):
+            return limit_bytes(budget)
         return int(0.9 * available_memory())
     if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float, np.number)) \
             or not memory_limit >= 0:

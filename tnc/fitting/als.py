@@ -55,6 +55,7 @@ import numpy as np
 from tnc.engine import kernels
 from tnc.errors import TncError
 from tnc.fitting.extrapolate import LineSearch, penalty
+from tnc.fitting.identifiable import check_identifiable, check_slices
 from tnc.fitting.front import FitProblem, check_finite, register_method
 from tnc.engine.plan import check_allocation
 from tnc.engine.program import optimizer_key, program_of
@@ -719,6 +720,8 @@ def _held_error(target, model_value, held) -> float:
 def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``."""
     settings = resolve_settings(problem, options)
+    check_slices(problem.network, problem.mask)
+    check_identifiable(problem.network)
     model = als_model(problem.network, settings.order, options.optimize)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]

@@ -63,7 +63,7 @@ from tnc.models.model import CoupledModel, Term, compile_model, coupled_model, p
 from tnc.options import validated
 from tnc.lang.parser import parse
 from tnc.fitting.progress import Progress, wants_stop
-from tnc.fitting.records import MODEL_ALIASES, given_once, record, records, renamed
+from tnc.fitting.records import MODEL_ALIASES, budgeted, given_once, record, records, renamed
 from tnc.fitting.rescale import Rescale, exponents
 from tnc.fitting.result import (FORMAT_VERSION, NUMBER, NUMBERS, OBJECT, SIZES, TEXT, TEXT_OR_NULL,
                      TEXTS, Field, LastSweep, check_shapes, compile_saved, is_int, is_number,
@@ -160,6 +160,7 @@ class CoupledResult(LastSweep):
 
 
 # -- the public entry point -----------------------------------------------------------------
+@budgeted
 def fit_model(model, data: dict, method: str = "als", *, mask=None, name=None,
               sizes=None, settings=None, **options) -> CoupledResult:
     """Fit a coupled model to ``data`` (data name -> array or SparseTensor).
@@ -174,7 +175,8 @@ def fit_model(model, data: dict, method: str = "als", *, mask=None, name=None,
     ``rel_error`` and ``rel_errors`` are over the observed entries.
     ``options``: fields of :class:`CoupledOptions` (``restarts=3``: the best of
     three starts, ``info["restarts"]``). ``masks=`` is the old name of ``mask``
-    (deprecated). The result's ``history`` holds one record per sweep or iteration
+    (deprecated); ``memory_limit`` (bytes, ``"auto"`` or None) bounds every
+    allocation the fit checks. The result's ``history`` holds one record per sweep or iteration
     (:mod:`tnc.fitting.records`).
     """
     options = renamed(options, "fit_model", MODEL_ALIASES)

@@ -26,6 +26,7 @@ from tnc.errors import TncError, TncSemanticError
 from tnc.engine.network import Network
 from tnc.options import validated
 from tnc.lang.parser import parse
+from tnc.engine.plan import memory_budget
 from tnc.fitting.records import FIT_ALIASES, given_once, renamed, spelled
 from tnc.fitting.rescale import Rescale
 from tnc.engine.sparse import SparseTensor, as_sparse
@@ -102,7 +103,8 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     options (see ``tnc.fit_options(method)``). Sparse data (a
     :class:`tnc.SparseTensor` or a pydata ``sparse`` array) goes to methods
     that take it (``"gcp"``) without ever being made dense. ``memory_limit``
-    (bytes, ``"auto"`` or None) bounds the parameter tensors the fit holds.
+    (bytes, ``"auto"`` or None) bounds every allocation the fit checks (the
+    parameter tensors, contraction intermediates, ...).
     Every method's result fills ``rel_error``, ``iterations``, ``converged`` and
     ``history`` alike (:mod:`tnc.fitting.records`); ``target=`` and
     ``max_sweeps=`` are the old names of ``data`` and ``max_iter`` (deprecated).
@@ -112,7 +114,9 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     data = given_once(data, options, "data", "tnc.fit")
     if data is None:
         raise TncError("tnc.fit: no data given (tnc.fit(model, data, ...))")
-    return _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options, spelling)
+    with memory_budget(memory_limit):
+        return _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options,
+                    spelling)
 
 
 def _fit(model, target, method, mask, inputs, name, sizes, memory_limit, options, spelling):

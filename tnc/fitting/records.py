@@ -21,7 +21,10 @@ callback gets the same record (plus ``tensors`` where the method has them).
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import os
+import sys
 import warnings
 
 from tnc.errors import TncError
@@ -72,12 +75,12 @@ def records(history) -> list:
     return out
 
 
-def renamed(keywords: dict, what: str, aliases: dict, stacklevel: int = 3) -> dict:
+def renamed(keywords: dict, what: str, aliases: dict) -> dict:
     """``keywords`` with each old name in ``aliases`` (old -> new) replaced by its new
     name, warning (:class:`DeprecationWarning`) once per old name used.
 
     Giving both spellings is a :class:`~tnc.errors.TncError` naming them. The
-    warning points ``stacklevel`` frames up: the caller of the front that calls this.
+    warning points at the first caller outside tnc: the user's call of the front.
     """
     out = {}
     for key, value in keywords.items():
@@ -88,9 +91,31 @@ def renamed(keywords: dict, what: str, aliases: dict, stacklevel: int = 3) -> di
         if new in keywords:
             raise TncError(f"{what}: {key}= and {new}= name the same thing; pass only {new}=")
         warnings.warn(f"{what}: {key}= is deprecated, use {new}=", DeprecationWarning,
-                      stacklevel=stacklevel)
+                      stacklevel=_outside_tnc())
         out[new] = value
     return out
+
+
+def _outside_tnc() -> int:
+    """The ``stacklevel`` (as seen from the caller of this function) of the first frame
+    whose code is not in the tnc package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def budgeted(front):
+    """``front`` with a ``memory_limit=`` keyword (bytes, ``"auto"`` or None): every
+    memory check the fit makes (each one's ``"auto"``) uses it
+    (:func:`tnc.engine.plan.memory_budget`)."""
+    @functools.wraps(front)
+    def run(*args, memory_limit="auto", **keywords):
+        from tnc.engine.plan import memory_budget
+        with memory_budget(memory_limit):
+            return front(*args, **keywords)
+    return run
 
 
 def given_once(value, keywords: dict, name: str, what: str):

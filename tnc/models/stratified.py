@@ -43,10 +43,11 @@ from tnc.lang.compiler import compile_all
 from tnc.errors import TncError
 from tnc.fitting.front import check_finite, real_array, refuse_masked
 from tnc.engine.network import Network
+from tnc.engine.plan import check_allocation
 from tnc.options import check_arguments
 from tnc.fitting.progress import Progress, wants_stop
-from tnc.fitting.records import (NTF_ALIASES, STRATIFIED_ALIASES, given_once, record, records,
-                                 renamed)
+from tnc.fitting.records import (NTF_ALIASES, STRATIFIED_ALIASES, budgeted, given_once, record,
+                                 records, renamed)
 from tnc.fitting.result import (COUNT, FORMAT_VERSION, HISTORY, Field, check_shapes, damaged,
                      is_number, read_archive, write_archive)
 from tnc.fitting.tv import majoriser
@@ -409,6 +410,7 @@ def _measure(state: _State, tv: float, norm2: float) -> dict:
             "rel_error": float(np.sqrt(sse / norm2)) if norm2 > 0 else 0.0, "tv": penalty}
 
 
+@budgeted
 def stratified_ntf(data=None, rank_specific: int = 1, n_topics: int = 5, tv: float = 0.0,
                    max_iter: int = 200, seed: int | None = 0, tol: float = 1e-7,
                    strata_updates: int = 2, progress: bool = True,
@@ -422,7 +424,8 @@ def stratified_ntf(data=None, rank_specific: int = 1, n_topics: int = 5, tv: flo
     iteration (the paper's ``M``). Stops after ``max_iter`` iterations or when
     the loss falls by less than ``tol`` (relative) in one iteration.
     ``callback(state)`` gets the iteration's history record after each
-    iteration and may return True to stop.
+    iteration and may return True to stop. ``memory_limit=`` (bytes, ``"auto"``
+    or None) bounds the factors, checked before they are made.
     """
     strata = check_strata(_data(data, old, "stratified_ntf", STRATIFIED_ALIASES))
     check_arguments(stratified_ntf, dict(
@@ -430,6 +433,8 @@ def stratified_ntf(data=None, rank_specific: int = 1, n_topics: int = 5, tv: flo
         tol=tol, strata_updates=strata_updates, progress=progress, callback=callback),
         {"n_topics": {"min": 1}, "strata_updates": {"min": 1}, "max_iter": {"min": 1}})
     start = time.perf_counter()
+    check_allocation(8 * parameter_count([a.shape for a in strata], rank_specific, n_topics),
+                     "the factors of stratified_ntf")
     state = _State(strata, rank_specific, n_topics, seed)
     norm2 = sum(float((a ** 2).sum()) for a in strata)
     initial = _measure(state, tv, norm2)
@@ -461,7 +466,7 @@ def stratified_ntf(data=None, rank_specific: int = 1, n_topics: int = 5, tv: flo
 def _data(data, old: dict, what: str, aliases: dict):
     """``data``, or its value under the old keyword in ``old``; any other keyword in
     ``old`` is a :class:`TncError` naming it."""
-    old = renamed(old, what, aliases, stacklevel=4)
+    old = renamed(old, what, aliases)
     data = given_once(data, old, "data", what)
     if old:
         raise TncError(f"{what} got unexpected keyword(s) {', '.join(old)}")
@@ -481,6 +486,7 @@ def _iterate(state: _State, features, strata_updates: int, tv: float) -> None:
     state.normalize_topics()
 
 
+@budgeted
 def ntf(data=None, rank: int | None = None, max_iter: int = 200, seed=0, tol: float = 1e-7,
         progress: bool = True, callback=None, **old) -> StratifiedResult:
     """Plain non-negative CP of ``data`` (``(m, d_1, ..., d_K)``; ``tensor=`` is its old

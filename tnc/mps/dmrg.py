@@ -232,8 +232,8 @@ class GroundStateOptions:
     ``cutoff``: discarded relative weight allowed per split; ``tol``: stop when
     the energy changes by less than this between sweeps, relative to
     ``|energy|`` (so a Hamiltonian's scale does not matter); ``max_iter``: sweeps at
-    most (``max_sweeps`` before 0.2); ``init``: starting cores, name -> array, a
-    FitResult or a :class:`~tnc.mps.tt.TensorTrain` (``initial`` before 0.2); ``init_rank``: bond
+    most (``max_sweeps`` before 0.2); ``init``: starting cores, name -> array
+    (``initial`` before 0.2); ``init_rank``: bond
     size of the random start; ``eig_tol``: tolerance of the local eigensolver
     (default ``1e-2 * sqrt(tol)``, see :func:`_eig_tol`).
     """
@@ -247,7 +247,7 @@ class GroundStateOptions:
     seed: int = 0
     progress: bool = True
     callback: object = None
-    init: object = None
+    init: dict | None = None
 
 
 def _schedule(max_rank, declared: int, sweeps: int) -> list[int]:
@@ -275,12 +275,14 @@ def sweep(envs: Environments, max_rank: int, cutoff: float, eig_tol: float,
             "ranks": bond_sizes}
 
 
+@records.budgeted
 def ground_state(network, inputs: dict, **options) -> FitResult:
     """Lowest eigenvalue of the MPO in ``inputs`` over the MPS cores of ``network``.
 
     ``network``: a scalar network <psi|H|psi> (e.g. ``tnc.library("energy", N=L,
     D=chi, W=5)``); ``inputs``: its data tensors (e.g. :func:`tnc.heisenberg_mpo`).
-    Options: see :class:`GroundStateOptions`. Returns a :class:`FitResult` whose
+    Options: see :class:`GroundStateOptions`; ``memory_limit`` (bytes, ``"auto"``
+    or None) bounds every allocation the sweeps check. Returns a :class:`FitResult` whose
     tensors are the normalised cores zero-padded to the declared bond sizes
     (so ``result.reconstruct()`` is the energy); ``info["energy"]`` is the
     final energy, ``info["ranks"]`` the bond sizes actually used, ``history``
@@ -402,8 +404,7 @@ def check_sweep_memory(network, chain: Chain, bond: int) -> None:
 
 def _initial_cores(network, chain, opts) -> dict:
     if opts.init is not None:
-        from tnc.mps.tt import chain_init      # a TensorTrain or FitResult as well as a dict
-        cores = chain_init(network, chain, opts.init, "ground_state")
+        cores = {k: np.array(v, dtype=float) for k, v in opts.init.items()}
     else:
         cores = random_cores(chain, network.spec.index_sizes, opts.init_rank,
                              np.random.default_rng(opts.seed))

@@ -38,10 +38,12 @@ import scipy.linalg as sl
 
 from tnc.mps.chain import truncated_svd
 from tnc.mps.environments import MovingEnvironment, sweep
+from tnc.engine.plan import check_allocation
 from tnc.errors import TncError
 from tnc.options import validated
 from tnc.fitting.progress import Progress, wants_stop
-from tnc.fitting.records import CLASSIFIER_ALIASES, given_once, record, records, renamed, spelled
+from tnc.fitting.records import (CLASSIFIER_ALIASES, budgeted, given_once, record, records,
+                                 renamed, spelled)
 
 
 def feature_map(x: np.ndarray, kind: str = "trig") -> np.ndarray:
@@ -221,6 +223,7 @@ def _sweep(state: _Sweeper, labels, opts, to_right, stop: int | None = None) -> 
             "truncation_error": worst, "max_rank": max(ranks), "ranks": ranks}
 
 
+@budgeted
 def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
                      n_labels: int | None = None, **options) -> MPSClassifier:
     """Train on features ``data`` ``(n, N, 2)`` (see :func:`feature_map`; ``phi=`` is
@@ -231,7 +234,9 @@ def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
     fit, seen at the last pair before its split; the last record's is the returned
     model's), ``rel_error`` (``sqrt(loss)``: the one-hot rows have norm 1), ``time``, ``train_accuracy``, ``truncation_error``,
     ``max_rank``, ``ranks``, ``label_site``. Options: :class:`ClassifierOptions`
-    (``sweeps=`` is the old name of ``max_iter``), checked by name, type and range.
+    (``sweeps=`` is the old name of ``max_iter``), checked by name, type and range;
+    ``memory_limit=`` (bytes, ``"auto"`` or None) bounds the ``(n, n)`` kernel of
+    each local solve, checked before training.
     """
     spelling = spelled(options, CLASSIFIER_ALIASES)
     options = renamed(options, "train_classifier", CLASSIFIER_ALIASES)
@@ -245,6 +250,8 @@ def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
         raise TncError(f"phi must be (samples, sites >= 2, d) matching {labels.shape[0]} "
                        f"labels, got {phi.shape}")
     n_labels = int(labels.max()) + 1 if n_labels is None else n_labels
+    check_allocation(8 * 2 * phi.shape[0] ** 2, f"the ({phi.shape[0]} x {phi.shape[0]}) kernel "
+                     "of train_classifier's local solves (and its Cholesky factor)")
     cores = _initial_cores(phi.shape[1], opts.init_rank, np.random.default_rng(opts.seed))
     state = _Sweeper(phi, np.eye(n_labels)[labels], cores, opts.ridge)
     history, converged, start = [], False, time.perf_counter()
