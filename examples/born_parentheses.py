@@ -20,7 +20,8 @@ import numpy as np
 from _shared import example_parser
 
 from born_bars_stripes import picture
-from tnc.mps.born import encode, train_uniform
+from tnc.mps.born import encode
+from tnc.mps.uniform_born import train_uniform
 
 
 def balanced(n: int) -> list[str]:

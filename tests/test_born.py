@@ -9,9 +9,9 @@ import pytest
 from scipy.stats import chisquare
 
 import tnc
-from tnc.mps.born import (BornMachine, UniformMPS, all_sequences, bars_and_stripes, canonical,
-                      encode, load_born,
-                      nll_and_grad, train_born, train_uniform, uniform_nll_and_grad, _by_length)
+from tnc.mps.born import (BornMachine, all_sequences, bars_and_stripes, canonical, encode,
+                          load_born, nll_and_grad, train_born)
+from tnc.mps.uniform_born import UniformMPS, _by_length, train_uniform, uniform_nll_and_grad
 
 LN30 = float(np.log(30))
 
