@@ -123,3 +123,23 @@ def test_dmrg_fit_does_not_import_ground_states():
     code = ("import sys, tnc.mps.dmrg_fit; "
             "sys.exit(int('tnc.mps.dmrg' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("k", [0, 2, 4])
+def test_ground_state_matvec_by_matrix_products_equals_the_contraction(k):
+    from tnc.mps import dmrg
+    from tnc.mps.chain import einsum_by_name, merge
+    net = tnc.library("energy", N=6, D=6)
+    sites = dmrg.energy_sites(net)
+    chain, cores = chain_and_cores(net, 6, seed=7)
+    envs = dmrg.Environments(sites, cores, tnc.heisenberg_mpo(6))
+    for j in range(k):
+        envs.moving.move(j, True)
+    terms, arrays = envs.local_operator(k)
+    legs, out = chain.pair_legs(k), sites.pair_out(k)
+    theta = merge(chain, cores, k)
+    plan = dmrg._matvec_steps(terms, arrays, legs, out)
+    assert plan is not None
+    np.testing.assert_allclose(dmrg._apply_steps(plan, theta),
+                               einsum_by_name(terms + [legs], out, arrays + [theta]),
+                               rtol=1e-12, atol=1e-12)
