@@ -150,3 +150,5 @@ def test_bond_graph_joins_first_uses_by_their_two_leg_indices():
     two = tnc.compile("network two(D = 2) { index a: D, b: D, p: 3\n tensor A(p, a, b), B(a, b)\n"
                       " output p }")
     assert bond_graph(two.graph).edges["A", "B"]["indices"] == ("a", "b")
+    assert bond_graph(two.graph).edges["A", "B"]["sizes"] == (2, 2)
+    assert bonds.edges["G[1]", "G[2]"]["sizes"] == (net.spec.index_sizes["a[1]"],)

@@ -76,7 +76,7 @@ def bond_graph(graph, among: dict | None = None):
     ``among`` (tensor node -> label; default :func:`first_uses` of the params) and an
     edge per pair joined by a *bond*: a closed index with exactly two legs, on two
     tensors of ``among`` with different labels. Edge attributes: ``indices`` (every
-    bond of the pair, declaration order) and ``index`` (the first)."""
+    bond of the pair, declaration order), their ``sizes``, and ``index`` (the first)."""
     import networkx as nx
     among = first_uses(graph) if among is None else among
     bonds = nx.Graph()
@@ -89,8 +89,10 @@ def bond_graph(graph, among: dict | None = None):
         a, b = (among[end] for end in ends)
         if a == b:
             continue
+        size = graph.nodes[node]["size"]
         if bonds.has_edge(a, b):
             bonds.edges[a, b]["indices"] += (node[1],)
+            bonds.edges[a, b]["sizes"] += (size,)
         else:
-            bonds.add_edge(a, b, index=node[1], indices=(node[1],))
+            bonds.add_edge(a, b, index=node[1], indices=(node[1],), sizes=(size,))
     return bonds
