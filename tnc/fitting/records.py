@@ -64,14 +64,18 @@ class Record(dict):
 
 def records(history) -> list:
     """``history`` (dicts, e.g. read from an archive) as :class:`Record` entries; an
-    entry saved before ``iteration`` existed gets it from its ``sweep`` or ``epoch``."""
+    entry made before ``iteration`` existed gets it, first, from its ``sweep`` or
+    ``epoch`` (which then still reads through :class:`Record`).
+
+        >>> records([{"sweep": 2, "loss": 1.0}])
+        [{'iteration': 2, 'loss': 1.0}]
+    """
     out = []
     for entry in history:
-        entry = Record(entry)
-        for old, new in OLD_KEYS.items():
-            if new not in entry and old in entry:
-                entry[new] = entry[old]
-        out.append(entry)
+        old = next((key for key in OLD_KEYS if key in entry), None)
+        if "iteration" not in entry and old is not None:
+            entry = {"iteration": entry[old], **{k: v for k, v in entry.items() if k != old}}
+        out.append(Record(entry))
     return out
 
 
