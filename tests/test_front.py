@@ -217,3 +217,17 @@ def test_memory_limit_reaches_every_front(name):
     with pytest.raises(tnc.TncError, match="memory_limit"):
         run(name, memory_limit="lots")
     assert run(name, memory_limit=None).iterations >= 1
+
+
+def test_an_archive_with_old_history_keys_loads_with_iteration_first(tmp_path):
+    from tnc.fitting.result import read_archive, write_archive
+    result = run("als")
+    result.save(tmp_path / "new.npz")
+    meta, groups = read_archive(tmp_path / "new.npz")
+    meta["history"] = [{"sweep": h["iteration"], "loss": h["loss"], "rel_error": h["rel_error"],
+                        "time": h["time"]} for h in result.history]    # as tnc 0.1 wrote it
+    write_archive(tmp_path / "old.npz", meta, groups)
+    loaded = tnc.load(tmp_path / "old.npz")
+    assert [tuple(h)[:4] for h in loaded.history] == [RECORD_KEYS] * len(result.history)
+    assert [h["iteration"] for h in loaded.history] == [h["iteration"] for h in result.history]
+    assert loaded.rel_error == result.rel_error
