@@ -239,3 +239,13 @@ def test_uniform_mps_against_the_tied_network_and_its_gradient_engine():
     assert loss == pytest.approx(model.nll(x), rel=1e-12)
     for key in ("A", "alpha", "omega"):
         np.testing.assert_allclose(grads[key], engine[key], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("sweeps", [3, 4])          # ending rightward and leftward
+def test_sweep_loss_is_the_nll_of_the_returned_model(sweeps):
+    """Each sweep's loss comes from its last environment, not a fresh pass: it must be the
+    NLL of the model after that sweep (checked on the final one by a full evaluation)."""
+    x = np.random.default_rng(4).integers(0, 3, (60, 6))
+    model = train_born(x, 3, max_rank=5, sweeps=sweeps, tol=0.0, progress=False)
+    assert len(model.history) == sweeps
+    assert model.history[-1]["loss"] == pytest.approx(model.nll(x), rel=1e-12)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tnc.mps.chain import Chain, Core, canonicalize, merge, split
+from tnc.mps.chain import Chain, Core, merge, split
 from tnc.errors import TncError
 from tnc.fitting.gcp import Adam
 from tnc.options import check_arguments, validated
@@ -107,14 +107,25 @@ def encode(strings, alphabet: str) -> list[np.ndarray]:
 
 
 # -- per-sample products ----------------------------------------------------------------
+def by_symbol(symbols: np.ndarray, d: int) -> list:
+    """``(s, rows)`` for each symbol ``s < d`` present in ``symbols`` (rows where it is)."""
+    return [(s, rows) for s in range(d) if len(rows := np.flatnonzero(symbols == s))]
+
+
 def _push(vectors: np.ndarray, core: np.ndarray, symbols: np.ndarray, from_left: bool):
     """``vectors[i] @ core[:, symbols[i], :]`` (or ``core[:, s, :] @ vectors[i]``) per row."""
     out = np.empty((len(vectors), core.shape[2] if from_left else core.shape[0]))
-    for s in range(core.shape[1]):
-        rows = np.flatnonzero(symbols == s)
-        if len(rows):
-            matrix = core[:, s, :] if from_left else core[:, s, :].T
-            out[rows] = vectors[rows] @ matrix
+    for s, rows in by_symbol(symbols, core.shape[1]):
+        out[rows] = vectors[rows] @ (core[:, s, :] if from_left else core[:, s, :].T)
+    return out
+
+
+def outer_by_symbol(left: np.ndarray, right: np.ndarray, symbols: np.ndarray, d: int):
+    """``sum_i left_i (x) e(symbols_i) (x) right_i``, ``(r, d, r')``: a core's data gradient
+    from per-sample environments ``left`` ``(n, r)`` and ``right`` ``(n, r')``."""
+    out = np.zeros((left.shape[1], d, right.shape[1]))
+    for s, rows in by_symbol(symbols, d):
+        out[:, s, :] = left[rows].T @ right[rows]
     return out
 
 
@@ -170,15 +181,15 @@ def _listed(arrays: dict) -> list:
 
 
 def canonical(cores, centre: int = 0) -> list:
-    """Copies of ``cores`` in mixed canonical form around ``centre``, scaled to ``Z = 1``."""
-    arrays = _named([np.array(c, dtype=float) for c in cores])
-    canonicalize(_chain(len(cores)), arrays, centre)
-    name = f"A{centre}"
-    norm = np.linalg.norm(arrays[name])
+    """Copies of ``cores`` in mixed canonical form around ``centre``, scaled to ``Z = 1``
+    (:func:`~tnc.fitting.decompositions.tt_orthogonalize`)."""
+    from tnc.fitting.decompositions import tt_orthogonalize
+    arrays = tt_orthogonalize([np.array(c, dtype=float) for c in cores], centre)
+    norm = np.linalg.norm(arrays[centre])
     if not norm > 0 or not np.isfinite(norm):
         raise TncError(f"the Born machine's cores have norm {norm}; Z must be finite and > 0")
-    arrays[name] = arrays[name] / norm
-    return _listed(arrays)
+    arrays[centre] = arrays[centre] / norm
+    return arrays
 
 
 def random_cores(sites: int, d: int, rank: int, rng) -> list:
@@ -322,8 +333,7 @@ class _Pair:
 
     def __init__(self, left, right, s, t, d):
         self.left, self.right = left, right
-        codes = s * d + t
-        self.groups = [(divmod(int(c), d), np.flatnonzero(codes == c)) for c in np.unique(codes)]
+        self.groups = [(divmod(c, d), rows) for c, rows in by_symbol(s * d + t, d * d)]
         self.n = len(s)
 
     def psi(self, theta) -> np.ndarray:
@@ -382,9 +392,11 @@ def _sweep(cores, x, opts, to_right: bool, lefts: list, rights: list) -> dict:
                                         right_logs)
     cores[:] = _listed(arrays)
     centre = sites - 1 if to_right else 0
-    cores[centre] /= np.linalg.norm(cores[centre])
+    cores[centre] /= np.linalg.norm(cores[centre])          # Z = 1
+    vectors, logs = lefts[-2] if to_right else rights[1]    # the environment next to it
+    last = _normalised(_push(vectors, cores[centre], x[:, centre], to_right), logs)
     ranks = [c.shape[2] for c in cores[:-1]]
-    return {"loss": float(-np.mean(2 * _log_abs_psi(cores, x))), "truncation_error": worst,
+    return {"loss": float(-np.mean(2 * _log_abs_of(last))), "truncation_error": worst,
             "max_rank": max(ranks), "ranks": ranks}
 
 
@@ -434,10 +446,7 @@ def nll_and_grad(cores, x) -> tuple[float, list]:
     for j in range(len(cores) - 1, -1, -1):
         core, (left, _), (right, _) = cores[j], lefts[j], rights[j + 1]
         psi = np.sum(_push(left, core, x[:, j], True) * right, axis=1)
-        data = np.zeros_like(core)
-        for s in range(core.shape[1]):
-            rows = np.flatnonzero(x[:, j] == s)
-            data[:, s, :] = left[rows].T @ (right[rows] / psi[rows, None])
+        data = outer_by_symbol(left, right / psi[:, None], x[:, j], core.shape[1])
         dz = _z_pull(z_left[j][0], core, z_right)
         z = np.sum(dz * core) / 2
         grads.append(-(2 / n) * data + dz / z)

@@ -24,7 +24,7 @@ from tnc.fitting.gcp import Adam
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.result import damaged, write_archive
 from tnc.mps.born import (BornMachine, _draw, _normalised, _push, _transfer, _z_pull,
-                          check_symbols)
+                          check_symbols, outer_by_symbol)
 from tnc.options import check_arguments, validated
 
 
@@ -191,9 +191,7 @@ def _uniform_data(core, alpha, omega, x):
     for j in range(n - 1, -1, -1):
         left = lefts[j][0]
         psi = np.sum(_push(left, core, x[:, j], True) * right, axis=1)
-        for s in range(core.shape[1]):
-            rows = np.flatnonzero(x[:, j] == s)
-            grad[:, s, :] += left[rows].T @ (right[rows] / psi[rows, None])
+        grad += outer_by_symbol(left, right / psi[:, None], x[:, j], core.shape[1])
         right = _normalised(_push(right, core, x[:, j], False), np.zeros(m))[0]
     end = lefts[-1][0]
     return {"A": grad, "alpha": np.sum(right / (right @ alpha)[:, None], axis=0),
