@@ -102,6 +102,15 @@ def test_compiling_a_network_loads_neither_scipy_nor_networkx():
     assert _fresh(code) == []
 
 
+def test_an_als_fit_loads_neither_scipy_nor_networkx():
+    """tnc.fit loads every method's module; their scipy and networkx load where used."""
+    code = ("import json, sys, tnc; net = tnc.library('cp', I=3, J=4, K=5, R=2); "
+            "tnc.fit(net, net.contract(net.random(seed=0)), method='als', max_iter=2, "
+            "progress=False); print(json.dumps([m for m in ('scipy', 'networkx') "
+            "if m in sys.modules]))")
+    assert _fresh(code) == []
+
+
 def test_public_names_resolve():
     assert [n for n in tnc.__all__ if getattr(tnc, n, None) is None] == []
     assert set(tnc.__all__) <= set(dir(tnc))

@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import scipy.optimize
 
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence
@@ -504,6 +503,7 @@ def run_lbfgsb(objective: Callable, tensors: dict, options, lower, bar: Progress
                 intermediate_result.x.copy())}):
             raise StopIteration
 
+    import scipy.optimize                # loaded by GCP's L-BFGS-B fits only
     result = scipy.optimize.minimize(
         fun, packing.pack(tensors), jac=True, method="L-BFGS-B", bounds=bounds,
         callback=callback, options={"maxiter": options.max_iter, "ftol": options.ftol,
@@ -532,6 +532,7 @@ def lower_bounds(packing: Packing, lower):
     lower = np.asarray(lower, dtype=np.float64)
     if lower.shape != (packing.size,):
         raise TncError(f"lower bounds: expected {packing.size} entries, got shape {lower.shape}")
+    import scipy.optimize
     return scipy.optimize.Bounds(lower, np.inf) if np.isfinite(lower).any() else None
 
 

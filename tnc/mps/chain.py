@@ -26,10 +26,8 @@ import functools
 import math
 from dataclasses import dataclass
 
-import networkx as nx
 import numpy as np
 import opt_einsum as oe
-import scipy.linalg
 
 from tnc.errors import TncError
 from tnc.engine.graph import bond_graph
@@ -83,7 +81,7 @@ def _first_uses(network) -> dict[str, tuple[str, ...]]:
     return first
 
 
-def _bond_graph(network) -> nx.Graph:
+def _bond_graph(network):
     """Params (first uses) as nodes; an edge per bond joining two of them (see
     :func:`tnc.engine.graph.bond_graph`), one bond per pair."""
     graph = bond_graph(network.graph)
@@ -120,6 +118,7 @@ def find_chain(network) -> Chain:
 
 
 def _check_chain_shape(name, graph) -> None:
+    import networkx as nx                # loaded when a chain is found, not when tnc.fit loads
     degrees = dict(graph.degree())
     if not nx.is_connected(graph):
         parts = [sorted(c) for c in nx.connected_components(graph)]
@@ -213,6 +212,7 @@ def truncated_svd(matrix: np.ndarray, max_rank: int, cutoff: float):
     >>> u.shape, s.tolist(), round(error * 5e18)
     ((3, 2), [2.0, 1.0], 1)
     """
+    import scipy.linalg
     u, s, vt = scipy.linalg.svd(matrix, full_matrices=False, check_finite=False)
     rank = truncation_rank(s, max_rank, cutoff)
     total = float(np.sum(s ** 2))

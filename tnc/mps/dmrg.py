@@ -35,7 +35,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse.linalg as sla
 
 from tnc.mps.chain import (Chain, canonicalize, einsum_by_name, find_chain, merge, pad_to,
                            random_cores, ranks, split)
@@ -220,6 +219,7 @@ def lowest_eigenpair(envs: Environments, k: int, theta: np.ndarray, tol: float):
             return einsum_by_name(terms + [legs], out, arrays + [x.reshape(theta.shape)]).ravel()
         return _apply_steps(steps, x.reshape(theta.shape)).ravel()
 
+    import scipy.sparse.linalg as sla    # the Lanczos path only
     operator = sla.LinearOperator((n, n), matvec=matvec, dtype=theta.dtype)
     values, vectors = sla.eigsh(operator, k=1, which="SA", v0=theta.ravel(), tol=tol,
                                 ncv=min(n, NCV))
