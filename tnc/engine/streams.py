@@ -31,14 +31,12 @@ from tnc.engine import kernels
 
 def khatri_rao(matrices) -> np.ndarray:
     """``K[s, r] = prod_n U_n[i_n, r]``, ``s`` the C-order flat index of ``(i_1, .., i_N)``:
-    matrices ``(I_n, R)`` -> ``(prod I_n, R)``; ``(1, R)`` ones for no matrices.
+    one or more matrices ``(I_n, R)`` -> ``(prod I_n, R)``.
 
     >>> khatri_rao([np.array([[1.0], [2.0]]), np.array([[3.0], [4.0]])]).ravel().tolist()
     [3.0, 4.0, 6.0, 8.0]
     """
     matrices = list(matrices)
-    if not matrices:
-        return np.ones((1, 1))
     product = matrices[-1]
     for matrix in reversed(matrices[:-1]):
         product = (matrix[:, None, :] * product[None, :, :]).reshape(-1, matrix.shape[1])
@@ -100,7 +98,9 @@ def cp_model(factors) -> np.ndarray:
     [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
     """
     shape = tuple(f.shape[0] for f in factors)
-    m = _split(shape) if len(shape) > 1 else 1
+    if len(shape) == 1:
+        return factors[0].sum(axis=1)
+    m = _split(shape)
     return (khatri_rao(factors[:m]) @ khatri_rao(factors[m:]).T).reshape(shape)
 
 
