@@ -37,64 +37,19 @@ in ``spec.index_sizes``), so networks with any number of indices work.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from tnc.errors import TensorError, TncError
 from tnc.lang.expand import NetworkSpec
+from tnc.engine.pairwise import Pairwise, _perm, _size, pairwise
 from tnc.engine.plan import Cost, check_memory
 
 Indices = tuple  # of int index ids
 
 
-# -- one pairwise contraction as a matrix product -----------------------------------------
-@dataclass(frozen=True)
-class Operand:
-    """How to lay one operand out as a (batched) matrix: optional transpose, reshape, swap."""
-
-    sum_axes: tuple[int, ...]       # legs summed away first (carried by this operand only)
-    perm: tuple[int, ...] | None    # transpose to the matrix layout (None: already there)
-    shape: tuple[int, ...]          # 2-d (rows, cols) or 3-d (batch, rows, cols)
-    swap: bool                      # reshape gave (cols, rows): use the transposed view
-
-    def __call__(self, x):
-        if self.sum_axes:
-            x = x.sum(axis=self.sum_axes)
-        if self.perm is not None:
-            x = x.transpose(self.perm)
-        x = x.reshape(self.shape)
-        return x.swapaxes(-1, -2) if self.swap else x
-
-
-@dataclass(frozen=True)
-class Pairwise:
-    """``out = a (indices ia) * b (indices ib)`` as one BLAS matrix product.
-
-    ``out`` is the result's index order: batch legs (in both operands and kept),
-    then ``a``'s free legs, then ``b``'s. ``flops`` counts multiply-adds.
-
-        >>> p = pairwise((0, 1), (1, 2), keep={0, 2}, sizes=[2, 3, 4])
-        >>> p.out, p(np.ones((2, 3)), np.ones((3, 4))).shape, p.flops
-        ((0, 2), (2, 4), 24)
-    """
-
-    a: Operand
-    b: Operand
-    out: Indices
-    out_shape: tuple[int, ...]
-    flops: int
-
-    def __call__(self, a, b):
-        return np.matmul(self.a(a), self.b(b)).reshape(self.out_shape)
-
-    @property
-    def copies(self) -> int:
-        """How many operands must be transposed (copied) before the product."""
-        return (self.a.perm is not None) + (self.b.perm is not None)
-
-
+# -- gradient steps: pairwise products (tnc.engine.pairwise) -----------------------------
 @dataclass(frozen=True)
 class Gradient:
     """``d(mine) = dC * other`` as a :class:`Pairwise`, the operands in whichever order
@@ -107,63 +62,11 @@ class Gradient:
     def make(cls, dc: Indices, other: Indices, mine: Indices, sizes) -> "Gradient":
         options = [cls(pairwise(dc, other, set(mine), sizes), True),
                    cls(pairwise(other, dc, set(mine), sizes), False)]
-        return min(options, key=lambda g: (g.recipe.copies, g.recipe.out != mine))
+        return min(options, key=lambda g: (not g.recipe.kernel, g.recipe.copied,
+                                           g.recipe.out != mine))
 
     def __call__(self, dc, other):
         return self.recipe(dc, other) if self.dc_first else self.recipe(other, dc)
-
-
-def _layout(indices: Indices, first: list, second: list, sizes) -> tuple:
-    """``(perm, shape, swap)`` putting ``indices`` as the matrix ``first x second``."""
-    rows, cols = _size(first, sizes), _size(second, sizes)
-    if list(indices) == first + second:
-        return None, (rows, cols), False
-    if list(indices) == second + first:
-        return None, (cols, rows), True
-    return tuple(indices.index(i) for i in first + second), (rows, cols), False
-
-
-def _size(indices, sizes) -> int:
-    return math.prod(sizes[i] for i in indices)
-
-
-def pairwise(ia: Indices, ib: Indices, keep, sizes) -> Pairwise:
-    """Plan ``a * b`` keeping the legs in ``keep``; every other leg is summed."""
-    sum_a = tuple(k for k, i in enumerate(ia) if i not in ib and i not in keep)
-    sum_b = tuple(k for k, i in enumerate(ib) if i not in ia and i not in keep)
-    ia = tuple(i for i in ia if i in ib or i in keep)
-    ib = tuple(i for i in ib if i in ia or i in keep)
-    batch = [i for i in ia if i in ib and i in keep]
-    free_a = [i for i in ia if i not in ib]
-    free_b = [i for i in ib if i not in ia]
-    out = tuple(batch + free_a + free_b)
-    flops = _size(set(ia) | set(ib), sizes)
-    if batch:
-        con = [i for i in ia if i in ib and i not in keep]
-        nb = _size(batch, sizes)
-        op_a = Operand(sum_a, _perm(ia, batch + free_a + con),
-                       (nb, _size(free_a, sizes), _size(con, sizes)), False)
-        op_b = Operand(sum_b, _perm(ib, batch + con + free_b),
-                       (nb, _size(con, sizes), _size(free_b, sizes)), False)
-        return Pairwise(op_a, op_b, out, _shape(out, sizes), flops)
-    best = None
-    for order in (ia, ib):          # contracted legs in a's order or in b's: fewer copies
-        con = [i for i in order if i in ia and i in ib]
-        la, lb = _layout(ia, free_a, con, sizes), _layout(ib, con, free_b, sizes)
-        copies = (la[0] is not None) + (lb[0] is not None)
-        if best is None or copies < best[0]:
-            best = (copies, la, lb)
-    _, la, lb = best
-    return Pairwise(Operand(sum_a, *la), Operand(sum_b, *lb), out, _shape(out, sizes), flops)
-
-
-def _perm(indices: Indices, order: list) -> tuple[int, ...] | None:
-    perm = tuple(indices.index(i) for i in order)
-    return None if perm == tuple(range(len(perm))) else perm
-
-
-def _shape(indices, sizes) -> tuple[int, ...]:
-    return tuple(sizes[i] for i in indices)
 
 
 # -- leaves: diagonals and lonely legs ------------------------------------------------------

@@ -4,9 +4,10 @@ A *leaf* is one operand of a scalar network (a data tensor, a tensor use, a prim
 copy); a :class:`Node` is a pairwise (or unary) contraction over its children,
 keyed by the leaves below it, so :func:`evaluate` computes each intermediate
 once and a caller drops the keys holding a leaf when that leaf changes. Each
-pairwise node runs as one matrix product laid out by :func:`gemm_layout` (the
-big operand never copied where a layout allows) or on the compiled kernel of
-:mod:`tnc.engine.kernels`. ALS (:mod:`tnc.fitting.als`), coupled models and the
+pairwise node runs as one matrix product laid out by
+:func:`tnc.engine.pairwise.pairwise` (the routine the gradient sweeps use too: the
+big operand never copied where a layout allows, or streamed through the
+compiled kernel). ALS (:mod:`tnc.fitting.als`), coupled models and the
 decompositions build their right-hand sides and Grams from these trees.
 
     >>> import numpy as np
@@ -27,12 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import opt_einsum as oe
 
-from tnc.engine import kernels
+from tnc.engine.pairwise import pairwise
 from tnc.engine.plan import resolve_optimizer
 from tnc.lang.expand import einsum_symbol
-
-SKINNY = 64            # products with this many more big-operand rows than columns
-BATCHED_GEMM_MIN = 4096  # batch matrices this large beat copying the operand for one GEMM
 
 @dataclass
 class Node:
@@ -74,124 +72,15 @@ class Leaves:
         union = {ix for c in children for ix in c.indices}
         kept = self.kept(members, union)
         flops = math.prod(self.sizes[ix] for ix in union) + sum(c.flops for c in children)
-        gemm = gemm_layout(children, kept, self.sizes) if len(children) == 2 else None
-        if gemm is not None:
-            kept, function = gemm
+        if len(children) == 2 and all(len(set(c.indices)) == len(c.indices) for c in children):
+            function = pairwise(children[0].indices, children[1].indices, set(kept), self.sizes)
+            kept = function.out
         else:
             term = lambda ixs: "".join(self.symbols[ix] for ix in ixs)  # noqa: E731
             equation = ",".join(term(c.indices) for c in children) + "->" + term(kept)
             shapes = [tuple(self.sizes[ix] for ix in c.indices) for c in children]
             function = oe.contract_expression(equation, *shapes)
         return Node(members, kept, children, (self.tag, members, kept), function, flops)
-
-
-def gemm_layout(children, kept, sizes):
-    """``(output legs, function)`` doing a pairwise contraction as one matrix product.
-
-    Applies when no kept leg is shared (no batch legs) and every leg is either
-    kept or summed between the two. The larger operand is never copied when its
-    summed legs lead or trail its layout (``X(i,j,k)`` against ``A(i,r)`` is
-    ``A.T @ X.reshape(I, JK)``, legs ``(r, j, k)``); the smaller one is
-    transposed as needed. Summed legs in the middle of a large operand
-    (``X(i,j,k)`` against ``B(j,r)``) become a batched product over the leading
-    legs, ``B.T @ X[i]`` for each ``i``, legs ``(i, r, k)``, also without a copy.
-    """
-    big, small = sorted(children, key=lambda c: -math.prod(sizes[ix] for ix in c.indices))
-    summed = [ix for ix in big.indices if ix in small.indices]
-    if any(ix in kept for ix in summed) or len(set(big.indices)) < len(big.indices) or any(
-            ix not in kept and ix not in summed for ix in big.indices + small.indices):
-        return None
-    keep_big = tuple(ix for ix in big.indices if ix not in summed)
-    keep_small = tuple(ix for ix in small.indices if ix not in summed)
-    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
-    n_keep, n_sum, n_small = size(keep_big), size(summed), size(keep_small)
-    small_order = [small.indices.index(ix) for ix in (*summed, *keep_small)]
-    first_is_big = children[0] is big
-    kernel = kernel_layout(big.indices, summed, keep_small, sizes, first_is_big, small_order)
-    if kernel is not None:
-        return kernel
-    if big.indices == tuple(summed) + keep_big:
-        # summed legs lead: (small^T)(n_small, n_sum) @ big(n_sum, n_keep), big untouched
-        def leading(a, b):
-            big_array, small_array = (a, b) if first_is_big else (b, a)
-            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-            return (right.T @ big_array.reshape(n_sum, n_keep)).reshape(
-                tuple(sizes[ix] for ix in keep_small + keep_big))
-        return keep_small + keep_big, leading
-    middle = _middle_split(big.indices, summed)
-    n_post = size(big.indices[middle + len(summed):]) if middle is not None else 0
-    if n_sum * n_post >= BATCHED_GEMM_MIN:
-        # summed legs in the middle: batched (small^T) @ big(n_pre, n_sum, n_post), no copy
-        n_pre = size(big.indices[:middle])
-        legs = big.indices[:middle] + keep_small + big.indices[middle + len(summed):]
-
-        def middle_product(a, b):
-            big_array, small_array = (a, b) if first_is_big else (b, a)
-            right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-            return np.matmul(right.T, big_array.reshape(n_pre, n_sum, n_post)).reshape(
-                tuple(sizes[ix] for ix in legs))
-        return legs, middle_product
-    if big.indices == keep_big + tuple(summed):
-        as_matrix = lambda a: a.reshape(n_keep, n_sum)  # noqa: E731
-    else:
-        order = [big.indices.index(ix) for ix in (*keep_big, *summed)]
-        as_matrix = lambda a: np.transpose(a, order).reshape(n_keep, n_sum)  # noqa: E731
-
-    # a skinny product runs faster as (small^T @ big^T), and leaves the small legs leading
-    small_first = n_small * SKINNY <= n_keep
-    legs = keep_small + keep_big if small_first else keep_big + keep_small
-    shape = tuple(sizes[ix] for ix in legs)
-
-    def trailing(a, b):
-        big_array, small_array = (a, b) if first_is_big else (b, a)
-        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-        if small_first:
-            return (right.T @ as_matrix(big_array).T).reshape(shape)
-        return (as_matrix(big_array) @ right).reshape(shape)
-
-    return legs, trailing
-
-
-def kernel_layout(big_legs: tuple, summed: list, keep_small: tuple, sizes: dict,
-                  first_is_big: bool, small_order: list):
-    """``(output legs, function)`` running the product on the compiled kernel of
-    :mod:`tnc.engine.kernels`, or None when the kernels are unavailable or the product is
-    small or the summed legs do not form one run of the big operand's legs.
-
-    The big operand is viewed as ``(P, S, Q)`` around its summed run, the small one
-    as ``(S, R)``; the output legs are ``pre + small's kept + post``, so
-    ``X(i,j,k)`` against ``B(j,r)`` gives legs ``(i, r, k)``.
-    """
-    n = len(summed)  # summed is in the big operand's order
-    starts = [at for at in range(len(big_legs) - n + 1) if big_legs[at:at + n] == tuple(summed)]
-    size = lambda legs: math.prod(sizes[ix] for ix in legs)  # noqa: E731
-    if not starts or not kernels.worth_it(tuple(sizes[ix] for ix in big_legs), np.float64):
-        return None
-    pre, post = big_legs[:starts[0]], big_legs[starts[0] + n:]
-    n_pre, n_sum, n_post, n_small = size(pre), size(summed), size(post), size(keep_small)
-    legs = pre + keep_small + post
-    shape = tuple(sizes[ix] for ix in legs)
-
-    def kernel_product(a, b):
-        big_array, small_array = (a, b) if first_is_big else (b, a)
-        right = np.transpose(small_array, small_order).reshape(n_sum, n_small)
-        return kernels.mode_product(big_array.reshape(n_pre, n_sum, n_post), right).reshape(shape)
-
-    return legs, kernel_product
-
-
-def _middle_split(legs: tuple, summed: list) -> int | None:
-    """Where ``summed`` sits as one run strictly inside ``legs`` (neither leading nor
-    trailing), or None.
-
-    >>> _middle_split(("i", "j", "k"), ["j"]), _middle_split(("i", "j", "k"), ["k"])
-    (1, None)
-    """
-    n = len(summed)
-    for start in range(1, len(legs) - n):
-        if set(legs[start:start + n]) == set(summed):
-            return start
-    return None
 
 
 def evaluate(node: Node, values: dict, cache: dict):
