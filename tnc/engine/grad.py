@@ -62,8 +62,7 @@ class Gradient:
     def make(cls, dc: Indices, other: Indices, mine: Indices, sizes) -> "Gradient":
         options = [cls(pairwise(dc, other, set(mine), sizes), True),
                    cls(pairwise(other, dc, set(mine), sizes), False)]
-        return min(options, key=lambda g: (not g.recipe.kernel, g.recipe.copied,
-                                           g.recipe.out != mine))
+        return min(options, key=lambda g: (g.recipe.copied, g.recipe.out != mine))
 
     def __call__(self, dc, other):
         return self.recipe(dc, other) if self.dc_first else self.recipe(other, dc)
