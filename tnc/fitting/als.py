@@ -64,10 +64,10 @@ from tnc.engine.trees import (Leaves, Node, _nodes, arrange, chain_tree,  # noqa
                               dimension_tree_groups, evaluate, path_tree, replay_flops,
                               window_key)
 from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.records import record
 from tnc.fitting.result import FitResult
 
 TARGET = "X"          # leaf label of the data in <X, M>
-from tnc.fitting.records import record
 WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
