@@ -756,13 +756,14 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     with Progress(options.max_iter * options.restarts, desc="als",
                   enabled=options.progress) as bar, kernels.blas_serial(problem.target):
         for k, seed in enumerate(seeds):
-            init = options.init
+            init, screened = options.init, None
             if isinstance(init, str) and init == "auto":
                 init = screened_start(problem, model, settings, options, seed, bar) if (
                     k == 0) else "random"
+                screened = init.info["screened"] if isinstance(init, FitResult) else None
             result = fit_once(problem, model, settings, options, seed, bar, init)
-            if isinstance(init, FitResult):
-                result.info.update(init="screened", screened=init.info["screened"])
+            if screened is not None:
+                result.info.update(init="screened", screened=screened)
             if best is None or result.loss < best.loss:
                 best = result
             if best.rel_error < EXACT_FIT or (result.history and options.callback is not None
