@@ -304,7 +304,7 @@ def multifac(data, rank: int = 20, sigma: float = 1.0, masks=None,
     seed = options.pop("seed", 0)
     fitted = None
     for k in range(restarts):
-        candidate = fit_model(model, dict(zip(names, arrays)), "als", masks=mask_dict,
+        candidate = fit_model(model, dict(zip(names, arrays)), "als", mask=mask_dict,
                               imputer=_shared_imputer(names, arrays, mask_dict, threshold),
                               seed=None if seed is None else seed + k, **options)
         if fitted is None or candidate.loss < fitted.loss:
