@@ -523,21 +523,22 @@ def _process_dir() -> Path:
     return _state["scratch"]
 
 
-def _compiled() -> Path:
-    """The shared library for this source and these flags, compiled once per machine:
-    reused while its bytes hash to the record beside it, else built again (to a
-    temporary name, then renamed over the old one: atomic)."""
+def _compiled(source: Path = SOURCE, stem: str = "tnc-kernels") -> Path:
+    """The shared library of ``source`` (default: kernels.c) with these flags, compiled
+    once per machine as ``<stem>-<hash>.so``: reused while its bytes hash to the record
+    beside it, else built again (to a temporary name, then renamed over the old one:
+    atomic). tnc/engine/sparse_kernels.c is built the same way."""
     compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
     compiler = compiler.split()[0]
     if shutil.which(compiler) is None:
         raise OSError(f"no C compiler found (tried {compiler!r})")
-    build = hashlib.sha256(SOURCE.read_bytes() + " ".join((compiler, *FLAGS)).encode()).hexdigest()
-    target = cache_dir() / f"tnc-kernels-{build[:16]}.so"
+    build = hashlib.sha256(source.read_bytes() + " ".join((compiler, *FLAGS)).encode()).hexdigest()
+    target = cache_dir() / f"{stem}-{build[:16]}.so"
     if _intact(target, build):
         return target
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built, record = Path(scratch) / target.name, Path(scratch) / "record"
-        result = subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lpthread"],
+        result = subprocess.run([compiler, *FLAGS, "-o", str(built), str(source), "-lpthread"],
                                 capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise OSError(f"{compiler} failed: {result.stderr.strip()[:300]}")

@@ -746,7 +746,11 @@ def screened_start(problem, model, settings, options, seed, bar):
 
 
 def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
-    """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``."""
+    """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``.
+    Sparse data (a SparseTensor) go to :mod:`tnc.fitting.sparse_als` (CP networks)."""
+    if not isinstance(problem.target, np.ndarray):
+        from tnc.fitting.sparse_als import run_sparse_cp
+        return run_sparse_cp(problem, options)
     settings = resolve_settings(problem, options)
     check_slices(problem.network, problem.mask)
     check_identifiable(problem.network)
@@ -775,4 +779,4 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     return best
 
 
-register_method("als", ALSOptions, run_als)
+register_method("als", ALSOptions, run_als, sparse=True)
