@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                         + ")")
     parser.add_argument("data", metavar="DATA", nargs="?", help="the data tensor (.npy, or .npz "
                         "with one array, or sparse: .npz with arrays coords (nnz x ndim), "
-                        "values, shape)")
+                        "values, shape; or a FROSTT .tns text file)")
     model = parser.add_argument_group(
         "model blocks", "fit a `model` block of the file (networks sharing tensors, each fitted "
         "to its own data set) instead of one network; --method als or gcp, --option takes "
@@ -116,7 +116,11 @@ def load_array(path: str, what: str, loaded=None) -> np.ndarray:
 
 
 def load_data(path: str):
-    """The data array, or a :class:`~tnc.engine.sparse.SparseTensor` from an .npz of coords/values/shape."""
+    """The data array, or a :class:`~tnc.engine.sparse.SparseTensor` from an .npz of
+    coords/values/shape or a FROSTT ``.tns`` text file (1-based coordinates, then the value)."""
+    if str(path).lower().endswith(".tns"):
+        from tnc.engine.tns import read_tns
+        return read_tns(path)
     loaded = read_arrays(path, "the data")
     if isinstance(loaded, dict) and set(loaded) == {"coords", "values", "shape"}:
         from tnc.engine.sparse import SparseTensor
