@@ -523,11 +523,12 @@ def _process_dir() -> Path:
     return _state["scratch"]
 
 
-def _compiled(source: Path = SOURCE, stem: str = "tnc-kernels") -> Path:
+def _compiled(source: Path | None = None, stem: str = "tnc-kernels") -> Path:
     """The shared library of ``source`` (default: kernels.c) with these flags, compiled
     once per machine as ``<stem>-<hash>.so``: reused while its bytes hash to the record
     beside it, else built again (to a temporary name, then renamed over the old one:
     atomic). tnc/engine/sparse_kernels.c is built the same way."""
+    source = SOURCE if source is None else source     # read now: tests replace SOURCE
     compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
     compiler = compiler.split()[0]
     if shutil.which(compiler) is None:
