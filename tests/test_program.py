@@ -104,3 +104,27 @@ def test_an_optimizer_that_cannot_be_copied_is_named():
     net = tnc.library("cp", I=3, J=3, K=3, R=2)
     with pytest.raises(tnc.TncError, match="Stubborn cannot be copied .*holds a lock"):
         net.cost(Stubborn())
+
+
+def test_a_program_planned_with_the_kernels_is_not_reused_without_them(monkeypatch):
+    """Layouts are planned for the kernel or for BLAS: under kernels.disabled() the
+    gradients are planned afresh (no kernel call), and agree with the kernel plan's."""
+    from tnc.engine import kernels
+    calls = []
+    product = kernels.mode_product
+    monkeypatch.setattr(kernels, "mode_product", lambda *a: calls.append(1) or product(*a))
+    net = tnc.library("cp", I=64, J=64, K=32, R=3)             # X: 2^17 entries
+    tensors = net.random(seed=2)
+    X = np.random.default_rng(2).standard_normal((64, 64, 32))      # d<X, [[A, B, C]]>
+    with_kernels = net.grad(tensors, upstream=X)
+    assert bool(calls) == kernels.available()
+    calls.clear()
+    with kernels.disabled():
+        without = net.grad(tensors, upstream=X)
+        assert program.kernel_key() == "off"
+    assert not calls
+    assert program.cache_size() == 1            # one program, its plans per kernel state
+    for name in with_kernels:
+        np.testing.assert_allclose(with_kernels[name], without[name], rtol=1e-10)
+    reference = np.einsum("ijk,ir,kr->jr", X, tensors["A"], tensors["C"])
+    np.testing.assert_allclose(without["B"], reference, rtol=1e-10)

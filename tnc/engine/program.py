@@ -32,6 +32,7 @@ from tnc.engine.plan import Plan, plan_contraction
 
 CACHE_SIZE = 256          # programs kept; the least recently used is dropped first
 _programs: OrderedDict = OrderedDict()
+_MISSING = object()
 
 
 def structure_key(spec) -> tuple:
@@ -70,10 +71,16 @@ class Program:
         self._memo: dict = {}
 
     def memo(self, key, build):
-        """``build()`` once per ``key`` for this program."""
-        if key not in self._memo:
-            self._memo[key] = build()
-        return self._memo[key]
+        """``build()`` once per ``key`` and kernel state (:func:`kernel_key`) for this
+        program: pairwise steps are laid out for the compiled kernel or for BLAS when
+        planned, so what was planned with the kernels is not reused under
+        :func:`tnc.engine.kernels.disabled`. A build may load the kernels: its result
+        is kept under the state it leaves."""
+        entry = self._memo.get((key, kernel_key()), _MISSING)
+        if entry is _MISSING:
+            entry = build()
+            self._memo[(key, kernel_key())] = entry
+        return entry
 
     def gradients(self, wrt: frozenset):
         """The :class:`~tnc.engine.grad.GradPlan` (forward steps and one reverse sweep)
@@ -91,6 +98,24 @@ def program_of(network, optimize="auto") -> Program:
         return Program(network.spec, network.equation, network.shapes, optimize)
     return cached((structure_key(network.spec), key),
                   lambda: Program(network.spec, network.equation, network.shapes, optimize))
+
+
+def kernel_key():
+    """What pairwise layouts planned now depend on in :mod:`tnc.engine.kernels`:
+    ``"off"`` inside :func:`~tnc.engine.kernels.disabled`, else the variant in use
+    (``"blas"`` when none is), or ``None`` while the kernel library is not loaded yet
+    (loading it for a key would compile it for networks too small to use it).
+
+    >>> from tnc.engine import kernels
+    >>> with kernels.disabled():
+    ...     kernel_key()
+    'off'
+    """
+    from tnc.engine import kernels
+    state = kernels._state
+    if not state["enabled"]:
+        return "off"
+    return kernels.variant() if state["tried"] else None
 
 
 def cached(key, build):
