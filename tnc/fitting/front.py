@@ -6,7 +6,7 @@ from the data), checks the data and the options, and calls it::
 
     >>> _load_methods()                    # each method registers when its module loads
     >>> sorted(METHODS)
-    ['als', 'dmrg', 'gcp']
+    ['als', 'dmrg', 'gcp', 'nls']
     >>> METHODS["als"].options.__name__, METHODS["gcp"].sparse
     ('ALSOptions', True)
 """
@@ -213,7 +213,7 @@ def fit_options(method: str):
 def _load_methods() -> None:
     """Import the modules that register methods (kept lazy to keep ``import tnc`` quick)."""
     import importlib
-    for module in ("tnc.fitting.als", "tnc.fitting.gcp", "tnc.mps.dmrg"):
+    for module in ("tnc.fitting.als", "tnc.fitting.gcp", "tnc.fitting.nls", "tnc.mps.dmrg"):
         importlib.import_module(module)
 
 
