@@ -1,7 +1,7 @@
 """tnc's ALS, HOOI and TT-SVD against pyttb and tensorly, in one process.
 
     python bench/bench_als.py [--size 200] [--rank 10] [--sweeps 20] [--repeats 3] [--threads N]
-                              [--kernels auto|avx512|avx2|portable|blas]
+                              [--kernels auto|avx512|avx2|portable|blas] [--extrapolate on|off]
 
 Every library gets the same data, the same starting factors (where it accepts
 them), a fixed number of sweeps (tolerance 0) and the same BLAS thread count.
@@ -12,6 +12,8 @@ reach the error pyttb reaches in its sweeps ("to pyttb fit", compare with
 "pyttb total"); tnc's sweeps alternate between streaming X once and twice
 (the windowed schedule of tnc.fitting.als), so their median is printed too. The targets: CP <= 0.5x pyttb and tensorly, Tucker HOOI <= 1.0x
 pyttb tucker_als, TT-SVD of a 4^11 tensor <= 1.0x tensorly tensor_train.
+``--extrapolate`` sets tnc CP-ALS's line search (default: ALS's own default); the
+header line says which ran.
 """
 from __future__ import annotations
 
@@ -53,9 +55,9 @@ def cp_data(n: int, rank: int, seed: int = 0):
     return X, start
 
 
-def cp_runners(n, rank, sweeps):
+def cp_runners(n, rank, sweeps, extrapolate: bool = False):
     """The data, tnc's network and start, and one run of each library's CP-ALS (same
-    data, same start, ``sweeps`` sweeps, tolerance 0)."""
+    data, same start, ``sweeps`` sweeps, tolerance 0; tnc with ``extrapolate``)."""
     import pyttb
     import tensorly
     from tensorly.decomposition import parafac
@@ -66,8 +68,8 @@ def cp_runners(n, rank, sweeps):
     tt = pyttb.tensor(X, copy=False)
 
     def run_tnc():
-        return tnc.fit(net, X, method="als", init=init, max_sweeps=sweeps, tol=0,
-                       progress=False)
+        return tnc.fit(net, X, method="als", init=init, max_iter=sweeps, tol=0,
+                       extrapolate=extrapolate, progress=False)
 
     def run_pyttb():
         return pyttb.cp_als(tt, rank, stoptol=0, maxiters=sweeps,
@@ -80,10 +82,10 @@ def cp_runners(n, rank, sweeps):
     return X, net, init, {"tnc": run_tnc, "pyttb": run_pyttb, "tensorly": run_tensorly}
 
 
-def bench_cp_variants(n, rank, sweeps, repeats) -> dict:
+def bench_cp_variants(n, rank, sweeps, repeats, extrapolate: bool = False) -> dict:
     """tnc's CP-ALS per sweep on every kernel variant this CPU runs and on BLAS, and
     pyttb's, all run in turn within each repeat (so the machine's load hits all alike)."""
-    _, _, _, runs = cp_runners(n, rank, sweeps)
+    _, _, _, runs = cp_runners(n, rank, sweeps, extrapolate)
     chosen = kernels.variant()
     functions = {f"tnc {name}": (lambda name=name: (kernels.use(name), runs["tnc"]()))
                  for name in kernels.supported() + ("blas",)}
@@ -94,9 +96,9 @@ def bench_cp_variants(n, rank, sweeps, repeats) -> dict:
     return {name: value / sweeps for name, value in together.items()}
 
 
-def bench_cp(n, rank, sweeps, repeats) -> dict:
+def bench_cp(n, rank, sweeps, repeats, extrapolate: bool = False) -> dict:
     import tnc
-    X, net, init, runs = cp_runners(n, rank, sweeps)
+    X, net, init, runs = cp_runners(n, rank, sweeps, extrapolate)
     run_tnc, run_pyttb, run_tensorly = runs["tnc"], runs["pyttb"], runs["tensorly"]
     result = run_tnc()
     together = timed_together({"tnc": run_tnc, "pyttb": run_pyttb, "tensorly": run_tensorly},
@@ -107,7 +109,8 @@ def bench_cp(n, rank, sweeps, repeats) -> dict:
     times["tnc rel_error"] = result.rel_error
     target = float(run_pyttb()[2]["normresidual"]) / np.linalg.norm(X)
     times["tnc to pyttb fit"] = timed(lambda: tnc.fit(
-        net, X, method="als", init=init, max_sweeps=10 * sweeps, tol=0, progress=False,
+        net, X, method="als", init=init, max_iter=10 * sweeps, tol=0, progress=False,
+        extrapolate=extrapolate,
         callback=lambda state: state["rel_error"] <= target * (1 + 1e-6)), repeats)
     times["pyttb total"] = times["pyttb"] * sweeps
     times["pyttb rel_error"] = target
@@ -155,6 +158,12 @@ def report(title: str, times: dict, targets: dict) -> None:
         print(f"  ratio tnc/{other:19s} {ratio:6.2f}  (target <= {target})  {verdict}")
 
 
+def als_extrapolates() -> bool:
+    """ALS's default for ``extrapolate`` (:class:`tnc.fitting.als.ALSOptions`)."""
+    from tnc.fitting.als import ALSOptions
+    return bool(ALSOptions().extrapolate)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=200)
@@ -168,7 +177,10 @@ def main(argv=None) -> None:
                         choices=("auto", "all") + kernels.VARIANTS + ("blas",),
                         help="tnc's kernel variant (tnc.engine.kernels.use; default: the fastest "
                              "here; all: CP only, every variant against pyttb)")
+    parser.add_argument("--extrapolate", choices=("on", "off"), default=None,
+                        help="tnc CP-ALS's line search (default: ALS's own default)")
     args = parser.parse_args(argv)
+    extrapolate = als_extrapolates() if args.extrapolate is None else args.extrapolate == "on"
     kernels.use("auto" if args.kernels == "all" else args.kernels)
     limit = nullcontext()
     if args.threads:
@@ -179,9 +191,11 @@ def main(argv=None) -> None:
     with limit:
         print(f"dense {args.size}^3, rank {args.rank}, {args.sweeps} sweeps, "
               f"median of {args.repeats}, threads {args.threads or 'default'}, "
-              f"tnc kernels {kernels.variant()} (this CPU runs {', '.join(kernels.supported())})")
+              f"tnc kernels {kernels.variant()} (this CPU runs {', '.join(kernels.supported())}), "
+              f"tnc extrapolate {'on' if extrapolate else 'off'}")
         if args.kernels == "all":
-            times = bench_cp_variants(args.size, args.rank, args.sweeps, args.repeats)
+            times = bench_cp_variants(args.size, args.rank, args.sweeps, args.repeats,
+                                      extrapolate)
             print("\nCP-ALS per sweep, every kernel variant (avx2 target: <= 0.40x pyttb at "
                   "1 thread, <= 0.45x at 2)")
             for name, value in times.items():
@@ -190,7 +204,7 @@ def main(argv=None) -> None:
             return
         if "cp" in only:
             report("CP-ALS (time per sweep)", bench_cp(args.size, args.rank, args.sweeps,
-                                                       args.repeats),
+                                                       args.repeats, extrapolate),
                    {"pyttb": 0.5, "tensorly": 0.5})
         if "tucker" in only:
             report("Tucker HOOI (time per sweep)", bench_tucker(

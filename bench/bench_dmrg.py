@@ -24,7 +24,7 @@ import tnc
 def run_tnc(L, schedule, cutoff, tol):
     net = tnc.library("energy", N=L, D=schedule[-1], W=5)
     result = tnc.ground_state(net, tnc.heisenberg_mpo(L), max_rank=schedule, cutoff=cutoff,
-                              tol=tol, max_sweeps=40, progress=False)
+                              tol=tol, max_iter=40, progress=False)
     return result.info["energy"], result.converged, result.iterations
 
 
