@@ -62,10 +62,61 @@ def grammar_text() -> str:
     return checkout.read_text(encoding="utf-8")
 
 
+LARK_OPTIONS = dict(parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
 @functools.lru_cache(maxsize=1)
 def lark_parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True,
-                maybe_placeholders=False)
+    """The LALR parser of the grammar, loaded from :func:`parser_cache_path` when a
+    build of this grammar (and Lark and Python version) is kept there, else built
+    (0.1-0.25 s) and kept there for the next process."""
+    text = grammar_text()
+    path = parser_cache_path(text)
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                return Lark.load(f)
+        except Exception:          # missing, or damaged (a full disk): build it again
+            pass
+    parser = Lark(text, **LARK_OPTIONS)
+    if path is not None:
+        _save(parser, path)
+    return parser
+
+
+def parser_cache_path(text: str) -> Path | None:
+    """Where the built parser of grammar ``text`` is kept: a file named by a hash of
+    the grammar, options, Lark and Python versions in tnc's private cache directory
+    (:func:`tnc.engine.kernels.cache_dir`: this user's, mode 0700, so no other user
+    can plant a pickle there); None when there is no such directory."""
+    import hashlib
+    from tnc.engine.kernels import cache_dir
+    key = "\n".join([text, repr(sorted(LARK_OPTIONS.items())), lark.__version__,
+                      repr(sys.version_info[:2])])
+    try:
+        return cache_dir() / f"parser-{hashlib.sha256(key.encode()).hexdigest()[:32]}.lark"
+    except OSError:
+        return None
+
+
+def _save(parser: Lark, path: Path) -> None:
+    """Write ``parser`` to ``path`` through a temporary file renamed into place, so a
+    process reading it at the same time sees the whole file or none; a cache that
+    cannot be written is skipped."""
+    import os
+    import tempfile
+    from contextlib import suppress
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            parser.save(f)
+        os.replace(temporary, path)
+    except OSError:
+        with suppress(OSError):
+            os.unlink(temporary)
 
 
 def _span(meta_or_token) -> ast.Span:
