@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tnc.errors import TncError
 from tnc.lang.compiler import library_names
 from tnc.engine.graph import first_uses, hyperedges, index_nodes, tensor_nodes
 from tnc.engine.plan import resolve_optimizer
@@ -43,26 +42,45 @@ def run(args) -> int:
 
 
 def describe_result(path) -> str:
-    """A summary of a result saved with ``FitResult.save``, ``CoupledResult.save`` or
-    ``StratifiedResult.save`` (its ``kind``)."""
-    from tnc.fitting.result import read_archive
-    meta, _ = read_archive(path)
-    kind = meta.get("kind", "network")
-    if kind not in RESULT_DESCRIBERS:
-        raise TncError(f"{path}: a {kind} result, which this tnc cannot show")
-    return RESULT_DESCRIBERS[kind](path)
+    """A summary of any result archive tnc writes, read by :func:`tnc.load` (the one
+    loader, which names a file that is no archive or of an unknown kind): a fit's
+    network and tensors, a coupled model's terms, a Stratified-NTF's topics and
+    weights, else (a Born machine) the result itself and its tensors."""
+    from tnc.fitting.records import load
+    loaded = load(path)
+    describer = next((RESULT_DESCRIBERS[kind.__name__] for kind in type(loaded).__mro__
+                      if kind.__name__ in RESULT_DESCRIBERS), _describe_other)
+    return describer(loaded)
 
 
-def _describe_fit(path) -> str:
-    from tnc.fitting.result import load_result
-    loaded = load_result(path)
+def _describe_other(loaded) -> str:
+    """A result with no describer of its own (a Born machine): its fields, the arrays
+    among them by shape, the history by its length."""
+    import dataclasses
+    import numpy as np
+    if not dataclasses.is_dataclass(loaded):
+        return repr(loaded)
+    facts, arrays = [], {}
+    for name in (f.name for f in dataclasses.fields(loaded)):
+        value = getattr(loaded, name)
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        elif name == "history":
+            facts.append(f"{len(value)} iterations")
+        elif isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
+            arrays.update({f"{name}[{k}]": v for k, v in enumerate(value)})
+        else:
+            facts.append(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}")
+    return "\n".join([f"{type(loaded).__name__}: {', '.join(facts)}",
+                      _tensors_line(arrays, "tensors")])
+
+
+def _describe_fit(loaded) -> str:
     return "\n".join([repr(loaded), "", describe(loaded.network, "auto", False),
                       _tensors_line(loaded.tensors)])
 
 
-def _describe_coupled(path) -> str:
-    from tnc.fitting.coupled import load_coupled
-    loaded = load_coupled(path)
+def _describe_coupled(loaded) -> str:
     model = loaded.model
     errors = loaded.history[-1].get("rel_errors", {}) if loaded.history else {}
     lines = [repr(loaded), "", f"model {model.name or '<python>'}"]
@@ -91,16 +109,14 @@ def _leg(model, name: str, axis: int) -> str:
                 for occ in term.network.occurrences if occ.name == name)
 
 
-def _describe_stratified(path) -> str:
-    from tnc.models.stratified import load_stratified
-    loaded = load_stratified(path)
+def _describe_stratified(loaded) -> str:
     return "\n".join([repr(loaded), _tensors_line(
         {f"H{k}": h for k, h in enumerate(loaded.topics, 1)}, "topics"), _tensors_line(
         {f"W{s}": w for s, w in enumerate(loaded.weights)}, "weights")])
 
 
-RESULT_DESCRIBERS = {"network": _describe_fit, "coupled": _describe_coupled,
-                     "stratified": _describe_stratified}
+RESULT_DESCRIBERS = {"FitResult": _describe_fit, "CoupledResult": _describe_coupled,
+                     "StratifiedResult": _describe_stratified}   # by the loaded class's name
 
 
 def _tensors_line(tensors: dict, what: str = "fitted tensors") -> str:
