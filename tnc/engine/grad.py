@@ -243,11 +243,14 @@ class GradPlan:
         return Cost(2 * flops, largest, 8 * (intermediates + grads), tuple(path))
 
     # -- running ---------------------------------------------------------------------
-    def forward(self, arrays) -> tuple[np.ndarray, list]:
-        """The network's value (legs in output order) and the tape for :meth:`backward`."""
-        values = [leaf.forward(x) for leaf, x in zip(self.leaves, arrays)]
+    def forward(self, arrays, folded=None) -> tuple[np.ndarray, list]:
+        """The network's value (legs in output order) and the tape for :meth:`backward`.
+
+        ``folded``: a :class:`tnc.engine.constants.Folded` of this plan, holding its
+        constant-only intermediates (their leaves' ``arrays`` may then be None)."""
+        values = [None if x is None else leaf.forward(x) for leaf, x in zip(self.leaves, arrays)]
         values += [None] * (len(self.indices) - len(values))
-        for step in self.steps:
+        for step in (self.steps if folded is None else folded.seed(values)):
             if isinstance(step, Move):
                 values[step.c] = values[step.a]
             else:

@@ -46,6 +46,7 @@ import numpy as np
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence
 from tnc.fitting.front import FitProblem, check_finite, observed_rel_error, register_method
+from tnc.engine.constants import Folded
 from tnc.engine.grad import grad_plan
 from tnc.fitting.losses import Loss, get_loss, offending_entries
 from tnc.engine.network import Network
@@ -153,13 +154,17 @@ class DenseObjective:
         self.buffers = None
         # CP-like networks on big data: model and MTTKRPs on the kernels (streams.py)
         self.cp = CPLayout.for_data(network, np.shape(target), np.asarray(target).dtype)
+        # the fixed inputs' own products, once per fit (tnc.engine.constants)
+        self.folded = Folded(self.plan, [o.name for o in network.occurrences], inputs) \
+            if inputs and self.cp is None else None
 
     def __call__(self, tensors: dict) -> tuple[float, dict[str, np.ndarray]]:
         if self.cp is not None:
             values, upstream = self._loss(self.cp.model(tensors))
             return float(values.sum()), self.cp.gradients(tensors, upstream)
         everything = {**tensors, **self.inputs}
-        model, tape = self.plan.forward([everything[o.name] for o in self.network.occurrences])
+        model, tape = self.plan.forward([everything[o.name] for o in self.network.occurrences],
+                                        self.folded)
         values, upstream = self._loss(model)
         return float(values.sum()), self.plan.backward(tape, upstream)
 
