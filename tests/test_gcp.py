@@ -147,8 +147,8 @@ def test_sparse_input_as_coo_triples_and_errors():
         SparseTensor.from_coo([[0, 0, 0], [0, 0, 0]], [1.0, 2.0], (2, 2, 2))
     with pytest.raises(TncError, match="outside the shape"):
         SparseTensor.from_coo([[0, 0, 5]], [1.0], (2, 2, 2))
-    with pytest.raises(TncError, match="needs dense data"):
-        tnc.fit(tnc.library("cp", R=2), data, method="als")
+    with pytest.raises(TncError, match="needs dense data"):          # ALS takes sparse CP now
+        tnc.fit(tnc.library("tt", N=3, d=3, r=2), data, method="dmrg")
     with pytest.raises(TncError, match="does not accept zeros"):
         tnc.fit(tnc.library("cp", R=2), data, method="gcp", loss="gamma", progress=False)
     bad = SparseTensor.from_coo([[1, 1, 1], [2, 2, 2]], [3.0, -1.0], (4, 3, 3))
