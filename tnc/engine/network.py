@@ -23,7 +23,7 @@ import numpy as np
 from tnc.errors import TensorError, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence, einsum_symbol
 from tnc.engine.graph import build_graph
-from tnc.engine.plan import Cost, Plan, check_arrays_fit, check_memory
+from tnc.engine.plan import Cost, Plan, check_arrays_fit, limit_bytes
 
 LETTERS = string.ascii_letters
 
@@ -149,9 +149,20 @@ class Network:
         from tnc.engine.program import program_of
         return program_of(self, optimize).plan
 
-    def cost(self, optimize="auto", dtype=np.float64) -> Cost:
-        """Flops, largest intermediate and peak bytes, known before anything is allocated."""
-        return self.plan(optimize).cost.for_itemsize(np.dtype(dtype).itemsize)
+    def cost(self, optimize="auto", dtype=np.float64, memory_limit=None,
+             slicer="greedy") -> Cost:
+        """Flops, largest intermediate and peak bytes, known before anything is allocated.
+
+        With ``memory_limit`` (bytes or ``"auto"``) a plan over it is costed as
+        :meth:`contract` runs it, sliced: a :class:`~tnc.engine.slicing.SlicedCost`
+        naming the sliced indices, the number of slices and the flops overhead."""
+        itemsize = np.dtype(dtype).itemsize
+        if memory_limit is not None:
+            from tnc.engine.slicing import choose_slicing
+            slicing = choose_slicing(self, optimize, itemsize, memory_limit, slicer)
+            if slicing is not None:
+                return slicing.cost
+        return self.plan(optimize).cost.for_itemsize(itemsize)
 
     # -- arrays ----------------------------------------------------------------------
     def random(self, seed=0, include_data: bool = False, dtype=np.float64,
@@ -207,12 +218,16 @@ class Network:
                 raise TensorError(f"tensor `{name}` of network `{self.name}` must have shape "
                                   f"{shape}, got {got if got is not None else type(tensors[name]).__name__}")
 
-    def contract(self, tensors: dict, optimize="auto", backend="auto", memory_limit="auto"):
+    def contract(self, tensors: dict, optimize="auto", backend="auto", memory_limit="auto",
+                 executor=None, slicer="greedy"):
         """Contract the network: ``tensors`` maps every param and data name to an array.
 
-        The path is searched once per ``optimize`` and reused. ``memory_limit``
-        (bytes, ``"auto"`` or None) turns an over-budget contraction into a
-        :class:`~tnc.errors.MemoryLimitError` before anything is allocated.
+        The path is searched once per ``optimize`` and reused. A contraction whose
+        planned peak exceeds ``memory_limit`` (bytes, ``"auto"`` or None) is sliced
+        (:mod:`tnc.engine.slicing`; ``slicer`` ``"greedy"`` or ``"cotengra"``) and
+        its slices summed, on ``executor`` when given (a ``concurrent.futures``
+        executor or a dask.distributed Client); :class:`~tnc.errors.MemoryLimitError`
+        only when no slicing fits, before anything is allocated.
         The backend (numpy, torch, jax, ...) follows the arrays: numpy arrays
         run the path as matrix products laid out to avoid copies (the forward
         pass of :mod:`tnc.engine.grad`), other arrays go through opt_einsum.
@@ -221,8 +236,12 @@ class Network:
         plan = self.plan(optimize)
         if memory_limit is not None:
             dtype = getattr(arrays[0], "dtype", np.float64)
-            cost = plan.cost if dtype == np.float64 else self.cost(optimize, _numpy_dtype(dtype))
-            check_memory(cost, memory_limit, f"contracting network `{self.name}`")
+            itemsize = 8 if dtype == np.float64 else _numpy_dtype(dtype).itemsize
+            limit = limit_bytes(memory_limit)
+            if limit is not None and plan.cost.for_itemsize(itemsize).peak_bytes > limit:
+                from tnc.engine.slicing import choose_slicing, contract_sliced
+                slicing = choose_slicing(self, optimize, itemsize, limit, slicer)
+                return contract_sliced(self, arrays, slicing, backend, executor)
         if backend in ("auto", "numpy") and all(type(a) is np.ndarray for a in arrays):
             return self._contract_numpy(arrays, optimize)
         return plan.expression(*arrays, backend=backend)
@@ -238,7 +257,7 @@ class Network:
 
     # -- gradients (see tnc.engine.grad) ----------------------------------------------------
     def grad(self, tensors: dict, upstream=None, wrt=None, optimize="auto",
-             memory_limit="auto") -> dict[str, np.ndarray]:
+             memory_limit="auto", slicer="greedy") -> dict[str, np.ndarray]:
         """Gradients of ``sum(upstream * contract(tensors))``, one array per tensor.
 
         ``upstream`` has the output's shape (default: ones; 1 for a scalar
@@ -247,7 +266,8 @@ class Network:
         over its uses. All gradients come from one forward and one backward
         pass over the planned contraction tree (numpy arrays); the plan is
         cached per ``optimize`` and ``wrt``. ``memory_limit`` as in
-        :meth:`contract`, counting the kept intermediates.
+        :meth:`contract`, counting the kept intermediates: over it, the gradients
+        are summed over slices (``slicer`` as in :meth:`contract`).
 
             >>> import numpy as np, tnc
             >>> net = tnc.compile("network d(n = 3) { index i: n  tensor x(i), y(i)  output }")
@@ -256,6 +276,10 @@ class Network:
         """
         from tnc.engine import kernels
         from tnc.engine.grad import grad
+        from tnc.engine.slicing import grad_if_sliced
+        sliced = grad_if_sliced(self, tensors, upstream, wrt, optimize, memory_limit, slicer)
+        if sliced is not None:
+            return sliced
         with kernels.blas_serial(*tensors.values(), math.prod(self.output_shape),
                                  on_kernels=False):   # small: serial BLAS (see kernels)
             return grad(self, tensors, upstream, wrt, optimize, memory_limit)
