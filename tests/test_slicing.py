@@ -176,3 +176,24 @@ def test_executors_sum_the_slices(norm):
     with ProcessPoolExecutor(2) as pool:
         value = net.contract(t, memory_limit=limit_of(net, 0.3), executor=pool)
     assert relative(value, einsum(net, t)) < 1e-12
+
+
+def test_cli_contract_slices_and_show_prints_the_slicing(tmp_path, capsys):
+    from tnc.cli import main
+    net = tnc.library("peps", Lx=3, Ly=3, D=3)
+    t = net.random(seed=10)
+    np.savez(tmp_path / "t.npz", **t)
+    limit = limit_of(net, 0.4)
+    code = main(["contract", "peps", "--tensors", str(tmp_path / "t.npz"), "--memory-limit",
+                 f"{limit}B", "-o", str(tmp_path / "x.npy")])
+    out = capsys.readouterr().out
+    assert code == 0 and "slices" in out
+    assert relative(np.load(tmp_path / "x.npy"), einsum(net, t)) < 1e-12
+    cost = net.cost(memory_limit=limit)
+    assert main(["show", "peps", "--memory-limit", f"{limit / 1024}KiB"]) == 0
+    out = capsys.readouterr().out
+    assert f"sliced    over {', '.join(cost.sliced)}: {cost.slices} slices" in out
+    assert main(["show", "peps", "--memory-limit", "1GB"]) == 0
+    assert "sliced    not needed" in capsys.readouterr().out
+    assert main(["show", "peps", "--memory-limit", "lots"]) == 2
+    assert "not an amount of memory" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from tnc.lang.compiler import library_names
 from tnc.engine.graph import first_uses, hyperedges, index_nodes, tensor_nodes
 from tnc.engine.plan import resolve_optimizer
 from tnc.cli._common import add_network_options, add_optimize_option, load_networks
+from tnc.cli.contract import add_memory_option
 
 HELP = "print networks: tensors, indices, einsum equation, contraction path and cost"
 
@@ -26,6 +27,8 @@ def register(subparsers) -> None:
     add_optimize_option(parser)
     parser.add_argument("--steps", action="store_true",
                         help="also print opt_einsum's step-by-step contraction table")
+    add_memory_option(parser, None, "also show how a contraction over this memory is sliced: "
+                      "the sliced indices, the number of slices and the flops overhead")
     parser.set_defaults(run=run)
 
 
@@ -37,7 +40,7 @@ def run(args) -> int:
     for k, net in enumerate(networks.values()):
         if k:
             print()
-        print(describe(net, args.optimize, args.steps))
+        print(describe(net, args.optimize, args.steps, args.memory_limit))
     return 0
 
 
@@ -128,9 +131,9 @@ def _tensors_line(tensors: dict, what: str = "fitted tensors") -> str:
 SHOW_PLAN_MAX_TENSORS = 500
 
 
-def describe(net, optimize="auto", steps=False) -> str:
+def describe(net, optimize="auto", steps=False, memory_limit=None) -> str:
     """The text ``tnc show`` prints for one network; its path and cost only up to
-    ``SHOW_PLAN_MAX_TENSORS`` tensor uses."""
+    ``SHOW_PLAN_MAX_TENSORS`` tensor uses, with the slicing under ``memory_limit``."""
     sizes = ", ".join(f"{k}={v}" for k, v in net.sizes.items())
     lines = [f"network {net.name}({sizes})"]
     lines += _tensor_lines(net)
@@ -148,9 +151,26 @@ def describe(net, optimize="auto", steps=False) -> str:
     lines.append(f"  optimizer {optimize}" + (f" ({chosen})" if chosen != optimize else ""))
     lines.append("  path      " + " ".join(f"({','.join(map(str, p))})" for p in plan.cost.path))
     lines.append(f"  cost      {plan.cost}")
+    if memory_limit is not None:
+        lines.append(f"  sliced    {_slicing_line(net, optimize, memory_limit)}")
     if steps:
         lines += ["", *("  " + row for row in str(plan.info).splitlines())]
     return "\n".join(lines)
+
+
+def _slicing_line(net, optimize, memory_limit) -> str:
+    """How ``net`` is contracted under ``memory_limit``: unsliced, sliced, or not at all."""
+    from tnc.engine.plan import format_bytes, limit_bytes
+    from tnc.errors import MemoryLimitError
+    limit = format_bytes(limit_bytes(memory_limit))
+    try:
+        cost = net.cost(optimize, memory_limit=memory_limit)
+    except MemoryLimitError as error:
+        return f"does not fit {limit}: {error}"
+    if not getattr(cost, "sliced", ()):
+        return f"not needed: the plan fits {limit}"
+    return (f"over {', '.join(cost.sliced)}: {cost.slices} slices, flops overhead "
+            f"x{cost.overhead:.4g}, peak {format_bytes(cost.peak_bytes)} of {limit}")
 
 
 def _table(rows) -> list[str]:
