@@ -197,3 +197,13 @@ def test_cli_contract_slices_and_show_prints_the_slicing(tmp_path, capsys):
     assert "sliced    not needed" in capsys.readouterr().out
     assert main(["show", "peps", "--memory-limit", "lots"]) == 2
     assert "not an amount of memory" in capsys.readouterr().err
+
+
+def test_torch_arrays_slice_through_opt_einsum():
+    torch = pytest.importorskip("torch")
+    net = tnc.library("tt", N=5, d=2, r=12)
+    t = net.random(seed=11)
+    value = net.contract({n: torch.from_numpy(a) for n, a in t.items()},
+                         memory_limit=limit_of(net, 0.4))
+    assert isinstance(value, torch.Tensor)
+    assert relative(value.numpy(), einsum(net, t)) < 1e-12

@@ -245,18 +245,19 @@ def contract_sliced(network, arrays, slicing: Slicing, backend="auto", executor=
     ``submit`` returning futures with ``result()``, such as a dask.distributed Client)."""
     occurrences = network.occurrences
     output = network.output
-    dtype = np.result_type(*[getattr(a, "dtype", np.float64) for a in arrays])
     numpy = backend in ("auto", "numpy") and all(type(a) is np.ndarray for a in arrays)
+    dtype = np.result_type(*arrays) if numpy else None
     out_sliced = [i for i in slicing.sliced if i in output]
 
     def items(values):
         return (tuple(values[i] for i in out_sliced),
                 [a[block(occ.indices, values)] for a, occ in zip(arrays, occurrences)])
 
-    chunks = _chunks(list(assignments(network, slicing.sliced)), executor)
+    chunks = [assignments(network, slicing.sliced)] if executor is None else \
+        _chunks(list(assignments(network, slicing.sliced)), executor)
     job = (slicing.network, [list(p) for p in slicing.path], "numpy" if numpy else backend)
-    if executor is None:
-        partials = (_run_slices(job, [items(v) for v in chunk]) for chunk in chunks)
+    if executor is None:            # one slice's views at a time
+        partials = (_run_slices(job, (items(v) for v in chunk)) for chunk in chunks)
     else:
         partials = _gather(executor, [executor.submit(_run_slices, job, [items(v) for v in chunk])
                                       for chunk in chunks])
@@ -271,17 +272,14 @@ def contract_sliced(network, arrays, slicing: Slicing, backend="auto", executor=
 
 
 def _zeros_like(value, shape, dtype):
-    if isinstance(value, np.ndarray) or np.isscalar(value):
+    if dtype is not None:
         return np.zeros(shape, dtype=np.result_type(dtype, value))
     return value.new_zeros(shape) if hasattr(value, "new_zeros") else \
         oe.backends.get_func("zeros", type(value).__module__.split(".")[0])(shape)
 
 
 def _chunks(values: list, executor) -> list[list]:
-    """Slices grouped for an executor: about four groups per worker (one group
-    without an executor)."""
-    if executor is None:
-        return [values]
+    """Slices grouped for an executor: about four groups per worker."""
     workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
     size = max(1, math.ceil(len(values) / (4 * workers)))
     return [values[k:k + size] for k in range(0, len(values), size)]
