@@ -155,8 +155,13 @@ def choose_slicing(network, optimize, itemsize: int, memory_limit, slicer="greed
     if unsliced.peak_bytes // 8 * itemsize <= limit:
         return None
     peak = _peak_function(network, program.plan.cost.path, itemsize, wrt)
-    key = ("slicing", slicer, limit, itemsize, None if wrt is None else frozenset(wrt))
-    return program.memo(key, lambda: _search(network, program.plan, peak, limit, slicer, what))
+    # the last slicing per kind is kept: under "auto" the limit moves with free memory
+    last = program.memo(("slicing", slicer, itemsize, None if wrt is None else frozenset(wrt)),
+                        dict)
+    if last.get("limit") != limit:
+        last.update(limit=limit, slicing=_search(network, program.plan, peak, limit, slicer,
+                                                 what))
+    return last["slicing"]
 
 
 def _peak_function(network, path, itemsize, wrt):
