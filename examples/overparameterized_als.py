@@ -78,9 +78,9 @@ class ParallelALS:
 def sequential_als(network, tensor, start, max_sweeps: int) -> int | None:
     """Sweeps tnc's ALS needs from ``start`` to reach the success threshold, or None."""
     result = tnc.fit(network, tensor, method="als", init=dict(zip("ABC", start)),
-                     max_sweeps=max_sweeps, tol=0.0, progress=False,
+                     max_iter=max_sweeps, tol=0.0, progress=False,
                      callback=lambda state: state["rel_error"] < SUCCESS)
-    hits = [h["sweep"] for h in result.history if h["rel_error"] < SUCCESS]
+    hits = [h["iteration"] for h in result.history if h["rel_error"] < SUCCESS]
     return hits[0] if hits else None
 
 

@@ -28,7 +28,7 @@ def planted(name, seed=1, **sizes):
 ])
 def test_exact_recovery_from_random_starts(name, sizes):
     net, X = planted(name, **sizes)
-    result = tnc.fit(net, X, method="als", seed=10, restarts=4, max_sweeps=2000, **QUIET)
+    result = tnc.fit(net, X, method="als", seed=10, restarts=4, max_iter=2000, **QUIET)
     assert rel(result.reconstruct(), X) < 1e-8
     assert result.info["seed"] >= 10 and result.history[-1]["rel_error"] < 1e-8
 
@@ -70,8 +70,8 @@ def test_default_start_is_svd_then_random_restarts(seed):
     theirs = rel(tensorly.cp_to_tensor(parafac(X, 4, n_iter_max=1000, tol=1e-10)), X)
     assert ours.rel_error <= 1.01 * theirs
     kinds = []
-    tnc.fit(net, X, method="als", restarts=3, max_sweeps=2, tol=0,
-            callback=lambda state: kinds.append(state["sweep"]), **QUIET)
+    tnc.fit(net, X, method="als", restarts=3, max_iter=2, tol=0,
+            callback=lambda state: kinds.append(state["iteration"]), **QUIET)
     assert kinds == [1, 2, 1, 2, 1, 2]
 
 
@@ -98,7 +98,7 @@ def test_em_imputation_also_completes():
     net, X = planted("cp", I=9, J=8, K=7, R=2, seed=2)
     mask = np.random.default_rng(4).random(X.shape) > 0.2
     result = tnc.fit(net, X, mask=mask, method="als", missing="em", restarts=3,
-                     max_sweeps=3000, **QUIET)
+                     max_iter=3000, **QUIET)
     assert result.info["missing"] == "em"
     assert rel(result.reconstruct()[~mask], X[~mask]) < 1e-4
 
@@ -114,21 +114,21 @@ def test_nonnegative_factors_stay_nonnegative():
     factors = [rng.random((n, 2)) for n in (8, 7, 6)]
     X = np.einsum("ir,jr,kr->ijk", *factors)
     net = tnc.library("cp", I=8, J=7, K=6, R=2)
-    result = tnc.fit(net, X, method="als", nonneg=True, max_sweeps=3000, restarts=2, **QUIET)
+    result = tnc.fit(net, X, method="als", nonneg=True, max_iter=3000, restarts=2, **QUIET)
     assert all((t >= 0).all() for t in result.tensors.values())
     assert result.rel_error < 1e-4
-    some = tnc.fit(net, X - 0.5, method="als", nonneg=["A"], max_sweeps=20, **QUIET)
+    some = tnc.fit(net, X - 0.5, method="als", nonneg=["A"], max_iter=20, **QUIET)
     assert (some.tensors["A"] >= 0).all() and (some.tensors["B"] < 0).any()
 
 
 def test_l2_penalty_shrinks_the_solution():
     net, X = planted("cp", I=8, J=7, K=6, R=2)
-    free = tnc.fit(net, X, method="als", max_sweeps=50, normalize=False, **QUIET)
-    ridge = tnc.fit(net, X, method="als", max_sweeps=50, l2=5.0, normalize=False, **QUIET)
+    free = tnc.fit(net, X, method="als", max_iter=50, normalize=False, **QUIET)
+    ridge = tnc.fit(net, X, method="als", max_iter=50, l2=5.0, normalize=False, **QUIET)
     norm = lambda r: sum(float(np.sum(t ** 2)) for t in r.tensors.values())  # noqa: E731
     assert norm(ridge) < norm(free)
     assert ridge.rel_error > free.rel_error
-    one = tnc.fit(net, X, method="als", max_sweeps=5, l2={"A": 1.0}, **QUIET)
+    one = tnc.fit(net, X, method="als", max_iter=5, l2={"A": 1.0}, **QUIET)
     assert one.iterations == 5
 
 
@@ -137,8 +137,8 @@ def test_callback_stops_the_fit_and_sees_the_state():
     seen = []
 
     def stop_after_three(state):
-        seen.append((state["sweep"], state["rel_error"], set(state["tensors"])))
-        return state["sweep"] == 3
+        seen.append((state["iteration"], state["rel_error"], set(state["tensors"])))
+        return state["iteration"] == 3
 
     result = tnc.fit(net, X, method="als", callback=stop_after_three, **QUIET)
     assert result.iterations == 3 and not result.converged
@@ -157,8 +157,8 @@ def test_progress_bar_can_be_shown(capsys):
 def test_history_loss_and_rel_error_per_sweep_and_save_load(tmp_path):
     net, X = planted("tt", N=4, d=3, r=2)
     X = X + 0.1 * np.random.default_rng(0).standard_normal(X.shape)
-    result = tnc.fit(net, X, method="als", max_sweeps=4, tol=0, **QUIET)
-    assert [h["sweep"] for h in result.history] == [1, 2, 3, 4]
+    result = tnc.fit(net, X, method="als", max_iter=4, tol=0, **QUIET)
+    assert [h["iteration"] for h in result.history] == [1, 2, 3, 4]
     assert all({"loss", "rel_error", "time"} <= set(h) for h in result.history)
     losses = [h["loss"] for h in result.history]
     assert all(b <= a * (1 + 1e-9) + 1e-12 for a, b in zip(losses, losses[1:]))
@@ -172,7 +172,7 @@ def test_history_loss_and_rel_error_per_sweep_and_save_load(tmp_path):
 def test_init_from_arrays_svd_and_order():
     net, X = planted("cp", I=8, J=7, K=6, R=2)
     truth = net.random(seed=1)
-    given = tnc.fit(net, X, method="als", init=truth, max_sweeps=2, **QUIET)
+    given = tnc.fit(net, X, method="als", init=truth, max_iter=2, **QUIET)
     assert given.rel_error < 1e-10
     svd = tnc.fit(net, X, method="als", init="svd", order=["C", "A", "B"], **QUIET)
     assert svd.info["order"] == ["C", "A", "B"]
@@ -239,7 +239,7 @@ def test_windowed_schedule_makes_the_same_updates_as_plain_cyclic_als(monkeypatc
     build = lambda: tnc.compile(CP4, **sizes) if name == "cp4" else tnc.library(name, **sizes)  # noqa: E731
     net, fresh = build(), build()       # fresh: its own cache of planned models
     X = np.random.default_rng(3).standard_normal(net.output_shape)
-    options = dict(init="random", seed=1, max_sweeps=7, tol=0, normalize=False, **QUIET)
+    options = dict(init="random", seed=1, max_iter=7, tol=0, normalize=False, **QUIET)
     windowed = tnc.fit(net, X, method="als", **options)
     assert als_model(net, list(net.params)).windows is not None
     monkeypatch.setattr(tnc.fitting.als, "MAX_WINDOWED", 0)
@@ -297,7 +297,7 @@ def test_long_trains_and_trees_plan_quickly_and_fit_exactly():
         start = time.perf_counter()
         Model(net, list(net.params), "auto")
         assert time.perf_counter() - start < 5.0
-        result = tnc.fit(net, X, method="als", restarts=3, max_sweeps=300, **QUIET)
+        result = tnc.fit(net, X, method="als", restarts=3, max_iter=300, **QUIET)
         assert result.rel_error < 1e-8
 
 

@@ -30,7 +30,7 @@ DAMAGED = "not a tnc result archive"
 
 def save_fit(path):
     net = tnc.library("cp", I=4, J=5, K=6, R=2)
-    tnc.fit(net, net.contract(net.random(seed=1)), method="als", seed=0, max_sweeps=5,
+    tnc.fit(net, net.contract(net.random(seed=1)), method="als", seed=0, max_iter=5,
             progress=False).save(path)
 
 

@@ -173,7 +173,7 @@ def test_data_may_follow_the_options(capsys, tmp_path):
     """DATA is optional now (model blocks take --data), yet may still come last."""
     net = tnc.library("cp", I=3, J=4, K=5, R=2)
     np.save(tmp_path / "x.npy", net.contract(net.random(seed=1)))
-    code, out, err = run(capsys, "fit", "cp", "--size", "R=2", "-x", "max_sweeps=5", "-q",
+    code, out, err = run(capsys, "fit", "cp", "--size", "R=2", "-x", "max_iter=5", "-q",
                          tmp_path / "x.npy")
     assert code == 0 and "als fit of network `cp`" in out, err
 

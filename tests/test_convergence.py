@@ -31,7 +31,7 @@ def test_divergent_adam_is_not_converged_and_reports_the_returned_tensors_loss(l
         assert np.allclose(tensor, start[name], rtol=1e-13, atol=0)
     assert result.loss == pytest.approx(result.info["initial_loss"], rel=1e-12)
     assert np.isfinite(result.loss)
-    epochs = [h["loss"] for h in result.history if h["epoch"] > 0 and not h.get("restored")]
+    epochs = [h["loss"] for h in result.history if h["iteration"] > 0 and not h.get("restored")]
     assert all(not loss <= result.loss for loss in epochs)    # every epoch was worse
     assert result.history[-1].get("restored")
 
@@ -43,7 +43,7 @@ def test_a_good_adam_run_still_converges_without_warning():
         result = tnc.fit(net, x, method="gcp", optimizer="adam", lr=1e-2, max_iter=200,
                          max_fails=0, epoch_iters=50, batch_size=200, progress=False)
     assert result.converged and result.loss < result.info["initial_loss"]
-    assert result.iterations == result.history[-1]["epoch"]
+    assert result.iterations == result.history[-1]["iteration"]
 
 
 @pytest.mark.parametrize("lr", [float("nan"), 0.0, -1e-3, float("inf")])

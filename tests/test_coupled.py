@@ -109,7 +109,7 @@ def test_one_network_matches_tnc_fit():
     net = tnc.library("cp", I=6, J=5, K=4, R=2)
     X = net.contract(net.random(seed=1)) + 0.1 * np.random.default_rng(0).standard_normal((6, 5, 4))
     start = net.random(seed=7)
-    single = tnc.fit(net, X, method="als", init=start, max_sweeps=3, l2=0.3, normalize=False,
+    single = tnc.fit(net, X, method="als", init=start, max_iter=3, l2=0.3, normalize=False,
                      progress=False, extrapolate=False)   # coupled sweeps do not extrapolate
     model = tnc.coupled_model([(net, "X")], l2=0.3)
     coupled = tnc.fit_model(model, {"X": X}, init=start, max_iter=3, progress=False)
@@ -269,7 +269,7 @@ def test_als_with_vanishing_tv_is_plain_als():
 def test_als_with_tv_and_missing_data_is_monotone():
     noisy = noisy_planted()
     mask = np.random.default_rng(2).random(noisy["T1"].shape) > 0.3
-    result = tnc.fit_model(smoothed(0.5, ""), noisy, masks={"T1": mask},
+    result = tnc.fit_model(smoothed(0.5, ""), noisy, mask={"T1": mask},
                            progress=False, max_iter=300)
     losses = np.array([entry["loss"] for entry in result.history])
     assert np.all(np.diff(losses) <= 1e-12 * losses[1:])
@@ -282,7 +282,7 @@ def test_masks_and_missing_slices(method):
     masks = {"T1": rng.random(data["T1"].shape) > 0.3, "T2": np.ones(data["T2"].shape, bool)}
     masks["T2"][2] = False                         # sample 2 is missing from T2 entirely
     hidden = {k: np.where(masks[k], v, np.nan) for k, v in data.items()}
-    result = tnc.fit_model(model, hidden, method=method, masks={"T1": masks["T1"], "T2": "nan"},
+    result = tnc.fit_model(model, hidden, method=method, mask={"T1": masks["T1"], "T2": "nan"},
                            progress=False, max_iter=3000)
     filled = result.reconstruct("T2")
     # the shared factor A carries sample 2 over from T1
@@ -388,9 +388,9 @@ def losses_of(result):
 
 def test_wls_em_and_gcp_reach_one_optimum_and_wls_in_far_fewer_sweeps():
     model, data, masks = gappy_planted()
-    fits = {mode: tnc.fit_model(model, data, masks=masks, missing=mode, seed=3, max_iter=3000,
+    fits = {mode: tnc.fit_model(model, data, mask=masks, missing=mode, seed=3, max_iter=3000,
                                 tol=1e-12, progress=False) for mode in ("em", "wls")}
-    gcp = tnc.fit_model(model, data, masks=masks, method="gcp", seed=3, max_iter=3000,
+    gcp = tnc.fit_model(model, data, mask=masks, method="gcp", seed=3, max_iter=3000,
                         gtol=1e-9, progress=False)
     assert fits["wls"].info["missing"] == {"T1": "wls", "T2": "wls"}
     assert fits["wls"].loss == pytest.approx(gcp.loss, rel=1e-6)
@@ -407,14 +407,14 @@ def test_wls_em_and_gcp_reach_one_optimum_and_wls_in_far_fewer_sweeps():
 def test_wls_never_increases_the_objective(tv):
     model, data, masks = gappy_planted()
     text = smoothed(0.5, "") if tv else model
-    result = tnc.fit_model(text, data, masks=masks, missing="wls", seed=1, max_iter=300,
+    result = tnc.fit_model(text, data, mask=masks, missing="wls", seed=1, max_iter=300,
                            progress=False)
     losses = losses_of(result)
     assert np.all(np.diff(losses) <= 1e-12 * losses[1:])
     if tv:                                       # the sparse system takes per-row Grams too
-        result = tnc.fit_model(text, data, masks=masks, missing="wls", seed=0, max_iter=3000,
+        result = tnc.fit_model(text, data, mask=masks, missing="wls", seed=0, max_iter=3000,
                                progress=False)
-        gcp = tnc.fit_model(text, data, masks=masks, method="gcp", seed=0, max_iter=3000,
+        gcp = tnc.fit_model(text, data, mask=masks, method="gcp", seed=0, max_iter=3000,
                             gtol=1e-9, progress=False)
         assert result.loss == pytest.approx(gcp.loss, rel=1e-6)
 
@@ -422,7 +422,7 @@ def test_wls_never_increases_the_objective(tv):
 def test_wls_and_dense_terms_share_a_factor():
     model, data, masks = gappy_planted()
     masks = {"T1": masks["T1"]}                  # T2 complete: its Gram stays shared
-    result = tnc.fit_model(model, data, masks=masks, missing="wls", seed=2, max_iter=3000,
+    result = tnc.fit_model(model, data, mask=masks, missing="wls", seed=2, max_iter=3000,
                            tol=1e-13, progress=False)
     assert result.info["missing"] == {"T1": "wls", "T2": "dense"}
     objective = coupled.CoupledObjective(model, data, {"T1": masks["T1"], "T2": None},
@@ -431,7 +431,7 @@ def test_wls_and_dense_terms_share_a_factor():
     assert value == pytest.approx(result.loss, rel=1e-12)
     scale = max(np.linalg.norm(t) for t in result.tensors.values())
     assert max(np.linalg.norm(g) for g in grads.values()) < 1e-4 * value / scale  # stationary
-    gcp = tnc.fit_model(model, data, masks=masks, method="gcp", seed=0, max_iter=3000,
+    gcp = tnc.fit_model(model, data, mask=masks, method="gcp", seed=0, max_iter=3000,
                         gtol=1e-9, progress=False)
     assert result.loss == pytest.approx(gcp.loss, rel=1e-6)
 
@@ -449,17 +449,17 @@ def test_per_row_normal_equations_sum_with_shared_ones():
 
 def test_auto_picks_wls_for_small_networks_and_em_with_an_imputer():
     model, data, masks = gappy_planted()
-    auto = tnc.fit_model(model, data, masks=masks, missing="auto", max_iter=5, progress=False)
+    auto = tnc.fit_model(model, data, mask=masks, missing="auto", max_iter=5, progress=False)
     assert auto.info["missing"] == {"T1": "wls", "T2": "wls"}
     keep = lambda name, tensors, value: value  # noqa: E731
-    imputed = tnc.fit_model(model, data, masks=masks, missing="auto", imputer=keep, max_iter=5,
+    imputed = tnc.fit_model(model, data, mask=masks, missing="auto", imputer=keep, max_iter=5,
                             progress=False)
     assert imputed.info["missing"] == {"T1": "em", "T2": "em"}
 
 
 def test_restarts_keep_the_lowest_objective():
     model, data, masks = gappy_planted()
-    options = dict(masks=masks, missing="wls", max_iter=300, progress=False)
+    options = dict(mask=masks, missing="wls", max_iter=300, progress=False)
     alone = [tnc.fit_model(model, data, seed=seed, **options).loss for seed in (0, 1)]
     assert alone[0] > 1.05 * alone[1]            # seed 0 sits in a swamp, seed 1 does not
     best = tnc.fit_model(model, data, seed=0, restarts=2, **options)
@@ -477,4 +477,4 @@ def test_restarts_keep_the_lowest_objective():
 def test_missing_and_restart_errors(options, message):
     model, data, masks = gappy_planted()
     with pytest.raises(tnc.TncError, match=message):
-        tnc.fit_model(model, data, masks=masks, progress=False, **options)
+        tnc.fit_model(model, data, mask=masks, progress=False, **options)

@@ -85,7 +85,7 @@ def test_missing_entries_by_weighted_local_solves():
     x = tt_with_ranks([4, 5, 5, 5, 4], d=4, seed=2)
     mask = np.random.default_rng(0).random(x.shape) < 0.3
     result = tnc.fit(tnc.library("tt", N=6, d=4, r=8), np.where(mask, x, np.nan), mask="nan",
-                     method="dmrg", max_rank=5, max_sweeps=150, progress=False)
+                     method="dmrg", max_rank=5, max_iter=150, progress=False)
     error = np.linalg.norm(result.reconstruct() - x) / np.linalg.norm(x)
     assert error < 1e-6 and result.converged
     assert result.info["ranks"] == [4, 5, 5, 5, 4]
@@ -97,7 +97,7 @@ def test_ring_and_tt_matrix_fits():
     assert tnc.fit(ttm, x, method="dmrg", progress=False).rel_error < 1e-10
     ring = tnc.library("ring", N=4, d=3, r=2)
     x = ring.contract(ring.random(seed=4))
-    result = tnc.fit(ring, x, method="dmrg", init_rank=2, seed=2, max_sweeps=60,
+    result = tnc.fit(ring, x, method="dmrg", init_rank=2, seed=2, max_iter=60,
                      progress=False)
     assert result.rel_error < 1e-6
 
@@ -164,7 +164,7 @@ def test_classifier_learns_a_simple_rule():
     x = rng.random((300, 6))
     y = (x[:, 0] + x[:, 5] > 1).astype(int)
     phi = feature_map(x, "linear")
-    model = train_classifier(phi[:200], y[:200], max_rank=4, sweeps=2, progress=False)
+    model = train_classifier(phi[:200], y[:200], max_rank=4, max_iter=2, progress=False)
     assert np.mean(model.predict(phi[200:]) == y[200:]) > 0.85
     assert {"loss", "train_accuracy", "truncation_error", "max_rank", "ranks", "time"} <= set(
         model.history[0])

@@ -335,7 +335,7 @@ def test_als_iterates_do_not_depend_on_the_kernels(make, monkeypatch):
     assert np.prod(shape) >= kernels.MIN_ENTRIES
     data = np.random.default_rng(5).standard_normal(shape)
     fit = lambda: tnc.fit(make(), data, method="als", init="random", seed=3,  # noqa: E731
-                          max_sweeps=6, tol=0, progress=False)
+                          max_iter=6, tol=0, progress=False)
     with_kernels = fit()
     assert bool(calls) == kernels.available()   # the fit ran its big products there
     calls.clear()
@@ -553,9 +553,9 @@ def test_a_library_computing_wrong_numbers_is_never_used(fresh_kernels, monkeypa
     assert list(fresh_kernels.glob("tnc-kernels-*.so"))   # it was built and loaded, then refused
     net = tnc.library("cp", I=60, J=50, K=40, R=3)
     data = net.contract(net.random(seed=2))
-    fitted = tnc.fit(net, data, method="als", seed=1, max_sweeps=30, progress=False)
+    fitted = tnc.fit(net, data, method="als", seed=1, max_iter=30, progress=False)
     with kernels.disabled():
-        reference_fit = tnc.fit(net, data, method="als", seed=1, max_sweeps=30, progress=False)
+        reference_fit = tnc.fit(net, data, method="als", seed=1, max_iter=30, progress=False)
     assert fitted.rel_error == pytest.approx(reference_fit.rel_error, rel=1e-8, abs=1e-14)
     assert fitted.rel_error < 1e-3
 

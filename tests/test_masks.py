@@ -61,7 +61,7 @@ SINGLE = [
     pytest.param(CP, "gcp", {"optimizer": "adam", "max_iter": 3, "epoch_iters": 20,
                              "batch_size": 50}, id="gcp-adam"),
     pytest.param(TT, "dmrg", {"max_rank": 2}, id="dmrg-chain-wls"),
-    pytest.param(RING, "dmrg", {"max_rank": 2, "max_sweeps": 8}, id="dmrg-ring-em"),
+    pytest.param(RING, "dmrg", {"max_rank": 2, "max_iter": 8}, id="dmrg-ring-em"),
 ]
 
 
@@ -165,8 +165,8 @@ def test_hidden_values_never_reach_a_coupled_fit(method, options):
     for k, (name, x) in enumerate(clean.items()):
         junk[name], nans[name], masks[name] = hide(x, seed=10 + k, fraction=0.2)
     kwargs = dict(method=method, progress=False, **{"max_iter": 200, **options})
-    masked = fit_model(model, junk, masks=masks, **kwargs)
-    reference = fit_model(model, nans, masks={name: "nan" for name in nans}, **kwargs)
+    masked = fit_model(model, junk, mask=masks, **kwargs)
+    reference = fit_model(model, nans, mask={name: "nan" for name in nans}, **kwargs)
     assert_same_tensors(masked.tensors, reference.tensors)
     assert masked.iterations == reference.iterations
     values = masked.reconstruct()

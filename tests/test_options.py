@@ -21,10 +21,10 @@ def cp_data():
 
 
 @pytest.mark.parametrize("method, options, phrase", [
-    ("als", {"max_sweeps": "10"}, "option max_sweeps must be an integer >= 1, got '10' (str)"),
-    ("als", {"max_sweeps": 2.0}, "option max_sweeps must be an integer"),
-    ("als", {"max_sweeps": True}, "option max_sweeps must be an integer"),   # bool is no int
-    ("als", {"max_sweeps": 0}, "option max_sweeps must be an integer >= 1"),
+    ("als", {"max_iter": "10"}, "option max_iter must be an integer >= 1, got '10' (str)"),
+    ("als", {"max_iter": 2.0}, "option max_iter must be an integer"),
+    ("als", {"max_iter": True}, "option max_iter must be an integer"),   # bool is no int
+    ("als", {"max_iter": 0}, "option max_iter must be an integer >= 1"),
     ("als", {"tol": None}, "option tol must be a finite number >= 0, got None"),
     ("als", {"tol": math.nan}, "option tol must be a finite number"),
     ("als", {"tol": -1e-3}, "option tol must be a finite number >= 0"),
@@ -55,7 +55,7 @@ def test_fit_options_are_checked_with_their_name(cp_data, method, options, phras
 
 def test_good_options_still_pass_and_numpy_scalars_count(cp_data):
     net, X = cp_data
-    result = tnc.fit(net, X, progress=False, max_sweeps=np.int64(3), tol=np.float32(0),
+    result = tnc.fit(net, X, progress=False, max_iter=np.int64(3), tol=np.float32(0),
                      seed=None, l2={"A": 0.5}, nonneg=["A"], optimize="greedy")
     assert result.iterations == 3
     assert np.isfinite(result.loss)
@@ -78,7 +78,7 @@ def test_dmrg_fit_options(options, phrase):
 @pytest.mark.parametrize("options, phrase", [
     ({"max_rank": 1.5}, "option max_rank must be an integer >= 1 or a list or None, got 1.5"),
     ({"max_rank": [4, 0]}, "each entry an integer >= 1"),
-    ({"max_sweeps": "3"}, "option max_sweeps must be an integer >= 1"),
+    ({"max_iter": "3"}, "option max_iter must be an integer >= 1"),
     ({"tol": math.nan}, "option tol must be a finite number"),
     ({"eig_tol": -1.0}, "option eig_tol must be a finite number >= 0 or None"),
 ])
@@ -199,7 +199,7 @@ def data_file(tmp_path):
 
 
 @pytest.mark.parametrize("option, phrase", [
-    ("max_sweeps=abc", "option max_sweeps must be an integer >= 1, got 'abc' (str)"),
+    ("max_iter=abc", "option max_iter must be an integer >= 1, got 'abc' (str)"),
     ("tol=None", "option tol must be a finite number >= 0, got None"),
     ("l2=nan", "option l2 must be a finite number >= 0 or a dict, got 'nan'"),
 ])
@@ -283,26 +283,26 @@ def test_explicit_sizes_are_pinned_and_a_mismatch_names_both_shapes():
 def test_sizes_left_open_are_read_off_the_data_and_pinned_ones_kept():
     rng = np.random.default_rng(3)
     X = rng.random((7, 8, 9))
-    result = tnc.fit(tnc.library("cp", I=7, R=3), X, progress=False, max_sweeps=2)
+    result = tnc.fit(tnc.library("cp", I=7, R=3), X, progress=False, max_iter=2)
     assert result.network.sizes == {"I": 7, "J": 8, "K": 9, "R": 3}
     assert result.network.pinned_sizes == {"I": 7, "R": 3}
     truth = tnc.library("cp", I=7, J=8, K=9, R=3)        # the same fit, sizes given
-    again = tnc.fit(truth, X, progress=False, max_sweeps=2)
+    again = tnc.fit(truth, X, progress=False, max_iter=2)
     np.testing.assert_allclose(result.reconstruct(), again.reconstruct(), rtol=1e-12)
     bigger = tnc.fit(tnc.library("cp", I=4, J=5, K=6, R=2), X, sizes={"I": 7, "J": 8, "K": 9},
-                     progress=False, max_sweeps=1)     # sizes= is the caller's word too
+                     progress=False, max_iter=1)     # sizes= is the caller's word too
     assert bigger.network.output_shape == X.shape
 
 
 def test_text_header_defaults_are_not_pinned(capsys, tmp_path):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 4, 5)))
     code, out, err = run_cli(capsys, "fit", "cp", str(tmp_path / "x.npy"), "--size", "R=2",
-                             "-q", "-x", "max_sweeps=2")
+                             "-q", "-x", "max_iter=2")
     assert code == 0, err
     header = tnc.library("cp")                  # header defaults only: nothing pinned
     assert header.pinned_sizes == {}
     assert tnc.fit(header.with_sizes(R=2), np.ones((3, 4, 5)), progress=False,
-                   max_sweeps=1).network.output_shape == (3, 4, 5)
+                   max_iter=1).network.output_shape == (3, 4, 5)
 
 
 def test_empty_data_dimension_is_a_tnc_error():

@@ -53,13 +53,13 @@ def param_uses(network):
 
 CASES = [
     pytest.param(CP, "als", {}, False, id="als-dense"),
-    pytest.param(CP, "als", {"missing": "em", "max_sweeps": 200}, True, id="als-em"),
+    pytest.param(CP, "als", {"missing": "em", "max_iter": 200}, True, id="als-em"),
     pytest.param(CP, "als", {"missing": "wls"}, True, id="als-wls"),
     pytest.param(CP, "als", {"missing": "auto", "init": "random", "restarts": 2}, True,
                  id="als-auto-restarts"),
     pytest.param(TT, "dmrg", {"max_rank": 2}, False, id="dmrg"),
     pytest.param(TT, "dmrg", {"max_rank": 2}, True, id="dmrg-masked"),
-    pytest.param(tnc.library("ring", N=3, d=4, r=2), "dmrg", {"max_rank": 2, "max_sweeps": 6},
+    pytest.param(tnc.library("ring", N=3, d=4, r=2), "dmrg", {"max_rank": 2, "max_iter": 6},
                  False, id="dmrg-ring"),
 ]
 
@@ -110,7 +110,7 @@ def test_the_issues_cases():
 
 def test_given_starts_and_the_callback_are_in_the_datas_units():
     x = noisy(CP)
-    start = {k: v + 0.3 for k, v in tnc.fit(CP, x, method="als", max_sweeps=2,
+    start = {k: v + 0.3 for k, v in tnc.fit(CP, x, method="als", max_iter=2,
                                            progress=False).tensors.items()}
     seen = []
     base = tnc.fit(CP, x, method="als", init=start, progress=False)
@@ -132,13 +132,13 @@ def test_l2_penalised_fits_keep_their_problem():
     give ``c**(1/3)`` times the tensors; the loss is the penalised objective in the
     data's own units (checked with numpy)."""
     x = noisy(CP)
-    base = tnc.fit(CP, x, method="als", l2=0.01, max_sweeps=40, progress=False)
+    base = tnc.fit(CP, x, method="als", l2=0.01, max_iter=40, progress=False)
     for c in (1e-150, 1e-4, 1e6, 1e150):
-        scaled = tnc.fit(CP, c * x, method="als", l2=0.01 * c ** (4 / 3), max_sweeps=40,
+        scaled = tnc.fit(CP, c * x, method="als", l2=0.01 * c ** (4 / 3), max_iter=40,
                          progress=False)
         assert_equivariant(scaled, base, c, 3)
     y, l2 = 1e30 * x, 1e38
-    result = tnc.fit(CP, y, method="als", l2=l2, max_sweeps=40, progress=False)
+    result = tnc.fit(CP, y, method="als", l2=l2, max_iter=40, progress=False)
     assert result.info["data_scale"] != 1.0
     model = CP.contract(result.tensors)
     penalty = l2 * sum(float(np.sum(t ** 2)) for t in result.tensors.values())
@@ -161,7 +161,7 @@ def test_coupled_fit_of_c_times_the_data(method, options, masked):
     data = {k: v + 0.01 * np.random.default_rng(5).standard_normal(v.shape)
             for k, v in model.contract(model.random(seed=2)).items()}
     masks = {k: a_mask(v.shape, seed=7) for k, v in data.items()} if masked else None
-    kwargs = dict(method=method, progress=False, masks=masks, **options)
+    kwargs = dict(method=method, progress=False, mask=masks, **options)
     base = fit_model(model, data, **kwargs)
     split = exponents([t.network for t in model.terms])
     for c in SCALES:
