@@ -168,6 +168,21 @@ def test_an_invalid_old_name_is_named_as_written_and_both_spellings_refused():
         tnc.fit(CP, X, target=X, **QUIET)
 
 
+def test_the_suite_fails_on_old_names_outside_pytest_warns():
+    """pyproject's filterwarnings: an old keyword or history key is an error in the suite,
+    whether a test uses it or tnc itself does (code compiled as a tnc file, so renamed()
+    attributes the warning to the test that called it, past the tnc frame)."""
+    with pytest.raises(DeprecationWarning, match="max_sweeps= is deprecated"):
+        tnc.fit(CP, X, max_sweeps=1, **QUIET)
+    from tnc.fitting import front
+    inside_tnc = compile("tnc.fit(CP, target=X, max_iter=1, progress=False)", front.__file__,
+                         "exec")
+    with pytest.raises(DeprecationWarning, match="target= is deprecated"):
+        exec(inside_tnc, {"tnc": tnc, "CP": CP, "X": X})
+    with pytest.raises(DeprecationWarning, match="history key 'sweep'"):
+        tnc.fit(CP, X, max_iter=1, **QUIET).history[0]["sweep"]
+
+
 def test_tnc_load_reads_every_archive_kind(fitted, tmp_path):
     name, result = fitted
     if not METHODS[name][2]:
