@@ -26,13 +26,13 @@ import time
 import numpy as np
 
 from tnc.engine import kernels, streams
-from tnc.fitting.als import Leaves, chain_tree, dimension_tree_groups, evaluate
 from tnc.lang.compiler import compile as compile_text
 from tnc.errors import TncError
 from tnc.fitting.front import as_target
 from tnc.options import check_value
+from tnc.fitting.records import record
 from tnc.fitting.result import FitResult
-from tnc.fitting.rescale import scale_exponent   # defined there; tt and dmrg import it here
+from tnc.fitting.rescale import scale_exponent   # defined there; tt imports it here
 
 TUCKER_METHODS = ("hosvd", "sthosvd", "hooi")
 GRAM_MIN_RATIO = 4        # use the Gram matrix of unfoldings at least this wide
@@ -72,7 +72,7 @@ def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
         method, converged = "tt-svd", True
         cores = tt_svd(X, ranks, rel_error)
         network, tensors = tt_network(cores)
-        history = [{"sweep": 1}]
+        history = [record(1, None, None, 0.0)]
     else:
         raise TncError(f"unknown decomposition {kind!r}; choose 'tucker' or 'tt'")
     elapsed = time.perf_counter() - start
@@ -202,10 +202,10 @@ def _tucker(X, ranks, rel_error, method, max_sweeps, tol):
         core = X
         for n, U in enumerate(factors):
             core = mode_product(core, U, n)
-        return core, factors, [{"sweep": 1}], True
+        return core, factors, [record(1, None, None, 0.0)], True
     core, factors = st_hosvd(X, ranks, tail, exact)
     if method == "sthosvd":
-        return core, factors, [{"sweep": 1}], True
+        return core, factors, [record(1, None, None, 0.0)], True
     core, factors, history = hooi(X, factors, max_sweeps, tol)
     return core, factors, history, history[-1]["converged"]
 
@@ -241,6 +241,7 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
     the leaves X, U1..UN (with the core closing the network), built like the
     ALS right-hand sides, so intermediates are shared between modes of a sweep.
     """
+    from tnc.fitting.als import Leaves, chain_tree, dimension_tree_groups, evaluate
     N = X.ndim
     legs = {"X": tuple(f"i{n}" for n in range(N)), "G": tuple(f"a{n}" for n in range(N))}
     legs.update({n: (f"i{n}", f"a{n}") for n in range(N)})
@@ -269,9 +270,8 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
             norm = float(np.linalg.norm(core))
             loss = max(xx - norm ** 2, 0.0)
             converged = previous is not None and abs(norm - previous) <= tol * norm
-            history.append({"sweep": sweep, "loss": loss,
-                            "rel_error": math.sqrt(loss / xx) if xx else 0.0,
-                            "time": time.perf_counter() - start, "converged": converged})
+            history.append(record(sweep, loss, math.sqrt(loss / xx) if xx else 0.0,
+                                  time.perf_counter() - start, converged=converged))
             if converged:
                 break
             previous = norm

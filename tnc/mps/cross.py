@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,7 @@ from tnc.mps.chain import truncation_rank
 from tnc.errors import TncError
 from tnc.options import check_value
 from tnc.engine.plan import check_allocation
+from tnc.fitting.records import record
 from tnc.mps.tt import TensorTrain
 
 
@@ -40,7 +42,8 @@ from tnc.mps.tt import TensorTrain
 class CrossResult:
     """What :func:`tt_cross` found: the train, the cost in calls and points, the sweeps.
 
-    ``history``: one dict per half-sweep (``sweep``, ``direction``, ``ranks``,
+    ``history``: one :func:`~tnc.fitting.records.record` per half-sweep (``iteration``
+    counting half-sweeps from 1, ``loss`` and ``rel_error`` None, ``time``, ``direction``, ``ranks``,
     ``change``: relative norm of the difference from the previous half-sweep's
     train, ``evaluations`` so far).
     """
@@ -105,14 +108,15 @@ def tt_cross(f, shape, rel_error: float = 1e-6, max_rank: int = 100, *,
     call = _Counted(f, len(shape))
     state = _State(shape, init_rank, np.random.default_rng(seed))
     tol = rel_error / (4 * math.sqrt(len(shape) - 1))
-    history, previous, converged = [], None, False
+    history, previous, converged, start = [], None, False, time.perf_counter()
     for sweep in range(1, max_sweeps + 1):
         for direction in ("right", "left"):
             saturated = state.half_sweep(call, direction, tol, max_rank)
             tt = TensorTrain(state.cores)
             change = math.inf if previous is None else _relative_change(tt, previous)
-            history.append({"sweep": sweep, "direction": direction, "ranks": tt.ranks,
-                            "change": change, "evaluations": call.evaluations})
+            history.append(record(len(history) + 1, None, None, time.perf_counter() - start,
+                                  direction=direction, ranks=tt.ranks, change=change,
+                                  evaluations=call.evaluations))
             previous = tt
             if change <= rel_error and not saturated:
                 converged = True

@@ -41,7 +41,7 @@ from tnc.mps.chain import (Chain, canonicalize, einsum_by_name, find_chain, merg
 from tnc.engine import kernels
 from tnc.mps import environments
 from tnc.mps.environments import MovingEnvironment
-from tnc.fitting.decompositions import scale_exponent
+from tnc.fitting.rescale import scale_exponent
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.fitting.front import check_finite, register_method
 from tnc.options import validated

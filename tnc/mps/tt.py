@@ -576,5 +576,5 @@ def _ttm_network(cores):
 
 def _result(network, tensors, method: str):
     from tnc.fitting.result import FitResult
-    return FitResult(network, tensors, method, [{"sweep": 0}], True, 0, 0.0,
+    return FitResult(network, tensors, method, [], True, 0, 0.0,
                      info={"kind": "tt" if method == "tensor-train" else "ttm"})
