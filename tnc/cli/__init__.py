@@ -1,8 +1,11 @@
 """The ``tnc`` command line: one module per subcommand.
 
 Each name in :data:`COMMANDS` is a module ``tnc/cli/<name>.py`` exposing
-``register(subparsers)``, which adds its parser and sets ``run=function(args) -> int``.
-Adding a subcommand is adding a module and its name here.
+``register(subparsers)``, which adds its parser and sets ``run=function(args) -> int``,
+and a one-line ``HELP`` (copied into :data:`COMMANDS`, so that ``tnc --help`` and
+``tnc`` alone list the commands without importing them: no numpy, no lark). Only the
+command named on the line is imported. Adding a subcommand is adding a module and its
+line here.
 
     >>> main(["show", "--help"]) == 0   # doctest: +ELLIPSIS
     usage: tnc show ...
@@ -16,7 +19,12 @@ import sys
 
 from tnc.errors import TncError
 
-COMMANDS = ["show", "draw", "contract", "fit"]
+COMMANDS = {
+    "show": "print networks: tensors, indices, einsum equation, contraction path and cost",
+    "draw": "draw a network as a diagram (tensors as nodes, legs as edges)",
+    "contract": "contract a network with arrays saved in an .npz file",
+    "fit": "fit a network to a data tensor (ALS, GCP, ...) and save the result",
+}
 
 DESCRIPTION = """\
 tnc: a tensor-network expression compiler.
@@ -33,7 +41,10 @@ contract or fit it from the shell:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser with the full options of the command ``argv`` names (its module imported)
+    and a one-line entry for every other command; ``argv=None``: all commands in full."""
+    chosen = set(COMMANDS) if argv is None else {command_named(argv)}
     parser = argparse.ArgumentParser(
         prog="tnc", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -41,9 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     from tnc import __version__
     parser.add_argument("--version", action="version", version=f"tnc {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    for name, text in COMMANDS.items():
+        if name in chosen:
+            importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=text)
     return parser
+
+
+def command_named(argv) -> str | None:
+    """The subcommand in ``argv``: its first word not starting with ``-`` (the top-level
+    options, --help and --version, take no value).
+
+    >>> command_named(["--version"]), command_named(["fit", "cp.tn", "-o", "x.npz"])
+    (None, 'fit')
+    """
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def parse(parser: argparse.ArgumentParser, argv):
@@ -66,7 +90,8 @@ def main(argv=None) -> int:
 
     Errors in the user's input print a message on stderr and return 2.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parse(parser, argv)
         return int(args.run(args) or 0)
