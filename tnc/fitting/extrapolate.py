@@ -9,7 +9,8 @@ polynomial of degree ``N`` (the number of parameters) in ``s``, known exactly
 from ``N + 1`` contractions of the network (``M(0)`` is the previous sweep's
 model and ``M(1)`` this sweep's, so ``N - 1`` new ones). The loss along the
 line, masked or not, with ridge penalties, is then a polynomial of degree
-``2N`` whose coefficients come from one Gram matrix of ``N + 2`` tensors; its
+``2N`` whose coefficients come from the ``(N + 1) x (N + 1)`` Gram matrix of the
+model's values at the nodes and their ``N + 1`` inner products with the data; its
 minimum over ``[1, cap]`` is found exactly from the roots of its derivative.
 
 The step is taken only when the loss at it, recomputed from the combined
@@ -37,6 +38,7 @@ MIN_CAP = 1.5
 MAX_CAP = 64.0
 TINY_LOSS = 1e-20    # below this share of ||X||^2 the fit is exact: no search
 EXACT_LOSS = 1e-12   # below this share the model at the step is contracted, not interpolated
+GRAM_BLOCK = 16384   # columns of the node block per GEMM of the masked Gram (kept in cache)
 MARGIN = 1e-13       # a step must lower the loss by this share of ||X||^2 (rounding of the Gram)
 
 
@@ -46,6 +48,12 @@ class LineSearch:
     ``fit`` is a :class:`tnc.fitting.als.Fit`. Per sweep: :meth:`start_model`
     (the model at the sweep's start, reused by EM's imputation), then
     :meth:`step` with the tensors the sweep started from.
+
+    Cost per sweep: ``N - 1`` contractions of the model (written straight into
+    one preallocated ``(N + 1, size)`` block of node values), one GEMM for the
+    Gram of the node values and one for the data's products with them, and one
+    combination of the rows for the model at the chosen step: about ``N + 3``
+    passes over data-sized arrays, no temporaries of that size.
     """
 
     def __init__(self, fit):
@@ -53,9 +61,11 @@ class LineSearch:
         self.cap = START_CAP
         self.model = None          # the network's output at the current tensors, if known
         self.accepted = 0
+        size, rows = fit.problem.target.size, len(fit.tensors) + 1
+        check_allocation(8 * size * rows, "the extrapolation's line tensors")
+        self.stack = np.empty((rows, size))      # the model at each node, one row each
         self.weight = None if fit.mask is None else fit.mask.ravel().astype(float)
-        size = fit.problem.target.size
-        check_allocation(8 * size * (len(fit.tensors) + 3), "the extrapolation's line tensors")
+        self.scratch = None if fit.mask is None else np.empty((rows, min(size, GRAM_BLOCK)))
 
     def start_model(self):
         """The model at the tensors the sweep starts from (computed once)."""
@@ -81,9 +91,8 @@ class LineSearch:
         if cap <= 1.0 + 1e-9:
             return loss, model_value
         current = fit.reconstruct() if model_value is None else model_value
-        nodes, values = self._nodes(old, direction, cap, first, current)
-        coefficients = _chebyshev_fit(nodes, values)
-        x, predicted, at_one = self._minimum(coefficients, old, direction, cap)
+        nodes = self._nodes(old, direction, cap, first, current)
+        x, predicted, at_one = self._minimum(nodes, old, direction, cap)
         exact = loss <= EXACT_LOSS * fit.xx
         if not exact and predicted >= at_one - MARGIN * fit.xx:
             return self._reject(loss, current)
@@ -95,8 +104,7 @@ class LineSearch:
             if not loss + penalty(fit, tensors) < self._loss(current) + penalty(fit, new):
                 return self._reject(loss, current)
         else:
-            model = (cheb.chebvander(np.array([x]), len(nodes) - 1)[0] @ coefficients).reshape(
-                current.shape)
+            model = self.interpolate(nodes, x).reshape(current.shape)
             loss = predicted - penalty(fit, tensors)
         for name, array in tensors.items():
             fit.set_tensor(name, array)
@@ -112,35 +120,45 @@ class LineSearch:
         return loss, current
 
     def _nodes(self, old, direction, cap, first, current):
-        """Chebyshev-Lobatto nodes in ``x`` (``s = cap (x + 1) / 2``) with the model at each:
-        ``x = -1`` (s = 0) and ``s = 1`` are known, the others are contracted."""
+        """Chebyshev-Lobatto nodes in ``x`` (``s = cap (x + 1) / 2``), the model at node
+        ``k`` written into row ``k`` of ``self.stack``: ``x = -1`` (s = 0) and ``s = 1``
+        are known, the others are contracted."""
         degree = len(direction)
         one = 2.0 / cap - 1.0
         lobatto = -np.cos(np.pi * np.arange(1, degree + 1) / degree) if degree else np.array([])
         others = np.delete(lobatto, np.argmin(np.abs(lobatto - one))) if degree else lobatto
-        nodes, values = [-1.0, one], [first, current]
-        for x in others:
+        nodes = np.concatenate([[-1.0, one], others])
+        self._store(0, first)
+        self._store(1, current)
+        for k, x in enumerate(others, start=2):
             s = cap * (x + 1) / 2
-            nodes.append(float(x))
-            values.append(self.fit.problem.network.contract(
+            self._store(k, self.fit.problem.network.contract(
                 {**{n: old[n] + s * d for n, d in direction.items()}, **self.fit.problem.inputs}))
-        return np.array(nodes), values
+        return nodes
 
-    def _minimum(self, coefficients, old, direction, cap):
-        """``(x, loss at x, loss at s = 1)`` of the line's loss polynomial on s in [1, cap]."""
-        fit = self.fit
-        masked = coefficients if self.weight is None else coefficients * self.weight
-        target = fit.observed_target.ravel()
-        gram = np.empty((len(masked) + 1,) * 2)
-        gram[0, 0] = fit.xx
-        gram[0, 1:] = gram[1:, 0] = masked @ target
-        gram[1:, 1:] = masked @ masked.T
-        degree = 2 * (len(coefficients) - 1)
-        nodes = -np.cos(np.pi * np.arange(degree + 1) / max(degree, 1))
-        basis = np.hstack([np.ones((degree + 1, 1)), -cheb.chebvander(nodes, len(coefficients) - 1)])
-        values = np.einsum("pi,ij,pj->p", basis, gram, basis)
-        values += _penalty_line(fit, old, direction, cap * (nodes + 1) / 2)
-        series = np.linalg.solve(cheb.chebvander(nodes, degree), values)
+    def _store(self, row: int, value) -> None:
+        """Copy ``value`` (any memory layout) into row ``row`` of the node block."""
+        np.copyto(self.stack[row].reshape(value.shape), value)
+
+    def interpolate(self, nodes, x: float):
+        """The line's model at ``x`` (flat): the node rows combined with Lagrange weights."""
+        return _lagrange(nodes, np.array([x]))[0] @ self.stack
+
+    def _minimum(self, nodes, old, direction, cap):
+        """``(x, loss at x, loss at s = 1)`` of the line's loss polynomial on s in [1, cap].
+
+        With ``V`` the node rows, ``W`` the 0/1 mask and ``L(x)`` the Lagrange weights,
+        the model is ``L(x) V`` and the data loss ``|X|² - 2 L Vx + L (V W Vᵀ) Lᵀ``:
+        one ``(N+1) x (N+1)`` Gram and ``N + 1`` products with the data."""
+        fit, stack = self.fit, self.stack
+        gram = _masked_gram(stack, self.weight, self.scratch)
+        products = stack @ fit.observed_target.ravel()     # the data is 0 off the mask
+        degree = 2 * (len(nodes) - 1)
+        points = -np.cos(np.pi * np.arange(degree + 1) / max(degree, 1))
+        weights = _lagrange(nodes, points)
+        values = fit.xx - 2 * weights @ products + np.einsum("pi,ij,pj->p", weights, gram, weights)
+        values += _penalty_line(fit, old, direction, cap * (points + 1) / 2)
+        series = np.linalg.solve(cheb.chebvander(points, degree), values)
         one = 2.0 / cap - 1.0
         roots = cheb.chebroots(cheb.chebder(series)) if degree > 1 else np.array([])
         candidates = np.concatenate([roots[(np.abs(roots.imag) < 1e-9) & (roots.real > one)
@@ -164,14 +182,37 @@ def _observed(fit, array):
     return array if fit.mask is None else np.where(fit.mask, array, 0.0)
 
 
-def _chebyshev_fit(nodes, values):
-    """Chebyshev coefficients (rows, flattened tensors) of the degree ``len(nodes) - 1`` polynomial through
-    ``values`` (tensors) at ``nodes``."""
-    inverse = np.linalg.inv(cheb.chebvander(nodes, len(nodes) - 1))
-    flat = np.empty((len(values), values[0].size))
-    for row, value in zip(flat, values):
-        row[:] = value.ravel()
-    return inverse @ flat
+def _masked_gram(stack, weight, scratch):
+    """``(stack * weight) @ stack.T`` (``weight`` None: no mask), a block of columns at a
+    time through ``scratch`` (``(rows, GRAM_BLOCK)``), so the weighted copy stays in cache:
+    on 5 x 460,800 rows 2.5x faster than the weighted copy and one GEMM.
+
+    >>> v, w = np.arange(6.0).reshape(2, 3), np.array([1.0, 0.0, 1.0])
+    >>> _masked_gram(v, w, np.empty((2, 2))).tolist()
+    [[4.0, 10.0], [10.0, 34.0]]
+    """
+    if weight is None:
+        return stack @ stack.T
+    gram = np.zeros((len(stack),) * 2)
+    block = scratch.shape[1]
+    for start in range(0, stack.shape[1], block):
+        rows = stack[:, start:start + block]
+        weighted = np.multiply(rows, weight[start:start + block], out=scratch[:, :rows.shape[1]])
+        gram += weighted @ rows.T
+    return gram
+
+
+def _lagrange(nodes, points):
+    """``(len(points), len(nodes))``: the weights that evaluate the polynomial through
+    values at ``nodes`` at each of ``points`` (through the Chebyshev basis, well conditioned
+    on Chebyshev-Lobatto nodes).
+
+    >>> w = _lagrange(np.array([-1.0, 0.0, 1.0]), np.array([0.5]))
+    >>> round((w @ np.array([1.0, 0.0, 1.0])).item(), 12)    # x**2 at 0.5
+    0.25
+    """
+    degree = len(nodes) - 1
+    return cheb.chebvander(points, degree) @ np.linalg.inv(cheb.chebvander(nodes, degree))
 
 
 def _penalty_line(fit, old, direction, steps):
