@@ -126,6 +126,11 @@ def _fit(model, target, method, mask, inputs, name, sizes, memory_limit, options
         raise TncError(f"unknown fitting method {method!r}; available: "
                        + ", ".join(sorted(METHODS)))
     chosen = METHODS[method]
+    from tnc.engine.blocks import out_of_core_kind
+    if out_of_core_kind(target) is not None:   # memmap, zarr, h5py, dask: streamed in blocks
+        from tnc.fitting import streamed
+        return streamed.fit(chosen, model, target, mask, inputs, name, sizes, memory_limit,
+                            options, spelling)
     sparse = as_sparse(target)
     if sparse is not None:
         return _fit_sparse(chosen, model, sparse, mask, inputs, name, sizes,

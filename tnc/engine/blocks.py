@@ -1,0 +1,241 @@
+"""Dense data bigger than memory, read in blocks of rows along one axis.
+
+A :class:`BlockSource` wraps an out-of-core array (an ``np.memmap``, a zarr array, an
+h5py dataset or a dask array) without reading it; :meth:`BlockSource.layout` cuts one
+axis into blocks that fit the memory budget and never split a chunk of the storage;
+:func:`run_blocks` applies a function to each block, here or on an executor (a
+``concurrent.futures`` executor reads the blocks in its workers; a
+``dask.distributed.Client`` computes a dask array's blocks on its workers, so only the
+function's results travel)::
+
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, np.arange(24.0).reshape(4, 3, 2))
+    >>> source = BlockSource(np.load(path, mmap_mode="r"))
+    >>> source.kind, source.layout(0, rows=3)
+    ('memmap', [(0, 3), (3, 4)])
+    >>> run_blocks(source, source.layout(0, rows=3), lambda block, start, stop: float(block.sum()))
+    [153.0, 123.0]
+"""
+from __future__ import annotations
+
+import math
+import mmap
+
+import numpy as np
+
+from tnc.engine.plan import format_bytes, limit_bytes
+from tnc.errors import MemoryLimitError, TncError
+
+BLOCK_BYTES_CAP = 256 * 2 ** 20   # a block's float64 copy holds at most this many bytes
+BUDGET_SHARE = 4                  # ... and at most this share of the memory budget
+KINDS = ("memmap", "zarr", "h5py", "dask")
+
+
+def out_of_core_kind(data) -> str | None:
+    """``"memmap"``, ``"zarr"``, ``"h5py"`` or ``"dask"`` for the array kinds that stream,
+    else None; a zarr group or an h5py file or group (not one array) is refused by name.
+
+    Read off the type's module, so no optional package is imported here.
+
+        >>> out_of_core_kind(np.zeros(2)) is None
+        True
+    """
+    if isinstance(data, np.memmap):
+        return "memmap"
+    package, name = type(data).__module__.split(".")[0], type(data).__name__
+    if package in ("zarr", "h5py", "dask") and name in ("Array", "Dataset"):
+        return package
+    if package == "zarr" and name == "Group" or package == "h5py" and name in ("File", "Group"):
+        members = ", ".join(sorted(data.keys())) or "none"
+        raise TncError(f"the data is a {package} {name.lower()}, not an array: pick one of its "
+                       f"arrays (members: {members}), e.g. data['{next(iter(data.keys()), 'x')}']")
+    return None
+
+
+class BlockSource:
+    """An out-of-core array read block by block along axis 0 (or another axis), each
+    block a float64 numpy array times ``scale``.
+
+    ``data``: an ``np.memmap``, a zarr array, an h5py dataset or a dask array.
+    """
+
+    def __init__(self, data, scale: float = 1.0):
+        kind = out_of_core_kind(data)
+        if kind is None:
+            raise TncError(f"cannot stream data of type {type(data).__module__}."
+                           f"{type(data).__name__}; out-of-core data must be one of an "
+                           "np.memmap, a zarr array, an h5py dataset or a dask array")
+        dtype = np.dtype(data.dtype)
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise TncError(f"the {kind} data must be real numeric, got dtype {dtype}")
+        self.data, self.kind, self.scale = data, kind, scale
+        self.shape = tuple(int(n) for n in data.shape)
+        self.itemsize = dtype.itemsize
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def chunks(self, axis: int) -> tuple[int, ...] | None:
+        """The storage's chunk lengths along ``axis`` (None when not chunked)."""
+        if self.kind == "dask":
+            return tuple(int(c) for c in self.data.chunks[axis])
+        if self.kind in ("zarr", "h5py") and self.data.chunks is not None:
+            step, n = int(self.data.chunks[axis]), self.shape[axis]
+            return tuple(min(step, n - k) for k in range(0, n, step))
+        return None
+
+    def layout(self, axis: int = 0, rows: int | None = None, memory_limit="auto",
+               row_factor: float = 3.0, strict: bool = True) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]`` along ``axis``: blocks of at most ``rows`` rows (default:
+        as many as fit the budget, ``row_factor`` float64 copies of a row each, see
+        :func:`block_rows`), joined from whole chunks of the storage; a chunk longer
+        than a block is refused by name (the storage would be read whole per block),
+        or split when not ``strict`` (a one-off pass)."""
+        rows = rows or block_rows(self.size // self.shape[axis], memory_limit, row_factor,
+                                  f"a row along axis {axis} of the {self.kind} data")
+        chunks = self.chunks(axis) or (1,) * self.shape[axis]
+        if not strict:
+            chunks = (1,) * self.shape[axis]
+        if max(chunks) > rows:
+            raise TncError(f"the {self.kind} data's chunks along axis {axis} hold up to "
+                           f"{max(chunks)} rows (chunks {_short(chunks)}) but a block under "
+                           f"memory_limit holds at most {rows}; rechunk the data to at most "
+                           f"{rows} along axis {axis} (dask: data.rechunk({{{axis}: {rows}}})) "
+                           "or raise memory_limit")
+        blocks, start, stop = [], 0, 0
+        for length in chunks:
+            if stop + length - start > rows:
+                blocks.append((start, stop))
+                start = stop
+            stop += length
+        blocks.append((start, stop))
+        return blocks
+
+    def raw(self, start: int, stop: int, axis: int = 0):
+        """Rows ``start:stop`` along ``axis`` as stored (a dask array stays lazy)."""
+        index = (slice(None),) * axis + (slice(start, stop),)
+        if self.kind == "memmap" and axis == 0 and _direct_file(self.data):
+            return _read_rows(self.data, start, stop)
+        return self.data[index]
+
+    def read(self, start: int, stop: int, axis: int = 0) -> np.ndarray:
+        """Rows ``start:stop`` along ``axis`` as a checked float64 array times ``scale``."""
+        raw = self.raw(start, stop, axis)
+        if self.kind == "dask":
+            raw = raw.compute()
+        return as_block(raw, self.scale, start, stop, axis)
+
+
+def block_rows(row_elements: int, memory_limit="auto", row_factor: float = 3.0,
+               what: str = "a row of the data") -> int:
+    """Rows per block: ``row_factor`` float64 copies of a block of ``row_elements``-entry
+    rows stay within ``1 / BUDGET_SHARE`` of ``memory_limit`` and ``BLOCK_BYTES_CAP``.
+
+        >>> block_rows(1000, memory_limit=4 * 8 * 24000)     # 24 kB a row, 192 kB a block
+        8
+    """
+    limit = limit_bytes(memory_limit)
+    budget = BLOCK_BYTES_CAP * row_factor if limit is None else min(
+        limit / BUDGET_SHARE, BLOCK_BYTES_CAP * row_factor)
+    row_bytes = 8 * row_elements * row_factor
+    if row_bytes > (limit if limit is not None else math.inf):
+        raise MemoryLimitError(f"{what} needs {format_bytes(row_bytes)} in memory but the "
+                               f"memory limit is {format_bytes(limit)}; raise memory_limit")
+    return max(1, int(budget // row_bytes))
+
+
+def as_block(raw, scale: float, start: int, stop: int, axis: int = 0) -> np.ndarray:
+    """``raw`` as float64 times ``scale``, refused by its rows when not finite."""
+    block = np.asarray(raw, dtype=np.float64)
+    if scale != 1.0:
+        block = block * scale
+    if not np.isfinite(block).all():
+        bad = block.size - int(np.count_nonzero(np.isfinite(block)))
+        raise TncError(f"the data has {bad} NaN or infinite entries in rows {start}:{stop} "
+                       f"along axis {axis}; out-of-core data take no mask, so every entry "
+                       "must be finite")
+    return block
+
+
+def _direct_file(data: np.memmap) -> bool:
+    """Whether ``data`` is a whole C-ordered ``np.memmap`` of a file (not a view), whose
+    rows can be read with plain file reads that leave nothing mapped in the process."""
+    return (isinstance(data.base, mmap.mmap) and data.flags.c_contiguous
+            and getattr(data, "filename", None) is not None)
+
+
+def _read_rows(data: np.memmap, start: int, stop: int) -> np.ndarray:
+    row = math.prod(data.shape[1:])
+    with open(data.filename, "rb") as file:
+        file.seek(data.offset + start * row * data.dtype.itemsize)
+        flat = np.fromfile(file, dtype=data.dtype, count=(stop - start) * row)
+    return flat.reshape((stop - start,) + data.shape[1:])
+
+
+def _short(chunks) -> str:
+    text = ", ".join(map(str, chunks[:6]))
+    return f"({text}{', ...' if len(chunks) > 6 else ''})"
+
+
+# -- running a function on every block ------------------------------------------------------
+def run_blocks(source: BlockSource, blocks, task, *args, axis: int = 0, executor=None,
+               on_block=None):
+    """``[task(block, start, stop, *args) for each (start, stop) of blocks]``, in order
+    (``block``: rows ``start:stop`` along ``axis``, read by :meth:`BlockSource.read`).
+
+    ``executor``: None (here, one block in memory at a time), a
+    ``dask.distributed.Client`` (a dask array's blocks computed and ``task`` run on the
+    workers) or any object with ``submit`` (a ``concurrent.futures`` executor; its
+    workers read the blocks). ``on_block()`` is called as each block is done (a
+    progress bar). A block that fails on the executor (an exception, a worker lost)
+    raises a :class:`TncError` naming the block and the failure.
+    """
+    tick = on_block or (lambda: None)
+    if executor is None:
+        results = []
+        for start, stop in blocks:
+            results.append(task(source.read(start, stop, axis), start, stop, *args))
+            tick()
+        return results
+    if _is_dask_client(executor) and source.kind == "dask":
+        import dask
+        futures = executor.compute([dask.delayed(_on_raw)(
+            source.raw(a, b, axis), source.scale, a, b, axis, task, args) for a, b in blocks])
+    else:
+        futures = [executor.submit(_on_source, source, a, b, axis, task, args)
+                   for a, b in blocks]
+    return [_result(future, block, executor, tick) for future, block in zip(futures, blocks)]
+
+
+def _on_raw(raw, scale, start, stop, axis, task, args):
+    return task(as_block(raw, scale, start, stop, axis), start, stop, *args)
+
+
+def _on_source(source, start, stop, axis, task, args):
+    return task(source.read(start, stop, axis), start, stop, *args)
+
+
+def _result(future, block, executor, tick):
+    try:
+        value = future.result()
+    except TncError:
+        raise
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        raise TncError(f"block rows {block[0]}:{block[1]} failed on the executor "
+                       f"({type(executor).__name__}): {type(error).__name__}: {error}; the fit "
+                       "stopped and nothing was saved") from error
+    tick()
+    return value
+
+
+def _is_dask_client(executor) -> bool:
+    return type(executor).__module__.split(".")[0] == "distributed" and hasattr(
+        executor, "compute")

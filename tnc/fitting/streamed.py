@@ -1,0 +1,481 @@
+"""ALS on dense data bigger than memory: the data streamed in blocks, never loaded whole.
+
+``tnc.fit(net, data, method="als")`` with ``data`` an ``np.memmap`` (``np.load(path,
+mmap_mode="r")``), a zarr array, an h5py dataset or a dask array comes here
+(:mod:`tnc.engine.blocks` reads it). The data enters ``<X, M>`` once, so a block of X
+along its first output index ``s`` (rows ``a:b``) is one slice of the scalar network
+along ``s``: every tensor carrying ``s`` cut to rows ``a:b``. The right-hand side of a
+parameter is a sum of block contractions (numpy/opt_einsum on each block), whose
+rows ``a:b`` along ``s`` come from block ``a:b`` alone when the parameter carries
+``s``. Grams never touch the data and are the in-memory fit's own.
+
+One pass over the data per update, except that the parameter ``P`` carrying ``s`` as
+a free leg (CP's ``A(i, r)``) is solved block by block, its rows ``a:b`` from block
+``a:b`` only, and the next update's right-hand side accumulates in the same pass from
+the new rows (a dimension tree inside each block): 3-way CP reads the data twice
+per sweep. The updates, their order and the stopping test are those of the in-memory
+ALS (:mod:`tnc.fitting.als`), so a fit that fits in memory gives the same result.
+
+Blocks are sized from ``memory_limit`` (see :func:`tnc.engine.blocks.block_rows`) and
+joined from whole chunks of the storage. ``executor=``: a ``dask.distributed.Client``
+computes a dask array's blocks on its workers and sends back only factor-sized
+results; any ``concurrent.futures`` executor runs the block reads and products in its
+workers. Without ``executor=`` and with a dask array, dask's default client is used when
+``distributed`` has one (``Client()`` made in this process); otherwise the blocks are
+read here, one at a time. A block failing there (an error, a worker lost) stops the fit
+with a :class:`~tnc.errors.TncError` naming it; nothing is returned as converged.
+
+    >>> import numpy as np, tnc, tempfile, os
+    >>> net = tnc.library("cp", I=6, J=5, K=4, R=2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, net.contract(net.random(seed=1)))
+    >>> result = tnc.fit(net, np.load(path, mmap_mode="r"), progress=False, memory_limit=10_000)
+    >>> result.rel_error < 1e-8, result.info["streamed"]["blocks"]
+    (True, 2)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import opt_einsum as oe
+
+from tnc.engine.blocks import BlockSource, out_of_core_kind, run_blocks
+from tnc.engine.plan import check_allocation
+from tnc.errors import TncError
+from tnc.fitting import als
+from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.records import record
+from tnc.fitting.rescale import MAX_EXPONENT, SAFE_EXPONENT, Rescale, exponents
+from tnc.fitting.result import FitResult
+
+STREAMED_METHODS = ("als",)
+
+
+def is_out_of_core(data) -> bool:
+    """Whether ``data`` is an array kind that :func:`fit` streams."""
+    return out_of_core_kind(data) is not None
+
+
+def fit(chosen, model, data, mask, inputs, name, sizes, memory_limit, options, spelling):
+    """:func:`tnc.fit` for out-of-core ``data``: ALS streams it (:func:`run_streamed_als`);
+    a method that does not stream gets it loaded when it fits ``memory_limit``."""
+    from tnc.fitting.front import FitProblem, check_inputs, make_options, model_for_data
+    source = BlockSource(data)
+    options = dict(options)
+    executor = options.pop("executor", None)
+    if chosen.name not in STREAMED_METHODS:
+        return _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit,
+                       options, spelling, executor)
+    if mask is not None:
+        raise TncError(f"out-of-core data ({source.kind}) take no mask: streamed ALS fits "
+                       "every entry (load the data to fit with a mask)")
+    network = model_for_data(model, source.shape, name=name, **(sizes or {}))
+    problem = FitProblem(network, source, None, check_inputs(network, inputs), memory_limit)
+    als_options = make_options(chosen, options, spelling)
+    return run_streamed_als(problem, als_options, source, _executor(executor, source))
+
+
+def _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit, options, spelling,
+            executor):
+    if executor is not None:
+        raise TncError(f"method {chosen.name!r} does not stream out-of-core data, so it takes "
+                       f"no executor=; methods that stream: {', '.join(STREAMED_METHODS)}")
+    check_allocation(8 * source.size, f"method {chosen.name!r}, which does not stream "
+                     f"out-of-core data, loading the {source.kind} data of shape "
+                     f"{source.shape} whole (streamed: {', '.join(STREAMED_METHODS)})",
+                     memory_limit)
+    from tnc.fitting.front import _fit
+    whole = np.concatenate([source.read(a, b) for a, b in source.layout(0, memory_limit=None)])
+    return _fit(model, whole, chosen.name, mask, inputs, name, sizes, memory_limit, options,
+                spelling)
+
+
+def _executor(executor, source: BlockSource):
+    """The executor blocks run on: the one given, else dask's default client for a dask
+    array when ``distributed`` is imported and has one, else None (here)."""
+    if executor is not None:
+        if not hasattr(executor, "submit"):
+            raise TncError(f"executor must be a concurrent.futures executor or a "
+                           f"dask.distributed Client, got {type(executor).__name__}")
+        return executor
+    if source.kind == "dask" and "distributed" in sys.modules:
+        try:
+            return sys.modules["distributed"].default_client()
+        except ValueError:
+            return None
+    return None
+
+
+# -- block contractions ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Contraction:
+    """One einsum with a fixed path (picklable: it travels to workers)."""
+
+    equation: str
+    path: tuple
+
+    def __call__(self, *operands):
+        return oe.contract(self.equation, *operands, optimize=list(self.path))
+
+
+def sliced(array, axis, start: int, stop: int):
+    """``array`` cut to ``start:stop`` along ``axis`` (None: whole)."""
+    if axis is None:
+        return array
+    return array[(slice(None),) * axis + (slice(start, stop),)]
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A tensor of a block contraction: its value and the axis cut to the block (or None)."""
+
+    value: np.ndarray
+    axis: int | None
+
+    def cut(self, start: int, stop: int):
+        return sliced(self.value, self.axis, start, stop)
+
+
+# Block tasks: ``task(block, start, stop, *args)`` (module functions: they travel to workers)
+def rhs_block(block, start, stop, contraction: Contraction, operands):
+    """The right-hand side contribution of one block (rows ``start:stop``)."""
+    return contraction(block, *(op.cut(start, stop) for op in operands))
+
+
+def fused_block(block, start, stop, shared: Contraction | None, first: Contraction,
+                second: Contraction, operands, partner, solve):
+    """One block of the fused pass: the rows ``start:stop`` of ``P`` solved from the block,
+    then the next parameter's contribution from the new rows: ``(P rows, contribution)``."""
+    inner = block if shared is None else shared(block, *(op.cut(start, stop) for op in operands))
+    rows = solve(first(inner, partner), start, stop)
+    return rows, second(inner, rows)
+
+
+def residual_block(block, start, stop, contraction: Contraction, operands) -> float:
+    """``||X_block - M_block||^2``."""
+    diff = block - contraction(*(op.cut(start, stop) for op in operands))
+    return float(np.vdot(diff, diff))
+
+
+def squares_block(block, start, stop, unit: float = 1.0) -> tuple[float, float]:
+    """``(sum of (block / unit)^2, largest magnitude)``."""
+    scaled = block if unit == 1.0 else block / unit
+    return float(np.vdot(scaled, scaled)), float(np.max(np.abs(block), initial=0.0))
+
+
+def grams_block(block, start, stop, wanted) -> dict:
+    """``name -> U Uᵀ`` for the block's unfolding ``U`` along each ``(name, axes)`` of
+    ``wanted`` (the axes as rows)."""
+    grams = {}
+    for name, axes in wanted:
+        rows = math.prod(block.shape[a] for a in axes)
+        unfolding = np.moveaxis(block, axes, range(len(axes))).reshape(rows, -1)
+        grams[name] = unfolding @ unfolding.T
+    return grams
+
+
+@dataclass(frozen=True)
+class BlockSolve:
+    """Solves rows ``start:stop`` (along the block axis ``axis`` of ``P``) of ``P``'s normal
+    equations from their right-hand side (in ``P``'s leg order), as the in-memory ALS does."""
+
+    gram: np.ndarray
+    order: tuple          # P's legs -> the rows' layout (diagonal, free, bond)
+    n_bond: int
+    axis: int
+    current: np.ndarray
+    l2: float
+    nonneg: bool
+
+    def __call__(self, rhs, start, stop):
+        rhs = np.transpose(rhs, self.order).reshape(self.gram.shape[0], -1, self.n_bond)
+        current = sliced(self.current, self.axis, start, stop)
+        return als.solve_tensor(rhs, self.gram, self.order, current, self.l2, self.nonneg)[1]
+
+
+class BlockPlan:
+    """The block contractions of one network's streamed ALS (CP, Tucker, TT, ...)."""
+
+    def __init__(self, model, source: BlockSource, rows: int, optimize="auto"):
+        self.model, self.source = model, source
+        network = model.network
+        self.axis_index = network.output[0]
+        self.labels = [k for k in model.xm.legs if k != "X"]
+        self.legs = {k: model.xm.legs[k] for k in self.labels}
+        self.legs["X"] = tuple(network.output)
+        self.symbols = model.xm.symbols
+        self.sizes = dict(model.xm.sizes)
+        self.rows, self.optimize = rows, optimize
+
+    def shape(self, label) -> tuple:
+        return tuple(self.rows if ix == self.axis_index else self.sizes[ix]
+                     for ix in self.legs[label])
+
+    def contraction(self, inputs: list, output: tuple) -> Contraction:
+        """The einsum of ``inputs`` (each a label or ``(legs, shape)``) -> ``output``."""
+        legs = [self.legs[x] if not isinstance(x, tuple) else x[0] for x in inputs]
+        shapes = [self.shape(x) if not isinstance(x, tuple) else x[1] for x in inputs]
+        term = lambda ixs: "".join(self.symbols[ix] for ix in ixs)  # noqa: E731
+        equation = ",".join(map(term, legs)) + "->" + term(output)
+        if len(inputs) == 1:
+            return Contraction(equation, ((0,),))
+        path, _ = oe.contract_path(equation, *shapes, shapes=True, optimize=self.optimize)
+        return Contraction(equation, tuple(map(tuple, path)))
+
+    def operands(self, labels, values: dict) -> list[Operand]:
+        return [Operand(values[k], _axis(self.legs[k], self.axis_index)) for k in labels]
+
+    def others(self, *excluded) -> list:
+        return [k for k in self.labels if k not in excluded]
+
+    def kept(self, labels, wanted) -> tuple:
+        """The legs among ``wanted`` that ``labels``'s legs also carry, canonical order."""
+        carried = {ix for k in labels for ix in self.legs[k]}
+        return tuple(ix for ix in sorted(carried, key=self.model.xm.rank.get) if ix in wanted)
+
+
+def _axis(legs: tuple, index: str) -> int | None:
+    return legs.index(index) if index in legs else None
+
+
+
+# -- the fit ----------------------------------------------------------------------------------
+class Stream:
+    """The passes over the data of one streamed fit: blocks, executor, progress bar (one
+    step a block of a first-axis pass, the sweep and error as its postfix)."""
+
+    def __init__(self, source: BlockSource, blocks, executor, bar, memory_limit):
+        self.source, self.blocks, self.executor, self.bar = source, blocks, executor, bar
+        self.memory_limit, self.passes, self.status = memory_limit, 0, {}
+
+    def run(self, task, *args, axis: int = 0) -> list:
+        self.passes += 1
+        blocks = self.blocks if axis == 0 else self.source.layout(
+            axis, memory_limit=self.memory_limit, strict=False)
+        tick = (lambda: self.bar.update(**self.status)) if axis == 0 else None
+        return run_blocks(self.source, blocks, task, *args, axis=axis, executor=self.executor,
+                          on_block=tick)
+
+
+class StreamedFit(als.Fit):
+    """An in-memory :class:`tnc.fitting.als.Fit` whose right-hand sides come from passes
+    over the blocks (put in ``pending`` before :meth:`update`); Grams, solves, losses and
+    normalisation are the Fit's own."""
+
+    def __init__(self, problem, model, settings, tensors: dict, xx: float):
+        self.problem, self.model, self.settings = problem, model, settings
+        self.tensors, self.mask, self.xx = tensors, None, xx
+        self.cache, self.mode, self.pending = {}, "dense", {}
+        self.values = model.values(tensors, problem.inputs, None, None)
+
+    def contributions(self, name: str, rhs_tree=None):
+        u = self.model.updates[name]
+        rhs, gram = np.transpose(self.pending.pop(name), u.axes), self.gram_of(name)
+        return np.reshape(rhs, (gram.shape[0], -1, gram.shape[-1])), gram, u.axes
+
+    def gram_of(self, name: str) -> np.ndarray:
+        u = self.model.updates[name]
+        return self._gram(u, *u.sizes(self.problem.network.spec.index_sizes))
+
+
+def run_streamed_als(problem, options, source: BlockSource, executor=None):
+    """Streamed ALS (see the module docstring) of ``problem`` (its target the ``source``)."""
+    refused = [k for k in ("holdout", "extrapolate") if getattr(options, k)]
+    if refused:
+        raise TncError(f"streamed ALS on out-of-core data does not take {refused[0]}=; "
+                       "load the data to use it")
+    settings = als.resolve_settings(problem, options)
+    als.check_identifiable(problem.network)
+    model = als.als_model(problem.network, settings.order, options.optimize)
+    blocks = source.layout(0, memory_limit=problem.memory_limit,
+                           row_factor=2.0 + source.itemsize / 8)   # raw + float64 + products
+    plan = BlockPlan(model, source, max(b - a for a, b in blocks), options.optimize)
+    passes = len(settings.order) - (_fused_position(model, settings.order, plan.axis_index)
+                                    is not None)
+    total = options.max_iter * options.restarts * len(blocks) * passes
+    started, best = time.perf_counter(), None
+    with Progress(total, desc="als (blocks)", enabled=options.progress) as bar:
+        stream = Stream(source, blocks, executor, bar, problem.memory_limit)
+        xx, rescale = _unit_scale(stream, problem.network)
+        source.scale = rescale.scale
+        options = rescale.options(options, problem.network.params)
+        grams = _start_grams(stream, model, options.init)
+        for k in range(options.restarts):
+            seed = None if options.seed is None else options.seed + k
+            init = options.init if k == 0 or not isinstance(options.init, str) else "random"
+            result = _fit_once(problem, model, settings, options, seed, init, stream, plan, xx,
+                               grams)
+            if best is None or result.loss < best.loss:
+                best = result
+            if best.rel_error < als.EXACT_FIT:
+                break
+    best.wall_time = time.perf_counter() - started
+    best.info.update(restarts=options.restarts, streamed={
+        "kind": source.kind, "blocks": len(blocks), "block_rows": plan.rows,
+        "passes": stream.passes, "executor": None if executor is None else
+        type(executor).__name__})
+    return rescale.result(best)
+
+
+def _unit_scale(stream: Stream, network):
+    """``(||X||^2 in the fit's units, Rescale)``: the unit-RMS rescale :func:`tnc.fit`
+    applies in memory (:mod:`tnc.fitting.rescale`), from one pass (two for data whose
+    squares leave the float range)."""
+    parts = stream.run(squares_block)
+    xx, largest, size = sum(p[0] for p in parts), max(p[1] for p in parts), stream.source.size
+    value = math.sqrt(xx / size)
+    if not 1e-280 < xx < 1e280 and largest > 0 and math.isfinite(largest):
+        unit = math.ldexp(1.0, math.frexp(largest)[1])
+        value = unit * math.sqrt(sum(p[0] for p in stream.run(squares_block, unit)) / size)
+    exponent = -round(math.log2(value)) if value > 0 and math.isfinite(value) else 0
+    found = exponents([network]) if abs(exponent) > SAFE_EXPONENT else None
+    if found is None:
+        return xx, Rescale()
+    rescale = Rescale(math.ldexp(1.0, max(-MAX_EXPONENT, min(MAX_EXPONENT, exponent))), found)
+    return (value * rescale.scale) ** 2 * size, rescale
+
+
+def _start_grams(stream: Stream, model, init) -> dict:
+    """``name -> U Uᵀ`` of the data's unfolding ``U`` along each tensor's free legs, for
+    ``init="svd"`` and ``"auto"`` (the SVD start on complete data): a pass along axis 0
+    for the unfoldings without it, one along the next axis for those with it."""
+    if not (isinstance(init, str) and init in ("svd", "auto")):
+        return {}
+    output = list(model.network.output)
+    wanted = {n: tuple(output.index(ix) for ix in u.free)
+              for n, u in model.updates.items() if u.free and not u.diag}
+    grams: dict = {}
+    for axis in range(len(output)):
+        here = tuple((n, axes) for n, axes in wanted.items()
+                     if n not in grams and axis not in axes)
+        if here:
+            parts = stream.run(grams_block, here, axis=axis)
+            grams.update({n: sum(p[n] for p in parts[1:]) + parts[0][n] for n, _ in here})
+    return grams
+
+
+def _start(problem, model, init, seed, nonneg, grams: dict, xx: float) -> dict:
+    """The in-memory ALS start (:func:`tnc.fitting.als.initial_tensors`) from the streamed
+    unfolding Grams and ``||X||^2``: the SVD start reads the leading eigenvectors of
+    ``U Uᵀ``, which any ``L`` with ``L Lᵀ = U Uᵀ`` shares, so it is given such an ``L``."""
+    from tnc.fitting.front import FitProblem
+    norm = FitProblem(problem.network, np.array([math.sqrt(xx)]), None, problem.inputs,
+                      problem.memory_limit)      # ||X||^2 (one entry) for the start's scale
+    if not (isinstance(init, str) and init in ("svd", "auto")):
+        return als.initial_tensors(norm, model, init, seed, nonneg)
+    tensors = problem.network.random(seed=seed)
+    tensors.update({name: np.abs(tensors[name]) for name in nonneg})
+    for name, gram in grams.items():
+        update = model.updates[name]
+        root = _gram_root(gram, problem.network, update)
+        if root is not None:
+            tensors[name] = als.svd_start(root, problem.network, update, tensors[name], None)
+    return als._scaled(norm, model, tensors)
+
+
+def _gram_root(gram, network, update):
+    """An array shaped like the data on ``update``'s free axes whose unfolding ``L`` there has
+    ``L Lᵀ = gram``; None when every output leg is free (no axis left to hold ``L``)."""
+    output = list(network.output)
+    axes = [output.index(ix) for ix in update.free]
+    if len(axes) == len(output):
+        return None
+    values, vectors = np.linalg.eigh(gram)
+    root = vectors * np.sqrt(np.maximum(values, 0.0))
+    shape = tuple(network.spec.index_sizes[ix] for ix in update.free) + (root.shape[1],)
+    root = root.reshape(shape + (1,) * (len(output) - len(axes) - 1))
+    return np.moveaxis(root, range(len(axes)), axes)
+
+
+def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, grams):
+    """One streamed ALS run: :func:`tnc.fitting.als.fit_once`'s sweeps, stopping test and
+    history, on dense complete data."""
+    started = time.perf_counter()
+    tensors = _start(problem, model, init, seed, settings.nonneg, grams, xx)
+    fit = StreamedFit(problem, model, settings, tensors, xx)
+    order = settings.order
+    fused = _fused_position(model, order, plan.axis_index)
+    history, converged, previous = [], False, math.inf
+    for sweep in range(1, options.max_iter + 1):
+        stream.status = {"sweep": sweep, **({"rel_error": previous} if history else {})}
+        position = 0
+        while position < len(order):
+            if position == fused:
+                _fused_pass(fit, plan, stream, order[position], order[position + 1])
+                position += 1
+            else:
+                fit.pending[order[position]] = _rhs_pass(fit, plan, stream, order[position])
+            loss = fit.update(order[position])
+            position += 1
+        if loss < als.EXACT_BELOW ** 2 * fit.xx:
+            loss = _residual_pass(fit, plan, stream)
+        if options.normalize:
+            fit.normalize()
+        rel = math.sqrt(max(loss, 0.0) / fit.xx) if fit.xx > 0 else math.sqrt(max(loss, 0.0))
+        entry = record(sweep, loss + als.penalty(fit, fit.tensors), rel,
+                       time.perf_counter() - started)
+        history.append(entry)
+        converged = abs(previous - rel) < options.tol * max(rel, 1e-3) or rel < als.EXACT_FIT
+        previous = rel
+        if converged or wants_stop(options.callback, {**entry, "tensors": fit.tensors}):
+            break
+    info = {"seed": seed, "order": order, "missing": "dense",
+            "init": init if isinstance(init, str) else "given"}
+    return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
+                     time.perf_counter() - started, dict(problem.inputs), info)
+
+
+def _fused_position(model, order: list, index: str) -> int | None:
+    """The position of the parameter carrying the block index as a free leg, when another
+    update follows it in the sweep (so both share one pass), else None."""
+    for position, name in enumerate(order[:-1]):
+        if index in model.updates[name].free:
+            return position
+    return None
+
+
+def _rhs_pass(fit, plan: BlockPlan, stream: Stream, name: str) -> np.ndarray:
+    """``name``'s right-hand side in its own leg order, from one pass over the blocks."""
+    label = fit.model.label_of[name]
+    legs, others = plan.legs[label], plan.others(label)
+    values = fit.model.values(fit.tensors, fit.problem.inputs)
+    parts = stream.run(rhs_block, plan.contraction(["X", *others], legs),
+                       plan.operands(others, values))
+    axis = _axis(legs, plan.axis_index)
+    return sum(parts[1:], parts[0]) if axis is None else np.concatenate(parts, axis=axis)
+
+
+def _fused_pass(fit, plan: BlockPlan, stream: Stream, first: str, second: str) -> None:
+    """Update ``first`` (carrying the block index as a free leg) block by block and leave
+    ``second``'s right-hand side, accumulated from the new rows, in ``fit.pending``."""
+    model = fit.model
+    p, h = model.label_of[first], model.label_of[second]
+    others = plan.others(p, h)
+    inner = plan.kept(["X", *others], set(plan.legs[p]) | set(plan.legs[h]))
+    shared = None if not others and inner == plan.legs["X"] else \
+        plan.contraction(["X", *others], inner)
+    inner_shape = tuple(plan.rows if ix == plan.axis_index else plan.sizes[ix] for ix in inner)
+    p_shape = plan.shape(p)
+    to_first = plan.contraction([(inner, inner_shape), h], plan.legs[p])
+    to_second = plan.contraction([(inner, inner_shape), (plan.legs[p], p_shape)], plan.legs[h])
+    u, axis = model.updates[first], plan.legs[p].index(plan.axis_index)
+    solve = BlockSolve(fit.gram_of(first), u.axes, u.sizes(plan.sizes)[2], axis,
+                       fit.tensors[first], fit.settings.l2[first], first in fit.settings.nonneg)
+    values = model.values(fit.tensors, fit.problem.inputs)
+    parts = stream.run(fused_block, shared, to_first, to_second, plan.operands(others, values),
+                       fit.tensors[second], solve)
+    fit.set_tensor(first, np.ascontiguousarray(np.concatenate([r for r, _ in parts], axis=axis)))
+    fit.pending[second] = sum((c for _, c in parts[1:]), parts[0][1])
+
+
+def _residual_pass(fit, plan: BlockPlan, stream: Stream) -> float:
+    """``||X - M||^2`` from one pass (the exact loss, once the fit is very close)."""
+    values = fit.model.values(fit.tensors, fit.problem.inputs)
+    labels = plan.others()
+    contraction = plan.contraction(labels, plan.legs["X"])
+    return sum(stream.run(residual_block, contraction, plan.operands(labels, values)))
