@@ -111,6 +111,8 @@ def backend_of(arrays, what: str = "this call", names=None) -> str:
         if x is None or is_scalar(x):
             continue
         name = backend_name(x)
+        if name == "builtins":          # a list or tuple of numbers: goes with any backend
+            continue
         label = f"`{names[k]}`" if names is not None else f"array {k}"
         if first is None:
             first, first_label, first_device = name, label, device_of(x)
@@ -371,6 +373,23 @@ def add_at(result, index, value):
         result[index] += value
         return result
     return result.at[index].add(value)
+
+
+def owned(g, given):
+    """``g`` (a result) as an array the caller may keep and write: a contiguous copy
+    when it shares memory with ``given`` (an array the caller passed in) or is a
+    strided view; jax arrays (immutable) as they are."""
+    if type(g) is np.ndarray:
+        return np.array(g) if g.base is not None or g is given else g
+    name = backend_name(g)
+    if name == "torch":
+        if given is not None and backend_name(given) == "torch" and \
+                g.untyped_storage().data_ptr() == given.untyped_storage().data_ptr():
+            return g.clone()
+        return g.contiguous()
+    if name == "cupy":
+        return g.copy() if g.base is not None or g is given else g
+    return g
 
 
 def copy_of(x):

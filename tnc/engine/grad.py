@@ -25,9 +25,24 @@ no tensor of ``wrt`` (data tensors, usually) get no gradient at all.
 The tree is the forward plan's path (``Network.plan(optimize)``): on the
 library networks and the benchmark cases no greedy or random-greedy path had
 fewer forward-plus-backward flops, since the backward pass repeats each
-product at most twice and skips the branches of data tensors. Arrays are
-numpy (float or complex; for complex the derivative is the holomorphic one,
-no conjugation).
+product at most twice and skips the branches of data tensors.
+
+Arrays may be numpy, torch, jax or cupy (one library per call, checked by
+:func:`tnc.engine.backend.backend_of`); values and gradients stay on the inputs'
+library, device and dtype, and mixed dtypes promote by numpy's rules. A torch
+tensor with ``requires_grad`` is used through its detached value. The
+:class:`GradPlan` calls (:meth:`GradPlan.forward`, :meth:`GradPlan.backward`) are
+trace-safe: no conversion to numpy, no ``.item()``, no branch on a value and no
+in-place write on non-numpy arrays, so they run on jax tracers under ``jax.jit``.
+
+Complex tensors: the reverse sweep is *holomorphic* (no conjugation):
+``backward(tape, u)[T] = sum_out u * d out / d T``, the vector-Jacobian product
+jax's ``vjp`` computes. torch's autograd convention is the conjugate one,
+``conj(backward(tape, conj(u)))``. For a real loss ``L`` of complex tensors the
+descent direction ``dL/dRe T + i dL/dIm T`` is
+``conj(backward(tape, conj(dL/dRe out + i dL/dIm out)))``: what
+:meth:`tnc.Network.value_and_grad` returns (:mod:`tnc.fitting.losses` gives the
+derivative in that sense, ``2 (m - x)`` for least squares).
 
 Leaves are preprocessed first: repeated indices on one tensor (``A(i, i)``)
 become its diagonal, and indices carried by that tensor alone (and not in the
@@ -43,10 +58,12 @@ import numpy as np
 
 from tnc.errors import TensorError, TncError
 from tnc.lang.expand import NetworkSpec
+from tnc.engine import backend as bk
 from tnc.engine.pairwise import Pairwise, _perm, _size, pairwise
 from tnc.engine.plan import Cost, check_memory
 
 Indices = tuple  # of int index ids
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"    # einsum of one leaf
 
 
 # -- gradient steps: pairwise products (tnc.engine.pairwise) -----------------------------
@@ -102,16 +119,23 @@ class Leaf:
     def _local(self, indices):
         return [self.full.index(i) for i in indices]
 
+    def _letters(self, indices) -> str:
+        return "".join(LETTERS[self.full.index(i)] for i in indices)
+
     def forward(self, x):
         """``x`` with repeated legs reduced to their diagonal and lonely legs summed."""
         if self.trivial:
             return x
+        if type(x) is not np.ndarray:
+            return bk.einsum(f"{self._letters(self.legs)}->{self._letters(self.indices)}", x)
         return np.einsum(x, self._local(self.legs), self._local(self.indices))
 
     def backward(self, g):
         """The gradient on the full tensor from ``g`` (legs ``indices``)."""
         if self.trivial:
             return g
+        if type(g) is not np.ndarray:
+            return self._backward_any(g)
         expand = tuple(slice(None) if i in self.indices else None for i in self.full)
         g = np.broadcast_to(g[expand], self.sizes)
         if self.legs == self.full:
@@ -120,6 +144,26 @@ class Leaf:
         result = np.zeros(shape, dtype=g.dtype)
         np.einsum(result, self._local(self.legs), self._local(self.full))[...] = g
         return result
+
+    def _backward_any(self, g):
+        """:meth:`backward` without writing in place (torch, jax, cupy): one einsum of
+        ``g`` with a ones vector per summed leg and an identity per repeated use of a
+        leg (``A(i, i, j)``: ``g[i, j] eye[i, i']``)."""
+        first: dict = {}                # leg -> the letter of its first use
+        terms, operands, out = [], [g], ""
+        for k, i in enumerate(self.legs):
+            if i in first:
+                terms.append(first[i] + LETTERS[k])
+                operands.append(bk.eye(self.sizes[self.full.index(i)], like=g))
+            else:
+                first[i] = LETTERS[k]
+            out += LETTERS[k]
+        for i in self.full:
+            if i not in self.indices:
+                terms.append(first[i])
+                operands.append(bk.ones((self.sizes[self.full.index(i)],), like=g))
+        head = "".join(first[i] for i in self.indices)
+        return bk.einsum(",".join([head, *terms]) + "->" + out, *operands)
 
 
 # -- the tape: forward steps and their backward ---------------------------------------------
@@ -259,7 +303,7 @@ class GradPlan:
                     if n not in self.kept:
                         values[n] = None
         result = values[self.root]
-        return (result if self.root_perm is None else result.transpose(self.root_perm)), values
+        return (result if self.root_perm is None else bk.transpose(result, self.root_perm)), values
 
     def backward(self, values: list, upstream) -> dict[str, np.ndarray]:
         """Gradients of ``sum(upstream * value)`` for every tensor in ``wrt``.
@@ -291,8 +335,10 @@ class GradPlan:
             if g is None:
                 continue
             perm = self.leaf_perms[k]
-            g = leaf.backward(g if perm is None else g.transpose(perm))
+            g = leaf.backward(g if perm is None else bk.transpose(g, perm))
             result[leaf.name] = g if leaf.name not in result else result[leaf.name] + g
+        if type(upstream) is not np.ndarray:
+            return {name: bk.owned(g, upstream) for name, g in result.items()}
         return {name: np.array(g) if g.base is not None or g is upstream else g
                 for name, g in result.items()}
 
@@ -321,32 +367,53 @@ def resolve_wrt(network, wrt) -> frozenset[str]:
     return frozenset(names)
 
 
+def gradient_operands(network, tensors, what: str = "the gradient") -> list:
+    """The occurrence-ordered arrays for a reverse sweep of ``network``: one library and
+    device (:func:`~tnc.engine.backend.backend_of`, a :class:`TncError` naming both
+    otherwise), torch tensors detached, numpy array-likes as plain ndarrays, and arrays
+    of other libraries cast to one dtype (numpy's promotion; torch multiplies only
+    equal dtypes)."""
+    arrays = network.operands(tensors)
+    names = [occ.name for occ in network.occurrences]
+    name = bk.backend_of(arrays, f"{what} of network `{network.name}`", names)
+    if name == "numpy":
+        return [np.asarray(a) for a in arrays]
+    return bk.promote(*(bk.detach(a) for a in arrays))
+
+
 def _run_forward(network, tensors, plan: GradPlan, memory_limit):
-    arrays = [np.asarray(a) for a in network.operands(tensors)]     # numpy only, for now
-    dtype = np.result_type(*arrays)
-    cost = plan.cost.for_itemsize(dtype.itemsize)
+    arrays = gradient_operands(network, tensors)
+    cost = plan.cost.for_itemsize(bk.result_dtype(*arrays).itemsize)
     check_memory(cost, memory_limit, f"the gradient of network `{network.name}`")
     return plan.forward(arrays)
 
 
-def output_array(network, array, what: str = "upstream") -> np.ndarray:
-    """``array`` checked to have the network's output shape."""
-    array = np.asarray(array)
+def output_array(network, array, what: str = "upstream", like=None):
+    """``array`` checked to have the network's output shape; with ``like`` (an array of
+    the network's operands), checked to be of ``like``'s library and device (a scalar
+    or a numpy upstream given with numpy operands is made an array of it)."""
+    if like is not None:
+        bk.backend_of([like, array], f"the {what} for network `{network.name}`",
+                      ["the tensors", what])
+    if like is None or type(like) is np.ndarray:
+        array = np.asarray(array)
+    else:
+        array = bk.detach(bk.asarray(array, like))
     shape = network.output_shape
-    if array.shape != shape:
+    if tuple(array.shape) != shape:
         raise TensorError(f"{what} for network `{network.name}` must have the output's "
-                          f"shape {shape}, got {array.shape}")
+                          f"shape {shape}, got {tuple(array.shape)}")
     return array
 
 
 def grad(network, tensors, upstream=None, wrt=None, optimize="auto",
-         memory_limit="auto") -> dict[str, np.ndarray]:
+         memory_limit="auto") -> dict:
     """See :meth:`tnc.Network.grad`."""
     plan = grad_plan(network, optimize, wrt)
     value, tape = _run_forward(network, tensors, plan, memory_limit)
     if upstream is None:
-        upstream = np.ones(network.output_shape, dtype=value.dtype)
-    return plan.backward(tape, output_array(network, upstream))
+        upstream = bk.ones(network.output_shape, like=value)
+    return plan.backward(tape, output_array(network, upstream, like=value))
 
 
 def value_and_grad(network, tensors, loss, target, mask=None, wrt=None, optimize="auto",
@@ -356,18 +423,32 @@ def value_and_grad(network, tensors, loss, target, mask=None, wrt=None, optimize
     loss = get_loss(loss)
     plan = grad_plan(network, optimize, wrt)
     model, tape = _run_forward(network, tensors, plan, memory_limit)
-    target = output_array(network, target, "target")
+    target = output_array(network, target, "target", like=model)
+    model, target = bk.promote(model, target) if type(model) is not np.ndarray else \
+        (model, target)
     if mask is not None:
-        mask = output_array(network, mask, "mask").astype(bool)
+        mask = bk.astype(output_array(network, mask, "mask", like=model), np.bool_)
     if mask is None:
         loss.check_data(target)
-        return (loss.value(model, target).sum().item(),
-                plan.backward(tape, np.asarray(loss.derivative(model, target))))
-    observed_model, observed = model[mask], target[mask]   # missing entries never evaluated
-    loss.check_data(observed)
-    upstream = np.zeros(model.shape, dtype=np.result_type(model, observed))
-    upstream[mask] = loss.derivative(observed_model, observed)
-    return loss.value(observed_model, observed).sum().item(), plan.backward(tape, upstream)
+        value, upstream = loss.value(model, target).sum(), loss.derivative(model, target)
+    else:
+        observed_model, observed = model[mask], target[mask]   # missing entries never evaluated
+        loss.check_data(observed)
+        upstream = bk.zeros(model.shape, like=model, dtype=bk.result_dtype(model, observed))
+        upstream = bk.add_at(upstream, mask, loss.derivative(observed_model, observed))
+        value = loss.value(observed_model, observed).sum()
+    if bk.is_scalar(upstream):            # numpy's arithmetic on 0-d arrays gives scalars
+        upstream = np.asarray(upstream)
+    return float(value), _descent(plan, tape, upstream)
+
+
+def _descent(plan: GradPlan, tape, upstream) -> dict:
+    """The reverse sweep for a real loss: ``upstream`` is ``dL/dRe m + i dL/dIm m``;
+    the result ``dL/dRe T + i dL/dIm T`` per tensor (for complex tensors the
+    holomorphic sweep is conjugated on the way in and out; a no-op for real ones)."""
+    if not bk.dtype_name(upstream).startswith("complex"):
+        return plan.backward(tape, upstream)
+    return {name: bk.conj(g) for name, g in plan.backward(tape, bk.conj(upstream)).items()}
 
 
 # -- environments ---------------------------------------------------------------------------

@@ -13,6 +13,13 @@ the bigger operand, a batched product over its leading legs reads it in place;
 and a big float operand streams through the compiled kernel of
 :mod:`tnc.engine.kernels` (``Y[p, r, q] = sum_s big[p, s, q] small[s, r]``).
 
+A recipe runs on any array library: numpy arrays take numpy (and the kernels)
+directly; torch, jax and cupy arrays the same sums, permutes, reshapes and one
+``@`` (a kernel step becomes the batched product ``small.T @ big``), operands of
+two dtypes cast to their numpy promotion first (torch refuses a float32 by
+float64 product). Nothing branches on values and nothing is written in place,
+so a recipe traces under ``jax.jit``.
+
     >>> import numpy as np
     >>> sizes = {"i": 20, "j": 64, "k": 64, "r": 2}
     >>> p = pairwise(("i", "j", "k"), ("j", "r"), {"i", "k", "r"}, sizes)
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tnc.engine import kernels
+from tnc.engine.backend import promote, transpose
 
 Indices = tuple           # leg labels: ints (grad) or index names (trees)
 SKINNY = 64               # products with this many more big-operand rows than columns
@@ -49,7 +57,7 @@ class Operand:
         if self.sum_axes:
             x = x.sum(axis=self.sum_axes)
         if self.perm is not None:
-            x = x.transpose(self.perm)
+            x = x.transpose(self.perm) if type(x) is np.ndarray else transpose(x, self.perm)
         x = x.reshape(self.shape)
         return x.swapaxes(-1, -2) if self.swap else x
 
@@ -79,6 +87,8 @@ class Pairwise:
     def __call__(self, a, b):
         x, y = self.a(a), self.b(b)
         first, second = (x, y) if self.a_left else (y, x)
+        if type(first) is not np.ndarray or type(second) is not np.ndarray:
+            return _product(first, second, self.kernel).reshape(self.out_shape)
         if self.kernel:
             return kernels.mode_product(first, second).reshape(self.out_shape)
         return np.matmul(first, second).reshape(self.out_shape)
@@ -87,6 +97,15 @@ class Pairwise:
     def copies(self) -> int:
         """How many operands must be transposed (copied) before the product."""
         return (self.a.perm is not None) + (self.b.perm is not None)
+
+
+def _product(first, second, kernel: bool):
+    """The matrix product of a recipe on any array library: ``first @ second``, or for
+    a kernel step (``first (P, S, Q)``, ``second (S, R)``) ``second.T @ first``."""
+    first, second = promote(first, second)
+    if kernel:
+        return transpose(second, (1, 0)) @ first
+    return first @ second
 
 
 def pairwise(ia: Indices, ib: Indices, keep, sizes) -> Pairwise:
