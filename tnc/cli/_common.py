@@ -84,3 +84,78 @@ def read_arrays(path, what: str):
                        "short") from None
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise TncError(f"cannot read {what} {str(path)!r}: {error}") from None
+
+
+def open_on_disk(path, dataset: str | None = None, stack=None):
+    """The array of a file kept on disk, for fits that stream it: an ``.npy`` memory-mapped
+    (``np.load(mmap_mode="r")``), a zarr array (or the array ``dataset`` of a zarr group),
+    an HDF5 file's dataset ``dataset`` (or its only one; the file closed by the
+    ``contextlib.ExitStack`` ``stack`` when given). A missing or wrong ``dataset`` is a
+    :class:`TncError` naming the arrays the file holds."""
+    lower = str(path).lower().rstrip("/")
+    if not Path(path).exists():
+        raise TncError(f"cannot read the data {str(path)!r}: no such file or directory")
+    if lower.endswith(".npy"):
+        if dataset is not None:
+            raise TncError(f"--dataset names an array of a .h5 file or zarr group; "
+                           f"{path} is one .npy array")
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except EOFError:
+            raise TncError(f"cannot read the data {str(path)!r}: the file is empty or cut "
+                           "short") from None
+        except (OSError, ValueError) as error:
+            raise TncError(f"cannot read the data {str(path)!r}: {error}") from None
+    if lower.endswith(".zarr"):
+        return _zarr_array(path, dataset)
+    return _h5_dataset(path, dataset, stack)
+
+
+def _zarr_array(path, dataset):
+    zarr = _optional("zarr", path)
+    try:
+        opened = zarr.open(str(path), mode="r")
+    except Exception as error:     # zarr raises its own errors for a store it cannot read
+        raise TncError(f"cannot read the zarr data {str(path)!r}: {error}") from None
+    if not hasattr(opened, "shape"):
+        names = sorted(name for name, item in opened.members() if hasattr(item, "shape"))
+        return _pick_member(path, dataset, names, lambda name: opened[name], "a zarr group")
+    if dataset is not None:
+        raise TncError(f"{path} is one zarr array; drop --dataset {dataset}")
+    return opened
+
+
+def _h5_dataset(path, dataset, stack):
+    h5py = _optional("h5py", path)
+    try:
+        file = h5py.File(str(path), "r")
+    except OSError as error:
+        raise TncError(f"cannot read the HDF5 data {str(path)!r}: {error}") from None
+    if stack is not None:
+        stack.callback(file.close)
+    names = []
+    file.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset)
+                    else None)
+    return _pick_member(path, dataset, sorted(names), lambda name: file[name], "an HDF5 file")
+
+
+def _pick_member(path, dataset, names: list, get, what: str):
+    listed = ", ".join(names) or "none"
+    if dataset is None:
+        if len(names) == 1:
+            return get(names[0])
+        raise TncError(f"{path} is {what} holding {len(names)} arrays ({listed}); pick one "
+                       "with --dataset NAME")
+    if dataset not in names:
+        raise TncError(f"{path} has no dataset {dataset!r}; the {what.split(' ', 1)[1]} holds: "
+                       f"{listed}")
+    return get(dataset)
+
+
+def _optional(package: str, path):
+    import importlib
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise TncError(f"reading {path} needs the optional {package} package: pip install "
+                       f"'tnc[scale]'") from None

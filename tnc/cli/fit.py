@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from tnc.lang.compiler import library_names, library_source
 from tnc.errors import TncError
-from tnc.cli._common import parse_size, read_arrays
+from tnc.cli._common import open_on_disk, parse_size, read_arrays
 
 HELP = "fit a network to a data tensor (ALS, GCP, ...) and save the result"
 
@@ -39,9 +40,12 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help="a .tn file or a built-in network (" + ", ".join(library_names())
                         + ")")
-    parser.add_argument("data", metavar="DATA", nargs="?", help="the data tensor (.npy, or .npz "
-                        "with one array, or sparse: .npz with arrays coords (nnz x ndim), "
-                        "values, shape; or a FROSTT .tns text file)")
+    parser.add_argument("data", metavar="DATA", nargs="?", help="the data tensor (.npy, read "
+                        "memory-mapped so ALS streams it; .npz with one array; a zarr array "
+                        "(.zarr); an HDF5 file (.h5, .hdf5) with --dataset; or sparse: .npz with "
+                        "arrays coords (nnz x ndim), values, shape, or a FROSTT .tns text file)")
+    parser.add_argument("--dataset", metavar="NAME", help="the array of a .h5 file or a zarr "
+                        "group to fit (needed when it holds several)")
     model = parser.add_argument_group(
         "model blocks", "fit a `model` block of the file (networks sharing tensors, each fitted "
         "to its own data set) instead of one network; --method als or gcp, --option takes "
@@ -115,12 +119,19 @@ def load_array(path: str, what: str, loaded=None) -> np.ndarray:
     return loaded
 
 
-def load_data(path: str):
+def load_data(path: str, dataset: str | None = None, stack=None):
     """The data array, or a :class:`~tnc.engine.sparse.SparseTensor` from an .npz of
-    coords/values/shape or a FROSTT ``.tns`` text file (1-based coordinates, then the value)."""
-    if str(path).lower().endswith(".tns"):
+    coords/values/shape or a FROSTT ``.tns`` text file (1-based coordinates, then the value).
+
+    Out-of-core files stay on disk (:func:`tnc.cli._common.open_on_disk`): an ``.npy``
+    memory-mapped, a zarr array, an HDF5 dataset (``dataset``: its name; the file is
+    closed by the ``contextlib.ExitStack`` ``stack``)."""
+    lower = str(path).lower().rstrip("/")
+    if lower.endswith(".tns"):
         from tnc.engine.tns import read_tns
         return read_tns(path)
+    if lower.endswith((".npy", ".zarr", ".h5", ".hdf5")):
+        return open_on_disk(path, dataset, stack)
     loaded = read_arrays(path, "the data")
     if isinstance(loaded, dict) and set(loaded) == {"coords", "values", "shape"}:
         from tnc.engine.sparse import SparseTensor
@@ -131,7 +142,6 @@ def load_data(path: str):
 def run(args) -> int:
     if args.model_block or args.named_data or args.settings:
         return run_model(args)
-    from tnc import fit, fit_options
     if args.data is None:
         raise TncError("give the data: DATA for a network, or --data NAME=FILE for each data "
                        "set of a model block")
@@ -140,7 +150,14 @@ def run(args) -> int:
     model = args.model
     if not Path(model).exists() and model in library_names():
         model = library_source(model)
-    data = load_data(args.data)
+    with contextlib.ExitStack() as stack:
+        data = load_data(args.data, args.dataset, stack)
+        result = _fit_one(args, model, data)
+    return report(result, args.output, "iterations")
+
+
+def _fit_one(args, model, data):
+    from tnc import fit, fit_options
     mask = next(iter(args.mask), None)
     mask = mask if mask in (None, "nan") else load_array(mask, "mask")
     options = dict(args.option)
@@ -149,9 +166,8 @@ def run(args) -> int:
     fields = {f.name for f in dataclasses.fields(fit_options(args.method))}
     if "progress" in fields:
         options.setdefault("progress", not args.quiet)
-    result = fit(model, data, method=args.method, mask=mask, name=args.name,
-                 sizes=dict(args.size), **options)
-    return report(result, args.output, "iterations")
+    return fit(model, data, method=args.method, mask=mask, name=args.name,
+               sizes=dict(args.size), **options)
 
 
 def run_model(args) -> int:

@@ -68,27 +68,35 @@ def fit(chosen, model, data, mask, inputs, name, sizes, memory_limit, options, s
     source = BlockSource(data)
     options = dict(options)
     executor = options.pop("executor", None)
-    if chosen.name not in STREAMED_METHODS:
+    unstreamed = _unstreamed(chosen.name, mask, options)
+    if unstreamed:
         return _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit,
-                       options, spelling, executor)
-    if mask is not None:
-        raise TncError(f"out-of-core data ({source.kind}) take no mask: streamed ALS fits "
-                       "every entry (load the data to fit with a mask)")
+                       options, spelling, executor, unstreamed)
     network = model_for_data(model, source.shape, name=name, **(sizes or {}))
     problem = FitProblem(network, source, None, check_inputs(network, inputs), memory_limit)
     als_options = make_options(chosen, options, spelling)
     return run_streamed_als(problem, als_options, source, _executor(executor, source))
 
 
+def _unstreamed(method: str, mask, options: dict) -> str:
+    """Why this fit cannot stream (a method or option streaming lacks), or ``""``."""
+    if method not in STREAMED_METHODS:
+        return f"method {method!r} does not stream (streamed: {', '.join(STREAMED_METHODS)})"
+    if mask is not None:
+        return "a mask is not streamed (streamed ALS fits every entry)"
+    for option in ("holdout", "extrapolate"):
+        if options.get(option):
+            return f"{option}= is not streamed"
+    return ""
+
+
 def _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit, options, spelling,
-            executor):
+            executor, why: str):
+    """The in-memory fit of the data read whole, when it fits ``memory_limit``."""
     if executor is not None:
-        raise TncError(f"method {chosen.name!r} does not stream out-of-core data, so it takes "
-                       f"no executor=; methods that stream: {', '.join(STREAMED_METHODS)}")
-    check_allocation(8 * source.size, f"method {chosen.name!r}, which does not stream "
-                     f"out-of-core data, loading the {source.kind} data of shape "
-                     f"{source.shape} whole (streamed: {', '.join(STREAMED_METHODS)})",
-                     memory_limit)
+        raise TncError(f"executor= runs the blocks of a streamed fit, but {why}")
+    check_allocation(8 * source.size, f"loading the {source.kind} data of shape "
+                     f"{source.shape} whole ({why})", memory_limit)
     from tnc.fitting.front import _fit
     whole = np.concatenate([source.read(a, b) for a, b in source.layout(0, memory_limit=None)])
     return _fit(model, whole, chosen.name, mask, inputs, name, sizes, memory_limit, options,
@@ -285,10 +293,6 @@ class StreamedFit(als.Fit):
 
 def run_streamed_als(problem, options, source: BlockSource, executor=None):
     """Streamed ALS (see the module docstring) of ``problem`` (its target the ``source``)."""
-    refused = [k for k in ("holdout", "extrapolate") if getattr(options, k)]
-    if refused:
-        raise TncError(f"streamed ALS on out-of-core data does not take {refused[0]}=; "
-                       "load the data to use it")
     settings = als.resolve_settings(problem, options)
     als.check_identifiable(problem.network)
     model = als.als_model(problem.network, settings.order, options.optimize)

@@ -1,0 +1,292 @@
+"""Out-of-core dense data: ``tnc.fit`` streams an np.memmap, a zarr array, an h5py dataset
+or a dask array in blocks (tnc/fitting/streamed.py, tnc/engine/blocks.py) and gives the
+in-memory fit; bad input is refused by name; ``tnc fit`` reads .npy (memory-mapped),
+.zarr and .h5 files."""
+from __future__ import annotations
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+import tnc
+from tnc.cli import main
+from tnc.engine import blocks
+from tnc.errors import MemoryLimitError, TncError
+from tnc.fitting import streamed
+
+NETWORKS = {
+    "cp": tnc.library("cp", I=13, J=7, K=6, R=3),
+    "tucker": tnc.library("tucker", I=12, J=7, K=6, R1=2, R2=3, R3=2),
+    "tt": tnc.library("tt", N=4, d=5, r=2),
+}
+KINDS = ["memmap", "zarr", "h5py", "dask"]
+
+
+def noisy(network, seed=1, noise=0.02):
+    x = network.contract(network.random(seed=seed))
+    return x + noise * np.std(x) * np.random.default_rng(seed).standard_normal(x.shape)
+
+
+def on_disk(kind: str, x: np.ndarray, tmp_path, rows: int = 2):
+    """``x`` stored as ``kind``, chunked by ``rows`` along axis 0 where chunks exist."""
+    chunks = (rows,) + x.shape[1:]
+    if kind == "memmap":
+        np.save(tmp_path / "x.npy", x)
+        return np.load(tmp_path / "x.npy", mmap_mode="r")
+    if kind == "zarr":
+        zarr = pytest.importorskip("zarr")
+        array = zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=x.shape,
+                                chunks=chunks, dtype=x.dtype)
+        array[:] = x
+        return array
+    if kind == "h5py":
+        h5py = pytest.importorskip("h5py")
+        file = h5py.File(tmp_path / "x.h5", "w")
+        file.create_dataset("x", data=x, chunks=chunks)
+        return file["x"]
+    da = pytest.importorskip("dask.array")
+    return da.from_array(x, chunks=chunks)
+
+
+def row_limit(x, rows: int) -> int:
+    """A memory_limit whose blocks hold ``rows`` rows of float64 ``x``."""
+    return int(blocks.BUDGET_SHARE * 8 * x[0].size * 3 * rows)
+
+
+def same_fit(streamed_result, memory_result, rtol=1e-6):
+    assert streamed_result.iterations == memory_result.iterations
+    assert streamed_result.converged == memory_result.converged
+    assert streamed_result.rel_error == pytest.approx(memory_result.rel_error, rel=rtol)
+    want = memory_result.reconstruct()
+    np.testing.assert_allclose(streamed_result.reconstruct(), want, rtol=0,
+                               atol=rtol * np.max(np.abs(want)))
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The row counts of every block read."""
+    seen = []
+    read = blocks.BlockSource.read
+
+    def spy(self, start, stop, axis=0):
+        seen.append((axis, stop - start))
+        return read(self, start, stop, axis)
+    monkeypatch.setattr(blocks.BlockSource, "read", spy)
+    return seen
+
+
+# -- the streamed fit equals the in-memory fit --------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("network", list(NETWORKS))
+def test_streamed_als_equals_the_in_memory_fit(kind, network, tmp_path, reads):
+    net = NETWORKS[network]
+    x = noisy(net)
+    memory = tnc.fit(net, x, progress=False)
+    data = on_disk(kind, x, tmp_path)
+    result = tnc.fit(net, data, progress=False, memory_limit=row_limit(x, 4))
+    same_fit(result, memory)
+    info = result.info["streamed"]
+    assert info["kind"] == kind and info["blocks"] >= 2 and info["block_rows"] <= 4
+    assert max(rows for axis, rows in reads if axis == 0) <= 4    # never the whole data
+
+
+@pytest.mark.parametrize("options", [
+    {"nonneg": True, "init": "random", "max_iter": 40},
+    {"l2": 0.1, "order": ["C", "A", "B"]},
+    {"restarts": 2, "init": "random", "seed": 3},
+], ids=["nonneg", "l2-order", "restarts"])
+def test_streamed_options_match_in_memory(options, tmp_path):
+    net = NETWORKS["cp"]
+    x = np.abs(noisy(net)) if options.get("nonneg") else noisy(net)
+    memory = tnc.fit(net, x, progress=False, **options)
+    result = tnc.fit(net, on_disk("memmap", x, tmp_path), progress=False,
+                     memory_limit=row_limit(x, 5), **options)
+    same_fit(result, memory)
+
+
+def test_tiny_and_huge_data_are_rescaled_like_in_memory(tmp_path):
+    net = NETWORKS["cp"]
+    x = 1e-200 * noisy(net)
+    memory = tnc.fit(net, x, progress=False)
+    result = tnc.fit(net, on_disk("memmap", x, tmp_path), progress=False,
+                     memory_limit=row_limit(x, 5))
+    same_fit(result, memory)
+    assert result.info["data_scale"] == memory.info["data_scale"]
+
+
+def test_float32_data_stream_as_float64(tmp_path):
+    net = NETWORKS["cp"]
+    x = noisy(net).astype(np.float32)
+    memory = tnc.fit(net, x.astype(np.float64), progress=False)
+    result = tnc.fit(net, on_disk("memmap", x, tmp_path), progress=False,
+                     memory_limit=row_limit(x, 4))
+    same_fit(result, memory)
+
+
+def test_thread_pool_executor_reads_blocks_in_its_workers(tmp_path):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    memory = tnc.fit(net, x, progress=False)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        result = tnc.fit(net, on_disk("zarr", x, tmp_path), progress=False,
+                         memory_limit=row_limit(x, 4), executor=pool)
+    same_fit(result, memory)
+    assert result.info["streamed"]["executor"] == "ThreadPoolExecutor"
+
+
+def test_progress_bar_counts_blocks(monkeypatch, tmp_path):
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, desc="", enabled=True):
+            self.total, self.postfixes = total, []
+            bars.append(self)
+
+        def update(self, **postfix):
+            self.postfixes.append(postfix)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+    monkeypatch.setattr(streamed, "Progress", Recorder)
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    result = tnc.fit(net, on_disk("memmap", x, tmp_path), progress=False, max_iter=5, tol=0.0,
+                     memory_limit=row_limit(x, 5))
+    n_blocks = result.info["streamed"]["blocks"]
+    bar, = bars
+    assert bar.total == 5 * n_blocks * 2          # 3-way CP: two passes a sweep
+    in_sweeps = [p for p in bar.postfixes if "sweep" in p]
+    assert len(in_sweeps) == 5 * 2 * n_blocks
+    assert [p["sweep"] for p in in_sweeps[::2 * n_blocks]] == [1, 2, 3, 4, 5]
+    assert "rel_error" in in_sweeps[-1]
+
+
+# -- methods and options that do not stream ------------------------------------------------------
+def test_a_method_that_does_not_stream_gets_the_data_loaded_when_it_fits(tmp_path):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    memory = tnc.fit(net, x, method="gcp", progress=False, max_iter=30)
+    result = tnc.fit(net, on_disk("h5py", x, tmp_path), method="gcp", progress=False,
+                     max_iter=30)
+    np.testing.assert_allclose(result.reconstruct(), memory.reconstruct(), rtol=1e-12)
+    with pytest.raises(MemoryLimitError, match="method 'gcp' does not stream"):
+        tnc.fit(net, on_disk("memmap", x, tmp_path), method="gcp", memory_limit=4096)
+
+
+def test_a_mask_loads_the_data(tmp_path):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    mask = np.random.default_rng(2).random(x.shape) > 0.2
+    memory = tnc.fit(net, x, mask=mask, progress=False)
+    result = tnc.fit(net, on_disk("dask", x, tmp_path), mask=mask, progress=False)
+    same_fit(result, memory, rtol=1e-12)
+    with pytest.raises(MemoryLimitError, match="a mask is not streamed"):
+        tnc.fit(net, on_disk("memmap", x, tmp_path), mask=mask, memory_limit=4096)
+
+
+def test_executor_with_a_method_that_does_not_stream_is_refused(tmp_path):
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, \
+            pytest.raises(TncError, match="executor= runs the blocks of a streamed fit"):
+        tnc.fit(NETWORKS["cp"], on_disk("memmap", noisy(NETWORKS["cp"]), tmp_path),
+                method="gcp", executor=pool)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["zarr", "h5py", "dask"])
+def test_chunks_longer_than_a_block_are_refused_by_name(kind, tmp_path):
+    x = noisy(NETWORKS["cp"])
+    data = on_disk(kind, x, tmp_path, rows=8)
+    with pytest.raises(TncError, match=r"chunks along axis 0 hold up to 8 rows \(chunks \(8, 5\)\)"
+                       r" but a block under memory_limit holds at most 4; rechunk"):
+        tnc.fit(NETWORKS["cp"], data, progress=False, memory_limit=row_limit(x, 4))
+
+
+def test_blocks_join_whole_uneven_chunks():
+    da = pytest.importorskip("dask.array")
+    x = da.zeros((10, 3), chunks=((3, 1, 2, 4), (3,)))
+    assert blocks.BlockSource(x).layout(0, rows=4) == [(0, 4), (4, 6), (6, 10)]
+
+
+def test_rechunked_dask_data_stream(tmp_path):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    data = on_disk("dask", x, tmp_path, rows=8).rechunk({0: 4})
+    same_fit(tnc.fit(net, data, progress=False, memory_limit=row_limit(x, 4)),
+             tnc.fit(net, x, progress=False))
+
+
+def test_unsupported_kinds_are_named(tmp_path):
+    with pytest.raises(TncError, match="cannot stream data of type builtins.list"):
+        blocks.BlockSource([[1.0]])
+    np.save(tmp_path / "z.npy", np.ones((2, 2), complex))
+    with pytest.raises(TncError, match="must be real numeric, got dtype complex128"):
+        blocks.BlockSource(np.load(tmp_path / "z.npy", mmap_mode="r"))
+
+
+def test_a_zarr_group_or_h5_file_names_its_arrays(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    h5py = pytest.importorskip("h5py")
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("first", shape=(13, 7, 6), dtype="f8")
+    with pytest.raises(TncError, match=r"a zarr group, not an array.*members: first"):
+        tnc.fit(NETWORKS["cp"], group, progress=False)
+    with h5py.File(tmp_path / "f.h5", "w") as file:
+        file["one"] = np.zeros((13, 7, 6))
+        with pytest.raises(TncError, match=r"an? h5py file, not an array.*members: one"):
+            tnc.fit(NETWORKS["cp"], file, progress=False)
+
+
+def test_non_finite_entries_name_their_block(tmp_path):
+    x = noisy(NETWORKS["cp"])
+    x[9, 2, 1] = np.nan
+    with pytest.raises(TncError, match=r"1 NaN or infinite entries in rows 8:12 along axis 0"):
+        tnc.fit(NETWORKS["cp"], on_disk("memmap", x, tmp_path), progress=False,
+                memory_limit=row_limit(x, 4))
+
+
+def test_a_row_over_the_memory_limit_is_refused():
+    with pytest.raises(MemoryLimitError, match="a row of the data needs"):
+        blocks.block_rows(10 ** 6, memory_limit=1000)
+
+
+# -- the command line ----------------------------------------------------------------------------
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@pytest.mark.parametrize("kind, suffix, extra", [
+    ("memmap", "x.npy", []), ("zarr", "x.zarr", []), ("h5py", "x.h5", ["--dataset", "x"])])
+def test_tnc_fit_streams_files_on_disk(capsys, tmp_path, kind, suffix, extra):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    data = on_disk(kind, x, tmp_path)
+    if kind == "h5py":
+        data.file.close()
+    code, out, _ = cli(capsys, "fit", "cp", tmp_path / suffix, "-s", "R=3", "-q", *extra,
+                       "-o", tmp_path / "fit.npz")
+    assert code == 0
+    saved = tnc.load(tmp_path / "fit.npz")
+    assert saved.info["streamed"]["kind"] == kind
+    memory = tnc.fit(net, x, progress=False)
+    assert saved.rel_error == pytest.approx(memory.rel_error, rel=1e-6)
+
+
+def test_tnc_fit_names_the_datasets_of_an_h5_file(capsys, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "two.h5", "w") as file:
+        file["a"] = noisy(NETWORKS["cp"])
+        file.create_group("g")["b"] = noisy(NETWORKS["cp"])
+    code, _, err = cli(capsys, "fit", "cp", tmp_path / "two.h5", "-s", "R=3", "-q")
+    assert code != 0 and "holding 2 arrays (a, g/b); pick one with --dataset NAME" in err
+    code, _, err = cli(capsys, "fit", "cp", tmp_path / "two.h5", "-s", "R=3", "--dataset", "c")
+    assert code != 0 and "has no dataset 'c'; the HDF5 file holds: a, g/b" in err
+    code, out, _ = cli(capsys, "fit", "cp", tmp_path / "two.h5", "-s", "R=3", "-q",
+                       "--dataset", "g/b")
+    assert code == 0 and "final relative error" in out
