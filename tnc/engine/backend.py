@@ -45,6 +45,7 @@ from autoray import do, infer_backend
 from tnc.errors import TncError
 
 FIT_DTYPES = ("float32", "float64", "complex64", "complex128")
+ENGINE_BACKENDS = ("numpy", "torch", "jax", "cupy")   # run by tnc's own pairwise recipes
 
 
 # -- which backend ------------------------------------------------------------------------
@@ -106,6 +107,8 @@ def backend_of(arrays, what: str = "this call", names=None) -> str:
         names, arrays = list(arrays), list(arrays.values())
     else:
         arrays = list(arrays)
+    if all(type(x) is np.ndarray for x in arrays):      # the common case, fast
+        return "numpy"
     first = first_device = None
     for k, x in enumerate(arrays):
         if x is None or is_scalar(x):
@@ -169,7 +172,8 @@ def result_dtype(*arrays) -> np.dtype:
     >>> result_dtype(np.ones(2, np.float32), 2.0), result_dtype(np.ones(2, np.float32), np.ones(2))
     (dtype('float32'), dtype('float64'))
     """
-    parts = [x if is_scalar(x) and not isinstance(x, np.generic) else dtype_of(x)
+    parts = [x.dtype if type(x) is np.ndarray else
+             x if is_scalar(x) and not isinstance(x, np.generic) else dtype_of(x)
              for x in arrays if x is not None]
     return np.result_type(*parts) if parts else np.dtype(np.float64)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from tnc.errors import TensorError, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence, einsum_symbol
+from tnc.engine import backend as bk
 from tnc.engine.graph import build_graph
 from tnc.engine.plan import Cost, Plan, check_arrays_fit, limit_bytes
 
@@ -228,15 +229,20 @@ class Network:
         its slices summed, on ``executor`` when given (a ``concurrent.futures``
         executor or a dask.distributed Client); :class:`~tnc.errors.MemoryLimitError`
         only when no slicing fits, before anything is allocated.
-        The backend (numpy, torch, jax, ...) follows the arrays: numpy arrays
-        run the path as matrix products laid out to avoid copies (the forward
-        pass of :mod:`tnc.engine.grad`), other arrays go through opt_einsum.
+        The backend follows the arrays (one library and device per call, else a
+        :class:`TncError` naming both): numpy, torch, jax and cupy arrays run the
+        path as matrix products laid out to avoid copies (the forward pass of
+        :mod:`tnc.engine.grad`; torch autograd and ``jax.jit`` see through it), the
+        result in their library, device and dtype (mixed dtypes promote by numpy's
+        rules); other arrays (dask, ...) or an explicit ``backend`` go through
+        opt_einsum.
         """
         arrays = self.operands(tensors)
+        library = bk.backend_of(arrays, f"contracting network `{self.name}`",
+                                [occ.name for occ in self.occurrences])
         plan = self.plan(optimize)
         if memory_limit is not None:
-            dtype = getattr(arrays[0], "dtype", np.float64)
-            itemsize = 8 if dtype == np.float64 else _numpy_dtype(dtype).itemsize
+            itemsize = bk.result_dtype(*arrays).itemsize
             limit = limit_bytes(memory_limit)
             if limit is not None and plan.cost.for_itemsize(itemsize).peak_bytes > limit:
                 from tnc.engine.slicing import choose_slicing, contract_sliced
@@ -244,6 +250,8 @@ class Network:
                 return contract_sliced(self, arrays, slicing, backend, executor)
         if backend in ("auto", "numpy") and all(type(a) is np.ndarray for a in arrays):
             return self._contract_numpy(arrays, optimize)
+        if backend == "auto" and library in bk.ENGINE_BACKENDS:
+            return self._contract_engine(bk.promote(*arrays), optimize)
         return plan.expression(*arrays, backend=backend)
 
     def _contract_numpy(self, arrays: list, optimize) -> np.ndarray:
@@ -253,6 +261,14 @@ class Network:
             result, _ = grad_plan(self, optimize, wrt=()).forward(arrays)
         if any(result is a or result.base is a for a in arrays):
             return result.copy()       # never hand back a view of the caller's array
+        return result
+
+    def _contract_engine(self, arrays: list, optimize):
+        """The engine's forward pass on torch, jax or cupy ``arrays`` (of one dtype)."""
+        from tnc.engine.grad import grad_plan
+        result, _ = grad_plan(self, optimize, wrt=()).forward(arrays)
+        for a in arrays:
+            result = bk.owned(result, a)   # never a view of the caller's tensor
         return result
 
     # -- gradients (see tnc.engine.grad) ----------------------------------------------------
@@ -321,9 +337,3 @@ class Network:
         from tnc.engine.grad import environment_spec
         return Network(environment_spec(self.spec, name, occurrence), None, self.filename)
 
-
-def _numpy_dtype(dtype):
-    try:
-        return np.dtype(dtype)
-    except TypeError:
-        return np.dtype(str(dtype).rsplit(".", 1)[-1])

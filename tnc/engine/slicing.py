@@ -36,6 +36,7 @@ import numpy as np
 import opt_einsum as oe
 
 from tnc.errors import MemoryLimitError, TncError
+from tnc.engine import backend as bk
 from tnc.engine.plan import Cost, format_bytes, format_count, limit_bytes, \
     peak_intermediate_elements
 
@@ -251,7 +252,9 @@ def contract_sliced(network, arrays, slicing: Slicing, backend="auto", executor=
     occurrences = network.occurrences
     output = network.output
     numpy = backend in ("auto", "numpy") and all(type(a) is np.ndarray for a in arrays)
+    engine = backend == "auto" and bk.backend_of(arrays) in bk.ENGINE_BACKENDS
     dtype = np.result_type(*arrays) if numpy else None
+    arrays = arrays if numpy or not engine else bk.promote(*arrays)
     out_sliced = [i for i in slicing.sliced if i in output]
 
     def items(values):
@@ -260,7 +263,8 @@ def contract_sliced(network, arrays, slicing: Slicing, backend="auto", executor=
 
     chunks = [assignments(network, slicing.sliced)] if executor is None else \
         _chunks(list(assignments(network, slicing.sliced)), executor)
-    job = (slicing.network, [list(p) for p in slicing.path], "numpy" if numpy else backend)
+    job = (slicing.network, [list(p) for p in slicing.path],
+           "numpy" if numpy else "engine" if engine else backend)
     if executor is None:            # one slice's views at a time
         partials = (_run_slices(job, (items(v) for v in chunk)) for chunk in chunks)
     else:
@@ -272,15 +276,14 @@ def contract_sliced(network, arrays, slicing: Slicing, backend="auto", executor=
             if result is None:
                 result = _zeros_like(value, network.output_shape, dtype)
             index = block(output, dict(zip(out_sliced, key)))
-            result[index] += value
+            result = bk.add_at(result, index, value)
     return result
 
 
 def _zeros_like(value, shape, dtype):
     if dtype is not None:
         return np.zeros(shape, dtype=np.result_type(dtype, value))
-    return value.new_zeros(shape) if hasattr(value, "new_zeros") else \
-        oe.backends.get_func("zeros", type(value).__module__.split(".")[0])(shape)
+    return bk.zeros(shape, like=value)
 
 
 def _chunks(values: list, executor) -> list[list]:
@@ -305,6 +308,8 @@ def _run_slices(job, items) -> dict:
     for key, arrays in items:
         if backend == "numpy":
             value = network._contract_numpy(list(arrays), path)
+        elif backend == "engine":
+            value = network._contract_engine(list(arrays), path)
         else:
             value = network.plan(path).expression(*arrays, backend=backend)
         partial[key] = value if key not in partial else partial[key] + value
@@ -318,31 +323,32 @@ def grad_sliced(network, arrays, upstream, wrt, slicing: Slicing) -> dict[str, n
     names = frozenset(f"{occ.name}@{k}" for k, occ in enumerate(network.occurrences)
                       if occ.name in wrt)
     plan = program_of(slicing.network, [list(p) for p in slicing.path]).gradients(names)
-    dtype = np.result_type(upstream, *arrays)
+    dtype = bk.result_dtype(upstream, *arrays)
     shapes = {**network.params, **network.data}
-    grads = {name: np.zeros(shapes[name], dtype=dtype) for name in wrt}
+    grads = {name: bk.zeros(shapes[name], like=upstream, dtype=dtype) for name in wrt}
     for values in assignments(network, slicing.sliced):
         sliced = [a[block(occ.indices, values)] for a, occ in zip(arrays, network.occurrences)]
         _, tape = plan.forward(sliced)
         for use, g in plan.backward(tape, upstream[block(network.output, values)]).items():
             occ = network.occurrences[int(use.rsplit("@", 1)[1])]
-            grads[occ.name][block(occ.indices, values)] += g
+            grads[occ.name] = bk.add_at(grads[occ.name], block(occ.indices, values), g)
     return grads
 
 
 def grad_if_sliced(network, tensors, upstream, wrt, optimize, memory_limit, slicer):
     """:meth:`tnc.Network.grad` under slicing, or None when its plan fits ``memory_limit``
     unsliced (then the plain reverse sweep runs)."""
-    from tnc.engine.grad import grad_plan, output_array, resolve_wrt
+    from tnc.engine.grad import grad_plan, gradient_operands, output_array, resolve_wrt
     limit = limit_bytes(memory_limit)
     if limit is None:
         return None
     wrt = resolve_wrt(network, wrt)
-    arrays = [np.asarray(a) for a in network.operands(tensors)]
-    itemsize = np.result_type(*arrays).itemsize
-    if grad_plan(network, optimize, wrt).cost.for_itemsize(itemsize).peak_bytes <= limit:
+    arrays = gradient_operands(network, tensors)
+    dtype = bk.result_dtype(*arrays)
+    if grad_plan(network, optimize, wrt).cost.for_itemsize(dtype.itemsize).peak_bytes <= limit:
         return None
-    slicing = choose_slicing(network, optimize, itemsize, limit, slicer, wrt)
+    slicing = choose_slicing(network, optimize, dtype.itemsize, limit, slicer, wrt)
     if upstream is None:
-        upstream = np.ones(network.output_shape, dtype=np.result_type(*arrays))
-    return grad_sliced(network, arrays, output_array(network, upstream), wrt, slicing)
+        upstream = bk.ones(network.output_shape, like=arrays[0], dtype=dtype)
+    return grad_sliced(network, arrays, output_array(network, upstream, like=arrays[0]), wrt,
+                       slicing)
