@@ -9,7 +9,19 @@ GCP family (Hong, Kolda & Duersch 2020) is registered here: ``gaussian``,
 (``"huber(0.25)"``, the same in Python and on the command line). Each checks
 its data's domain and says whether the model must be non-negative. A user
 loss is a :class:`Loss` given to :func:`register_loss`; a parametrised family
-is a factory given to :func:`register_loss_family`::
+is a factory given to :func:`register_loss_family`.
+
+Backends and dtypes: ``value`` and ``derivative`` run on numpy, torch, jax and cupy
+arrays (each array's own library; numpy arrays call numpy directly) and keep the
+arrays' dtype. ``fused`` works on numpy arrays only (it writes in place). The
+``gaussian`` loss takes complex data: its value is ``|m - x|^2`` and its derivative
+``2 (m - x)``, which for complex ``m`` is ``df/dRe m + i df/dIm m`` (the
+direction of steepest ascent; equal to ``2 conj(df/dm)`` in Wirtinger terms). That is
+the derivative the reverse sweep expects: :meth:`tnc.Network.value_and_grad` feeds it
+to the holomorphic sweep conjugated and conjugates the gradients, so what it returns
+for a complex tensor ``T`` is ``dL/dRe T + i dL/dIm T`` and ``T - step * gradient``
+descends (see :mod:`tnc.engine.grad`). The other losses are defined on real data and
+refuse complex data by name. For example::
 
     >>> import numpy as np
     >>> gaussian = get_loss("gaussian")
@@ -24,7 +36,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from autoray import do
 
+from tnc.engine.backend import dtype_name, to_numpy
 from tnc.errors import TncError
 
 
@@ -141,18 +155,59 @@ def offending_entries(bad: np.ndarray, x: np.ndarray, limit: int = 5, coords=Non
 
 
 def require_finite(x: np.ndarray, name: str) -> None:
+    x = to_numpy(x)
     bad = ~np.isfinite(x)
     if bad.any():
         raise TncError(f"{name}: data has non-finite entries {offending_entries(bad, x)}; "
                        "mark missing entries with a mask")
 
 
+# -- elementwise functions on any array library (numpy called directly) -------------------
+def _elementwise(name: str):
+    numpy_function = getattr(np, name)
+
+    def apply(x):
+        if isinstance(x, (np.ndarray, np.generic, float, int)):
+            return numpy_function(x)
+        return do(name, x)
+    apply.__name__ = f"_{name}"
+    return apply
+
+
+_log, _log1p, _exp, _abs = (_elementwise(n) for n in ("log", "log1p", "exp", "abs"))
+
+
+def _where(condition, a, b):
+    return np.where(condition, a, b) if isinstance(condition, (np.ndarray, np.generic, bool)) \
+        else do("where", condition, a, b)
+
+
+def _softplus(m):
+    """``log(1 + e^m)`` without overflow."""
+    if isinstance(m, (np.ndarray, np.generic, float, int)):
+        return np.logaddexp(0.0, m)
+    a = _abs(m)
+    return (m + a) / 2 + _log1p(_exp(-a))
+
+
+def _squared_distance(m, x):
+    """``|m - x|^2``: the square for real arrays, ``Re^2 + Im^2`` for complex ones.
+
+        >>> _squared_distance(np.array([1 + 2j]), np.array([0j])).tolist()
+        [5.0]
+    """
+    d = m - x
+    if dtype_name(d).startswith("complex"):
+        return d.real ** 2 + d.imag ** 2
+    return d ** 2
+
+
 register_loss(Loss(
     "gaussian",
-    value=lambda m, x: (m - x) ** 2,
+    value=_squared_distance,
     derivative=lambda m, x: 2.0 * (m - x),
     check_data=lambda x: require_finite(x, "loss 'gaussian'"),
-    description="least squares, (m - x)^2: real-valued data with Gaussian noise",
+    description="least squares, |m - x|^2: real or complex data with Gaussian noise",
     homogeneous=2,
 ))
 
@@ -171,7 +226,10 @@ def domain_check(loss_name: str, requirement: str, bad: Callable[[np.ndarray], n
         tnc.errors.TncError: loss 'poisson' needs non-negative integer counts; 1 data entry is not: (0, 1)=-2.0
     """
     def check(x, coords=None) -> None:
-        x = np.asarray(x)
+        x = to_numpy(x)
+        if x.dtype.kind == "c":
+            raise TncError(f"loss {loss_name!r} needs {requirement}, not complex data of "
+                           f"dtype {x.dtype.name}; complex data fit with the 'gaussian' loss")
         with np.errstate(invalid="ignore"):
             wrong = ~np.isfinite(x) | bad(x)
         if wrong.any():
@@ -264,29 +322,29 @@ def _gamma_fused(m, x, v, d):
 
 def _expit(m):
     """``1 / (1 + exp(-m))`` without overflow."""
-    e = np.exp(-np.abs(m))
-    return np.where(m >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    e = _exp(-_abs(m))
+    return _where(m >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 for _loss in (
-    gcp_loss("bernoulli_logit", lambda m, x: np.logaddexp(0.0, m) - x * m,
+    gcp_loss("bernoulli_logit", lambda m, x: _softplus(m) - x * m,
              lambda m, x: _expit(m) - x, BINARY, None,
              "binary data, log-odds link: log(1 + e^m) - x m", _bernoulli_logit_fused),
-    gcp_loss("bernoulli_odds", lambda m, x: np.log1p(m) - x * np.log(m + EPS),
+    gcp_loss("bernoulli_odds", lambda m, x: _log1p(m) - x * _log(m + EPS),
              lambda m, x: 1.0 / (m + 1.0) - x / (m + EPS), BINARY, 0.0,
              "binary data, odds link (m >= 0): log(m + 1) - x log(m)", _bernoulli_odds_fused),
-    gcp_loss("poisson", lambda m, x: m - x * np.log(m + EPS),
+    gcp_loss("poisson", lambda m, x: m - x * _log(m + EPS),
              lambda m, x: 1.0 - x / (m + EPS), COUNTS, 0.0,
              "counts, identity link (m >= 0): m - x log(m)", _poisson_fused),
-    gcp_loss("poisson_log", lambda m, x: np.exp(m) - x * m,
-             lambda m, x: np.exp(m) - x, COUNTS, None,
+    gcp_loss("poisson_log", lambda m, x: _exp(m) - x * m,
+             lambda m, x: _exp(m) - x, COUNTS, None,
              "counts, log link: e^m - x m", _poisson_log_fused),
-    gcp_loss("gamma", lambda m, x: x / (m + EPS) + np.log(m + EPS),
+    gcp_loss("gamma", lambda m, x: x / (m + EPS) + _log(m + EPS),
              lambda m, x: 1.0 / (m + EPS) - x / (m + EPS) ** 2, POSITIVE, 0.0,
              "positive measurements, gamma with fixed shape (m >= 0): x / m + log(m)",
              _gamma_fused),
     gcp_loss("rayleigh",
-             lambda m, x: 2.0 * np.log(m + EPS) + (np.pi / 4) * (x / (m + EPS)) ** 2,
+             lambda m, x: 2.0 * _log(m + EPS) + (np.pi / 4) * (x / (m + EPS)) ** 2,
              lambda m, x: 2.0 / (m + EPS) - (np.pi / 2) * x ** 2 / (m + EPS) ** 3,
              POSITIVE, 0.0, "positive amplitudes (m >= 0): 2 log(m) + (pi/4) (x / m)^2"),
 ):
@@ -312,7 +370,7 @@ def negative_binomial(r: float) -> Loss:
     """
     r = _positive_param("negative_binomial", "r", r)
     return gcp_loss(f"negative_binomial({r:g})",
-                    lambda m, x: (r + x) * np.log1p(m) - x * np.log(m + EPS),
+                    lambda m, x: (r + x) * _log1p(m) - x * _log(m + EPS),
                     lambda m, x: (r + x) / (1.0 + m) - x / (m + EPS), COUNTS, 0.0,
                     f"overdispersed counts, r = {r:g}: (r + x) log(1 + m) - x log(m)")
 
@@ -326,11 +384,11 @@ def huber(delta: float) -> Loss:
     delta = _positive_param("huber", "delta", delta)
 
     def value(m, x):
-        d = np.abs(m - x)
-        return np.where(d < delta, d ** 2, 2.0 * delta * d - delta ** 2)
+        d = _abs(m - x)
+        return _where(d < delta, d ** 2, 2.0 * delta * d - delta ** 2)
 
     return gcp_loss(f"huber({delta:g})", value,
-                    lambda m, x: 2.0 * np.clip(m - x, -delta, delta),
+                    lambda m, x: 2.0 * (m - x).clip(-delta, delta),
                     ("finite data", lambda x: np.zeros(x.shape, bool)), None,
                     f"robust least squares, quadratic within {delta:g} of the data")
 
