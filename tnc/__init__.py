@@ -37,10 +37,13 @@ _PUBLIC = {
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 # Modules reachable under their short public names: tnc.multifac.multifac(...),
-# tnc.kernels.use("avx2").
-_MODULES = {"multifac": "tnc.models.multifac", "kernels": "tnc.engine.kernels"}
+# tnc.kernels.use("avx2"), tnc.torch.contract / tnc.torch.Layer and tnc.jax.contract (torch
+# and jax load only then).
+_MODULES = {"multifac": "tnc.models.multifac", "kernels": "tnc.engine.kernels",
+            "torch": "tnc.torch", "jax": "tnc.jax"}
 
-__all__ = sorted(_WHERE) + sorted(_MODULES) + ["__version__"]
+# not in __all__: `from tnc import *` must not need the optional torch and jax
+__all__ = sorted(_WHERE) + sorted(set(_MODULES) - {"torch", "jax"}) + ["__version__"]
 
 
 def __getattr__(name):

@@ -1,0 +1,209 @@
+"""tnc networks as differentiable torch functions and layers.
+
+:func:`contract` is a ``torch.autograd.Function``: its forward is tnc's engine
+forward sweep on the torch tensors themselves (CPU or CUDA; no numpy round trip)
+and its backward is tnc's reverse sweep, one sweep for every input that
+requires grad; the others get None. A tied tensor gets the sum over its uses.
+
+    >>> import torch, tnc, tnc.torch
+    >>> net = tnc.compile("network mm() { index i: 2, j: 3, k: 2  tensor A(i, j), B(j, k) "
+    ...                   "output i, k }")
+    >>> A = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    >>> B = torch.randn(3, 2, dtype=torch.float64)
+    >>> out = tnc.torch.contract(net, {"A": A, "B": B})
+    >>> out.sum().backward()
+    >>> torch.allclose(A.grad, torch.ones(2, 2, dtype=torch.float64) @ B.T), B.grad is None
+    (True, True)
+
+Double backward (``create_graph=True``, e.g. Hessian-vector products) is
+supported: under ``create_graph=True`` the first-order gradients are computed
+by torch autograd through opt_einsum's contraction of the same equation (so
+that torch can differentiate them again) instead of by tnc's sweep.
+
+:class:`Layer` is an ``nn.Module`` whose weight is a tnc network (TT-matrix,
+Tucker, CP, ring, your own) with input and output legs; see its docstring.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from tnc.autodiff import (Call, attribute_names, init_std, layer_network, ordered_arrays,
+                          split_legs)
+from tnc.errors import TncError
+
+__all__ = ["contract", "Layer"]
+
+
+def contract(network, tensors: dict, optimize="auto", memory_limit="auto"):
+    """The value of ``network`` on ``tensors`` (name -> torch tensor), differentiable.
+
+    Gradients flow to the tensors with ``requires_grad`` (computed by one tnc
+    reverse sweep); the plan is kept by the network's program per ``optimize``
+    and set of differentiated tensors. ``memory_limit`` as in
+    :meth:`tnc.Network.grad` (the forward keeps the backward's intermediates).
+    """
+    arrays = ordered_arrays(network, tensors, torch.is_tensor, "torch tensor")
+    names = tuple(dict.fromkeys(occ.name for occ in network.occurrences))
+    grad_on = torch.is_grad_enabled()
+    wrt = {n for n, a in zip(names, arrays) if grad_on and a.requires_grad}
+    call = Call.make(network, optimize, wrt)
+    call.check_memory(max(a.element_size() for a in arrays), memory_limit)
+    return _Contract.apply(call, *arrays)
+
+
+class _Contract(torch.autograd.Function):
+    """forward: tnc's forward sweep; backward: tnc's reverse sweep (see :func:`contract`)."""
+
+    @staticmethod
+    def forward(ctx, call, *arrays):
+        value, tape = call.forward(arrays)
+        if any(_shares_memory(value, a) for a in arrays):
+            value = value.clone()          # never hand back a view of an input
+        ctx.call, ctx.tape = call, tape
+        ctx.save_for_backward(*arrays)
+        return value
+
+    @staticmethod
+    def backward(ctx, upstream):
+        call = ctx.call
+        if torch.is_grad_enabled():        # create_graph=True: differentiable gradients
+            return (None, *_differentiable_grads(call, ctx.saved_tensors, upstream))
+        grads = call.backward(ctx.tape, upstream)
+        return (None, *(grads.get(name) for name in call.names))
+
+
+def _shares_memory(x, y) -> bool:
+    return x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
+
+
+def _differentiable_grads(call, arrays, upstream) -> list:
+    """First-order gradients that torch can differentiate again (double backward):
+    torch autograd through opt_einsum's contraction of the network's equation."""
+    import opt_einsum as oe
+    wanted = [k for k, name in enumerate(call.names) if name in call.plan.wrt]
+    with torch.enable_grad():
+        inputs = [a if a.requires_grad else a.detach().requires_grad_() for a in arrays]
+        value = oe.contract(call.network.equation, *call.operands(inputs), backend="torch")
+        grads = torch.autograd.grad(value, [inputs[k] for k in wanted], upstream,
+                                    create_graph=True, allow_unused=True)
+    result = [None] * len(arrays)
+    for k, g in zip(wanted, grads):
+        result[k] = torch.zeros_like(arrays[k]) if g is None else g
+    return result
+
+
+# -- layers -------------------------------------------------------------------------------
+class Layer(nn.Module):
+    """A linear layer whose weight is a tnc network: ``y = W x + b``.
+
+    ``network``: tnc source text, a ``.tn`` path, a library name (``"ttm"``) or a
+    :class:`tnc.Network`; ``sizes`` go to :func:`tnc.compile`/:func:`tnc.library`.
+    ``inputs``: which open legs of the network the input enters on, as leg names
+    (``["col[1]", "col[2]"]``) or index families (``"col"``: ``col[1]``, ``col[2]``,
+    ...); the other open legs, in network order, are the outputs. ``forward(x)``
+    takes ``x`` of shape ``(batch, prod(in_sizes))`` or ``(batch, *in_sizes)`` and
+    returns ``(batch, prod(out_sizes))``, by ONE tnc contraction of the network
+    with ``x`` as a data tensor with a batch leg: the planner orders it with the
+    input in it (it forms the dense weight only where that is cheaper).
+
+    Initialisation: every entry of every tensor is ``N(0, std^2)`` with ``std``
+    chosen so that the dense equivalent weight has entries of variance
+    ``gain / fan_in`` (``gain=1``: LeCun, activations keep their variance;
+    ``gain=2``: He, for ReLU). ``bias`` (zeros) is added unless ``bias=False``.
+    Parameters are named after the tnc tensors made valid attributes (``W[1]`` ->
+    ``W_1``; :attr:`param_names` maps them); :meth:`tensors` gives them by tnc name.
+
+        >>> import torch, tnc.torch
+        >>> layer = tnc.torch.Layer("ttm", inputs="col", N=3, m=4, k=4, r=3)
+        >>> layer
+        Layer(ttm: 64 -> 64, legs (4, 4, 4) -> (4, 4, 4), params 240 + bias 64, dense 4096, compression 17.1x)
+        >>> layer(torch.randn(5, 64)).shape
+        torch.Size([5, 64])
+    """
+
+    def __init__(self, network, inputs, bias: bool = True, gain: float = 1.0,
+                 optimize="auto", dtype=torch.float32, device=None, seed=None, **sizes):
+        super().__init__()
+        self.network = _network(network, sizes)
+        self.legs = split_legs(self.network, inputs)
+        self.optimize = optimize
+        self.gain = gain
+        self.param_names = attribute_names(self.network.params)
+        clashes = [a for a in self.param_names.values() if hasattr(self, a) or a == "bias"]
+        if clashes:
+            raise TncError("layer tensor names clash with nn.Module attributes: "
+                           + ", ".join(f"`{a}`" for a in clashes) + "; rename the tensors")
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        std = init_std(self.network, gain / self.legs.fan_in)
+        for name, shape in self.network.params.items():
+            weight = torch.randn(shape, generator=generator, dtype=dtype) * std
+            self.register_parameter(self.param_names[name],
+                                    nn.Parameter(weight.to(device)))
+        self.bias = (nn.Parameter(torch.zeros(self.legs.fan_out, dtype=dtype, device=device))
+                     if bias else None)
+        self._batched: dict[int, object] = {}
+
+    def tensors(self) -> dict:
+        """The weight network's tensors by tnc name (the parameters themselves)."""
+        return {name: getattr(self, attr) for name, attr in self.param_names.items()}
+
+    def batched_network(self, batch: int):
+        """The network one call contracts: the weight network plus ``x(batch, inputs)``."""
+        if batch not in self._batched:
+            if len(self._batched) > 8:
+                self._batched.clear()
+            self._batched[batch] = layer_network(self.network, self.legs, batch)
+        return self._batched[batch]
+
+    def forward(self, x):
+        legs = self.legs
+        if x.dim() == 2 and x.shape[1] == legs.fan_in:
+            x = x.reshape(x.shape[0], *legs.in_sizes)
+        elif tuple(x.shape[1:]) != legs.in_sizes:
+            raise TncError(f"layer input must have shape (batch, {legs.fan_in}) or "
+                           f"(batch, {', '.join(map(str, legs.in_sizes))}), got {tuple(x.shape)}")
+        net = self.batched_network(x.shape[0])
+        y = contract(net, {**self.tensors(), "x": x}, self.optimize)
+        y = y.reshape(x.shape[0], legs.fan_out)
+        return y if self.bias is None else y + self.bias
+
+    def dense_weight(self):
+        """The dense equivalent weight, shape ``(fan_out, fan_in)`` (for checks)."""
+        w = contract(self.network, self.tensors(), self.optimize)
+        order = [self.network.output.index(i) for i in self.legs.outputs + self.legs.inputs]
+        return w.permute(order).reshape(self.legs.fan_out, self.legs.fan_in)
+
+    @property
+    def network_params(self) -> int:
+        return sum(math.prod(s) for s in self.network.params.values())
+
+    @property
+    def compression(self) -> float:
+        """Dense weight entries per network parameter (bias not counted)."""
+        return self.legs.fan_in * self.legs.fan_out / self.network_params
+
+    def extra_repr(self) -> str:
+        legs = self.legs
+        bias = f" + bias {legs.fan_out}" if self.bias is not None else ""
+        return (f"{self.network.name}: {legs.fan_in} -> {legs.fan_out}, legs {legs.in_sizes} -> "
+                f"{legs.out_sizes}, params {self.network_params}{bias}, dense "
+                f"{legs.fan_in * legs.fan_out}, compression {self.compression:.1f}x")
+
+    def __repr__(self) -> str:
+        return f"Layer({self.extra_repr()})"
+
+
+def _network(network, sizes):
+    """A :class:`tnc.Network` from a Network, source text, path or library name."""
+    import tnc
+    if isinstance(network, tnc.Network):
+        if sizes:
+            raise TncError("sizes are given when the network is a string, not a Network; "
+                           "use network.with_sizes(...)")
+        return network
+    if isinstance(network, str) and network in tnc.library_names():
+        return tnc.library(network, **sizes)
+    return tnc.compile(network, **sizes)
