@@ -28,7 +28,7 @@ import numpy as np
 from tnc.engine import kernels, streams
 from tnc.lang.compiler import compile as compile_text
 from tnc.errors import TncError
-from tnc.fitting.front import as_target
+from tnc.fitting.front import refuse_masked
 from tnc.options import check_value
 from tnc.fitting.records import record
 from tnc.fitting.result import FitResult
@@ -36,7 +36,8 @@ from tnc.fitting.rescale import scale_exponent   # defined there; tt imports it 
 
 TUCKER_METHODS = ("hosvd", "sthosvd", "hooi")
 GRAM_MIN_RATIO = 4        # use the Gram matrix of unfoldings at least this wide
-GRAM_MIN_REL_ERROR = 1e-6  # below this requested accuracy, use a plain SVD
+GRAM_MIN_REL_ERROR = 1e-6  # below this requested accuracy, use a plain SVD (float64)
+WORKING_DTYPES = ("float32", "float64", "complex64", "complex128")
 
 
 def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
@@ -57,7 +58,7 @@ def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
     _check_sweeps(max_sweeps, tol)
     start = time.perf_counter()
     exponent = scale_exponent(X)
-    X = np.ldexp(X, -exponent) if exponent else X
+    X = _ldexp(X, -exponent)
     if kind == "tucker":
         method = method or "sthosvd"
         if method not in TUCKER_METHODS:
@@ -90,7 +91,11 @@ def _check_sweeps(max_sweeps, tol) -> None:
 
 
 def _check_data(data) -> np.ndarray:
-    X = as_target(data)
+    refuse_masked(data)
+    if isinstance(data, (str, bytes)):
+        raise TncError(f"decompose needs a numeric array, got {type(data).__name__}")
+    X = np.asarray(getattr(data, "detach", lambda: data)())     # a torch tensor's value
+    X = X.astype(working_dtype(X.dtype, "decompose"), copy=False)
     if X.ndim < 2:
         raise TncError(f"decompose needs a tensor with at least 2 dimensions, got shape {X.shape}")
     if X.size == 0:
@@ -102,10 +107,39 @@ def _check_data(data) -> np.ndarray:
     return X
 
 
+def working_dtype(dtype, what: str) -> np.dtype:
+    """The dtype a decomposition runs in for data of ``dtype``: float32, float64,
+    complex64 and complex128 as given, integers and booleans as float64; any other
+    dtype is a :class:`TncError` naming it and ``what``.
+
+    >>> working_dtype(np.dtype("int32"), "decompose"), working_dtype(np.dtype("complex64"), "x")
+    (dtype('float64'), dtype('complex64'))
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype.name not in WORKING_DTYPES:
+        raise TncError(f"{what} cannot work in dtype {dtype}; it takes "
+                       f"{', '.join(WORKING_DTYPES)} (integers and booleans become float64)")
+    return dtype
+
+
+def gram_min_rel_error(dtype) -> float:
+    """:data:`GRAM_MIN_REL_ERROR` for ``dtype``: Gram matrices square the singular values,
+    which then resolve down to ~sqrt(eps) of the largest, so the bound scales with
+    sqrt(eps): 1e-6 in float64, about 2.3e-2 in float32.
+
+    >>> gram_min_rel_error(np.float64), round(gram_min_rel_error(np.complex64), 3)
+    (1e-06, 0.023)
+    """
+    ratio = np.finfo(dtype).eps / np.finfo(np.float64).eps
+    return GRAM_MIN_REL_ERROR * math.sqrt(ratio)
+
+
 def _add_error(result: FitResult, X) -> None:
     """Fill the last history entry with the exact loss and relative error."""
     residual = X - result.reconstruct()
-    loss = float(np.vdot(residual, residual))
+    loss = float(np.vdot(residual, residual).real)
     norm = float(np.linalg.norm(X))
     result.history[-1].update(loss=loss, rel_error=math.sqrt(loss) / norm if norm else 0.0,
                               time=result.wall_time)
@@ -118,7 +152,7 @@ def _scale_back(result: FitResult, name: str, exponent: int) -> None:
     """
     if not exponent:
         return
-    result.tensors[name] = np.ldexp(result.tensors[name], exponent)
+    result.tensors[name] = _ldexp(result.tensors[name], exponent)
     with np.errstate(over="ignore", under="ignore"):
         for entry in result.history:
             if "loss" in entry:
@@ -176,6 +210,11 @@ def unfold(tensor, mode: int):
     return np.moveaxis(tensor, mode, 0).reshape(tensor.shape[mode], -1)
 
 
+def conj(array):
+    """The complex conjugate; real arrays as they are (no copy)."""
+    return array.conj() if np.iscomplexobj(array) else array
+
+
 def mode_product(tensor, matrix, mode: int):
     """``tensor ×_mode matrix``: contract leg ``mode`` with the rows of ``matrix`` (n, r)."""
     moved = np.tensordot(tensor, matrix, axes=([mode], [0]))
@@ -195,13 +234,13 @@ def _tucker(X, ranks, rel_error, method, max_sweeps, tol):
                                f"allows (mode size {size}, other modes {others}); "
                                f"use at most {min(size, others)}")
     tail = _tail(X, rel_error, X.ndim)
-    exact = rel_error is not None and rel_error < GRAM_MIN_REL_ERROR
+    exact = rel_error is not None and rel_error < gram_min_rel_error(X.dtype)
     if method == "hosvd":
         factors = [leading_vectors(unfold(X, n), None if ranks is None else ranks[n], tail,
                                    exact)[0] for n in range(X.ndim)]
         core = X
         for n, U in enumerate(factors):
-            core = mode_product(core, U, n)
+            core = mode_product(core, conj(U), n)
         return core, factors, [record(1, None, None, 0.0)], True
     core, factors = st_hosvd(X, ranks, tail, exact)
     if method == "sthosvd":
@@ -224,7 +263,7 @@ def st_hosvd(X, ranks, tail: float = 0.0, exact: bool = False):
     for n in range(X.ndim):
         U, _ = leading_vectors(unfold(core, n), None if ranks is None else ranks[n], tail, exact)
         factors.append(U)
-        core = mode_product(core, U, n)
+        core = mode_product(core, conj(U), n)
     return core, factors
 
 
@@ -251,9 +290,9 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
         [*legs["X"], *legs["G"]])})
     order = list(range(N))
     trees = [chain_tree(leaves, "X", dimension_tree_groups(order, n)) for n in order]
-    values = {"X": X, **dict(enumerate(factors))}
+    values = {"X": X, **{n: conj(U) for n, U in enumerate(factors)}}  # core = X x_n U_nᴴ
     cache: dict = {}
-    history, previous, xx = [], None, float(np.vdot(X, X))
+    history, previous, xx = [], None, float(np.vdot(X, X).real)
     start = time.perf_counter()
     with kernels.blas_serial(X):
         for sweep in range(1, max_sweeps + 1):
@@ -261,10 +300,10 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
                 projected = evaluate(trees[n], values, cache)
                 rows = np.moveaxis(projected, trees[n].indices.index(f"i{n}"), 0)
                 U, _ = leading_vectors(rows.reshape(rows.shape[0], -1), sizes[f"a{n}"])
-                values[n] = U
+                values[n] = conj(U)
                 for key in [k for k in cache if n in k[1]]:
                     del cache[key]
-            core = np.tensordot(U, rows, axes=([0], [0]))
+            core = np.tensordot(conj(U), rows, axes=([0], [0]))
             core_axes = ("a" + str(n),) + tuple(ix for ix in trees[n].indices if ix != f"i{n}")
             core = np.transpose(core, [core_axes.index(f"a{m}") for m in range(N)])
             norm = float(np.linalg.norm(core))
@@ -275,7 +314,7 @@ def hooi(X, factors, max_sweeps: int = 50, tol: float = 1e-10):
             if converged:
                 break
             previous = norm
-    return core, [values[n] for n in order], history
+    return core, [conj(values[n]) for n in order], history
 
 
 def tucker_network(core, factors):
@@ -306,7 +345,7 @@ def tt_svd(X, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
         raise TncError("decompose(..., 'tt') needs ranks=... or rel_error=...")
     ranks = _tt_ranks(X.shape, ranks)
     tail = _tail(X, rel_error, N - 1)
-    exact = rel_error is not None and rel_error < GRAM_MIN_REL_ERROR
+    exact = rel_error is not None and rel_error < gram_min_rel_error(X.dtype)
     cores, rest, r_prev = [], X.reshape(1, -1), 1
     with kernels.blas_serial(X):   # the projections stream X on the kernels' threads
         for k in range(N - 1):
@@ -374,11 +413,12 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
 
 
 def _three_d(cores) -> tuple[list[np.ndarray], bool]:
-    """TT cores as 3-d arrays (floats or complex) and whether the end cores came 2-d."""
+    """TT cores as 3-d arrays in their joined dtype (float32, float64, complex64 or
+    complex128; integers as float64) and whether the end cores came 2-d."""
     cores = [np.asarray(c) for c in cores]
     if not cores:
         raise TncError("tt_round needs at least one TT core, got none")
-    dtype = np.result_type(float, *cores)
+    dtype = working_dtype(np.result_type(*cores), "tt_round")
     cores = [c.astype(dtype, copy=False) for c in cores]
     flat_ends = len(cores) > 1 and cores[0].ndim == 2 and cores[-1].ndim == 2
     if flat_ends:

@@ -41,6 +41,7 @@ from tnc.mps.chain import (Chain, canonicalize, einsum_by_name, find_chain, merg
 from tnc.engine import kernels
 from tnc.mps import environments
 from tnc.mps.environments import MovingEnvironment
+from tnc.fitting.decompositions import _ldexp, working_dtype
 from tnc.fitting.rescale import scale_exponent
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.fitting.front import check_finite, register_method
@@ -149,13 +150,20 @@ class Environments:
 
     def __init__(self, sites: Sites, cores: dict, inputs: dict):
         self.sites, self.cores, self.inputs = sites, cores, inputs
+        one = np.ones((), dtype=np.result_type(*cores.values(), *inputs.values()))
         self.moving = MovingEnvironment(len(sites.groups), self._grow_left, self._grow_right,
-                                        np.ones(()), np.ones(()))
+                                        one, one)
 
     def _arrays(self, k: int, roles=("ket", "bra", "data")) -> tuple[list, list]:
         terms = [t for t in self.sites.groups[k] if t.role in roles]
-        return ([t.indices for t in terms],
-                [self.inputs[t.name] if t.role == "data" else self.cores[t.name] for t in terms])
+        return ([t.indices for t in terms], [self._array(t) for t in terms])
+
+    def _array(self, term: Term):
+        """A term's array: the MPO tensor, the core (ket) or its conjugate (bra)."""
+        if term.role == "data":
+            return self.inputs[term.name]
+        core = self.cores[term.name]
+        return core.conj() if term.role == "bra" and np.iscomplexobj(core) else core
 
     def _grow_left(self, block, k: int):
         terms, arrays = self._arrays(k)
@@ -209,7 +217,7 @@ def lowest_eigenpair(envs: Environments, k: int, theta: np.ndarray, tol: float):
     n = theta.size
     if n <= DENSE_LIMIT:
         h = einsum_by_name(terms, out + legs, arrays).reshape(n, n)
-        values, vectors = np.linalg.eigh(0.5 * (h + h.T))
+        values, vectors = np.linalg.eigh(0.5 * (h + h.conj().T))
         return float(values[0]), vectors[:, 0].reshape(theta.shape)
 
     steps = _matvec_steps(terms, arrays, legs, out)
@@ -353,10 +361,13 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     declared = max(network.spec.index_sizes[c.right] for c in sites.chain.cores[:-1])
     schedule = _schedule(opts.max_rank, declared, opts.max_iter)
     check_sweep_memory(network, sites.chain, max(schedule))
-    cores = _initial_cores(network, sites.chain, opts)
     scaled, exponent = scaled_inputs(network, inputs)
-    envs = Environments(sites, cores, scaled)
-    eig_tol = opts.eig_tol if opts.eig_tol is not None else _eig_tol(opts.tol)
+    dtype = run_dtype(scaled, opts.init)
+    cores = _initial_cores(network, sites.chain, opts, dtype)
+    envs = Environments(sites, cores, {k: v.astype(dtype, copy=False) for k, v in scaled.items()})
+    floor = 10 * float(np.finfo(dtype).eps)    # what the dtype resolves (see run_dtype)
+    eig_tol = max(opts.eig_tol if opts.eig_tol is not None else _eig_tol(opts.tol), floor)
+    tol = max(opts.tol, floor)
     history, converged, start = [], False, time.perf_counter()
     with Progress(opts.max_iter, desc="dmrg", enabled=opts.progress) as bar, \
             kernels.blas_serial(*scaled.values()):   # small blocks: serial BLAS (see kernels)
@@ -367,10 +378,11 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
                                     energy=energy, **own, bond_limit=schedule[number])
             history.append(record)
             bar.update(energy=record["energy"], max_rank=record["max_rank"])
-            converged = _converged(history, opts.tol, schedule, number)
+            converged = _converged(history, tol, schedule, number)
             if converged or wants_stop(opts.callback, record):
                 break
-    result = _result(network, sites.chain, cores, inputs, history, converged, start)
+    result = _result(network, sites.chain, _conjugated(cores), inputs, history, converged,
+                     start)
     return bond_limited(result, opts.cutoff)
 
 
@@ -387,13 +399,32 @@ def scaled_inputs(network, inputs: dict) -> tuple[dict, int]:
             uses[occ.name] = uses.get(occ.name, 0) + 1
     scaled, total = {}, 0
     for name, value in inputs.items():
-        array = np.asarray(value, dtype=float)
+        array = np.asarray(value)
+        array = array.astype(working_dtype(array.dtype, f"ground_state (data tensor `{name}`)"),
+                             copy=False)
         check_finite(array, f"ground_state: data tensor `{name}`",
                      "; the Hamiltonian must be finite")
         exponent = scale_exponent(array)
-        scaled[name] = np.ldexp(array, -exponent)
+        scaled[name] = _ldexp(array, -exponent)
         total += exponent * uses.get(name, 0)
     return scaled, total
+
+
+def run_dtype(inputs: dict, init) -> np.dtype:
+    """The dtype the sweeps run in: the MPO tensors' and the start's joined by numpy's
+    rules (float32, float64, complex64 or complex128; a complex Hermitian MPO gives
+    complex cores). In float32 the energy tolerance ``tol`` and the eigensolver's are
+    raised to at least ``10 eps`` (1.2e-6), what the dtype resolves.
+
+    >>> run_dtype({"H[1]": np.ones(2, np.float32)}, None), run_dtype({"H": np.ones(2) * 1j}, None)
+    (dtype('float32'), dtype('complex128'))
+    """
+    from tnc.fitting.rescale import given_tensors
+    start = given_tensors(init) or {}
+    if init is not None and hasattr(init, "cores"):              # a TensorTrain
+        start = {"init": init.cores[0]}
+    arrays = [np.asarray(a) for a in [*inputs.values(), *start.values()]]
+    return working_dtype(np.result_type(*arrays), "ground_state")
 
 
 def bond_limited(result: FitResult, cutoff: float) -> FitResult:
@@ -452,17 +483,31 @@ def check_sweep_memory(network, chain: Chain, bond: int) -> None:
         NCV + 2, bond, d, d, bond)}, "MPS cores and eigensolver vectors of ground_state")
 
 
-def _initial_cores(network, chain, opts) -> dict:
+def _initial_cores(network, chain, opts, dtype) -> dict:
     if opts.init is not None:
         from tnc.mps.tt import chain_init      # a TensorTrain or FitResult as well as a dict
-        cores = chain_init(network, chain, opts.init, "ground_state")
+        cores = chain_init(network, chain, opts.init, "ground_state", dtype)
     else:
         cores = random_cores(chain, network.spec.index_sizes, opts.init_rank,
                              np.random.default_rng(opts.seed))
+        cores = {k: v.astype(dtype) for k, v in cores.items()}
     canonicalize(chain, cores, 0)
     first = chain.cores[0].name
     cores[first] /= np.linalg.norm(cores[first])
-    return cores
+    return _conjugated(cores)
+
+
+def _conjugated(cores: dict) -> dict:
+    """The cores conjugated where complex: the sweeps hold phi = conj(psi).
+
+    The energy network contracts the first use of each core with the MPO's row legs
+    ``p`` and the second with its column legs ``q``, and the sweeps conjugate the
+    second (:meth:`Environments._array`), so they minimise
+    ``phi^T H conj(phi) = <conj(phi)| H |conj(phi)>`` for H the matrix with rows ``p``
+    (:func:`tnc.mps.mpo.dense_hamiltonian`): the state is ``psi = conj(phi)``. A start
+    goes in conjugated and the result comes out conjugated, so both are psi.
+    """
+    return {k: v.conj() if np.iscomplexobj(v) else v for k, v in cores.items()}
 
 
 def _result(network, chain, cores, inputs, history, converged, start) -> FitResult:

@@ -39,6 +39,7 @@ from tnc.mps.chain import (Chain, canonicalize, einsum_by_name, find_chain, pad_
                            ranks, split)
 from tnc.mps.environments import DataEnvironment, NoBlocks, sweep
 from tnc.errors import TncError
+from tnc.fitting.decompositions import conj
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record
 
@@ -88,11 +89,12 @@ def fit_chain(network) -> Chain:
 
 
 def projected_data(chain: Chain, cores: dict, x: np.ndarray, output, k: int) -> np.ndarray:
-    """``B``: the data contracted with every core but ``k, k+1``; legs ``pair_legs(k)``."""
+    """``B``: the data contracted with the conjugate of every core but ``k, k+1``; legs
+    ``pair_legs(k)``."""
     pair = {k, (k + 1) % len(chain)}
     rest = [c for j, c in enumerate(chain.cores) if j not in pair]
     return einsum_by_name([tuple(output)] + [c.indices for c in rest], chain.pair_legs(k),
-                          [x] + [cores[c.name] for c in rest])
+                          [x] + [conj(cores[c.name]) for c in rest])
 
 
 def solve_ring(chain: Chain, cores: dict, k: int, b: np.ndarray) -> np.ndarray:
@@ -103,8 +105,8 @@ def solve_ring(chain: Chain, cores: dict, k: int, b: np.ndarray) -> np.ndarray:
     bonds = (chain.cores[k].left, chain.cores[(k + 1) % n].right)
     primed = {c_index: c_index + "'" for c in rest for c_index in (c.left, c.right)}
     terms = [c.indices for c in rest] + [tuple(primed.get(i, i) for i in c.indices) for c in rest]
-    gram = einsum_by_name(terms, bonds + tuple(primed[i] for i in bonds),
-                          [cores[c.name] for c in rest] * 2)
+    gram = einsum_by_name(terms, bonds + tuple(primed[i] for i in bonds),   # rows conjugate
+                          [conj(cores[c.name]) for c in rest] + [cores[c.name] for c in rest])
     legs = chain.pair_legs(k)
     axes = [legs.index(i) for i in bonds]
     moved = np.moveaxis(b, axes, [0, 1])
@@ -139,7 +141,7 @@ def solve_masked(chain: Chain, cores: dict, weights: np.ndarray, output, k: int,
             continue
         side_legs, matrix = _side(chain, cores, members, bond)
         terms += [side_legs, side_legs[:-1] + (bond + "'",)]
-        arrays += [matrix, matrix]
+        arrays += [conj(matrix), matrix]                     # rows (a, b) conjugate
         bonds.append(bond)
     physical = tuple(i for i in legs if i not in bonds)
     gram = einsum_by_name(terms, physical + tuple(bonds) + tuple(i + "'" for i in bonds), arrays)
@@ -193,17 +195,19 @@ def run_dmrg(problem, options: DMRGOptions):
     start_rank = options.init_rank if mask is None else max_rank   # see DMRGOptions
     if options.init is not None:
         from tnc.mps.tt import chain_init      # a TensorTrain, FitResult or dict of cores
-        cores = chain_init(network, chain, options.init, "fit(method='dmrg')")
+        cores = chain_init(network, chain, options.init, "fit(method='dmrg')", target.dtype)
     else:
         cores = random_cores(chain, network.spec.index_sizes, start_rank,
                              np.random.default_rng(options.seed))
+        cores = {k: v.astype(target.dtype) for k, v in cores.items()}
     canonicalize(chain, cores, 0)
     weighted = mask is not None and not chain.closed       # else EM (imputation)
-    weights = mask.astype(float) if weighted else None
+    weights = mask.astype(target.real.dtype) if weighted else None
     x = target if mask is None or weighted else np.where(mask, target, target[mask].mean())
     norm = float(np.linalg.norm(target if mask is None else target[mask]))
     env = None if chain.closed or mask is not None else DataEnvironment(
         chain, cores, target, network.output)
+    tol = max(options.tol, 10 * float(np.finfo(target.dtype).eps))   # float32: 1.2e-6
     history, converged, start = [], False, time.perf_counter()
     with Progress(options.max_iter, desc="dmrg", enabled=options.progress) as bar:
         for number in range(options.max_iter):
@@ -218,7 +222,7 @@ def run_dmrg(problem, options: DMRGOptions):
             bar.update(loss=record["loss"], max_rank=record["max_rank"])
             if mask is not None and not weighted:
                 x = np.where(mask, target, model)
-            converged = _converged(history, options.tol)
+            converged = _converged(history, tol)
             if converged or wants_stop(options.callback, record):
                 break
     info = {"ranks": ranks(chain, cores), "chain": [c.name for c in chain.cores],
@@ -251,7 +255,7 @@ def canonical_loss(centre_core: np.ndarray, norm: float) -> float | None:
     >>> canonical_loss(np.array([3.0, 0.0]), 5.0), canonical_loss(np.array([5.0]), 5.0)
     (16.0, None)
     """
-    loss = norm ** 2 - float(np.sum(centre_core ** 2))
+    loss = norm ** 2 - squared(centre_core)
     return loss if loss > 1e-6 * norm ** 2 else None
 
 
@@ -259,10 +263,15 @@ def _record(iteration, target, mask, model, norm, error, bond_sizes, start,
             loss=None) -> dict:
     if loss is None:
         residual = target - model if mask is None else (target - model)[mask]
-        loss = float(np.sum(residual ** 2))
+        loss = squared(residual)
     return record(iteration, loss, float(np.sqrt(loss)) / norm if norm > 0 else 0.0,
                   time.perf_counter() - start, truncation_error=error,
                   max_rank=max(bond_sizes), ranks=bond_sizes)
+
+
+def squared(array) -> float:
+    """``sum |a|^2`` of a real or complex array."""
+    return float(np.vdot(array, array).real)
 
 
 def _converged(history, tol) -> bool:

@@ -145,13 +145,17 @@ class DataEnvironment:
         self.x = np.ascontiguousarray(np.transpose(x, [list(output).index(i) for i in physical]))
         n = len(chain)
         self.h = n // 2
-        first = self.x.reshape(1, -1) if self.h == 0 else np.ones((1, 1))
-        last = np.ones((1, 1)) if n > self.h + 1 else self.x.reshape(-1, 1)
+        one = np.ones((1, 1), dtype=self.x.dtype)
+        first = self.x.reshape(1, -1) if self.h == 0 else one
+        last = one if n > self.h + 1 else self.x.reshape(-1, 1)
         self.moving = MovingEnvironment(n, self._grow_left, self._grow_right, first, last)
 
     def _core(self, k: int) -> np.ndarray:
+        """Core ``k`` in the standard layout, conjugated (the blocks project the data
+        onto the conjugate cores: ``B = <M without theta, X>``)."""
         core = self.chain.cores[k]
-        return standard_core(core, self.cores[core.name])
+        array = standard_core(core, self.cores[core.name])
+        return array.conj() if np.iscomplexobj(array) else array
 
     def _grow_left(self, block: np.ndarray, k: int) -> np.ndarray:
         core = self._core(k)

@@ -29,11 +29,14 @@ SZ = np.array([[0.5, 0.0], [0.0, -0.5]])
 SPLUS = np.array([[0.0, 1.0], [0.0, 0.0]])
 SMINUS = SPLUS.T
 IDENTITY = np.eye(2)
+PAULI_X = 2 * SX
+PAULI_Y = np.array([[0.0, -1.0j], [1.0j, 0.0]])
 
 
 def _operator_matrix(entries: dict, size: int) -> np.ndarray:
-    """``W[a, p, q, b]`` from ``{(a, b): 2x2 operator}`` (zero elsewhere)."""
-    w = np.zeros((size, 2, 2, size))
+    """``W[a, p, q, b]`` from ``{(a, b): 2x2 operator}`` (zero elsewhere); complex when
+    an operator is."""
+    w = np.zeros((size, 2, 2, size), dtype=np.result_type(float, *entries.values()))
     for (a, b), op in entries.items():
         w[a, :, :, b] = op
     return w
@@ -75,6 +78,26 @@ def ising_mpo(L: int, h: float = 1.0, J: float = 1.0) -> dict[str, np.ndarray]:
         (0, 0): IDENTITY, (2, 2): IDENTITY,
         (2, 1): 2 * SZ, (1, 0): -J * 2 * SZ,
         (2, 0): -h * 2 * SX}, 3), L)
+
+
+def xy_dm_mpo(L: int, J: float = 1.0, D: float = 0.5) -> dict[str, np.ndarray]:
+    """XY chain with a Dzyaloshinskii-Moriya term (Pauli matrices, open chain)::
+
+        H = sum_i J (X_i X_{i+1} + Y_i Y_{i+1}) + D (X_i Y_{i+1} - Y_i X_{i+1})
+
+    a complex Hermitian Hamiltonian (``Y`` is imaginary; each term is a product of
+    Hermitian operators on two sites, so H = Hᴴ) whose ground state is complex for
+    ``D != 0``. Written as ``X_i (J X + D Y)_{i+1} + Y_i (J Y - D X)_{i+1}``: complex
+    data tensors of ``tnc.library("energy", N=L, W=4)``.
+
+    >>> h = dense_hamiltonian(xy_dm_mpo(4))
+    >>> h.dtype, bool(np.allclose(h, h.conj().T)), bool(np.abs(h.imag).max() > 0)
+    (dtype('complex128'), True, True)
+    """
+    return mpo_tensors(_operator_matrix({
+        (0, 0): IDENTITY, (3, 3): IDENTITY,
+        (3, 1): PAULI_X, (1, 0): J * PAULI_X + D * PAULI_Y,
+        (3, 2): PAULI_Y, (2, 0): J * PAULI_Y - D * PAULI_X}, 4), L)
 
 
 def dense_hamiltonian(tensors: dict[str, np.ndarray], name: str = "H") -> np.ndarray:

@@ -37,9 +37,9 @@ import numbers
 import numpy as np
 
 from tnc.errors import TncError
-from tnc.fitting.decompositions import (GRAM_MIN_REL_ERROR, _ldexp, _truncation, adjoint,
+from tnc.fitting.decompositions import (_ldexp, _truncation, adjoint, gram_min_rel_error,
                                         per_mode, scale_exponent, tt_orthogonalize,
-                                        tt_round, tt_svd)
+                                        tt_round, tt_svd, working_dtype)
 from tnc.options import check_value
 from tnc.engine.plan import check_allocation
 
@@ -58,7 +58,7 @@ class _Train:
     def __init__(self, cores):
         cores = [np.asarray(c) for c in cores]
         _check_cores(cores, self.site_ndim + 2, type(self).__name__)
-        dtype = np.result_type(float, *cores)
+        dtype = working_dtype(np.result_type(*cores), type(self).__name__)
         self.cores = [c.astype(dtype, copy=False) for c in cores]
 
     # -- shape -------------------------------------------------------------------------
@@ -159,16 +159,19 @@ class _Train:
         one r x r eigen-decomposition per bond (Gram matrices of the right parts, their
         Cholesky factors, the eigenvalues of the factored core Grams): no decomposition
         of a core-sized (r d, r) matrix, about 2x faster than ``"qr"`` at rank 100, but
-        resolving singular values only down to ~1e-8 of the largest; ``"auto"`` takes
-        ``"gram"`` when that cannot matter (``rel_error`` None or at least 1e-6, as
-        :func:`tnc.decompose` does), else ``"qr"``.
+        resolving singular values only down to ~sqrt(eps) of the largest (1e-8 in
+        float64, 3e-4 in float32); ``"auto"`` takes ``"gram"`` when that cannot matter
+        (``rel_error`` None or at least 1e-6 in float64, 2.3e-2 in float32:
+        :func:`~tnc.fitting.decompositions.gram_min_rel_error`, as :func:`tnc.decompose`
+        does), else ``"qr"``. The result has this train's dtype.
         """
         check_value("method", method, str, {"choices": ("auto", "qr", "gram")}, "round")
         if rel_error is None and max_rank is None:
             rel_error = 0.0
         ranks = _capped(max_rank, self.ranks)
         if method == "auto":
-            method = "gram" if rel_error is None or rel_error >= GRAM_MIN_REL_ERROR else "qr"
+            method = "gram" if rel_error is None or rel_error >= gram_min_rel_error(
+                self.dtype) else "qr"
         if method == "qr":
             return self._like(tt_round(self._flat(), ranks=ranks, rel_error=rel_error))
         if rel_error is not None:
@@ -466,10 +469,12 @@ def _capped(max_rank, ranks):
 
 
 def _tt_svd(X, max_rank, rel_error):
-    """:func:`tnc.fitting.decompositions.tt_svd` of a real or complex array, ``rel_error`` checked."""
+    """:func:`tnc.fitting.decompositions.tt_svd` of ``X`` in its dtype (float32, float64,
+    complex64, complex128; integers as float64), ``rel_error`` checked."""
     if rel_error is not None:
         check_value("rel_error", rel_error, float, {"below": 1}, "from_dense")
-    return tt_svd(X if np.iscomplexobj(X) else np.asarray(X, dtype=float), max_rank, rel_error)
+    return tt_svd(X.astype(working_dtype(X.dtype, "from_dense"), copy=False), max_rank,
+                  rel_error)
 
 
 # -- networks ---------------------------------------------------------------------------
@@ -516,11 +521,12 @@ def _chain_cores(network, tensors: dict, site_legs: int) -> list[np.ndarray]:
     return cores
 
 
-def chain_init(network, chain, init, what: str):
+def chain_init(network, chain, init, what: str, dtype=np.float64):
     """Starting cores (name -> array) for the DMRG of ``chain`` in ``network`` from
     ``init``: a :class:`TensorTrain` (cores in chain order, each moved into its core's
     leg order, end bonds dropped; leg sizes checked, bonds at most the declared ones),
-    a :class:`~tnc.fitting.result.FitResult` (its tensors) or a dict; float copies.
+    a :class:`~tnc.fitting.result.FitResult` (its tensors) or a dict; copies in
+    ``dtype`` (the dtype the sweeps run in; complex starting cores need a complex one).
 
     >>> import numpy as np, tnc
     >>> net = tnc.library("tt", N=3, d=2, r=2)
@@ -532,10 +538,18 @@ def chain_init(network, chain, init, what: str):
     from tnc.fitting.result import FitResult
     if isinstance(init, FitResult):
         init = init.tensors
+    dtype = np.dtype(dtype)
+    arrays = dict(init) if not isinstance(init, TensorTrain) else {
+        f"core {k + 1}": c for k, c in enumerate(init.cores)}
+    complex_start = [k for k, v in arrays.items() if np.iscomplexobj(v)]
+    if complex_start and dtype.kind != "c":
+        bad = complex_start[0]
+        raise TncError(f"{what}: init `{bad}` is complex ({arrays[bad].dtype}) but the "
+                       f"sweeps run in {dtype}; give complex data or a real start")
     if not isinstance(init, TensorTrain):
-        return {k: np.array(v, dtype=float) for k, v in dict(init).items()}
-    if len(init) != len(chain) or np.iscomplexobj(init.cores[0]):
-        raise TncError(f"{what}: init is a {init!r}; network `{network.name}` needs a real "
+        return {k: np.array(v, dtype=dtype) for k, v in arrays.items()}
+    if len(init) != len(chain):
+        raise TncError(f"{what}: init is a {init!r}; network `{network.name}` needs a "
                        f"TensorTrain of {len(chain)} cores")
     sizes, out = network.spec.index_sizes, {}
     for core, array in zip(chain.cores, init.cores):
@@ -549,7 +563,7 @@ def chain_init(network, chain, init, what: str):
         array = array[0] if core.left is None else array
         array = array[..., 0] if core.right is None else array
         order = [core.axis(i) for i in legs if i is not None]
-        out[core.name] = np.array(array.transpose(np.argsort(order)), dtype=float)
+        out[core.name] = np.array(array.transpose(np.argsort(order)), dtype=dtype)
     return out
 
 
