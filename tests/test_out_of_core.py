@@ -69,9 +69,9 @@ def reads(monkeypatch):
     seen = []
     read = blocks.BlockSource.read
 
-    def spy(self, start, stop, axis=0):
+    def spy(self, start, stop, axis=0, buffers=None):
         seen.append((axis, stop - start))
-        return read(self, start, stop, axis)
+        return read(self, start, stop, axis, buffers)
     monkeypatch.setattr(blocks.BlockSource, "read", spy)
     return seen
 

@@ -117,19 +117,35 @@ class BlockSource:
         blocks.append((start, stop))
         return blocks
 
-    def raw(self, start: int, stop: int, axis: int = 0):
+    def raw(self, start: int, stop: int, axis: int = 0, buffers=None):
         """Rows ``start:stop`` along ``axis`` as stored (a dask array stays lazy)."""
         index = (slice(None),) * axis + (slice(start, stop),)
         if self.kind == "memmap" and axis == 0 and _direct_file(self.data):
-            return _read_rows(self.data, start, stop)
+            return _read_rows(self.data, start, stop, buffers)
         return self.data[index]
 
-    def read(self, start: int, stop: int, axis: int = 0) -> np.ndarray:
-        """Rows ``start:stop`` along ``axis`` as a checked float64 array times ``scale``."""
-        raw = self.raw(start, stop, axis)
+    def read(self, start: int, stop: int, axis: int = 0, buffers=None) -> np.ndarray:
+        """Rows ``start:stop`` along ``axis`` as a float64 array times ``scale`` (written
+        into ``buffers``, a :class:`Buffers` reused block after block, when given).
+        Finiteness is checked once, by the first pass of a fit (:func:`check_finite`)."""
+        raw = self.raw(start, stop, axis, buffers)
         if self.kind == "dask":
             raw = raw.compute()
-        return as_block(raw, self.scale, start, stop, axis)
+        return as_block(raw, self.scale, buffers)
+
+
+class Buffers:
+    """Reusable flat arrays, one per name, grown as needed: block after block the same
+    memory, so no fresh pages are faulted in per block."""
+
+    def __init__(self):
+        self.arrays: dict = {}
+
+    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        size, have = math.prod(shape), self.arrays.get(name)
+        if have is None or have.size < size or have.dtype != dtype:
+            have = self.arrays[name] = np.empty(size, dtype)
+        return have[:size].reshape(shape)
 
 
 def block_rows(row_elements: int, memory_limit="auto", row_factor: float = 3.0,
@@ -150,17 +166,27 @@ def block_rows(row_elements: int, memory_limit="auto", row_factor: float = 3.0,
     return max(1, int(budget // row_bytes))
 
 
-def as_block(raw, scale: float, start: int, stop: int, axis: int = 0) -> np.ndarray:
-    """``raw`` as float64 times ``scale``, refused by its rows when not finite."""
-    block = np.asarray(raw, dtype=np.float64)
+def as_block(raw, scale: float, buffers: Buffers | None = None) -> np.ndarray:
+    """``raw`` as float64 times ``scale`` (into ``buffers`` when given)."""
+    raw = np.asarray(raw)
+    if buffers is None:
+        block = raw.astype(np.float64, copy=False)
+        return block * scale if scale != 1.0 else block
+    block = buffers.get("block", raw.shape, np.float64)
     if scale != 1.0:
-        block = block * scale
+        np.multiply(raw, scale, out=block)
+    else:
+        np.copyto(block, raw)
+    return block
+
+
+def check_finite(block, start: int, stop: int, axis: int = 0) -> None:
+    """Refuse a block with NaN or infinite entries, naming its rows."""
     if not np.isfinite(block).all():
         bad = block.size - int(np.count_nonzero(np.isfinite(block)))
         raise TncError(f"the data has {bad} NaN or infinite entries in rows {start}:{stop} "
                        f"along axis {axis}; out-of-core data take no mask, so every entry "
                        "must be finite")
-    return block
 
 
 def _direct_file(data: np.memmap) -> bool:
@@ -170,12 +196,17 @@ def _direct_file(data: np.memmap) -> bool:
             and getattr(data, "filename", None) is not None)
 
 
-def _read_rows(data: np.memmap, start: int, stop: int) -> np.ndarray:
+def _read_rows(data: np.memmap, start: int, stop: int, buffers: Buffers | None = None):
     row = math.prod(data.shape[1:])
+    shape = (stop - start,) + data.shape[1:]
     with open(data.filename, "rb") as file:
         file.seek(data.offset + start * row * data.dtype.itemsize)
-        flat = np.fromfile(file, dtype=data.dtype, count=(stop - start) * row)
-    return flat.reshape((stop - start,) + data.shape[1:])
+        if buffers is None:
+            return np.fromfile(file, dtype=data.dtype, count=(stop - start) * row).reshape(shape)
+        out = buffers.get("raw", shape, data.dtype)
+        if file.readinto(memoryview(out).cast("B")) != out.nbytes:
+            raise TncError(f"{data.filename} ended before rows {start}:{stop} were read")
+    return out
 
 
 def _short(chunks) -> str:
@@ -198,9 +229,9 @@ def run_blocks(source: BlockSource, blocks, task, *args, axis: int = 0, executor
     """
     tick = on_block or (lambda: None)
     if executor is None:
-        results = []
+        results, buffers = [], Buffers()
         for start, stop in blocks:
-            results.append(task(source.read(start, stop, axis), start, stop, *args))
+            results.append(task(source.read(start, stop, axis, buffers), start, stop, *args))
             tick()
         return results
     if _is_dask_client(executor) and source.kind == "dask":
@@ -214,7 +245,7 @@ def run_blocks(source: BlockSource, blocks, task, *args, axis: int = 0, executor
 
 
 def _on_raw(raw, scale, start, stop, axis, task, args):
-    return task(as_block(raw, scale, start, stop, axis), start, stop, *args)
+    return task(as_block(raw, scale), start, stop, *args)
 
 
 def _on_source(source, start, stop, axis, task, args):

@@ -42,11 +42,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import opt_einsum as oe
 
-from tnc.engine.blocks import BlockSource, out_of_core_kind, run_blocks
+from tnc.engine.blocks import BlockSource, check_finite, out_of_core_kind, run_blocks
 from tnc.engine.plan import check_allocation
 from tnc.errors import TncError
+from tnc.engine.trees import Leaves, arrange, evaluate, path_tree
 from tnc.fitting import als
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record
@@ -121,14 +121,24 @@ def _executor(executor, source: BlockSource):
 
 # -- block contractions ---------------------------------------------------------------------
 @dataclass(frozen=True)
-class Contraction:
-    """One einsum with a fixed path (picklable: it travels to workers)."""
+class BlockTrees:
+    """One contraction of a block's scalar network for every block length: the cached
+    pairwise trees of :mod:`tnc.engine.trees` (matrix products laid out without copying
+    the block where they can), the result arranged to ``want`` (picklable: they travel
+    to workers)."""
 
-    equation: str
-    path: tuple
+    trees: dict           # block rows -> Node
+    want: tuple
 
-    def __call__(self, *operands):
-        return oe.contract(self.equation, *operands, optimize=list(self.path))
+    def __call__(self, values: dict, cache: dict):
+        tree = self.trees[_rows_of(values)]
+        value = arrange(evaluate(tree, values, cache), tree.indices, self.want)
+        # the block's memory is reused by the next block: never hand back a view of it
+        return value.copy() if np.may_share_memory(value, values["X"]) else value
+
+
+def _rows_of(values: dict) -> int:
+    return values["X"].shape[0]
 
 
 def sliced(array, axis, start: int, stop: int):
@@ -139,39 +149,44 @@ def sliced(array, axis, start: int, stop: int):
 
 
 @dataclass(frozen=True)
-class Operand:
-    """A tensor of a block contraction: its value and the axis cut to the block (or None)."""
+class Operands:
+    """The tensors of a block's network: leaf label -> (value, axis cut to the block or None)."""
 
-    value: np.ndarray
-    axis: int | None
+    values: dict
 
-    def cut(self, start: int, stop: int):
-        return sliced(self.value, self.axis, start, stop)
+    def block(self, block, start: int, stop: int) -> dict:
+        return {**{k: sliced(v, axis, start, stop) for k, (v, axis) in self.values.items()},
+                "X": block}
 
 
 # Block tasks: ``task(block, start, stop, *args)`` (module functions: they travel to workers)
-def rhs_block(block, start, stop, contraction: Contraction, operands):
+def rhs_block(block, start, stop, contraction: BlockTrees, operands: Operands):
     """The right-hand side contribution of one block (rows ``start:stop``)."""
-    return contraction(block, *(op.cut(start, stop) for op in operands))
+    return contraction(operands.block(block, start, stop), {})
 
 
-def fused_block(block, start, stop, shared: Contraction | None, first: Contraction,
-                second: Contraction, operands, partner, solve):
-    """One block of the fused pass: the rows ``start:stop`` of ``P`` solved from the block,
-    then the next parameter's contribution from the new rows: ``(P rows, contribution)``."""
-    inner = block if shared is None else shared(block, *(op.cut(start, stop) for op in operands))
-    rows = solve(first(inner, partner), start, stop)
-    return rows, second(inner, rows)
+def fused_block(block, start, stop, first: BlockTrees, second: BlockTrees, operands: Operands,
+                label, solve):
+    """One block of the fused pass: the rows ``start:stop`` of ``P`` (leaf ``label``) solved
+    from the block, then the next parameter's contribution from the new rows (the block
+    times the other tensors is computed once, cached between the two):
+    ``(P rows, contribution)``."""
+    values, cache = operands.block(block, start, stop), {}
+    rows = solve(first(values, cache), start, stop)
+    values[label] = rows
+    return rows, second(values, cache)
 
 
-def residual_block(block, start, stop, contraction: Contraction, operands) -> float:
+def residual_block(block, start, stop, model: BlockTrees, operands: Operands) -> float:
     """``||X_block - M_block||^2``."""
-    diff = block - contraction(*(op.cut(start, stop) for op in operands))
+    diff = block - model(operands.block(block, start, stop), {})
     return float(np.vdot(diff, diff))
 
 
 def squares_block(block, start, stop, unit: float = 1.0) -> tuple[float, float]:
-    """``(sum of (block / unit)^2, largest magnitude)``."""
+    """``(sum of (block / unit)^2, largest magnitude)``; a fit's first pass, so it also
+    refuses non-finite entries (by their rows)."""
+    check_finite(block, start, stop)
     scaled = block if unit == 1.0 else block / unit
     return float(np.vdot(scaled, scaled)), float(np.max(np.abs(block), initial=0.0))
 
@@ -207,44 +222,46 @@ class BlockSolve:
 
 
 class BlockPlan:
-    """The block contractions of one network's streamed ALS (CP, Tucker, TT, ...)."""
+    """The block contractions of one network's streamed ALS (CP, Tucker, TT, ...): trees over
+    the leaves of ``<X, M>`` with the block index cut to each block length, planned once."""
 
-    def __init__(self, model, source: BlockSource, rows: int, optimize="auto"):
-        self.model, self.source = model, source
-        network = model.network
-        self.axis_index = network.output[0]
-        self.labels = [k for k in model.xm.legs if k != "X"]
-        self.legs = {k: model.xm.legs[k] for k in self.labels}
-        self.legs["X"] = tuple(network.output)
-        self.symbols = model.xm.symbols
-        self.sizes = dict(model.xm.sizes)
-        self.rows, self.optimize = rows, optimize
+    def __init__(self, model, blocks, optimize="auto"):
+        self.model, self.optimize = model, optimize
+        self.axis_index = model.network.output[0]
+        self.legs = model.xm.legs
+        self.rows = max(b - a for a, b in blocks)
+        self.leaves = {}
+        for n in sorted({b - a for a, b in blocks}):
+            sizes = {**model.xm.sizes, self.axis_index: n}
+            self.leaves[n] = Leaves(f"block{n}", dict(self.legs), sizes, model.xm.rank)
+        self.memo: dict = {}
 
-    def shape(self, label) -> tuple:
-        return tuple(self.rows if ix == self.axis_index else self.sizes[ix]
-                     for ix in self.legs[label])
+    def environment(self, labels: tuple, want: tuple) -> BlockTrees:
+        """The contraction of the leaves ``labels`` of ``<X, M>``, arranged as ``want``."""
+        key = ("env", labels, want)
+        if key not in self.memo:
+            self.memo[key] = BlockTrees({n: path_tree(leaves, list(labels), self.optimize)
+                                         for n, leaves in self.leaves.items()}, want)
+        return self.memo[key]
 
-    def contraction(self, inputs: list, output: tuple) -> Contraction:
-        """The einsum of ``inputs`` (each a label or ``(legs, shape)``) -> ``output``."""
-        legs = [self.legs[x] if not isinstance(x, tuple) else x[0] for x in inputs]
-        shapes = [self.shape(x) if not isinstance(x, tuple) else x[1] for x in inputs]
-        term = lambda ixs: "".join(self.symbols[ix] for ix in ixs)  # noqa: E731
-        equation = ",".join(map(term, legs)) + "->" + term(output)
-        if len(inputs) == 1:
-            return Contraction(equation, ((0,),))
-        path, _ = oe.contract_path(equation, *shapes, shapes=True, optimize=self.optimize)
-        return Contraction(equation, tuple(map(tuple, path)))
+    def fused(self, p, h) -> tuple[BlockTrees, BlockTrees]:
+        """The trees of the fused pass: ``(P's environment, H's environment)`` sharing
+        the node of the block times every tensor but ``P`` and ``H``."""
+        key = ("fused", p, h)
+        if key not in self.memo:
+            inner, first, second = self.others(p, h), {}, {}
+            for n, leaves in self.leaves.items():
+                shared = path_tree(leaves, ["X", *inner], self.optimize)
+                first[n] = leaves.join(shared, leaves.leaf(h))
+                second[n] = leaves.join(shared, leaves.leaf(p))
+            self.memo[key] = (BlockTrees(first, self.legs[p]), BlockTrees(second, self.legs[h]))
+        return self.memo[key]
 
-    def operands(self, labels, values: dict) -> list[Operand]:
-        return [Operand(values[k], _axis(self.legs[k], self.axis_index)) for k in labels]
+    def operands(self, labels, values: dict) -> Operands:
+        return Operands({k: (values[k], _axis(self.legs[k], self.axis_index)) for k in labels})
 
     def others(self, *excluded) -> list:
-        return [k for k in self.labels if k not in excluded]
-
-    def kept(self, labels, wanted) -> tuple:
-        """The legs among ``wanted`` that ``labels``'s legs also carry, canonical order."""
-        carried = {ix for k in labels for ix in self.legs[k]}
-        return tuple(ix for ix in sorted(carried, key=self.model.xm.rank.get) if ix in wanted)
+        return [k for k in self.legs if k != "X" and k not in excluded]
 
 
 def _axis(legs: tuple, index: str) -> int | None:
@@ -298,7 +315,7 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
     model = als.als_model(problem.network, settings.order, options.optimize)
     blocks = source.layout(0, memory_limit=problem.memory_limit,
                            row_factor=2.0 + source.itemsize / 8)   # raw + float64 + products
-    plan = BlockPlan(model, source, max(b - a for a, b in blocks), options.optimize)
+    plan = BlockPlan(model, blocks, options.optimize)
     passes = len(settings.order) - (_fused_position(model, settings.order, plan.axis_index)
                                     is not None)
     total = options.max_iter * options.restarts * len(blocks) * passes
@@ -448,7 +465,7 @@ def _rhs_pass(fit, plan: BlockPlan, stream: Stream, name: str) -> np.ndarray:
     label = fit.model.label_of[name]
     legs, others = plan.legs[label], plan.others(label)
     values = fit.model.values(fit.tensors, fit.problem.inputs)
-    parts = stream.run(rhs_block, plan.contraction(["X", *others], legs),
+    parts = stream.run(rhs_block, plan.environment(("X", *others), legs),
                        plan.operands(others, values))
     axis = _axis(legs, plan.axis_index)
     return sum(parts[1:], parts[0]) if axis is None else np.concatenate(parts, axis=axis)
@@ -459,20 +476,13 @@ def _fused_pass(fit, plan: BlockPlan, stream: Stream, first: str, second: str) -
     ``second``'s right-hand side, accumulated from the new rows, in ``fit.pending``."""
     model = fit.model
     p, h = model.label_of[first], model.label_of[second]
-    others = plan.others(p, h)
-    inner = plan.kept(["X", *others], set(plan.legs[p]) | set(plan.legs[h]))
-    shared = None if not others and inner == plan.legs["X"] else \
-        plan.contraction(["X", *others], inner)
-    inner_shape = tuple(plan.rows if ix == plan.axis_index else plan.sizes[ix] for ix in inner)
-    p_shape = plan.shape(p)
-    to_first = plan.contraction([(inner, inner_shape), h], plan.legs[p])
-    to_second = plan.contraction([(inner, inner_shape), (plan.legs[p], p_shape)], plan.legs[h])
     u, axis = model.updates[first], plan.legs[p].index(plan.axis_index)
-    solve = BlockSolve(fit.gram_of(first), u.axes, u.sizes(plan.sizes)[2], axis,
+    solve = BlockSolve(fit.gram_of(first), u.axes, u.sizes(model.xm.sizes)[2], axis,
                        fit.tensors[first], fit.settings.l2[first], first in fit.settings.nonneg)
     values = model.values(fit.tensors, fit.problem.inputs)
-    parts = stream.run(fused_block, shared, to_first, to_second, plan.operands(others, values),
-                       fit.tensors[second], solve)
+    to_first, to_second = plan.fused(p, h)
+    parts = stream.run(fused_block, to_first, to_second, plan.operands(plan.others(p), values),
+                       p, solve)
     fit.set_tensor(first, np.ascontiguousarray(np.concatenate([r for r, _ in parts], axis=axis)))
     fit.pending[second] = sum((c for _, c in parts[1:]), parts[0][1])
 
@@ -481,5 +491,5 @@ def _residual_pass(fit, plan: BlockPlan, stream: Stream) -> float:
     """``||X - M||^2`` from one pass (the exact loss, once the fit is very close)."""
     values = fit.model.values(fit.tensors, fit.problem.inputs)
     labels = plan.others()
-    contraction = plan.contraction(labels, plan.legs["X"])
-    return sum(stream.run(residual_block, contraction, plan.operands(labels, values)))
+    return sum(stream.run(residual_block, plan.environment(tuple(labels), plan.legs["X"]),
+                          plan.operands(labels, values)))
