@@ -57,13 +57,15 @@ from tnc.engine import kernels
 from tnc.errors import TncError
 from tnc.fitting.extrapolate import LineSearch, penalty
 from tnc.fitting.identifiable import check_identifiable, check_slices
-from tnc.fitting.front import FitProblem, check_finite, register_method
+from tnc.fitting.dtypes import COMPLEX, REAL, random_start, real_dtype, resolution
+from tnc.fitting.front import FitProblem, check_finite, register_method, squared_norm
 from tnc.engine.plan import check_allocation
 from tnc.engine.program import optimizer_key, program_of
 from tnc.engine.trees import (Leaves, Node, _nodes, arrange, chain_tree,  # noqa: F401
                               dimension_tree_groups, evaluate, path_tree, replay_flops,
                               window_key)
 from tnc.fitting.progress import Progress, wants_stop
+from tnc.fitting.solve import hals, solve_rows, solve_tensor  # noqa: F401 (coupled, sparse)
 from tnc.fitting.records import record
 from tnc.fitting.result import FitResult
 
@@ -71,6 +73,10 @@ TARGET = "X"          # leaf label of the data in <X, M>
 WEIGHT = "W"          # leaf label of the mask in weighted Gram networks
 EXACT_BELOW = 1e-6    # below this relative error the loss is recomputed from the residual
 EXACT_FIT = 1e-13     # a relative error this small counts as an exact fit
+# in a dtype of resolution eps (float32: 1.2e-7) the loss formula is known to ~eps ||X||^2,
+# so these floors apply: the residual is used below sqrt(eps) * RESIDUAL_FLOOR, an error
+# below eps * EXACT_FLOOR is exact, and tol is at least eps * TOL_FLOOR
+RESIDUAL_FLOOR, EXACT_FLOOR, TOL_FLOOR = 10.0, 30.0, 10.0
 CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
 NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
 MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters
@@ -278,13 +284,32 @@ class Model:
             del cache[key]
 
     def values(self, tensors: dict, inputs: dict, target=None, weight=None) -> dict:
-        """Leaf label -> array for every leaf of the three scalar networks."""
+        """Leaf label -> array for every leaf of the three scalar networks: complex
+        tensors enter ``<X, M>`` and the primed copy of ``<M, M>`` conjugated, so the
+        normal equations are ``Gram = E^H E`` and ``RHS = E^H x`` (see :func:`leaf_values`)."""
         arrays = {**tensors, **inputs}
-        values = {k: arrays[n] for k, n in self.name_of.items()}
-        values.update({(c, k): v for k, v in list(values.items()) for c in ("1", "2")})
+        values = {}
+        for k, n in self.name_of.items():
+            values.update(leaf_values(k, arrays[n]))
         values[TARGET] = target
         values[WEIGHT] = weight
         return values
+
+
+def leaf_values(label, array) -> dict:
+    """The three leaves of one tensor use ``label``: in ``<X, M>`` (``label``), and in
+    ``<M, M>`` unprimed (``("1", label)``) and primed (``("2", label)``). A complex
+    ``array`` is conjugated in the first and the last: the RHS of a tensor ``G`` is then
+    ``sum X conj(E)`` and its Gram ``sum E conj(E')``, the rows form of the complex
+    normal equations ``E^H E g = E^H x`` (:func:`solve_rows` solves them). Real arrays
+    are shared, never copied.
+
+        >>> v = leaf_values(0, np.array([1j]))
+        >>> v[0], v["1", 0], v["2", 0]
+        (array([0.-1.j]), array([0.+1.j]), array([0.-1.j]))
+    """
+    conj = array.conj() if np.iscomplexobj(array) else array
+    return {label: conj, ("1", label): array, ("2", label): conj}
 
 
 def als_model(network, order: list, optimize="auto") -> Model:
@@ -295,68 +320,6 @@ def als_model(network, order: list, optimize="auto") -> Model:
         return Model(network, list(order), optimize)
     return program_of(network, optimize).memo(("als", tuple(order)),
                                               lambda: Model(network, list(order), optimize))
-
-
-# -- solving the normal equations ----------------------------------------------------------
-def solve_rows(rhs, gram, l2: float = 0.0, nonneg: bool = False, start=None):
-    """Rows ``g`` minimising ``g Gram gᵀ - 2 g·rhs + l2 |g|²``, batch by batch.
-
-    ``rhs``: (n, m, b) — n batches of m rows; ``gram``: (n, b, b).
-
-    >>> H = np.array([[[2.0, 0.0], [0.0, 4.0]]])
-    >>> solve_rows(np.array([[[2.0, 4.0]]]), H)
-    array([[[1., 1.]]])
-    """
-    if l2:
-        gram = gram + l2 * np.eye(gram.shape[-1])
-    if nonneg:
-        return hals(rhs, gram, np.maximum(start, 0.0) if start is not None else
-                    np.zeros_like(rhs))
-    try:
-        if gram.shape[0] == 1:
-            np.linalg.cholesky(gram[0])   # numpy's LAPACK: scipy's has its own threads
-            return np.linalg.solve(gram[0], rhs[0].T).T[None]
-        np.linalg.cholesky(gram)
-        return np.linalg.solve(gram, rhs.transpose(0, 2, 1)).transpose(0, 2, 1)
-    except np.linalg.LinAlgError:
-        return rhs @ np.linalg.pinv(gram, hermitian=True)
-
-
-def solve_tensor(rhs, gram, axes: tuple, current, l2: float = 0.0, nonneg: bool = False):
-    """``(rows, tensor)``: :func:`solve_rows` of normal equations laid out along ``axes``
-    (see :meth:`Fit.contributions`), and the rows as a tensor shaped like ``current``
-    (also HALS's start).
-
-    >>> rows, tensor = solve_tensor(np.array([[[2.0, 4.0]]]), np.array([[[2.0, 0.0], [0.0, 4.0]]]),
-    ...                             (1, 0), np.zeros((2, 1)))
-    >>> tensor
-    array([[1.],
-           [1.]])
-    """
-    identity = axes == tuple(range(len(axes)))
-    permuted = current if identity else np.transpose(current, axes)
-    new = solve_rows(rhs, gram, l2, nonneg, permuted.reshape(rhs.shape))
-    tensor = new.reshape(permuted.shape)
-    if not identity:
-        tensor = np.transpose(tensor, np.argsort(axes))
-    return new, np.ascontiguousarray(tensor)
-
-
-def hals(rhs, gram, g, sweeps: int = 50, tol: float = 1e-12):
-    """Non-negative rows by coordinate descent (HALS), starting from ``g`` (n, m, b)."""
-    g = np.array(g, dtype=float)
-    diag = np.maximum(np.einsum("nbb->nb", gram), 1e-300)
-    floor = 1e-14 * max(float(np.max(np.abs(g))), 1e-300)  # a zeroed column could not recover
-    for _ in range(sweeps):
-        change = 0.0
-        for b in range(g.shape[-1]):
-            residual = rhs[..., b] - np.einsum("nmc,nc->nm", g, gram[:, :, b])
-            new = np.maximum(g[..., b] + residual / diag[:, None, b], floor)
-            change += float(np.sum((new - g[..., b]) ** 2))
-            g[..., b] = new
-        if change <= tol * max(float(np.sum(g * g)), 1e-300):
-            break
-    return g
 
 
 # -- one fit -----------------------------------------------------------------------------
@@ -395,6 +358,9 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
     nonneg = options.nonneg
     nonneg = set(net.params) if nonneg is True else set() if nonneg is False else set(nonneg)
     _check_names(nonneg, net, "nonneg")
+    if nonneg and problem.dtype.kind == "c":
+        raise TncError(f"nonneg: complex data ({problem.dtype}) has no non-negative tensors; "
+                       "fit it without nonneg")
     if options.missing not in ("auto", "em", "wls"):
         raise TncError(f"missing must be 'auto', 'em' or 'wls', got {options.missing!r}")
     if not 0.0 <= options.holdout < 1.0:
@@ -469,10 +435,10 @@ class Fit:
         self.mask = mask
         self.observed_target = np.ascontiguousarray(    # C order: BLAS reads X in place
             problem.target if mask is None else np.where(mask, problem.target, 0.0))
-        self.xx = float(np.vdot(self.observed_target, self.observed_target))
+        self.xx = squared_norm(self.observed_target)
         self.cache: dict = {}
         self.mode = self._mode(settings.missing)
-        weight = None if mask is None else mask.astype(float)
+        weight = None if mask is None else mask.astype(real_dtype(problem.dtype))
         self.values = model.values(tensors, problem.inputs, self.observed_target, weight)
 
     def _mode(self, missing) -> str:
@@ -495,12 +461,12 @@ class Fit:
         diff = self.problem.target - model_value
         if self.mask is not None:
             diff = np.where(self.mask, diff, 0.0)
-        return float(np.vdot(diff, diff))
+        return squared_norm(diff)
 
     def impute(self, model_value) -> None:
         """EM step: missing entries of the target from the current model."""
         self.values[TARGET] = np.where(self.mask, self.problem.target, model_value)
-        self.xx_filled = float(np.vdot(self.values[TARGET], self.values[TARGET]))
+        self.xx_filled = squared_norm(self.values[TARGET])
         for key in [k for k in self.cache if TARGET in k[1]]:
             del self.cache[key]
 
@@ -511,8 +477,8 @@ class Fit:
         new, tensor = solve_tensor(rhs, gram, axes, self.tensors[name], self.settings.l2[name],
                                    name in self.settings.nonneg)
         self.set_tensor(name, tensor)
-        xm = float(np.vdot(rhs, new))
-        mm = float(np.einsum("nmb,nbc,nmc->", new, gram, new))
+        xm = float(np.vdot(rhs, new).real)
+        mm = float(np.einsum("nmb,nbc,nmc->", new, gram, new.conj()).real)
         return (self.xx_filled if self.mode == "em" else self.xx) - 2 * xm + mm
 
     def contributions(self, name: str, rhs_tree: Node | None = None
@@ -545,7 +511,7 @@ class Fit:
             return np.reshape(arrange(gram, u.weighted_gram.indices, want),
                               (n_diag * n_free, n_bond, n_bond))
         if u.gram is None:
-            return np.ones((1, 1, 1))
+            return np.ones((1, 1, 1), self.problem.dtype)
         gram = evaluate(u.gram, self.values, self.cache)
         want = u.diag + u.bond + tuple(map(prime, u.bond))
         return np.reshape(arrange(gram, u.gram.indices, want), (n_diag, n_bond, n_bond))
@@ -554,8 +520,7 @@ class Fit:
         self.model.invalidate(self.cache, name)
         for label, n in self.model.name_of.items():
             if n == name:
-                for key in (label, ("1", label), ("2", label)):
-                    self.values[key] = self.tensors[name]
+                self.values.update(leaf_values(label, self.tensors[name]))
 
     def normalize(self) -> bool:
         """Balance slice norms along every bond shared only by parameters (a gauge change).
@@ -580,8 +545,8 @@ class Fit:
 
     def _balance(self, ix: str, names: list) -> bool:
         axes = {n: self.model.xm.legs[self.model.label_of[n]].index(ix) for n in names}
-        norms = {n: np.sqrt(np.sum(np.moveaxis(self.tensors[n], axes[n], 0).reshape(
-            self.tensors[n].shape[axes[n]], -1) ** 2, axis=1)) for n in names}
+        norms = {n: np.sqrt(np.sum(abs(np.moveaxis(self.tensors[n], axes[n], 0).reshape(
+            self.tensors[n].shape[axes[n]], -1)) ** 2, axis=1)) for n in names}
         stacked = np.array(list(norms.values()))
         if np.any(stacked <= 1e-300) or np.max(stacked.max(0) / stacked.min(0)) < NORMALIZE_RATIO:
             return False
@@ -600,14 +565,14 @@ def initial_tensors(problem: FitProblem, model: Model, init, seed, nonneg=()) ->
     Random starts of non-negative tensors are the absolute values of Gaussians.
     """
     net = problem.network
-    tensors = net.random(seed=seed)
+    tensors = random_start(net, seed, problem.dtype)
     tensors.update({name: np.abs(tensors[name]) for name in nonneg})
     if isinstance(init, FitResult):
         init = init.tensors
     if isinstance(init, dict):
         _check_names(init, net, "init")
         for name, array in init.items():
-            array = np.asarray(array, dtype=float)
+            array = np.asarray(array, dtype=problem.dtype)
             if array.shape != net.params[name]:
                 raise TncError(f"init: `{name}` must have shape {net.params[name]}, "
                                f"got {array.shape}")
@@ -630,7 +595,7 @@ def svd_start(target, net, update: Update, current, rng):
     axes = [net.output.index(ix) for ix in update.free]
     n_free = math.prod(sizes[ix] for ix in update.free)
     unfolding = np.moveaxis(target, axes, range(len(axes))).reshape(n_free, -1)
-    _, vectors = np.linalg.eigh(unfolding @ unfolding.T)
+    _, vectors = np.linalg.eigh(unfolding @ unfolding.conj().T)
     vectors = vectors[:, ::-1]
     shape = tuple(sizes[ix] for ix in update.free + update.bond)
     rows = arrange(current, update.legs, update.free + update.bond).reshape(n_free, -1).copy()
@@ -645,8 +610,8 @@ def svd_start(target, net, update: Update, current, rng):
 def _scaled(problem, model: Model, tensors: dict) -> dict:
     labels = list(model.mm.legs)
     tree = path_tree(model.mm, labels, "auto")
-    mm = float(evaluate(tree, model.values(tensors, problem.inputs), {}))
-    xx = float(np.vdot(problem.target, problem.target)) * problem.target.size / problem.observed
+    mm = float(np.real(evaluate(tree, model.values(tensors, problem.inputs), {})))
+    xx = squared_norm(problem.target) * problem.target.size / problem.observed
     if mm <= 0 or xx <= 0:
         return tensors
     factor = (xx / mm) ** (0.5 / len(tensors))
@@ -672,6 +637,7 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
     mask, held = split_holdout(problem, options.holdout, seed)
     tensors = initial_tensors(problem, model, init, seed, settings.nonneg)
     fit = Fit(problem, model, settings, tensors, mask)
+    limits = Limits.of(problem.dtype, options.tol)
     search = LineSearch(fit) if options.extrapolate else None
     history, converged, previous = [], False, math.inf
     for sweep in range(1, options.max_iter + 1):
@@ -681,7 +647,7 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
         for position, name in enumerate(settings.order):
             loss = fit.update(name, _windowed_tree(model, fit, sweep, position))
         model_value = fit.reconstruct() if fit.mode == "em" or held is not None or (
-            loss < EXACT_BELOW ** 2 * fit.xx) else None
+            loss < limits.exact_below ** 2 * fit.xx) else None
         if model_value is not None:
             loss = fit.residual_loss(model_value)
         if search is not None:
@@ -694,16 +660,39 @@ def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
             entry["holdout_rel_error"] = _held_error(problem.target, model_value, held)
         history.append(entry)
         bar.update(rel_error=rel)
-        converged = abs(previous - rel) < options.tol * max(rel, 1e-3) or rel < EXACT_FIT
+        converged = abs(previous - rel) < limits.tol * max(rel, 1e-3) or rel < limits.exact_fit
         previous = rel
         state = {**entry, "tensors": fit.tensors}
         if converged or wants_stop(options.callback, state):
             break
     info = {"seed": seed, "order": settings.order, "missing": fit.mode,
             "init": init if isinstance(init, str) else "given",
-            "extrapolated": 0 if search is None else search.accepted}
+            "extrapolated": 0 if search is None else search.accepted, "tol": limits.tol}
     return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
                      time.perf_counter() - start, dict(problem.inputs), info)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A fit's numeric thresholds in its dtype: ``EXACT_BELOW``, ``EXACT_FIT`` and ``tol``,
+    each floored at the dtype's resolution (float64: unchanged; float32: the residual
+    below 3.4e-3, exact below 3.6e-6, tol at least 1.2e-6).
+
+        >>> Limits.of(np.float64, 1e-9) == Limits(EXACT_BELOW, EXACT_FIT, 1e-9)
+        True
+        >>> round(Limits.of(np.float32, 1e-9).tol, 8)
+        1.19e-06
+    """
+
+    exact_below: float
+    exact_fit: float
+    tol: float
+
+    @classmethod
+    def of(cls, dtype, tol: float) -> "Limits":
+        eps = resolution(dtype)
+        return cls(max(EXACT_BELOW, RESIDUAL_FLOOR * math.sqrt(eps)),
+                   max(EXACT_FIT, EXACT_FLOOR * eps), max(tol, TOL_FLOOR * eps) if tol else tol)
 
 
 def _windowed_tree(model: Model, fit: Fit, sweep: int, position: int):
@@ -770,13 +759,13 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
                 result.info.update(init="screened", screened=screened)
             if best is None or result.loss < best.loss:
                 best = result
-            if best.rel_error < EXACT_FIT or (result.history and options.callback is not None
-                                          and not result.converged
-                                          and len(result.history) < options.max_iter):
+            exact = best.rel_error < Limits.of(problem.dtype, 0).exact_fit
+            if exact or (result.history and options.callback is not None
+                         and not result.converged and len(result.history) < options.max_iter):
                 break
     best.wall_time = time.perf_counter() - start
     best.info["restarts"] = len(seeds)
     return best
 
 
-register_method("als", ALSOptions, run_als, sparse=True)
+register_method("als", ALSOptions, run_als, sparse=True, dtypes=REAL + COMPLEX)

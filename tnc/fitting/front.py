@@ -27,6 +27,8 @@ from tnc.engine.network import Network
 from tnc.options import validated
 from tnc.lang.parser import parse
 from tnc.engine.plan import memory_budget
+from tnc.fitting.backends import boundary_arrays, foreign, to_library, to_numpy_call
+from tnc.fitting.dtypes import COMPLEX, REAL, fit_dtype, promoted  # noqa: F401 (methods' dtypes)
 from tnc.fitting.records import FIT_ALIASES, given_once, renamed, spelled
 from tnc.fitting.rescale import Rescale
 from tnc.engine.sparse import SparseTensor, as_sparse
@@ -54,6 +56,12 @@ class FitProblem:
                                       self.memory_limit)
 
     @property
+    def dtype(self) -> np.dtype:
+        """The dtype the fit runs in (the data's: :mod:`tnc.fitting.dtypes`)."""
+        values = getattr(self.target, "values", self.target)     # a SparseTensor's values
+        return np.asarray(values).dtype
+
+    @property
     def observed(self) -> int:
         return self.target.size if self.mask is None else int(self.mask.sum())
 
@@ -64,18 +72,23 @@ class Method:
     options: type
     run: Callable[[FitProblem, object], object]
     sparse: bool = False        # accepts a tnc.SparseTensor target (FitProblem.target)
+    dtypes: tuple | None = None  # dtypes fitted as given; None: float64 only (see fit_dtype)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, options: type, run: Callable, sparse: bool = False) -> None:
+def register_method(name: str, options: type, run: Callable, sparse: bool = False,
+                    dtypes: tuple | None = None) -> None:
     """Make ``tnc.fit(..., method=name, **options)`` call ``run(problem, options(**options))``.
 
     ``sparse=True``: the method also takes sparse data, passed through untouched
     as a :class:`tnc.engine.sparse.SparseTensor` in ``problem.target`` (mask None).
+    ``dtypes``: the dtype names the method fits in as given (e.g. ``REAL + COMPLEX``);
+    None (a method that has not declared its own): every real dtype is fitted in float64
+    and complex data is refused (:func:`fit_dtype`).
     """
-    METHODS[name] = Method(name, options, run, sparse)
+    METHODS[name] = Method(name, options, run, sparse, dtypes)
 
 
 def make_options(method: Method, options: dict, spelling: dict | None = None):
@@ -105,6 +118,13 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     that take it (``"gcp"``) without ever being made dense. ``memory_limit``
     (bytes, ``"auto"`` or None) bounds every allocation the fit checks (the
     parameter tensors, contraction intermediates, ...).
+    dtypes (:mod:`tnc.fitting.dtypes`): float32 data is fitted in float32 and complex
+    data in complex where the method fits it (else a TncError naming the dtype and the
+    method); integer and boolean data in float64; ``init`` and ``inputs`` tensors join
+    by numpy's promotion rules (float32 data with a float64 start: float64; integer
+    starting tensors: an error). torch, jax and cupy arrays are fitted on their numpy
+    values and the tensors returned in their library, device and dtype
+    (:mod:`tnc.fitting.backends`; a tensor that requires grad: its detached value).
     Every method's result fills ``rel_error``, ``iterations``, ``converged`` and
     ``history`` alike (:mod:`tnc.fitting.records`); ``target=`` and
     ``max_sweeps=`` are the old names of ``data`` and ``max_iter`` (deprecated).
@@ -114,9 +134,13 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     data = given_once(data, options, "data", "tnc.fit")
     if data is None:
         raise TncError("tnc.fit: no data given (tnc.fit(model, data, ...))")
+    like = foreign(boundary_arrays(data, mask, inputs, options))   # torch, jax, cupy
+    if like is not None:
+        data, mask, inputs, options = to_numpy_call(data, mask, inputs, options)
     with memory_budget(memory_limit):
-        return _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options,
-                    spelling)
+        result = _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options,
+                      spelling)
+    return result if like is None else to_library(result, like)
 
 
 def _fit(model, target, method, mask, inputs, name, sizes, memory_limit, options, spelling):
@@ -136,12 +160,17 @@ def _fit(model, target, method, mask, inputs, name, sizes, memory_limit, options
         return _fit_sparse(chosen, model, sparse, mask, inputs, name, sizes,
                            make_options(chosen, options, spelling), memory_limit)
     target, mask = with_array_mask(target, mask)
-    target = as_target(target)
+    target = as_target(target, chosen)
     network = model_for_data(model, target.shape, name=name, **(sizes or {}))
-    problem = FitProblem(network, *split_missing(target, mask), check_inputs(network, inputs),
-                         memory_limit)
+    inputs = check_inputs(network, inputs, keep_dtype=True)
+    options = make_options(chosen, options, spelling)
+    dtype = promoted(target.dtype, getattr(options, "init", None), inputs, chosen.name,
+                     chosen.dtypes)
+    inputs = {k: v.astype(dtype, copy=False) for k, v in inputs.items()}
+    problem = FitProblem(network, *split_missing(target.astype(dtype, copy=False), mask),
+                         inputs, memory_limit)
     with kernels.blas_serial(problem.target):   # small data: serial BLAS (kernels.py says why)
-        return run_at_unit_scale(chosen, problem, make_options(chosen, options, spelling))
+        return run_at_unit_scale(chosen, problem, options)
 
 
 def run_at_unit_scale(chosen: Method, problem: FitProblem, options):
@@ -199,12 +228,33 @@ def observed_rel_error(problem: FitProblem, tensors: dict) -> float | None:
     if isinstance(target, SparseTensor):
         xx = float(target.values @ target.values)
         cross = float(target.values @ model[tuple(target.coords.T)])
-        error2, norm2 = max(float(np.vdot(model, model)) - 2 * cross + xx, 0.0), xx
+        error2, norm2 = max(float(np.vdot(model, model).real) - 2 * cross + xx, 0.0), xx
     else:
         residual = target - model if problem.mask is None else (target - model)[problem.mask]
         observed = target if problem.mask is None else target[problem.mask]
-        error2, norm2 = float(np.vdot(residual, residual)), float(np.vdot(observed, observed))
+        error2, norm2 = squared_norm(residual), squared_norm(observed)
     return math.sqrt(error2 / norm2) if norm2 > 0 else math.sqrt(error2)
+
+
+def squared_norm(array) -> float:
+    """``sum |a|^2`` of a real or complex array as a float (accumulated in float64 for
+    float32 and complex64, whose own sums lose digits over millions of entries).
+
+    >>> squared_norm(np.array([3.0, 4.0j])), squared_norm(np.ones(3, np.float32))
+    (25.0, 3.0)
+    """
+    array = np.asarray(array).reshape(-1)
+    if array.dtype.itemsize < 16 and array.dtype.kind == "c" or array.dtype == np.float32:
+        return float(sum(_blockwise_squares(array)))
+    return float(np.vdot(array, array).real)
+
+
+def _blockwise_squares(array, block: int = 1 << 16):
+    """``sum |a|^2`` of each block of ``array``, each in float64 (no whole float64 copy)."""
+    wide = np.complex128 if array.dtype.kind == "c" else np.float64
+    for start in range(0, array.size, block):
+        part = array[start:start + block].astype(wide)
+        yield np.vdot(part, part).real
 
 
 def fit_options(method: str):
@@ -251,27 +301,43 @@ def refuse_masked(data, what: str = "data") -> None:
                        "use a method that takes one (tnc.fit(..., mask=...))")
 
 
-def as_target(target) -> np.ndarray:
-    """``target`` as a float64 array after checking it is real numeric data (a masked
-    array hiding entries is refused: :func:`fit` folds its mask in first)."""
+def as_target(target, method: Method | None = None) -> np.ndarray:
+    """``target`` as an array after checking it is numeric data (a masked array hiding
+    entries is refused: :func:`fit` folds its mask in first): float64 and real without a
+    ``method``, else in the dtype ``method`` fits it in (:mod:`tnc.fitting.dtypes`)."""
     refuse_masked(target)
-    return real_array(target, "data")
+    if method is None:
+        return real_array(target, "data")
+    array = numeric_array(target, "data", numeric=False)     # fit_dtype names the method
+    return array.astype(fit_dtype(array.dtype, method.name, method.dtypes), copy=False)
 
 
 def real_array(value, what: str) -> np.ndarray:
     """``value`` as a float64 array, or a :class:`TncError` naming ``what`` when it is
     not an array of real numbers (a string, ragged nested lists, complex or object data)."""
+    array = numeric_array(value, what)
+    if np.iscomplexobj(array):
+        raise TncError(f"{what} must be a real numeric array, got dtype {array.dtype}")
+    return array.astype(np.float64, copy=False)
+
+
+def numeric_array(value, what: str, numeric: bool = True) -> np.ndarray:
+    """``value`` as a numpy array of its own dtype (a torch tensor's detached value), or a
+    :class:`TncError` naming ``what`` when it is not an array (a string, ragged nested
+    lists) or, with ``numeric``, not numeric (object data)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__array__") and not isinstance(
             value, (list, tuple)):
         raise TncError(f"{what} must be an array, got {type(value).__name__}")
+    if hasattr(value, "detach"):                 # a torch tensor, perhaps requiring grad
+        value = value.detach().cpu()
     try:
         array = np.asarray(value)
     except ValueError:
         raise TncError(f"{what} must be an array, got nested sequences of unequal lengths "
                        "(ragged)") from None
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        raise TncError(f"{what} must be a real numeric array, got dtype {array.dtype}")
-    return array.astype(np.float64, copy=False)
+    if numeric and not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
+        raise TncError(f"{what} must be a numeric array, got dtype {array.dtype}")
+    return array
 
 
 def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
@@ -316,9 +382,10 @@ def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | No
     return (np.where(nan, 0.0, target) if nan.any() else target), None
 
 
-def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
-    """The network's data tensors, ``inputs`` (name -> array), as float arrays after
-    checking their names, shapes and values (real and finite)."""
+def check_inputs(network: Network, inputs, keep_dtype: bool = False) -> dict[str, np.ndarray]:
+    """The network's data tensors, ``inputs`` (name -> array), as float64 arrays (of
+    their own dtype with ``keep_dtype``, integers as float64) after checking their
+    names, shapes and values (real unless ``keep_dtype``, and finite)."""
     if inputs is not None and not isinstance(inputs, Mapping):
         raise TncError(f"inputs must be a dict data tensor name -> array, got "
                        f"{type(inputs).__name__}")
@@ -331,11 +398,19 @@ def check_inputs(network: Network, inputs) -> dict[str, np.ndarray]:
                        + (f"missing {', '.join(missing)}" if missing else "")
                        + ("; " if missing and unknown else "")
                        + (f"unknown {', '.join(unknown)}" if unknown else ""))
-    arrays = {k: real_array(v, f"data tensor `{k}` (inputs=)") for k, v in inputs.items()}
+    arrays = {k: _input_array(v, f"data tensor `{k}` (inputs=)", keep_dtype)
+              for k, v in inputs.items()}
     network.check_tensors(arrays, required=network.data)
     for name, array in arrays.items():
         check_finite(array, f"data tensor `{name}` (inputs=)")
     return arrays
+
+
+def _input_array(value, what: str, keep_dtype: bool) -> np.ndarray:
+    if not keep_dtype:
+        return real_array(value, what)
+    array = numeric_array(value, what)
+    return array.astype(np.float64) if array.dtype.kind in "biu" else array
 
 
 def check_finite(array: np.ndarray, what: str, hint: str = "") -> None:

@@ -45,10 +45,12 @@ import numpy as np
 
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence
+from tnc.fitting.dtypes import COMPLEX, REAL, random_start, real_dtype, resolution
 from tnc.fitting.front import FitProblem, check_finite, observed_rel_error, register_method
 from tnc.engine.constants import Folded
 from tnc.engine.grad import grad_plan
 from tnc.fitting.losses import Loss, get_loss, offending_entries
+from tnc.fitting.optimizers import Adam, Packing, lower_bounds, run_lbfgsb  # noqa: F401
 from tnc.engine.network import Network
 from tnc.engine.streams import CPLayout
 from tnc.engine.plan import check_memory
@@ -61,6 +63,7 @@ from tnc.engine.sparse import SparseTensor
 SAMPLE = "#sample"              # the shared sample index of a sampled network
 DENSIFY_BELOW = 2 ** 24         # sparse data this small may use L-BFGS-B (densified)
 INIT_SAMPLES = 10_000
+FTOL_FLOOR = 1.0                # L-BFGS-B's ftol is at least this times the dtype's eps
 
 
 @dataclass
@@ -74,7 +77,13 @@ class GCPOptions:
     otherwise). ``max_iter``: L-BFGS-B iterations or Adam epochs. ``ftol``,
     ``gtol``: L-BFGS-B's stopping tests (relative decrease of the loss, as
     scipy's ``factr=1e7``; largest projected gradient entry), the defaults pyttb's
-    ``gcp_opt`` ends up using. ``seed``: initialisation and sampling. ``init``: ``"random"`` or a
+    ``gcp_opt`` ends up using. ``tol``: as the other methods' (relative loss change):
+    L-BFGS-B's ``ftol`` when given; Adam stops once an epoch lowers the loss estimate by
+    less than ``tol`` times itself (None: no such test). In float32 the loss is known to
+    about 1e-7 of itself, so L-BFGS-B's test is at least its ``eps`` (1.2e-7) there, and
+    scipy's float64 iterates are converted to float32 tensors at every call. Complex data
+    take the gaussian loss only (``|m - x|^2``; L-BFGS-B over real and imaginary parts,
+    Adam along the conjugate gradient: :data:`COMPLEX_GAUSSIAN`). ``seed``: initialisation and sampling. ``init``: ``"random"`` or a
     dict name -> array (or a FitResult). Adam: ``lr`` (step size), ``lr_decay``
     (factor applied when an epoch's loss estimate rises), ``max_fails`` (stop
     after this many rises), ``epoch_iters`` (steps per epoch), ``batch_size``
@@ -92,6 +101,7 @@ class GCPOptions:
     max_iter: int = field(default=1000, metadata={"min": 1})
     ftol: float = 1e7 * np.finfo(float).eps
     gtol: float = 1e-5
+    tol: float | None = field(default=None, metadata={"min": 0})
     seed: int | None = 0
     init: object = "random"
     lr: float = field(default=1e-3, metadata={"above": 0})
@@ -105,33 +115,6 @@ class GCPOptions:
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"
-
-
-# -- packing parameters into one vector for scipy ----------------------------------------
-class Packing:
-    """Name -> array dicts to one flat vector and back (views, no copies on unpack).
-
-        >>> p = Packing({"A": (2, 3), "B": (4,)})
-        >>> p.unpack(np.arange(10.0))["B"]
-        array([6., 7., 8., 9.])
-    """
-
-    def __init__(self, shapes: dict[str, tuple[int, ...]]):
-        self.shapes = dict(shapes)
-        sizes = [math.prod(s) for s in self.shapes.values()]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-
-    @property
-    def size(self) -> int:
-        return int(self.offsets[-1])
-
-    def unpack(self, vector: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: vector[a:b].reshape(shape) for (name, shape), a, b in
-                zip(self.shapes.items(), self.offsets[:-1], self.offsets[1:])}
-
-    def pack(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([np.asarray(arrays[name], dtype=np.float64).reshape(-1)
-                               for name in self.shapes])
 
 
 # -- the full objective (dense data) -------------------------------------------------------
@@ -161,16 +144,17 @@ class DenseObjective:
     def __call__(self, tensors: dict) -> tuple[float, dict[str, np.ndarray]]:
         if self.cp is not None:
             values, upstream = self._loss(self.cp.model(tensors))
-            return float(values.sum()), self.cp.gradients(tensors, upstream)
+            return float(values.sum(dtype=np.float64)), self.cp.gradients(tensors, upstream)
         everything = {**tensors, **self.inputs}
         model, tape = self.plan.forward([everything[o.name] for o in self.network.occurrences],
                                         self.folded)
         values, upstream = self._loss(model)
-        return float(values.sum()), self.plan.backward(tape, upstream)
+        return float(values.sum(dtype=np.float64)), descent(self.plan.backward(tape, upstream))
 
     def _loss(self, model):
         if self.buffers is None or self.buffers[0].shape != model.shape:
-            self.buffers = (np.empty(model.shape), np.empty(model.shape))
+            self.buffers = (np.empty(model.shape, real_dtype(model.dtype)),
+                            np.empty(model.shape, model.dtype))
         values, upstream = self.buffers
         if self.loss.fused is not None:
             self.loss.fused(model, self.target, values, upstream)
@@ -238,9 +222,12 @@ class Gather:
             tuple(coords[:, a] for a in self.axes), self.lead)
         width = grad.size // max(count, 1)
         flat = (rows[:, None] * width + np.arange(width)).reshape(-1)
-        permuted = np.bincount(flat, weights=grad.reshape(-1),
-                               minlength=math.prod(self.lead) * width)
-        permuted = permuted.reshape([shape[p] for p in self.perm])
+        length = math.prod(self.lead) * width
+        permuted = np.bincount(flat, weights=grad.real.reshape(-1), minlength=length)
+        if np.iscomplexobj(grad):
+            permuted = permuted + 1j * np.bincount(flat, weights=grad.imag.reshape(-1),
+                                                   minlength=length)
+        permuted = permuted.astype(grad.dtype, copy=False).reshape([shape[p] for p in self.perm])
         return permuted.transpose(np.argsort(self.perm))
 
 
@@ -295,8 +282,9 @@ class SampledModel:
     def backward(self, tape, upstream: np.ndarray, coords: np.ndarray) -> dict:
         """Gradients of ``sum(upstream * values)`` for every parameter (full shapes)."""
         net, plan = self._plan(len(coords))
-        sampled = plan.backward(tape, upstream)
-        grads = {name: np.zeros(shape) for name, shape in self.network.params.items()}
+        sampled = descent(plan.backward(tape, upstream))
+        dtype = np.result_type(*sampled.values()) if sampled else np.float64
+        grads = {name: np.zeros(shape, dtype) for name, shape in self.network.params.items()}
         gathered = {f"{g.name}@{g.k}": g for g in self.gathers}
         for name, grad in sampled.items():
             g = gathered.get(name)
@@ -443,7 +431,7 @@ def initial_tensors(problem: FitProblem, loss: Loss, init, rng, model: SampledMo
         init = init.tensors
     if isinstance(init, dict):
         net.check_tensors(init, required=net.params)
-        tensors = {k: np.array(init[k], dtype=np.float64) for k in net.params}
+        tensors = {k: np.array(init[k], dtype=problem.dtype) for k in net.params}
         for name, tensor in tensors.items():
             check_finite(tensor, f"init: `{name}`")
         if loss.model_lower_bound is not None and any((v < 0).any() for v in tensors.values()):
@@ -452,7 +440,7 @@ def initial_tensors(problem: FitProblem, loss: Loss, init, rng, model: SampledMo
         return tensors
     if not (isinstance(init, str) and init == "random"):
         raise TncError(f"init must be 'random', a dict of arrays or a FitResult, got {init!r}")
-    tensors = net.random(seed=int(rng.integers(2 ** 31)))
+    tensors = random_start(net, int(rng.integers(2 ** 31)), problem.dtype)
     if loss.model_lower_bound is not None:
         tensors = {k: np.abs(v) for k, v in tensors.items()}
         power = 1
@@ -468,109 +456,16 @@ def _scaled(tensors, problem, model: SampledModel, rng, power: int) -> dict:
     sample = UniformSampler(problem.target, problem.mask, rng).draw(INIT_SAMPLES)
     target = problem.target
     if isinstance(target, SparseTensor):
-        data_stat = float(np.sum(target.values ** power)) / target.size
+        data_stat = float(np.sum(abs(target.values) ** power)) / target.size
     else:
         observed = target if problem.mask is None else target[problem.mask]
-        data_stat = float(np.mean(observed ** power))
+        data_stat = float(np.mean(abs(observed) ** power))
     model_stat = float(np.mean(np.abs(model.values(tensors, sample.coords)) ** power))
     uses = sum(o.kind == "param" for o in problem.network.occurrences)
     if data_stat <= 0 or model_stat <= 0 or not uses:
         return tensors
     factor = (data_stat / model_stat) ** (1.0 / (power * uses))
     return {k: v * factor for k, v in tensors.items()}
-
-
-# -- L-BFGS-B --------------------------------------------------------------------------------
-def run_lbfgsb(objective: Callable, tensors: dict, options, lower, bar: Progress):
-    """Minimise with scipy's L-BFGS-B; returns ``(tensors, history, converged, info)``.
-
-    ``objective(tensors) -> (value, gradients)`` (a :class:`DenseObjective`, or
-    :mod:`tnc.fitting.coupled`'s sum of them); ``lower``: lower bounds, a dict name ->
-    bound (None or absent: unbounded), a flat vector over the packed tensors
-    (``-inf``: unbounded) or None; ``options``: ``max_iter``, ``ftol``,
-    ``gtol`` and ``callback`` (as :class:`GCPOptions`).
-    """
-    packing = Packing({k: v.shape for k, v in tensors.items()})
-    bounds = lower_bounds(packing, lower)
-    history: list[dict] = []
-    start = time.perf_counter()
-
-    def fun(vector):
-        value, grads = objective(packing.unpack(vector))
-        return value, packing.pack(grads)
-
-    def callback(intermediate_result):
-        entry = record(len(history) + 1, intermediate_result.fun, None,
-                       time.perf_counter() - start)
-        history.append(entry)
-        bar.update(loss=entry["loss"])
-        if wants_stop(options.callback, {**entry, "tensors": packing.unpack(
-                intermediate_result.x.copy())}):
-            raise StopIteration
-
-    import scipy.optimize                # loaded by GCP's L-BFGS-B fits only
-    result = scipy.optimize.minimize(
-        fun, packing.pack(tensors), jac=True, method="L-BFGS-B", bounds=bounds,
-        callback=callback, options={"maxiter": options.max_iter, "ftol": options.ftol,
-                                    "gtol": options.gtol})
-    final = record(len(history), result.fun, None, time.perf_counter() - start)
-    if not history or history[-1]["loss"] != final["loss"]:
-        history.append(final)
-    info = {"message": str(result.message), "evaluations": int(result.nfev)}
-    return packing.unpack(result.x), history, bool(result.status == 0), info
-
-
-def lower_bounds(packing: Packing, lower):
-    """scipy ``Bounds`` for ``lower`` (see :func:`run_lbfgsb`), None when nothing is bounded.
-
-        >>> lower_bounds(Packing({"A": (2,), "B": (1,)}), {"A": 0.0}).lb
-        array([  0.,   0., -inf])
-    """
-    if lower is None:
-        return None
-    if isinstance(lower, dict):
-        unknown = [k for k in lower if k not in packing.shapes]
-        if unknown:
-            raise TncError(f"lower bound for `{unknown[0]}`, which is not a tensor being fitted")
-        lower = packing.pack({k: np.full(shape, -np.inf if lower.get(k) is None else lower[k])
-                              for k, shape in packing.shapes.items()})
-    lower = np.asarray(lower, dtype=np.float64)
-    if lower.shape != (packing.size,):
-        raise TncError(f"lower bounds: expected {packing.size} entries, got shape {lower.shape}")
-    import scipy.optimize
-    return scipy.optimize.Bounds(lower, np.inf) if np.isfinite(lower).any() else None
-
-
-# -- stochastic Adam -------------------------------------------------------------------------
-class Adam:
-    """Adam steps on a dict of arrays, projected onto ``lower`` (None: unbounded)."""
-
-    def __init__(self, tensors: dict, lower, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.m = {k: np.zeros_like(v) for k, v in tensors.items()}
-        self.v = {k: np.zeros_like(v) for k, v in tensors.items()}
-        self.t, self.lower = 0, lower
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-
-    def step(self, tensors: dict, grads: dict, lr: float) -> None:
-        self.t += 1
-        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
-        for k, x in tensors.items():
-            g = grads[k]
-            self.m[k] *= self.beta1
-            self.m[k] += (1 - self.beta1) * g
-            self.v[k] *= self.beta2
-            self.v[k] += (1 - self.beta2) * g * g
-            x -= lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)
-            if self.lower is not None:
-                np.maximum(x, self.lower, out=x)
-
-    def state(self):
-        return ({k: v.copy() for k, v in self.m.items()},
-                {k: v.copy() for k, v in self.v.items()}, self.t)
-
-    def restore(self, state) -> None:
-        m, v, self.t = state
-        self.m, self.v = {k: a.copy() for k, a in m.items()}, {k: a.copy() for k, a in v.items()}
 
 
 def sample_sizes(sampler, options: GCPOptions) -> tuple[int, int]:
@@ -608,10 +503,13 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
         for _ in range(options.epoch_iters):
             sample = sampler.draw(batch)
             values, tape = model.forward(tensors, sample.coords)
-            upstream = sample.weights * loss.derivative(values, sample.values)
+            upstream = (sample.weights * loss.derivative(values, sample.values)).astype(
+                values.dtype, copy=False)
             adam.step(tensors, model.backward(tape, upstream, sample.coords), lr)
         current = estimate(tensors)
         failed = not current <= best_loss
+        small = options.tol is not None and not failed and (
+            best_loss - current <= options.tol * abs(best_loss))
         entry = record(epoch, current, None, time.perf_counter() - start, lr=lr, failed=failed)
         history.append(entry)
         bar.update(loss=current, lr=lr)
@@ -622,7 +520,7 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
             lr *= options.lr_decay
         else:
             best, best_loss, best_state = _copy(tensors), current, adam.state()
-        if fails > options.max_fails:
+        if fails > options.max_fails or small:
             converged = True
             break
         if wants_stop(options.callback, {**entry, "tensors": tensors}):
@@ -665,7 +563,7 @@ def _copy(tensors: dict) -> dict:
 def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     """Fit ``problem`` under ``options.loss``; see the module docstring."""
     start = time.perf_counter()
-    loss = get_loss(options.loss)
+    loss = loss_for(get_loss(options.loss), problem.dtype)
     check_loss_data(loss, problem.target, problem.mask)
     weights = check_weights(options.weights, problem.target)
     optimizer = _choose_optimizer(problem, options)
@@ -682,7 +580,7 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
             objective = DenseObjective(problem.network, problem.inputs, problem.target,
                                        problem.mask, loss, options.optimize, weights)
             tensors, history, converged, info = run_lbfgsb(
-                objective, tensors, options, lower, bar)
+                objective, tensors, lbfgsb_options(options, problem.dtype), lower, bar)
         else:
             sampler = _choose_sampler(problem, options, rng, weights)
             tensors, history, converged, info = run_adam(
@@ -774,4 +672,47 @@ def _choose_sampler(problem: FitProblem, options: GCPOptions, rng, weights):
     return UniformSampler(target, problem.mask, rng, weights)
 
 
-register_method("gcp", GCPOptions, run_gcp, sparse=True)
+def lbfgsb_options(options: GCPOptions, dtype) -> GCPOptions:
+    """``options`` with L-BFGS-B's ``ftol``: ``tol`` when given, floored at ``FTOL_FLOOR``
+    times the fit dtype's eps (float32's loss is known to ~1e-7 of itself; float64's
+    default 2.2e-9 unchanged). A floor of 10 eps stopped float32 fits in swamps (0.30
+    against 0.047 on a rank-3 CP where float64 took 530 iterations).
+
+        >>> lbfgsb_options(GCPOptions(tol=1e-12), np.float32).ftol == resolution(np.float32)
+        True
+    """
+    ftol = options.ftol if options.tol is None else options.tol
+    return dataclasses.replace(options, ftol=max(ftol, FTOL_FLOOR * resolution(dtype)))
+
+
+def loss_for(loss: Loss, dtype) -> Loss:
+    """``loss`` for data of ``dtype``: as it is for real data; for complex data the
+    gaussian loss becomes :data:`COMPLEX_GAUSSIAN` and any other is a TncError naming it."""
+    if np.dtype(dtype).kind != "c":
+        return loss
+    if loss.name != "gaussian":
+        raise TncError(f"method 'gcp' fits complex data ({np.dtype(dtype)}) with the gaussian "
+                       f"loss only, not {loss.name!r}")
+    return COMPLEX_GAUSSIAN
+
+
+def _complex_gaussian_check(values, coords=None) -> None:
+    """Every finite complex value is valid gaussian data (front.split_missing checked)."""
+
+
+COMPLEX_GAUSSIAN = Loss("gaussian", lambda m, x: abs(m - x) ** 2,
+                        lambda m, x: 2 * np.conj(m - x), _complex_gaussian_check,
+                        homogeneous=2)
+"""The gaussian loss ``|m - x|^2`` of complex data. Its ``derivative`` is the upstream
+``2 conj(m - x)`` of the reverse sweep (holomorphic: ``g = J^T u``); :func:`descent`
+turns the gradients into ``dL/dRe + i dL/dIm = conj(g)``, the direction L-BFGS-B (over
+real and imaginary parts, :class:`~tnc.fitting.optimizers.Packing`) and Adam step along."""
+
+
+def descent(grads: dict) -> dict:
+    """Gradients of the reverse sweep as descent directions: unchanged when real, their
+    conjugates when complex (see :data:`COMPLEX_GAUSSIAN`)."""
+    return {k: g.conj() if np.iscomplexobj(g) else g for k, g in grads.items()}
+
+
+register_method("gcp", GCPOptions, run_gcp, sparse=True, dtypes=REAL + COMPLEX)

@@ -38,8 +38,10 @@ import numpy as np
 
 from tnc.errors import TncError
 from tnc.engine.grad import grad_plan
-from tnc.fitting.front import FitProblem, check_finite, observed_rel_error, register_method
-from tnc.fitting.gcp import Packing
+from tnc.fitting.dtypes import REAL, random_start, resolution
+from tnc.fitting.front import (FitProblem, check_finite, observed_rel_error, register_method,
+                               squared_norm)
+from tnc.fitting.optimizers import Packing
 from tnc.fitting.identifiable import check_identifiable, check_slices
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record, state
@@ -61,7 +63,8 @@ class NLSOptions:
     ``J^T W J`` at the start; ``preconditioner``: ``"auto"`` (block-Jacobi where ALS
     can plan the network, else none), ``"block-jacobi"`` or ``"none"``; ``seed``,
     ``init``: ``"random"`` (scaled so ``||M|| = ||X||``), a dict name -> array or a
-    FitResult; ``callback(state)``: after each iteration, True stops;
+    FitResult (float32 data: fitted in float32, with ``tol``, the exact-fit and the
+    rounding tests floored at float32's resolution; complex data: refused); ``callback(state)``: after each iteration, True stops;
     ``progress``: show a progress bar; ``optimize``: contraction path optimizer.
 
     A least-squares method: :func:`tnc.fit` runs it on the data rescaled to unit RMS
@@ -228,14 +231,14 @@ class Residual:
     def __init__(self, problem: FitProblem, jacobian: Jacobian):
         self.problem, self.jacobian = problem, jacobian
         self.target = problem.target
-        self.xx = float(np.vdot(self.observed(self.target), self.observed(self.target)))
+        self.xx = squared_norm(self.observed(self.target))
 
     def observed(self, array: np.ndarray) -> np.ndarray:
         return array if self.problem.mask is None else np.where(self.problem.mask, array, 0.0)
 
     def __call__(self, tensors: dict) -> tuple[float, np.ndarray]:
         residual = self.observed(self.jacobian.model(tensors) - self.target)
-        return 0.5 * float(np.vdot(residual, residual)), residual
+        return 0.5 * squared_norm(residual), residual
 
     def rel_error(self, half_loss: float) -> float:
         return math.sqrt(2 * half_loss / self.xx) if self.xx > 0 else math.sqrt(2 * half_loss)
@@ -247,13 +250,13 @@ def initial_tensors(problem: FitProblem, jacobian: Jacobian, init, seed) -> dict
     init = getattr(init, "tensors", init)
     if isinstance(init, dict):
         net.check_tensors(init, required=net.params)
-        tensors = {k: np.array(init[k], dtype=np.float64) for k in net.params}
+        tensors = {k: np.array(init[k], dtype=problem.dtype) for k in net.params}
         for name, tensor in tensors.items():
             check_finite(tensor, f"init: `{name}`")
         return tensors
     if not (isinstance(init, str) and init == "random"):
         raise TncError(f"init must be 'random', a dict of arrays or a FitResult, got {init!r}")
-    tensors = net.random(seed=seed)
+    tensors = random_start(net, seed, problem.dtype)
     residual = Residual(problem, jacobian)
     mm = float(np.sum(residual.observed(jacobian.model(tensors)) ** 2))
     if mm <= 0 or residual.xx <= 0:
@@ -270,7 +273,11 @@ class LevenbergMarquardt:
         self.jacobian = Jacobian(problem.network, problem.inputs, options.optimize)
         self.loss = Residual(problem, self.jacobian)
         self.tensors = initial_tensors(problem, self.jacobian, options.init, options.seed)
-        self.packing = Packing({k: v.shape for k, v in self.tensors.items()})
+        # the CG vectors stay float64; float32 tensors are converted at the boundary
+        self.packing = Packing({k: v.shape for k, v in self.tensors.items()}, problem.dtype)
+        eps = resolution(problem.dtype)     # float32: tests floored at its resolution
+        self.exact_fit, self.rounding = max(EXACT_FIT, 30 * eps), max(ROUNDING, eps)
+        self.tol = max(options.tol, eps) if options.tol else options.tol
         self.blocks = block_jacobi(problem, self.tensors, self.packing, options)
         self.f, self.residual = self.loss(self.tensors)
         self.damping, self.growth = None, 2.0
@@ -330,7 +337,7 @@ class LevenbergMarquardt:
     def run(self, bar: Progress) -> tuple[list[dict], bool, str]:
         start, history = time.perf_counter(), []
         self.gnorm0 = float(np.linalg.norm(self.g))
-        if self.loss.rel_error(self.f) < EXACT_FIT:
+        if self.loss.rel_error(self.f) < self.exact_fit:
             return [record(1, 2 * self.f, self.loss.rel_error(self.f), 0.0)], True, "exact fit"
         for iteration in range(1, self.options.max_iter + 1):
             info = self.step()
@@ -348,11 +355,11 @@ class LevenbergMarquardt:
 
     def _stop_reason(self, info: dict) -> str | None:
         """Why the fit has converged after a step, or None."""
-        if self.loss.rel_error(self.f) < EXACT_FIT:
+        if self.loss.rel_error(self.f) < self.exact_fit:
             return "exact fit"
-        if info["accepted"] and info["decrease"] <= self.options.tol * info["loss_before"]:
-            return f"an accepted step lowered the loss by less than tol={self.options.tol}"
-        if not info["accepted"] and info["predicted"] <= ROUNDING * info["loss_before"]:
+        if info["accepted"] and info["decrease"] <= self.tol * info["loss_before"]:
+            return f"an accepted step lowered the loss by less than tol={self.tol:g}"
+        if not info["accepted"] and info["predicted"] <= self.rounding * info["loss_before"]:
             return "no step lowers the loss beyond rounding"
         return None
 
@@ -378,4 +385,4 @@ def run_nls(problem: FitProblem, options: NLSOptions) -> FitResult:
                      len(history), time.perf_counter() - start, dict(problem.inputs), info)
 
 
-register_method("nls", NLSOptions, run_nls)
+register_method("nls", NLSOptions, run_nls, dtypes=REAL)

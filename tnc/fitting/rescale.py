@@ -44,14 +44,14 @@ def rms(arrays, count: int | None = None) -> float:
     or underflow."""
     arrays = [np.asarray(a) for a in arrays if np.size(a)]
     count = sum(a.size for a in arrays) if count is None else count
-    squares = sum(float(np.vdot(a.ravel(), a.ravel())) for a in arrays)  # one pass, no copy
+    squares = sum(float(np.vdot(a.ravel(), a.ravel()).real) for a in arrays)  # one pass, no copy
     if 1e-280 < squares < 1e280:
         return math.sqrt(squares / count)
     largest = max((float(np.max(np.abs(a))) for a in arrays), default=0.0)
     if not largest > 0 or not math.isfinite(largest):
         return largest
     unit = math.ldexp(1.0, math.frexp(largest)[1])   # a power of two: exact, so this path
-    squares = sum(float(np.vdot(a.ravel() / unit, a.ravel() / unit)) for a in arrays)
+    squares = sum(float(np.vdot(a.ravel() / unit, a.ravel() / unit).real) for a in arrays)
     return unit * math.sqrt(squares / count)          # agrees bit for bit with the one above
 
 
@@ -234,6 +234,7 @@ def _times(value, factor: float):
     """``value * factor`` for numeric arrays; anything else as it is, for the method's
     own check to name."""
     try:
-        return np.asarray(value, dtype=float) * factor
+        array = np.asarray(value)
+        return (array if array.dtype.kind in "fc" else array.astype(float)) * factor
     except (TypeError, ValueError):
         return value
