@@ -290,3 +290,39 @@ def test_tnc_fit_names_the_datasets_of_an_h5_file(capsys, tmp_path):
     code, out, _ = cli(capsys, "fit", "cp", tmp_path / "two.h5", "-s", "R=3", "-q",
                        "--dataset", "g/b")
     assert code == 0 and "final relative error" in out
+
+
+# -- Tucker decompositions (HOSVD, st-HOSVD, HOOI) --------------------------------------------
+def tucker_data():
+    rng = np.random.default_rng(0)
+    x = np.einsum("abc,ia,jb,kc->ijk", rng.random((3, 2, 2)), rng.random((13, 3)),
+                  rng.random((8, 2)), rng.random((7, 2)))
+    return x + 0.05 * rng.standard_normal(x.shape)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["hosvd", "sthosvd", "hooi"])
+def test_streamed_tucker_equals_the_in_memory_decomposition(kind, method, tmp_path, reads,
+                                                           monkeypatch):
+    monkeypatch.setattr(blocks, "BLOCK_BYTES_CAP", 8 * 56 * 4)      # blocks of 4 rows
+    x = tucker_data()
+    memory = tnc.decompose(x, "tucker", ranks=[3, 2, 2], method=method)
+    result = tnc.decompose(on_disk(kind, x, tmp_path), "tucker", ranks=[3, 2, 2], method=method)
+    assert result.iterations == memory.iterations and result.converged == memory.converged
+    assert result.rel_error == pytest.approx(memory.rel_error, rel=1e-10)
+    np.testing.assert_allclose(result.reconstruct(), memory.reconstruct(), rtol=0, atol=1e-10)
+    assert result.info["streamed"]["blocks"] == 4
+    assert max(rows for axis, rows in reads if axis == 0) <= 4
+
+
+def test_tt_and_rel_error_decompositions_load_the_data_when_it_fits(tmp_path):
+    x = tucker_data()
+    for args in [("tt", None, 1e-2), ("tucker", None, 0.06)]:
+        memory = tnc.decompose(x, *args)
+        result = tnc.decompose(on_disk("memmap", x, tmp_path), *args)
+        np.testing.assert_allclose(result.reconstruct(), memory.reconstruct(), atol=1e-12)
+    with pytest.raises(MemoryLimitError, match=r"loading the memmap data .* whole \(a TT "
+                       "decomposition is not streamed\\)"):
+        from tnc.fitting.streamed_tucker import decompose_streamed
+        decompose_streamed(on_disk("memmap", x, tmp_path), "tt", rel_error=1e-2,
+                           memory_limit=1000)

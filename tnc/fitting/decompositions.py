@@ -54,6 +54,11 @@ def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
     gives ``c`` times the decomposition of ``X``, the same ranks and sweeps.
     Returns a :class:`FitResult` (see the module docstring).
     """
+    from tnc.engine.blocks import out_of_core_kind
+    if out_of_core_kind(data) is not None:      # memmap, zarr, h5py, dask: streamed in blocks
+        from tnc.fitting.streamed_tucker import decompose_streamed
+        return decompose_streamed(data, kind, ranks, rel_error, method=method,
+                                  max_sweeps=max_sweeps, tol=tol)
     X = _check_data(data)
     _check_sweeps(max_sweeps, tol)
     start = time.perf_counter()

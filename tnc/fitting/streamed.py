@@ -363,15 +363,20 @@ def _unit_scale(stream: Stream, network):
 
 def _start_grams(stream: Stream, model, init) -> dict:
     """``name -> U Uᵀ`` of the data's unfolding ``U`` along each tensor's free legs, for
-    ``init="svd"`` and ``"auto"`` (the SVD start on complete data): a pass along axis 0
-    for the unfoldings without it, one along the next axis for those with it."""
+    ``init="svd"`` and ``"auto"`` (the SVD start on complete data); else empty."""
     if not (isinstance(init, str) and init in ("svd", "auto")):
         return {}
     output = list(model.network.output)
-    wanted = {n: tuple(output.index(ix) for ix in u.free)
-              for n, u in model.updates.items() if u.free and not u.diag}
+    return _start_grams_of(stream, {n: tuple(output.index(ix) for ix in u.free)
+                                    for n, u in model.updates.items() if u.free and not u.diag})
+
+
+def _start_grams_of(stream: Stream, wanted: dict) -> dict:
+    """``name -> U Uᵀ`` of the data's unfolding ``U`` along the axes ``wanted[name]``: one
+    pass along axis 0 for the unfoldings without it, one along the next axis for those with
+    it."""
     grams: dict = {}
-    for axis in range(len(output)):
+    for axis in range(stream.source.ndim):
         here = tuple((n, axes) for n, axes in wanted.items()
                      if n not in grams and axis not in axes)
         if here:
