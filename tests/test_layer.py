@@ -37,9 +37,10 @@ def dense_reference(layer):
     return w.permute(order).reshape(legs.fan_out, legs.fan_in)
 
 
+@pytest.mark.parametrize("strategy", ["contract", "dense"])
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_forward_and_gradients_match_the_dense_layer(name):
-    layer = tnc.torch.Layer(**LAYERS[name], dtype=torch.float64, seed=1)
+def test_forward_and_gradients_match_the_dense_layer(name, strategy):
+    layer = tnc.torch.Layer(**LAYERS[name], dtype=torch.float64, seed=1, strategy=strategy)
     with torch.no_grad():
         layer.bias.normal_()
     x = torch.randn(7, layer.legs.fan_in, dtype=torch.float64)
@@ -56,8 +57,9 @@ def test_forward_and_gradients_match_the_dense_layer(name):
         torch.testing.assert_close(g, e, rtol=0, atol=1e-10 * e.abs().max().item(), msg=pname)
 
 
-def test_input_with_leg_shape_and_gradient_to_the_input():
-    layer = tnc.torch.Layer(**LAYERS["ttm"], dtype=torch.float64, seed=2)
+@pytest.mark.parametrize("strategy", ["contract", "dense"])
+def test_input_with_leg_shape_and_gradient_to_the_input(strategy):
+    layer = tnc.torch.Layer(**LAYERS["ttm"], dtype=torch.float64, seed=2, strategy=strategy)
     x = torch.randn(3, 4, 4, 4, dtype=torch.float64, requires_grad=True)
     y = layer(x)
     torch.testing.assert_close(y, layer(x.detach().reshape(3, 64)))
@@ -108,6 +110,23 @@ def test_the_plan_contracts_the_input_into_the_network():
     assert net.data == {"x": (batch, 4, 4, 4, 4, 4)}
 
 
+def test_auto_strategy_takes_the_dense_product_only_where_its_flops_are_close():
+    from tnc.engine.grad import grad_plan
+    layer = tnc.torch.Layer(**LAYERS["ttm5"])
+    params = set(layer.network.params)
+    for batch in (1, 16, 256):
+        together = grad_plan(layer.batched_network(batch), "auto", params).cost.flops
+        dense = (grad_plan(layer.weight_network, "auto", params).cost.flops
+                 + 4 * batch * 1024 * 1024)
+        expected = "dense" if dense <= tnc.torch.GEMM_ADVANTAGE * together else "contract"
+        assert layer.strategy_for(batch) == expected
+    assert [layer.strategy_for(b) for b in (1, 256)] == ["contract", "dense"]
+    low_rank = tnc.torch.Layer("ttm", inputs="col", N=5, m=4, k=4, r=2)
+    assert low_rank.strategy_for(256) == "contract"
+    forced = tnc.torch.Layer(**LAYERS["ttm5"], strategy="contract")
+    assert forced.strategy_for(256) == "contract" and "strategy contract" in repr(forced)
+
+
 def test_networks_from_text_path_and_network(tmp_path):
     text = tnc.lang.compiler.library_source("ttm")
     path = tmp_path / "mine.tn"
@@ -134,6 +153,8 @@ def test_bad_layers_are_tnc_errors():
     with pytest.raises(TncError, match="tensor `x`"):
         tnc.torch.Layer("network d() { index i: 2, j: 3  tensor x(i, j)  output i, j }",
                         inputs="i")
+    with pytest.raises(TncError, match="strategy must be one of auto, contract, dense"):
+        tnc.torch.Layer("ttm", inputs="col", strategy="fast")
     layer = tnc.torch.Layer(**LAYERS["ttm"])
     with pytest.raises(TncError, match=r"shape \(batch, 64\) or \(batch, 4, 4, 4\), got \(2, 63\)"):
         layer(torch.randn(2, 63))

@@ -39,9 +39,15 @@ class Call:
 
     @classmethod
     def make(cls, network, optimize, wrt) -> "Call":
+        """The call's plan, laid out for BLAS products: tnc's compiled kernels take
+        numpy arrays only, and a kernel layout run on torch or jax arrays becomes a
+        broadcast batched product of thin matrices (54 ms instead of 17 ms for one
+        step of the 1024 x 1024 TT-matrix layer at batch 256, torch CPU)."""
+        from tnc.engine import kernels
         from tnc.engine.grad import grad_plan
         names = tuple(dict.fromkeys(occ.name for occ in network.occurrences))
-        return cls(network, names, grad_plan(network, optimize, frozenset(wrt)))
+        with kernels.disabled():
+            return cls(network, names, grad_plan(network, optimize, frozenset(wrt)))
 
     def operands(self, arrays) -> list:
         """``arrays`` (one per name, in :attr:`names` order) in occurrence order."""
@@ -160,6 +166,14 @@ def layer_network(network, legs: LayerLegs, batch: int, x_name: str = "x"):
                                   occurrences=(*spec.occurrences, x),
                                   output=(batch_leg, *legs.outputs))
     return Network(batched, None)
+
+
+def weight_network(network, legs: LayerLegs):
+    """``network`` with its open legs reordered ``(*legs.outputs, *legs.inputs)``: its
+    value reshapes (a view) to the dense ``(fan_out, fan_in)`` weight."""
+    from tnc.engine.network import Network
+    spec = dataclasses.replace(network.spec, output=(*legs.outputs, *legs.inputs))
+    return Network(spec, None)
 
 
 def _fresh_name(base: str, taken) -> str:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from tnc.autodiff import (Call, attribute_names, init_std, layer_network, ordered_arrays,
-                          split_legs)
+                          split_legs, weight_network)
 from tnc.errors import TncError
 
 __all__ = ["contract", "Layer"]
@@ -96,6 +96,10 @@ def _differentiable_grads(call, arrays, upstream) -> list:
 
 
 # -- layers -------------------------------------------------------------------------------
+STRATEGIES = ("auto", "contract", "dense")
+GEMM_ADVANTAGE = 2.0    # measured: one 256 x 1024 x 1024 GEMM ~20 GMAC/s, the TT chain 2-8
+
+
 class Layer(nn.Module):
     """A linear layer whose weight is a tnc network: ``y = W x + b``.
 
@@ -105,9 +109,16 @@ class Layer(nn.Module):
     (``["col[1]", "col[2]"]``) or index families (``"col"``: ``col[1]``, ``col[2]``,
     ...); the other open legs, in network order, are the outputs. ``forward(x)``
     takes ``x`` of shape ``(batch, prod(in_sizes))`` or ``(batch, *in_sizes)`` and
-    returns ``(batch, prod(out_sizes))``, by ONE tnc contraction of the network
-    with ``x`` as a data tensor with a batch leg: the planner orders it with the
-    input in it (it forms the dense weight only where that is cheaper).
+    returns ``(batch, prod(out_sizes))``.
+
+    ``strategy``: ``"contract"`` runs ONE tnc contraction of the network with
+    ``x`` as a data tensor with a batch leg (the planner orders it with the input
+    in it); ``"dense"`` contracts the network alone to the dense weight (tnc's
+    sweep differentiates it) and applies it by one matrix product (``F.linear``);
+    ``"auto"`` (default) takes ``"dense"`` when its forward-plus-backward flops are
+    at most :data:`GEMM_ADVANTAGE` times those of ``"contract"`` (one big matrix
+    product runs at several times the flop rate of a chain of small reshaped
+    ones), per batch size; :meth:`strategy_for` says which.
 
     Initialisation: every entry of every tensor is ``N(0, std^2)`` with ``std``
     chosen so that the dense equivalent weight has entries of variance
@@ -125,11 +136,17 @@ class Layer(nn.Module):
     """
 
     def __init__(self, network, inputs, bias: bool = True, gain: float = 1.0,
-                 optimize="auto", dtype=torch.float32, device=None, seed=None, **sizes):
+                 strategy: str = "auto", optimize="auto", dtype=torch.float32, device=None,
+                 seed=None, **sizes):
         super().__init__()
+        if strategy not in STRATEGIES:
+            raise TncError(f"layer strategy must be one of {', '.join(STRATEGIES)}, "
+                           f"got {strategy!r}")
         self.network = _network(network, sizes)
         self.legs = split_legs(self.network, inputs)
+        self.weight_network = weight_network(self.network, self.legs)
         self.optimize = optimize
+        self.strategy = strategy
         self.gain = gain
         self.param_names = attribute_names(self.network.params)
         clashes = [a for a in self.param_names.values() if hasattr(self, a) or a == "bias"]
@@ -144,7 +161,8 @@ class Layer(nn.Module):
                                     nn.Parameter(weight.to(device)))
         self.bias = (nn.Parameter(torch.zeros(self.legs.fan_out, dtype=dtype, device=device))
                      if bias else None)
-        self._batched: dict[int, object] = {}
+        self._batched: dict[int, object] = {}        # batch -> network
+        self._strategies: dict[tuple, str] = {}       # (batch, input_grad) -> strategy
 
     def tensors(self) -> dict:
         """The weight network's tensors by tnc name (the parameters themselves)."""
@@ -153,7 +171,7 @@ class Layer(nn.Module):
     def batched_network(self, batch: int):
         """The network one call contracts: the weight network plus ``x(batch, inputs)``."""
         if batch not in self._batched:
-            if len(self._batched) > 8:
+            if len(self._batched) > 16:
                 self._batched.clear()
             self._batched[batch] = layer_network(self.network, self.legs, batch)
         return self._batched[batch]
@@ -165,16 +183,34 @@ class Layer(nn.Module):
         elif tuple(x.shape[1:]) != legs.in_sizes:
             raise TncError(f"layer input must have shape (batch, {legs.fan_in}) or "
                            f"(batch, {', '.join(map(str, legs.in_sizes))}), got {tuple(x.shape)}")
-        net = self.batched_network(x.shape[0])
-        y = contract(net, {**self.tensors(), "x": x}, self.optimize)
-        y = y.reshape(x.shape[0], legs.fan_out)
+        batch = x.shape[0]
+        if self.strategy_for(batch, x.requires_grad) == "dense":
+            x = x.reshape(batch, legs.fan_in)
+            return nn.functional.linear(x, self.dense_weight(), self.bias)
+        y = contract(self.batched_network(batch), {**self.tensors(), "x": x}, self.optimize)
+        y = y.reshape(batch, legs.fan_out)
         return y if self.bias is None else y + self.bias
 
+    def strategy_for(self, batch: int, input_grad: bool = False) -> str:
+        """``"contract"`` or ``"dense"``: how :meth:`forward` runs a batch of this size
+        (``input_grad``: whether the input requires grad too)."""
+        if self.strategy != "auto":
+            return self.strategy
+        key = (batch, input_grad)
+        if key not in self._strategies:
+            from tnc.engine.grad import grad_plan
+            params = set(self.network.params)
+            together = grad_plan(self.batched_network(batch), self.optimize,
+                                 params | ({"x"} if input_grad else set())).cost.flops
+            products = 2 * batch * self.legs.fan_in * self.legs.fan_out * (2 + input_grad)
+            dense = grad_plan(self.weight_network, self.optimize, params).cost.flops + products
+            self._strategies[key] = "dense" if dense <= GEMM_ADVANTAGE * together else "contract"
+        return self._strategies[key]
+
     def dense_weight(self):
-        """The dense equivalent weight, shape ``(fan_out, fan_in)`` (for checks)."""
-        w = contract(self.network, self.tensors(), self.optimize)
-        order = [self.network.output.index(i) for i in self.legs.outputs + self.legs.inputs]
-        return w.permute(order).reshape(self.legs.fan_out, self.legs.fan_in)
+        """The dense equivalent weight, shape ``(fan_out, fan_in)``, differentiable."""
+        w = contract(self.weight_network, self.tensors(), self.optimize)
+        return w.reshape(self.legs.fan_out, self.legs.fan_in)
 
     @property
     def network_params(self) -> int:
@@ -188,9 +224,10 @@ class Layer(nn.Module):
     def extra_repr(self) -> str:
         legs = self.legs
         bias = f" + bias {legs.fan_out}" if self.bias is not None else ""
+        strategy = "" if self.strategy == "auto" else f", strategy {self.strategy}"
         return (f"{self.network.name}: {legs.fan_in} -> {legs.fan_out}, legs {legs.in_sizes} -> "
                 f"{legs.out_sizes}, params {self.network_params}{bias}, dense "
-                f"{legs.fan_in * legs.fan_out}, compression {self.compression:.1f}x")
+                f"{legs.fan_in * legs.fan_out}, compression {self.compression:.1f}x{strategy}")
 
     def __repr__(self) -> str:
         return f"Layer({self.extra_repr()})"
