@@ -274,7 +274,7 @@ def to_numpy(x) -> np.ndarray:
         return x
     name = backend_name(x)
     if name == "torch":
-        return x.detach().cpu().numpy()
+        return x.detach().cpu().resolve_conj().resolve_neg().numpy()
     if name == "cupy":
         return x.get()
     if name == "dask":
@@ -362,6 +362,8 @@ def conj(x):
         return x
     if type(x) is np.ndarray:
         return x.conj()
+    if backend_name(x) == "torch":
+        return x.conj_physical()        # not torch's lazy conjugate view
     return do("conj", x)
 
 
