@@ -176,3 +176,31 @@ def test_single_precision_ground_state_stays_single(dtype):
                               progress=False)
     assert all(t.dtype == dtype for t in result.tensors.values())
     assert abs(result.info["energy"] - exact) < 1e-5 * abs(exact)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_trains_of_torch_tensors_stay_torch(dtype):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    a, b = low_rank(rng, dtype), low_rank(rng, dtype)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    tol = ACCURACY[dtype]
+    x, y = (TensorTrain.from_dense(t, rel_error=tol / 10) for t in (ta, tb))
+    for t in (x, y, x + y, x * y, (x + y + x).round(rel_error=tol / 10)):
+        assert all(isinstance(c, torch.Tensor) for c in t.cores) and t.dtype == dtype
+    assert max(x.ranks) <= 3 and max((x + y + x).round(rel_error=tol / 10).ranks) <= 6
+    dense = lambda t: t.to_dense().numpy()          # noqa: E731
+    assert rel(dense(x + y), a + b) < tol and rel(dense(x * y), a * b) < tol
+    assert rel(dense((x + y + x).round(rel_error=tol / 10)), 2 * a + b) < tol
+    assert abs(x.dot(y) - np.vdot(a, b)) < tol * np.linalg.norm(a) * np.linalg.norm(b)
+    assert x.norm() == pytest.approx(np.linalg.norm(a), rel=tol)
+    M = rand(rng, (12, 12), dtype)
+    A = TTMatrix.from_dense(torch.from_numpy(M.reshape(2, 3, 2, 2, 3, 2)))
+    v = rand(rng, (2, 3, 2), dtype)
+    out = A.apply(TensorTrain.from_dense(torch.from_numpy(v)), rel_error=tol / 10)
+    assert isinstance(out.cores[0], torch.Tensor)
+    assert rel(out.to_dense().numpy().ravel(), M @ v.ravel()) < tol
+    cores = tt_round([torch.from_numpy(c) for c in TensorTrain.from_dense(a).cores], ranks=2)
+    assert all(isinstance(c, torch.Tensor) and c.shape[-1] <= 2 for c in cores)
+    with pytest.raises(tnc.TncError, match="numpy-only"):
+        x.round(rel_error=0.1, method="gram")

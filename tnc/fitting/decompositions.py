@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from tnc.engine import kernels, streams
+from tnc.engine import backend, kernels, streams
 from tnc.lang.compiler import compile as compile_text
 from tnc.errors import TncError
 from tnc.fitting.front import refuse_masked
@@ -187,6 +187,10 @@ def leading_vectors(matrix, rank: int | None, tail: float = 0.0, exact: bool = F
     Gram matrix ``A Aᵀ`` (one BLAS pass) unless ``exact``.
     """
     m, n = matrix.shape
+    if type(matrix) is not np.ndarray:                    # torch, jax, ...: its own SVD
+        vectors, values, _ = linalg("svd", matrix, full_matrices=False)
+        keep = _truncation(backend.to_numpy(values), rank, tail)
+        return vectors[:, :keep], values[:keep]
     if not exact and n >= GRAM_MIN_RATIO * m:
         values, vectors = np.linalg.eigh(matrix @ adjoint(matrix))
         values, vectors = np.sqrt(np.maximum(values[::-1], 0.0)), vectors[:, ::-1]
@@ -198,7 +202,45 @@ def leading_vectors(matrix, rank: int | None, tail: float = 0.0, exact: bool = F
 
 def adjoint(matrix):
     """The conjugate transpose (the plain transpose, no copy, for real matrices)."""
-    return matrix.conj().T if np.iscomplexobj(matrix) else matrix.T
+    return matrix.conj().T if is_complex(matrix) else matrix.T
+
+
+def is_complex(array) -> bool:
+    """Whether ``array`` (any backend) holds complex numbers."""
+    return backend.dtype_name(array).startswith("complex")
+
+
+def linalg(name: str, matrix, **options):
+    """``numpy.linalg.<name>`` of a numpy array, else the array library's own
+    (``torch.linalg.svd`` of a torch tensor: through autoray, on its device)."""
+    if type(matrix) is np.ndarray:
+        return getattr(np.linalg, name)(matrix, **options)
+    return backend.do(f"linalg.{name}", matrix, **options)
+
+
+def tensordot(a, b, axes):
+    """``tensordot`` of ``a`` and ``b``'s library (numpy's for numpy arrays)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return np.tensordot(a, b, axes=axes)
+    return backend.do("tensordot", a, b, axes=axes)
+
+
+def exponent_of(array) -> int:
+    """:func:`~tnc.fitting.rescale.scale_exponent` of an array of any backend."""
+    if type(array) is np.ndarray:
+        return scale_exponent(array)
+    largest = float(abs(array).max()) if math.prod(array.shape) else 0.0
+    return int(np.frexp(largest)[1]) if largest > 0 else 0
+
+
+def as_cores(cores, what: str) -> list:
+    """``cores`` as arrays of one backend (numpy for lists and scalars; torch tensors
+    stay torch) in their joined working dtype (:func:`working_dtype`)."""
+    cores = list(cores)
+    if backend.backend_of(cores, what) in ("numpy", "builtins"):
+        cores = [np.asarray(c) for c in cores]
+    dtype = working_dtype(backend.result_dtype(*cores), what)
+    return [backend.astype(c, dtype) for c in cores]
 
 
 def _truncation(values, rank, tail: float) -> int:
@@ -239,7 +281,7 @@ def _tucker(X, ranks, rel_error, method, max_sweeps, tol):
                                f"allows (mode size {size}, other modes {others}); "
                                f"use at most {min(size, others)}")
     tail = _tail(X, rel_error, X.ndim)
-    exact = rel_error is not None and rel_error < gram_min_rel_error(X.dtype)
+    exact = rel_error is not None and rel_error < gram_min_rel_error(backend.dtype_of(X))
     if method == "hosvd":
         factors = [leading_vectors(unfold(X, n), None if ranks is None else ranks[n], tail,
                                    exact)[0] for n in range(X.ndim)]
@@ -259,7 +301,7 @@ def _tail(X, rel_error, count: int) -> float:
         return 0.0
     if not 0 <= rel_error < 1:
         raise TncError(f"rel_error must be in [0, 1), got {rel_error!r}")
-    return rel_error * float(np.linalg.norm(X)) / math.sqrt(count)
+    return rel_error * float(linalg("norm", X)) / math.sqrt(count)
 
 
 def st_hosvd(X, ranks, tail: float = 0.0, exact: bool = False):
@@ -343,21 +385,24 @@ def tt_svd(X, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
     """TT-SVD (Oseledets 2011): cores of shapes (r_{k-1}, d_k, r_k), r_0 = r_N = 1.
 
     ``ranks``: max bond ranks (one int or N-1); ``rel_error``: error budget,
-    split evenly (``eps ||X|| / sqrt(N-1)`` per truncation).
+    split evenly (``eps ||X|| / sqrt(N-1)`` per truncation). A torch (or other
+    autoray-known) array is decomposed with its own library's SVD, cores on its
+    device and in its dtype.
     """
     N = X.ndim
     if ranks is None and rel_error is None:
         raise TncError("decompose(..., 'tt') needs ranks=... or rel_error=...")
     ranks = _tt_ranks(X.shape, ranks)
     tail = _tail(X, rel_error, N - 1)
-    exact = rel_error is not None and rel_error < gram_min_rel_error(X.dtype)
+    exact = rel_error is not None and rel_error < gram_min_rel_error(backend.dtype_of(X))
     cores, rest, r_prev = [], X.reshape(1, -1), 1
-    with kernels.blas_serial(X):   # the projections stream X on the kernels' threads
+    numpy = type(X) is np.ndarray
+    with kernels.blas_serial(X if numpy else X.shape):   # projections on the kernels' threads
         for k in range(N - 1):
             matrix = rest.reshape(r_prev * X.shape[k], -1)
             U, _ = leading_vectors(matrix, None if ranks is None else ranks[k], tail, exact)
             cores.append(U.reshape(r_prev, X.shape[k], U.shape[1]))
-            rest = streams.project(U, matrix)      # adjoint(U) @ matrix
+            rest = streams.project(U, matrix) if numpy else adjoint(U) @ matrix
             r_prev = U.shape[1]
     cores.append(rest.reshape(r_prev, X.shape[-1], 1))
     return cores
@@ -384,7 +429,8 @@ def _tt_ranks(shape, ranks):
 def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
     """Recompress TT cores (r_{k-1}, d_k, r_k): right-to-left QR, then left-to-right SVD.
 
-    Costs O(N d r³) and never forms the full tensor. Real or complex cores;
+    Costs O(N d r³) and never forms the full tensor. Real or complex cores, numpy
+    or torch (its ``linalg.qr`` / ``linalg.svd``; cores stay on its device);
     the end cores may also be 2-d, as :func:`decompose` gives them ((d_1, r_1)
     and (r_{N-1}, d_N)), and come back in the layout they came in.
 
@@ -400,17 +446,17 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
     ranks = per_mode(ranks, N - 1, "TT")
     if rel_error is not None:
         check_value("rel_error", rel_error, float, {"below": 1}, "tt_round")
-    exponents = [scale_exponent(c) for c in cores]          # exact; undone on the last core
+    exponents = [exponent_of(c) for c in cores]          # exact; undone on the last core
     cores = tt_orthogonalize([_ldexp(c, -e) for c, e in zip(cores, exponents)], 0)
-    norm = float(np.linalg.norm(cores[0]))
+    norm = float(linalg("norm", cores[0]))
     tail = 0.0 if rel_error is None else rel_error * norm / math.sqrt(max(N - 1, 1))
     for k in range(N - 1):
         r0, d, r1 = cores[k].shape
-        u, s, vt = np.linalg.svd(cores[k].reshape(r0 * d, r1), full_matrices=False)
-        keep = _truncation(s, None if ranks is None else ranks[k], tail)
+        u, s, vt = linalg("svd", cores[k].reshape(r0 * d, r1), full_matrices=False)
+        keep = _truncation(backend.to_numpy(s), None if ranks is None else ranks[k], tail)
         cores[k] = u[:, :keep].reshape(r0, d, keep)
         carry = s[:keep, None] * vt[:keep]
-        cores[k + 1] = np.tensordot(carry, cores[k + 1], axes=([1], [0]))
+        cores[k + 1] = tensordot(carry, cores[k + 1], ([1], [0]))
     cores[-1] = _ldexp(cores[-1], sum(exponents))
     if flat_ends:
         cores[0], cores[-1] = cores[0][0], cores[-1][..., 0]
@@ -420,11 +466,10 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
 def _three_d(cores) -> tuple[list[np.ndarray], bool]:
     """TT cores as 3-d arrays in their joined dtype (float32, float64, complex64 or
     complex128; integers as float64) and whether the end cores came 2-d."""
-    cores = [np.asarray(c) for c in cores]
+    cores = list(cores)
     if not cores:
         raise TncError("tt_round needs at least one TT core, got none")
-    dtype = working_dtype(np.result_type(*cores), "tt_round")
-    cores = [c.astype(dtype, copy=False) for c in cores]
+    cores = as_cores(cores, "tt_round")
     flat_ends = len(cores) > 1 and cores[0].ndim == 2 and cores[-1].ndim == 2
     if flat_ends:
         cores[0], cores[-1] = cores[0][None], cores[-1][..., None]
@@ -444,6 +489,8 @@ def _ldexp(array, exponent: int):
     """``array * 2**exponent``, exact (real and imaginary parts of complex arrays apart)."""
     if not exponent:
         return array
+    if type(array) is not np.ndarray:
+        return array * 2.0 ** exponent             # a power of two: exact in range
     if np.iscomplexobj(array):
         return np.ldexp(array.real, exponent) + 1j * np.ldexp(array.imag, exponent)
     return np.ldexp(array, exponent)
@@ -464,14 +511,14 @@ def tt_orthogonalize(cores, centre: int = 0) -> list[np.ndarray]:
     cores = list(cores)
     for k in range(centre):
         r0, d, r1 = cores[k].shape
-        q, r = np.linalg.qr(cores[k].reshape(r0 * d, r1))
+        q, r = linalg("qr", cores[k].reshape(r0 * d, r1))
         cores[k] = q.reshape(r0, d, q.shape[1])
-        cores[k + 1] = np.tensordot(r, cores[k + 1], axes=([1], [0]))
+        cores[k + 1] = tensordot(r, cores[k + 1], ([1], [0]))
     for k in range(len(cores) - 1, centre, -1):
         r0, d, r1 = cores[k].shape
-        q, r = np.linalg.qr(cores[k].reshape(r0, d * r1).T)
+        q, r = linalg("qr", cores[k].reshape(r0, d * r1).T)
         cores[k] = q.T.reshape(q.shape[1], d, r1)
-        cores[k - 1] = np.tensordot(cores[k - 1], r.T, axes=([2], [0]))
+        cores[k - 1] = tensordot(cores[k - 1], r.T, ([2], [0]))
     return cores
 
 

@@ -37,9 +37,11 @@ import numbers
 import numpy as np
 
 from tnc.errors import TncError
-from tnc.fitting.decompositions import (_ldexp, _truncation, adjoint, gram_min_rel_error,
-                                        per_mode, scale_exponent, tt_orthogonalize,
-                                        tt_round, tt_svd, working_dtype)
+from tnc.engine import backend
+from tnc.fitting.decompositions import (_ldexp, _truncation, adjoint, as_cores,
+                                        gram_min_rel_error, linalg, per_mode, scale_exponent,
+                                        tensordot, tt_orthogonalize, tt_round, tt_svd,
+                                        working_dtype)
 from tnc.options import check_value
 from tnc.engine.plan import check_allocation
 
@@ -56,10 +58,9 @@ class _Train:
     kind = "train"
 
     def __init__(self, cores):
-        cores = [np.asarray(c) for c in cores]
+        cores = as_cores(cores, type(self).__name__)
         _check_cores(cores, self.site_ndim + 2, type(self).__name__)
-        dtype = working_dtype(np.result_type(*cores), type(self).__name__)
-        self.cores = [c.astype(dtype, copy=False) for c in cores]
+        self.cores = cores
 
     # -- shape -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -76,8 +77,9 @@ class _Train:
         return [c.shape[1:-1] for c in self.cores]
 
     @property
-    def dtype(self):
-        return self.cores[0].dtype
+    def dtype(self) -> np.dtype:
+        """The cores' dtype, as a numpy dtype (also for torch cores)."""
+        return backend.dtype_of(self.cores[0])
 
     def __repr__(self) -> str:
         return (f"<tnc.{type(self).__name__} shape {self.shape}, ranks {self.ranks}, "
@@ -138,16 +140,17 @@ class _Train:
     def dot(self, other) -> complex | float:
         """``sum(conj(self) * other)`` over every entry, in O(N d R³) (no dense tensor)."""
         self._same_shape(other, "take the inner product of")
-        env = np.ones((1, 1), dtype=np.result_type(self.dtype, other.dtype))
-        for a, b in zip(self._flat(), other._flat()):
-            env = np.tensordot(env, b, axes=([1], [0]))                    # (ra, d, rb)
-            env = np.tensordot(a.conj(), env, axes=([0, 1], [0, 1]))       # (ra', rb')
+        flat = backend.promote(*self._flat(), *other._flat())
+        env = backend.ones((1, 1), like=flat[0])
+        for a, b in zip(flat[:len(self)], flat[len(self):]):
+            env = tensordot(env, b, ([1], [0]))                          # (ra, d, rb)
+            env = tensordot(backend.conj(a), env, ([0, 1], [0, 1]))      # (ra', rb')
         value = env[0, 0]
-        return float(value.real) if not np.iscomplexobj(value) else complex(value)
+        return complex(value) if backend.dtype_of(value).kind == "c" else float(value)
 
     def norm(self) -> float:
         """The Frobenius norm, from the orthogonalised train (accurate also for tiny norms)."""
-        return float(np.linalg.norm(tt_orthogonalize(self._flat(), 0)[0]))
+        return float(linalg("norm", tt_orthogonalize(self._flat(), 0)[0]))
 
     def round(self, rel_error: float | None = None, max_rank=None, method: str = "auto"):
         """Recompressed to relative error ``rel_error`` (Frobenius) and/or bond sizes at most
@@ -163,15 +166,20 @@ class _Train:
         float64, 3e-4 in float32); ``"auto"`` takes ``"gram"`` when that cannot matter
         (``rel_error`` None or at least 1e-6 in float64, 2.3e-2 in float32:
         :func:`~tnc.fitting.decompositions.gram_min_rel_error`, as :func:`tnc.decompose`
-        does), else ``"qr"``. The result has this train's dtype.
+        does), else ``"qr"``; torch cores always take ``"qr"`` (torch's own QR and SVD).
+        The result has this train's dtype and backend.
         """
         check_value("method", method, str, {"choices": ("auto", "qr", "gram")}, "round")
         if rel_error is None and max_rank is None:
             rel_error = 0.0
         ranks = _capped(max_rank, self.ranks)
+        numpy = type(self.cores[0]) is np.ndarray
         if method == "auto":
-            method = "gram" if rel_error is None or rel_error >= gram_min_rel_error(
-                self.dtype) else "qr"
+            method = "gram" if numpy and (rel_error is None or rel_error >= gram_min_rel_error(
+                self.dtype)) else "qr"
+        if method == "gram" and not numpy:
+            raise TncError(f"round(method='gram') is numpy-only; these cores are "
+                           f"{backend.backend_name(self.cores[0])} tensors: use method='qr'")
         if method == "qr":
             return self._like(tt_round(self._flat(), ranks=ranks, rel_error=rel_error))
         if rel_error is not None:
@@ -193,9 +201,9 @@ class _Train:
         check_allocation(size * self.dtype.itemsize,
                          f"the dense form of a {type(self).__name__} of shape {self.shape}",
                          memory_limit)
-        out = np.ones((1, 1), dtype=self.dtype)
+        out = backend.ones((1, 1), like=self.cores[0])
         for core in self._flat():
-            out = np.tensordot(out, core, axes=([1], [0])).reshape(-1, core.shape[-1])
+            out = tensordot(out, core, ([1], [0])).reshape(-1, core.shape[-1])
         return self._dense_layout(out.reshape([s for site in self.sites for s in site]))
 
     def _dense_layout(self, interleaved):
@@ -222,7 +230,7 @@ class TensorTrain(_Train):
     def from_dense(cls, X, rel_error: float | None = None, max_rank=None) -> "TensorTrain":
         """TT-SVD of the dense array ``X`` (at least 2-d) to ``rel_error`` and/or ``max_rank``
         (one int, capped at each unfolding, or N - 1); real or complex."""
-        X = np.asarray(X)
+        X = _dense(X)
         if X.ndim < 2:
             raise TncError(f"TensorTrain.from_dense needs at least 2 dimensions, got shape "
                            f"{X.shape}")
@@ -286,20 +294,20 @@ class TTMatrix(_Train):
 
     def _dense_layout(self, interleaved):
         N = len(self)
-        return interleaved.transpose(list(range(0, 2 * N, 2)) + list(range(1, 2 * N, 2)))
+        return backend.transpose(interleaved, list(range(0, 2 * N, 2)) + list(range(1, 2 * N, 2)))
 
     @classmethod
     def from_dense(cls, A, rel_error: float | None = None, max_rank=None) -> "TTMatrix":
         """TT-SVD of ``A`` of shape (m_1, .., m_N, n_1, .., n_N) with rows and columns
         interleaved per site (cores (r, m_k, n_k, r))."""
-        A = np.asarray(A)
+        A = _dense(A)
         if A.ndim < 4 or A.ndim % 2:
             raise TncError(f"TTMatrix.from_dense needs shape (m_1, .., m_N, n_1, .., n_N) "
                            f"with N >= 2, got shape {A.shape}")
         N = A.ndim // 2
         order = [a for k in range(N) for a in (k, N + k)]
         sites = [(A.shape[k], A.shape[N + k]) for k in range(N)]
-        merged = A.transpose(order).reshape([m * n for m, n in sites])
+        merged = backend.transpose(A, order).reshape([m * n for m, n in sites])
         if rel_error is None and max_rank is None:
             rel_error = 0.0
         cores = _tt_svd(merged, max_rank, rel_error)
@@ -346,7 +354,7 @@ class TTMatrix(_Train):
     @property
     def T(self) -> "TTMatrix":
         """The transpose (rows and columns swapped per site)."""
-        return TTMatrix([c.transpose(0, 2, 1, 3) for c in self.cores])
+        return TTMatrix([backend.transpose(c, (0, 2, 1, 3)) for c in self.cores])
 
 
 # -- formulas on flat cores -------------------------------------------------------------
@@ -354,26 +362,42 @@ def _block_sum(a: list, b: list) -> list:
     """Cores of the sum: [A B] first, diag(A, B) inside, [A; B] last (ranks add)."""
     if len(a) == 1:
         return [a[0] + b[0]]
-    dtype = np.result_type(a[0], b[0])
-    out = [np.concatenate([a[0], b[0]], axis=2).astype(dtype, copy=False)]
+    cores = backend.promote(*a, *b)
+    a, b = cores[:len(a)], cores[len(a):]
+    out = [_concatenate([a[0], b[0]], 2)]
     for x, y in zip(a[1:-1], b[1:-1]):
-        block = np.zeros((x.shape[0] + y.shape[0], x.shape[1], x.shape[2] + y.shape[2]), dtype)
+        block = backend.zeros((x.shape[0] + y.shape[0], x.shape[1], x.shape[2] + y.shape[2]),
+                              like=x)
         block[:x.shape[0], :, :x.shape[2]] = x
         block[x.shape[0]:, :, x.shape[2]:] = y
         out.append(block)
-    out.append(np.concatenate([a[-1], b[-1]], axis=0).astype(dtype, copy=False))
+    out.append(_concatenate([a[-1], b[-1]], 0))
     return out
+
+
+def _concatenate(arrays, axis: int):
+    if type(arrays[0]) is np.ndarray:
+        return np.concatenate(arrays, axis=axis)
+    return backend.do("concatenate", arrays, axis=axis)
+
+
+def _dense(X):
+    """A dense array as given when torch (or another autoray-known library), else numpy."""
+    if backend.backend_name(X) in ("numpy", "builtins") or isinstance(X, (list, tuple)):
+        return np.asarray(X)
+    return X
 
 
 def _kron_cores(a, b):
     """Core of the entrywise product: (ra rb, d, ra' rb') with a's bond the slow one."""
-    core = np.einsum("adb,cde->acdbe", a, b)
+    a, b = backend.promote(a, b)
+    core = backend.einsum("adb,cde->acdbe", a, b)
     return core.reshape(a.shape[0] * b.shape[0], a.shape[1], a.shape[2] * b.shape[2])
 
 
 def _contract_cores(a, b, equation: str):
     """``einsum(equation)`` of an operator core and a core, bonds merged (a's slow)."""
-    core = np.einsum(equation, a, b)
+    core = backend.einsum(equation, *backend.promote(a, b))
     s = core.shape
     return core.reshape((s[0] * s[1],) + s[2:-2] + (s[-2] * s[-1],))
 
@@ -473,7 +497,7 @@ def _tt_svd(X, max_rank, rel_error):
     complex64, complex128; integers as float64), ``rel_error`` checked."""
     if rel_error is not None:
         check_value("rel_error", rel_error, float, {"below": 1}, "from_dense")
-    return tt_svd(X.astype(working_dtype(X.dtype, "from_dense"), copy=False), max_rank,
+    return tt_svd(backend.astype(X, working_dtype(backend.dtype_of(X), "from_dense")), max_rank,
                   rel_error)
 
 
