@@ -72,6 +72,7 @@ class BlockSource:
         self.data, self.kind, self.scale = data, kind, scale
         self.shape = tuple(int(n) for n in data.shape)
         self.itemsize = dtype.itemsize
+        self.dtype = np.dtype(np.float32 if dtype == np.float32 else np.float64)   # of blocks
 
     @property
     def size(self) -> int:
@@ -125,7 +126,7 @@ class BlockSource:
         return self.data[index]
 
     def read(self, start: int, stop: int, axis: int = 0, buffers=None) -> np.ndarray:
-        """Rows ``start:stop`` along ``axis`` as a float64 array times ``scale`` (written
+        """Rows ``start:stop`` along ``axis`` as a float array times ``scale`` (written
         into ``buffers``, a :class:`Buffers` reused block after block, when given).
         Finiteness is checked once, by the first pass of a fit (:func:`check_finite`)."""
         raw = self.raw(start, stop, axis, buffers)
@@ -167,14 +168,19 @@ def block_rows(row_elements: int, memory_limit="auto", row_factor: float = 3.0,
 
 
 def as_block(raw, scale: float, buffers: Buffers | None = None) -> np.ndarray:
-    """``raw`` as float64 times ``scale`` (into ``buffers`` when given)."""
+    """``raw`` times ``scale`` as float32 when stored so, else float64 (into ``buffers``
+    when given): float32 data stream as float32 blocks, half the bytes to read and multiply
+    (:mod:`tnc.fitting.streamed` sums their products in float64)."""
     raw = np.asarray(raw)
+    dtype = np.float32 if raw.dtype == np.float32 else np.float64
     if buffers is None:
-        block = raw.astype(np.float64, copy=False)
-        return block * scale if scale != 1.0 else block
-    block = buffers.get("block", raw.shape, np.float64)
+        block = raw.astype(dtype, copy=False)
+        return block * dtype(scale) if scale != 1.0 else block
+    block = buffers.get("block", raw.shape, dtype)
     if scale != 1.0:
-        np.multiply(raw, scale, out=block)
+        np.multiply(raw, dtype(scale), out=block)
+    elif raw.dtype == dtype:
+        return raw
     else:
         np.copyto(block, raw)
     return block

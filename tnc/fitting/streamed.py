@@ -133,8 +133,10 @@ class BlockTrees:
     def __call__(self, values: dict, cache: dict):
         tree = self.trees[_rows_of(values)]
         value = arrange(evaluate(tree, values, cache), tree.indices, self.want)
-        # the block's memory is reused by the next block: never hand back a view of it
-        return value.copy() if np.may_share_memory(value, values["X"]) else value
+        # float64 out (float32 blocks sum in float64), and never a view of the block,
+        # whose memory the next block reuses
+        return np.array(value, dtype=np.float64, copy=np.may_share_memory(value, values["X"])
+                        or None)
 
 
 def _rows_of(values: dict) -> int:
@@ -155,8 +157,8 @@ class Operands:
     values: dict
 
     def block(self, block, start: int, stop: int) -> dict:
-        return {**{k: sliced(v, axis, start, stop) for k, (v, axis) in self.values.items()},
-                "X": block}
+        return {**{k: sliced(v, axis, start, stop).astype(block.dtype, copy=False)
+                   for k, (v, axis) in self.values.items()}, "X": block}
 
 
 # Block tasks: ``task(block, start, stop, *args)`` (module functions: they travel to workers)
@@ -180,7 +182,13 @@ def fused_block(block, start, stop, first: BlockTrees, second: BlockTrees, opera
 def residual_block(block, start, stop, model: BlockTrees, operands: Operands) -> float:
     """``||X_block - M_block||^2``."""
     diff = block - model(operands.block(block, start, stop), {})
-    return float(np.vdot(diff, diff))
+    return squared(diff)
+
+
+def squared(array) -> float:
+    """``sum(array ** 2)`` accumulated in float64 (float32 blocks too)."""
+    flat = np.ravel(array)
+    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
 def squares_block(block, start, stop, unit: float = 1.0) -> tuple[float, float]:
@@ -188,7 +196,7 @@ def squares_block(block, start, stop, unit: float = 1.0) -> tuple[float, float]:
     refuses non-finite entries (by their rows)."""
     check_finite(block, start, stop)
     scaled = block if unit == 1.0 else block / unit
-    return float(np.vdot(scaled, scaled)), float(np.max(np.abs(block), initial=0.0))
+    return squared(scaled), float(np.max(np.abs(block), initial=0.0))
 
 
 def grams_block(block, start, stop, wanted) -> dict:
@@ -198,6 +206,7 @@ def grams_block(block, start, stop, wanted) -> dict:
     for name, axes in wanted:
         rows = math.prod(block.shape[a] for a in axes)
         unfolding = np.moveaxis(block, axes, range(len(axes))).reshape(rows, -1)
+        unfolding = unfolding.astype(np.float64, copy=False)
         grams[name] = unfolding @ unfolding.T
     return grams
 
@@ -333,7 +342,7 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
                                grams)
             if best is None or result.loss < best.loss:
                 best = result
-            if best.rel_error < als.EXACT_FIT:
+            if best.rel_error < als.Limits.of(source.dtype, 0).exact_fit:
                 break
     best.wall_time = time.perf_counter() - started
     best.info.update(restarts=options.restarts, streamed={
@@ -426,6 +435,7 @@ def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, g
     fit = StreamedFit(problem, model, settings, tensors, xx)
     order = settings.order
     fused = _fused_position(model, order, plan.axis_index)
+    limits = als.Limits.of(stream.source.dtype, options.tol)   # float32: floored thresholds
     history, converged, previous = [], False, math.inf
     for sweep in range(1, options.max_iter + 1):
         stream.status = {"sweep": sweep, **({"rel_error": previous} if history else {})}
@@ -438,7 +448,7 @@ def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, g
                 fit.pending[order[position]] = _rhs_pass(fit, plan, stream, order[position])
             loss = fit.update(order[position])
             position += 1
-        if loss < als.EXACT_BELOW ** 2 * fit.xx:
+        if loss < limits.exact_below ** 2 * fit.xx:
             loss = _residual_pass(fit, plan, stream)
         if options.normalize:
             fit.normalize()
@@ -446,13 +456,14 @@ def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, g
         entry = record(sweep, loss + als.penalty(fit, fit.tensors), rel,
                        time.perf_counter() - started)
         history.append(entry)
-        converged = abs(previous - rel) < options.tol * max(rel, 1e-3) or rel < als.EXACT_FIT
+        converged = abs(previous - rel) < limits.tol * max(rel, 1e-3) or rel < limits.exact_fit
         previous = rel
         if converged or wants_stop(options.callback, {**entry, "tensors": fit.tensors}):
             break
     info = {"seed": seed, "order": order, "missing": "dense",
-            "init": init if isinstance(init, str) else "given"}
-    return FitResult(problem.network, fit.tensors, "als", history, converged, len(history),
+            "init": init if isinstance(init, str) else "given", "tol": limits.tol}
+    tensors = {k: v.astype(stream.source.dtype, copy=False) for k, v in fit.tensors.items()}
+    return FitResult(problem.network, tensors, "als", history, converged, len(history),
                      time.perf_counter() - started, dict(problem.inputs), info)
 
 

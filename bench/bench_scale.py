@@ -1,0 +1,113 @@
+"""CP-ALS on a float32 array on disk, streamed (tnc/fitting/streamed.py), against the same fit
+of the array loaded into memory; each fit in a fresh process, one BLAS thread.
+
+Issue 15's goal: 1200^3 float32 (6.9 GB on disk), rank 10, the streaming process's peak RSS
+under 1.5 GB and its time per entry per sweep at most 2x the in-memory figure. The size is
+an argument (``--size 600`` writes 0.86 GB) and the RSS goal scales with the data:
+``1.5 GB * (size / 1200)^3``, also the streamed fit's ``memory_limit`` unless
+``--memory-limit`` is given. Prints per-sweep medians (both fits from the same random start,
+``--sweeps`` sweeps, tol=0, the first sweep dropped), their ratio and both peak RSS
+(``resource.getrusage``, the child's own). The file goes under ``--dir`` (default /tmp) and is
+deleted. Run: ``python bench/bench_scale.py [--size 600] [--sweeps 6]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+GOAL_RSS_AT_1200 = 1.5e9
+
+
+def write_cp_file(path: str, size: int, rank: int, seed: int = 0, rows: int = 16) -> None:
+    """A rank-``rank`` CP tensor plus 10% noise, float32, written block by block as .npy."""
+    rng = np.random.default_rng(seed)
+    a, b, c = (rng.standard_normal((size, rank)) for _ in range(3))
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+              "fortran_order": False, "shape": (size,) * 3}
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for start in range(0, size, rows):
+            block = np.einsum("ir,jr,kr->ijk", a[start:start + rows], b, c)
+            block += 0.1 * np.std(block) * rng.standard_normal(block.shape)
+            file.write(block.astype(np.float32).tobytes())
+
+
+def child(path: str, mode: str, rank: int, sweeps: int, memory_limit: int) -> None:
+    """One fit (``mode`` "disk" or "memory") in this process; prints a JSON line."""
+    import resource
+    import tnc
+    data = np.load(path, mmap_mode="r")
+    if mode == "memory":                    # as stored (float32), as tnc.fit holds it
+        data = np.array(data)
+    elif mode == "memory64":                # converted to float64 first
+        data = np.array(data, dtype=np.float64)
+    n = data.shape[0]
+    net = tnc.library("cp", I=n, J=n, K=n, R=rank)
+    limit = memory_limit if mode == "disk" else "auto"
+    result = tnc.fit(net, data, init="random", max_iter=sweeps, tol=0.0, progress=False,
+                     memory_limit=limit)
+    times = np.diff([0.0] + [h["time"] for h in result.history])[1:]
+    print(json.dumps({"sweeps": list(map(float, times)), "rel_error": result.rel_error,
+                      "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                      "streamed": result.info.get("streamed")}))
+
+
+def run_child(path, mode, rank, sweeps, memory_limit) -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--path", path, "--rank", str(rank),
+               "--sweeps", str(sweeps), "--memory-limit", str(memory_limit)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=600)
+    parser.add_argument("--rank", type=int, default=10)
+    parser.add_argument("--sweeps", type=int, default=6)
+    parser.add_argument("--dir", default="/tmp")
+    parser.add_argument("--memory-limit", type=int, default=None)
+    parser.add_argument("--skip-memory", action="store_true", help="only the streamed fit")
+    parser.add_argument("--child", choices=["disk", "memory", "memory64"])
+    parser.add_argument("--path")
+    args = parser.parse_args()
+    if args.child:
+        return child(args.path, args.child, args.rank, args.sweeps, args.memory_limit)
+    goal = GOAL_RSS_AT_1200 * (args.size / 1200) ** 3
+    limit = args.memory_limit or int(goal)
+    entries = args.size ** 3
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        path = os.path.join(folder, "x.npy")
+        started = time.perf_counter()
+        write_cp_file(path, args.size, args.rank)
+        print(f"wrote {args.size}^3 float32 ({os.path.getsize(path) / 1e9:.2f} GB) in "
+              f"{time.perf_counter() - started:.0f} s; rank {args.rank}, {args.sweeps} sweeps, "
+              f"streamed memory_limit {limit / 1e6:.0f} MB")
+        disk = run_child(path, "disk", args.rank, args.sweeps, limit)
+        fits = {"disk": disk}
+        if not args.skip_memory:
+            for mode in ("memory", "memory64"):
+                fits[mode] = run_child(path, mode, args.rank, args.sweeps, limit)
+    per_entry = {k: statistics.median(v["sweeps"]) / entries * 1e9 for k, v in fits.items()}
+    print(f"streamed: {disk['streamed']}")
+    print(f"streamed from disk: {per_entry['disk']:.3f} ns per entry per sweep (median), "
+          f"peak RSS {disk['peak_rss'] / 1e6:.0f} MB (goal {goal / 1e6:.0f} MB: "
+          f"{'met' if disk['peak_rss'] <= goal else 'MISSED'}), rel error {disk['rel_error']:.6g}")
+    for mode, what in (("memory", "float32 as stored"), ("memory64", "converted to float64")):
+        if mode in fits:
+            ratio = per_entry["disk"] / per_entry[mode]
+            print(f"in memory ({what}): {per_entry[mode]:.3f} ns per entry per sweep, peak RSS "
+                  f"{fits[mode]['peak_rss'] / 1e6:.0f} MB, rel error "
+                  f"{fits[mode]['rel_error']:.6g}; streamed / in memory {ratio:.2f}x "
+                  f"(goal <= 2x: {'met' if ratio <= 2 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
