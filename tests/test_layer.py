@@ -158,3 +158,21 @@ def test_bad_layers_are_tnc_errors():
     layer = tnc.torch.Layer(**LAYERS["ttm"])
     with pytest.raises(TncError, match=r"shape \(batch, 64\) or \(batch, 4, 4, 4\), got \(2, 63\)"):
         layer(torch.randn(2, 63))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_check.sh)")
+def test_cuda_layer_and_contract_stay_on_the_device_and_match_cpu():
+    layer = tnc.torch.Layer(**LAYERS["ttm5"], dtype=torch.float64, seed=3, strategy="contract")
+    x = torch.randn(8, 1024, dtype=torch.float64)
+    y = layer(x)
+    y.sum().backward()
+    cpu_grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    on_gpu = layer.to("cuda")
+    on_gpu.zero_grad(set_to_none=True)
+    y_gpu = on_gpu(x.cuda())
+    y_gpu.sum().backward()
+    assert y_gpu.device.type == "cuda"
+    torch.testing.assert_close(y_gpu.cpu(), y, rtol=1e-10, atol=1e-12)
+    for n, p in on_gpu.named_parameters():
+        assert p.grad.device.type == "cuda"
+        torch.testing.assert_close(p.grad.cpu(), cpu_grads[n], rtol=1e-10, atol=1e-12)
