@@ -7,7 +7,9 @@ one forward contraction (``Network.contract``), of ``Network.grad`` (every
 parameter, data tensors not differentiated) and of torch autograd through
 ``opt_einsum.contract`` on torch tensors with the same path (forward plus
 ``backward()``, data tensors with ``requires_grad=False``), and the ratios
-grad/forward and tnc/torch. Timings are noisy on a shared machine: medians of interleaved repeats, and
+grad/forward and tnc/torch. A second table runs the same job on torch tensors:
+``Network.grad`` given torch tensors (tnc's reverse sweep in torch operations)
+against the same torch autograd. Timings are noisy on a shared machine: medians of interleaved repeats, and
 one BLAS thread for numpy and torch alike (set OMP_NUM_THREADS/
 OPENBLAS_NUM_THREADS before running to change that; oversubscribed BLAS
 threads spin and make single calls 100x slower here).
@@ -97,6 +99,13 @@ def torch_grad_fn(net: tnc.Network, tensors: dict):
     return run
 
 
+def tnc_torch_grad_fn(net: tnc.Network, tensors: dict):
+    """``Network.grad`` on torch tensors: tnc's engine running torch operations."""
+    import torch
+    arrays = {n: torch.tensor(a) for n, a in tensors.items()}
+    return lambda: net.grad(arrays)
+
+
 def tape_forward_fn(net: tnc.Network, tensors: dict):
     """tnc.engine.grad's own forward pass alone (the same matrix products, keeping intermediates)."""
     from tnc.engine.grad import grad_plan
@@ -124,9 +133,11 @@ def bench_case(label: str, text: str, repeats: int, seconds: float, clock) -> di
            "naive envs": naive_envs_fn(net, tensors)}
     try:
         fns["torch grad"] = torch_grad_fn(net, tensors)
+        fns["tnc grad on torch"] = tnc_torch_grad_fn(net, tensors)
     except ImportError:
         pass
-    row = {"case": label, "torch grad": float("nan"), **median_times(fns, repeats, seconds, clock)}
+    row = {"case": label, "torch grad": float("nan"), "tnc grad on torch": float("nan"),
+           **median_times(fns, repeats, seconds, clock)}
     return row
 
 
@@ -143,13 +154,22 @@ def main(argv=None) -> None:
     print(f"median {args.clock} time per call, {os.environ['OMP_NUM_THREADS']} BLAS thread(s)")
     print(f"{'case':44s}" + "".join(f"{c:>13s}" for c in columns)
           + f"{'grad/fwd':>10s}{'grad/tape':>10s}{'tnc/torch':>10s}{'naive/fwd':>10s}")
+    rows = []
     for label, text in CASES.items():
         row = bench_case(label, text, args.repeats, args.seconds, CLOCKS[args.clock])
+        rows.append(row)
         print(f"{label:44s}" + "".join(f"{row[c] * 1e3:11.2f}ms" for c in columns)
               + f"{row['tnc grad'] / row['forward']:10.2f}"
               f"{row['tnc grad'] / row['tape forward']:10.2f}"
               f"{row['tnc grad'] / row['torch grad']:10.2f}"
               f"{row['naive envs'] / row['forward']:10.2f}")
+    print("\nthe same gradients on torch tensors (tnc engine in torch operations vs torch "
+          "autograd through opt_einsum)")
+    print(f"{'case':44s}{'tnc on torch':>13s}{'torch grad':>13s}{'tnc/torch':>10s}")
+    for row in rows:
+        print(f"{row['case']:44s}{row['tnc grad on torch'] * 1e3:11.2f}ms"
+              f"{row['torch grad'] * 1e3:11.2f}ms"
+              f"{row['tnc grad on torch'] / row['torch grad']:10.2f}")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,18 @@ def test_torch_autograd_sees_through_contract():
         close(leaves[n].grad, expected[n], what=n)
 
 
+def test_default_upstream_of_a_scalar_network_on_torch_and_jax(jnp):
+    net = tnc.compile("network d(n = 3) { index i: n  tensor x(i), y(i)  output }")
+    for convert in (as_torch, jnp.asarray):
+        grads = net.grad({"x": convert(np.arange(3.0)), "y": convert(np.ones(3))})
+        assert type(grads["x"]) is type(convert(np.ones(1)))
+        assert bk_list(grads["x"]) == [1.0, 1.0, 1.0] and bk_list(grads["y"]) == [0.0, 1.0, 2.0]
+
+
+def bk_list(x):
+    return np.asarray(x).tolist()
+
+
 def test_contract_never_returns_a_view_of_the_callers_tensor():
     net = tnc.compile("network t(I = 2, J = 3) { index i: I, j: J  tensor A(i, j)  output j, i }")
     a = torch.ones(2, 3)

@@ -374,9 +374,10 @@ def gradient_operands(network, tensors, what: str = "the gradient") -> list:
     of other libraries cast to one dtype (numpy's promotion; torch multiplies only
     equal dtypes)."""
     arrays = network.operands(tensors)
+    if bk.all_numpy(arrays):
+        return arrays
     names = [occ.name for occ in network.occurrences]
-    name = bk.backend_of(arrays, f"{what} of network `{network.name}`", names)
-    if name == "numpy":
+    if bk.backend_of(arrays, f"{what} of network `{network.name}`", names) == "numpy":
         return [np.asarray(a) for a in arrays]
     return bk.promote(*(bk.detach(a) for a in arrays))
 

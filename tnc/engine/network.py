@@ -238,8 +238,9 @@ class Network:
         opt_einsum.
         """
         arrays = self.operands(tensors)
-        library = bk.backend_of(arrays, f"contracting network `{self.name}`",
-                                [occ.name for occ in self.occurrences])
+        numpy = bk.all_numpy(arrays)
+        library = "numpy" if numpy else bk.backend_of(
+            arrays, f"contracting network `{self.name}`", [o.name for o in self.occurrences])
         plan = self.plan(optimize)
         if memory_limit is not None:
             itemsize = bk.result_dtype(*arrays).itemsize
@@ -248,7 +249,7 @@ class Network:
                 from tnc.engine.slicing import choose_slicing, contract_sliced
                 slicing = choose_slicing(self, optimize, itemsize, limit, slicer)
                 return contract_sliced(self, arrays, slicing, backend, executor)
-        if backend in ("auto", "numpy") and all(type(a) is np.ndarray for a in arrays):
+        if backend in ("auto", "numpy") and numpy:
             return self._contract_numpy(arrays, optimize)
         if backend == "auto" and library in bk.ENGINE_BACKENDS:
             return self._contract_engine(bk.promote(*arrays), optimize)

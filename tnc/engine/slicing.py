@@ -251,7 +251,7 @@ def contract_sliced(network, arrays, slicing: Slicing, backend="auto", executor=
     ``submit`` returning futures with ``result()``, such as a dask.distributed Client)."""
     occurrences = network.occurrences
     output = network.output
-    numpy = backend in ("auto", "numpy") and all(type(a) is np.ndarray for a in arrays)
+    numpy = backend in ("auto", "numpy") and bk.all_numpy(arrays)
     engine = backend == "auto" and bk.backend_of(arrays) in bk.ENGINE_BACKENDS
     dtype = np.result_type(*arrays) if numpy else None
     arrays = arrays if numpy or not engine else bk.promote(*arrays)
