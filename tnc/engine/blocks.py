@@ -24,7 +24,7 @@ import mmap
 
 import numpy as np
 
-from tnc.engine.plan import format_bytes, limit_bytes
+from tnc.engine.plan import check_allocation, format_bytes, limit_bytes
 from tnc.errors import MemoryLimitError, TncError
 
 BLOCK_BYTES_CAP = 256 * 2 ** 20   # a block's float64 copy holds at most this many bytes
@@ -118,18 +118,38 @@ class BlockSource:
         blocks.append((start, stop))
         return blocks
 
-    def raw(self, start: int, stop: int, axis: int = 0, buffers=None):
+    def load(self, why: str, memory_limit="auto") -> np.ndarray:
+        """The whole array in memory (for a fit that cannot stream, ``why``), after
+        checking it fits ``memory_limit``."""
+        check_allocation(self.dtype.itemsize * self.size, f"loading the {self.kind} data of "
+                         f"shape {self.shape} whole ({why})", memory_limit)
+        return np.concatenate([self.read(a, b) for a, b in
+                               self.layout(0, memory_limit=None, strict=False)])
+
+    def raw(self, start: int, stop: int, axis: int = 0):
         """Rows ``start:stop`` along ``axis`` as stored (a dask array stays lazy)."""
         index = (slice(None),) * axis + (slice(start, stop),)
-        if self.kind == "memmap" and axis == 0 and _direct_file(self.data):
-            return _read_rows(self.data, start, stop, buffers)
+        if self.kind == "memmap":
+            return np.asarray(self.data[index])      # a view of the mapped file: no copy
         return self.data[index]
+
+    def release(self, start: int, stop: int, axis: int = 0) -> None:
+        """Unmap the pages of rows ``start:stop`` of a memory-mapped file from this process
+        (they stay in the page cache): read block after block, a mapped file would
+        otherwise count whole in the process's resident memory."""
+        if self.kind != "memmap" or axis != 0 or not _direct_file(self.data):
+            return
+        row = self.itemsize * math.prod(self.shape[1:])
+        mapped = self.data._mmap            # numpy maps from the offset's granule
+        first = self.data.offset % mmap.ALLOCATIONGRANULARITY + start * row
+        aligned = first - first % mmap.PAGESIZE
+        mapped.madvise(mmap.MADV_DONTNEED, aligned, first - aligned + (stop - start) * row)
 
     def read(self, start: int, stop: int, axis: int = 0, buffers=None) -> np.ndarray:
         """Rows ``start:stop`` along ``axis`` as a float array times ``scale`` (written
         into ``buffers``, a :class:`Buffers` reused block after block, when given).
         Finiteness is checked once, by the first pass of a fit (:func:`check_finite`)."""
-        raw = self.raw(start, stop, axis, buffers)
+        raw = self.raw(start, stop, axis)
         if self.kind == "dask":
             raw = raw.compute()
         return as_block(raw, self.scale, buffers)
@@ -197,22 +217,10 @@ def check_finite(block, start: int, stop: int, axis: int = 0) -> None:
 
 def _direct_file(data: np.memmap) -> bool:
     """Whether ``data`` is a whole C-ordered ``np.memmap`` of a file (not a view), whose
-    rows can be read with plain file reads that leave nothing mapped in the process."""
+    rows lie at known places of its mapping."""
     return (isinstance(data.base, mmap.mmap) and data.flags.c_contiguous
-            and getattr(data, "filename", None) is not None)
-
-
-def _read_rows(data: np.memmap, start: int, stop: int, buffers: Buffers | None = None):
-    row = math.prod(data.shape[1:])
-    shape = (stop - start,) + data.shape[1:]
-    with open(data.filename, "rb") as file:
-        file.seek(data.offset + start * row * data.dtype.itemsize)
-        if buffers is None:
-            return np.fromfile(file, dtype=data.dtype, count=(stop - start) * row).reshape(shape)
-        out = buffers.get("raw", shape, data.dtype)
-        if file.readinto(memoryview(out).cast("B")) != out.nbytes:
-            raise TncError(f"{data.filename} ended before rows {start}:{stop} were read")
-    return out
+            and isinstance(getattr(data, "_mmap", None), mmap.mmap)
+            and data.mode != "c" and hasattr(mmap, "MADV_DONTNEED"))   # "c": private pages
 
 
 def _short(chunks) -> str:
@@ -238,6 +246,7 @@ def run_blocks(source: BlockSource, blocks, task, *args, axis: int = 0, executor
         results, buffers = [], Buffers()
         for start, stop in blocks:
             results.append(task(source.read(start, stop, axis, buffers), start, stop, *args))
+            source.release(start, stop, axis)
             tick()
         return results
     if _is_dask_client(executor) and source.kind == "dask":
@@ -255,7 +264,10 @@ def _on_raw(raw, scale, start, stop, axis, task, args):
 
 
 def _on_source(source, start, stop, axis, task, args):
-    return task(source.read(start, stop, axis), start, stop, *args)
+    try:
+        return task(source.read(start, stop, axis), start, stop, *args)
+    finally:
+        source.release(start, stop, axis)
 
 
 def _result(future, block, executor, tick):

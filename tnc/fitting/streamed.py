@@ -43,8 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tnc.engine.blocks import BlockSource, check_finite, out_of_core_kind, run_blocks
-from tnc.engine.plan import check_allocation
+from tnc.engine.blocks import BlockSource, check_finite, run_blocks
 from tnc.errors import TncError
 from tnc.engine.trees import Leaves, arrange, evaluate, path_tree
 from tnc.fitting import als
@@ -54,11 +53,6 @@ from tnc.fitting.rescale import MAX_EXPONENT, SAFE_EXPONENT, Rescale, exponents
 from tnc.fitting.result import FitResult
 
 STREAMED_METHODS = ("als",)
-
-
-def is_out_of_core(data) -> bool:
-    """Whether ``data`` is an array kind that :func:`fit` streams."""
-    return out_of_core_kind(data) is not None
 
 
 def fit(chosen, model, data, mask, inputs, name, sizes, memory_limit, options, spelling):
@@ -95,11 +89,8 @@ def _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit, opti
     """The in-memory fit of the data read whole, when it fits ``memory_limit``."""
     if executor is not None:
         raise TncError(f"executor= runs the blocks of a streamed fit, but {why}")
-    check_allocation(8 * source.size, f"loading the {source.kind} data of shape "
-                     f"{source.shape} whole ({why})", memory_limit)
     from tnc.fitting.front import _fit
-    whole = np.concatenate([source.read(a, b) for a, b in source.layout(0, memory_limit=None)])
-    return _fit(model, whole, chosen.name, mask, inputs, name, sizes, memory_limit, options,
+    return _fit(model, source.load(why, memory_limit), chosen.name, mask, inputs, name, sizes, memory_limit, options,
                 spelling)
 
 
@@ -337,12 +328,15 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
         grams = _start_grams(stream, model, options.init)
         for k in range(options.restarts):
             seed = None if options.seed is None else options.seed + k
-            init = options.init if k == 0 or not isinstance(options.init, str) else "random"
+            auto = isinstance(options.init, str) and options.init == "auto"
+            init = "random" if auto and k else options.init    # as run_als's restarts
             result = _fit_once(problem, model, settings, options, seed, init, stream, plan, xx,
                                grams)
             if best is None or result.loss < best.loss:
                 best = result
-            if best.rel_error < als.Limits.of(source.dtype, 0).exact_fit:
+            stopped = options.callback is not None and not result.converged and (
+                len(result.history) < options.max_iter)     # the callback asked to stop
+            if best.rel_error < als.Limits.of(source.dtype, 0).exact_fit or stopped:
                 break
     best.wall_time = time.perf_counter() - started
     best.info.update(restarts=options.restarts, streamed={

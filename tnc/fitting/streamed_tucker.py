@@ -48,10 +48,7 @@ def decompose_streamed(data, kind: str, ranks=None, rel_error=None, *, method=No
     if kind not in ("tucker", "tt"):
         raise TncError(f"unknown decomposition {kind!r}; choose 'tucker' or 'tt'")
     if why:
-        check_allocation(8 * source.size, f"loading the {source.kind} data of shape "
-                         f"{source.shape} whole ({why})", memory_limit)
-        whole = np.concatenate([source.read(a, b) for a, b in source.layout(0, memory_limit=None)])
-        return dec.decompose(whole, kind, ranks, rel_error, method=method,
+        return dec.decompose(source.load(why, memory_limit), kind, ranks, rel_error, method=method,
                              max_sweeps=max_sweeps, tol=tol)
     method = method or "sthosvd"
     if method not in dec.TUCKER_METHODS:
