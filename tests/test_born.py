@@ -56,7 +56,7 @@ def test_z_is_the_centre_norm_of_the_canonical_form():
 def test_sweeps_reach_the_bars_and_stripes_floor():
     x = bars_and_stripes()
     assert len(x) == 30
-    model = train_born(x, 2, max_rank=16, sweeps=10, progress=False)
+    model = train_born(x, 2, max_rank=16, max_iter=10, progress=False)
     losses = [record["loss"] for record in model.history]
     assert all(b <= a + 1e-6 for a, b in zip(losses, losses[1:]))    # the NLL decreases
     assert losses[0] > LN30 + 1.0
@@ -70,13 +70,13 @@ def test_sweeps_reach_the_bars_and_stripes_floor():
 
 def test_gradient_training_lowers_the_nll_and_stays_normalised():
     x = bars_and_stripes()
-    model = train_born(x, 2, method="gradient", rank=4, iterations=60, lr=0.05, progress=False)
+    model = train_born(x, 2, method="gradient", rank=4, max_iter=60, lr=0.05, progress=False)
     losses = [record["loss"] for record in model.history]
     assert losses[-1] < losses[0] - 3
     assert model.nll(x) < losses[0] - 3
     assert np.exp(model.log_prob(all_sequences(16, 2))).sum() == pytest.approx(1.0, abs=1e-9)
     # sweeps can continue a gradient-trained model
-    more = train_born(x, 2, start=model, sweeps=2, progress=False)
+    more = train_born(x, 2, start=model, max_iter=2, progress=False)
     assert more.nll(x) < model.nll(x)
 
 
@@ -148,7 +148,7 @@ def test_uniform_sampling_frequencies_and_training():
     assert chisquare(counts, 20000 * model.probabilities(6).reshape(-1)).pvalue > 1e-3
     # a language of any length: a^k b^k (k = 1..4) is learnt by one tied core
     words = ["ab", "aabb", "aaabbb", "aaaabbbb"]
-    fitted = train_uniform(encode(words * 5, "ab"), 2, rank=5, iterations=150, lr=0.05,
+    fitted = train_uniform(encode(words * 5, "ab"), 2, rank=5, max_iter=150, lr=0.05,
                            progress=False)
     assert fitted.history[-1]["loss"] < 0.2 * fitted.history[0]["loss"]
     draws = fitted.sample(200, 4, seed=0)
@@ -157,7 +157,7 @@ def test_uniform_sampling_frequencies_and_training():
 
 def test_save_and_load_both_kinds(tmp_path):
     x = bars_and_stripes()
-    model = train_born(x, 2, max_rank=6, sweeps=2, progress=False)
+    model = train_born(x, 2, max_rank=6, max_iter=2, progress=False)
     model.save(tmp_path / "born.npz")
     loaded = load_born(tmp_path / "born.npz")
     assert isinstance(loaded, BornMachine) and loaded.history == model.history
@@ -199,12 +199,12 @@ def test_symbols_outside_the_alphabet_name_the_first_bad_entry():
 @pytest.mark.parametrize("call, message", [
     (lambda x: train_born(x, 2, max_rank=0), "option max_rank must be an integer >= 1"),
     (lambda x: train_born(x, 2, lr=-0.1), "option lr must be a finite number > 0"),
-    (lambda x: train_born(x, 2, sweeps="3"), "option sweeps must be an integer >= 1"),
+    (lambda x: train_born(x, 2, max_iter="3"), "option max_iter must be an integer >= 1"),
     (lambda x: train_born(x, 2, rank=3), "unknown option"),
     (lambda x: train_born(x, 2, method="gradient", batch_size=0), "option batch_size"),
     (lambda x: train_born(x, 2, method="newton"), "method must be one of 'sweep', 'gradient'"),
     (lambda x: train_born(x, 1), "option d must be an integer >= 2"),
-    (lambda x: train_uniform(list(x), 2, iterations=0), "option iterations must be an integer"),
+    (lambda x: train_uniform(list(x), 2, max_iter=0), "option max_iter must be an integer"),
     (lambda x: UniformMPS.random(2, 2).sample(0, 3), "option n must be an integer >= 1"),
 ])
 def test_options_are_validated(call, message):
@@ -246,6 +246,41 @@ def test_sweep_loss_is_the_nll_of_the_returned_model(sweeps):
     """Each sweep's loss comes from its last environment, not a fresh pass: it must be the
     NLL of the model after that sweep (checked on the final one by a full evaluation)."""
     x = np.random.default_rng(4).integers(0, 3, (60, 6))
-    model = train_born(x, 3, max_rank=5, sweeps=sweeps, tol=0.0, progress=False)
+    model = train_born(x, 3, max_rank=5, max_iter=sweeps, tol=0.0, progress=False)
     assert len(model.history) == sweeps
     assert model.history[-1]["loss"] == pytest.approx(model.nll(x), rel=1e-12)
+
+
+@pytest.mark.parametrize("train, old", [
+    (lambda x, **kw: train_born(x, 2, max_rank=4, tol=0.0, progress=False, **kw), "sweeps"),
+    (lambda x, **kw: train_born(x, 2, method="gradient", rank=2, progress=False, **kw),
+     "iterations"),
+    (lambda x, **kw: train_uniform(list(x), 2, rank=2, progress=False, **kw), "iterations"),
+])
+def test_the_budget_is_max_iter_and_the_old_names_warn(train, old):
+    x = bars_and_stripes(3)
+    model = train(x, max_iter=3)
+    assert model.iterations == len(model.history) == 3
+    assert [h["iteration"] for h in model.history] == [1, 2, 3]
+    with pytest.warns(DeprecationWarning, match=f"{old}= is deprecated, use max_iter="):
+        again = train(x, **{old: 3})
+    assert [h["loss"] for h in again.history] == [h["loss"] for h in model.history]
+    with pytest.raises(tnc.TncError, match="budget once"):
+        train(x, max_iter=3, **{old: 3})
+    with pytest.warns(DeprecationWarning), pytest.raises(tnc.TncError,
+                                                         match=f"option {old} must be"):
+        train(x, **{old: 0})      # the error names the option as the caller wrote it
+
+
+def test_born_machines_are_results_with_records_and_a_summary():
+    from tnc.fitting.result import Result
+    x = bars_and_stripes(3)
+    seen = []
+    model = train_born(x, 2, max_rank=4, max_iter=4, tol=0.0, progress=False,
+                       callback=lambda state: seen.append(state["iteration"]) or len(seen) == 2)
+    assert isinstance(model, Result) and seen == [1, 2] and model.iterations == 2
+    assert model.loss == model.history[-1]["loss"] == pytest.approx(model.nll(x), rel=1e-12)
+    assert model.rel_error is None and model.wall_time >= model.history[-1]["time"] >= 0
+    assert "Born machine of 9 sites" in repr(model) and "2 iterations" in model.summary()
+    uniform = train_uniform(list(x), 2, rank=2, max_iter=2, progress=False)
+    assert isinstance(uniform, Result) and "uniform MPS" in uniform.summary()

@@ -17,6 +17,7 @@ import pytest
 
 import tnc
 from tnc.fitting.records import RECORD_KEYS
+from tnc.fitting.result import Result
 from tnc.models.stratified import ntf, stratified_ntf
 from tnc.mps.mps_classifier import feature_map, train_classifier
 
@@ -42,6 +43,8 @@ def dense_rel_error(data, model, mask=None):
 # name -> (run(**keywords) -> result, reference rel_error of a result or None, saveable)
 METHODS = {
     "als": (lambda **kw: tnc.fit(CP, X, "als", mask=MASK, **kw),
+            lambda r: dense_rel_error(X, r.reconstruct(), MASK), True),
+    "nls": (lambda **kw: tnc.fit(CP, X, "nls", mask=MASK, **kw),
             lambda r: dense_rel_error(X, r.reconstruct(), MASK), True),
     "gcp-lbfgs": (lambda **kw: tnc.fit(CP, X, "gcp", mask=MASK, **kw),
                   lambda r: dense_rel_error(X, r.reconstruct(), MASK), True),
@@ -89,8 +92,9 @@ def test_results_fill_the_same_fields(fitted):
         assert result.rel_error is None and result.loss == result.info["energy"]
     else:
         assert result.rel_error == pytest.approx(reference(result), rel=1e-9, abs=1e-12)
-    if hasattr(result, "summary"):
-        assert f"{result.iterations} iterations" in result.summary()
+    assert isinstance(result, Result)            # one result family
+    assert f"{result.iterations} iterations" in result.summary() and repr(result).startswith(
+        f"<tnc.{type(result).__name__} ")
 
 
 def test_history_records_share_their_first_keys(fitted):
@@ -198,7 +202,7 @@ def test_tnc_load_reads_every_archive_kind(fitted, tmp_path):
 def test_tnc_load_reads_born_machines_and_refuses_unknown_kinds(tmp_path):
     from tnc.fitting.result import write_archive
     bits = (np.random.default_rng(0).random((40, 4)) > 0.5).astype(int)
-    model = tnc.train_born(bits, 2, max_rank=2, sweeps=1, **QUIET)
+    model = tnc.train_born(bits, 2, max_rank=2, max_iter=1, **QUIET)
     model.save(tmp_path / "born.npz")
     loaded = tnc.load(tmp_path / "born.npz")
     assert type(loaded) is type(model)

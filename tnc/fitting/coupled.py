@@ -63,10 +63,10 @@ from tnc.models.model import CoupledModel, Term, compile_model, coupled_model, p
 from tnc.options import validated
 from tnc.lang.parser import parse
 from tnc.fitting.progress import Progress, wants_stop
-from tnc.fitting.records import MODEL_ALIASES, budgeted, given_once, record, records, renamed
+from tnc.fitting.records import MODEL_ALIASES, budgeted, given_once, record, renamed
 from tnc.fitting.rescale import Rescale, exponents
 from tnc.fitting.result import (FORMAT_VERSION, NUMBER, NUMBERS, OBJECT, SIZES, TEXT, TEXT_OR_NULL,
-                     TEXTS, Field, LastSweep, check_shapes, compile_saved, is_int, is_number,
+                     TEXTS, Field, Result, check_shapes, compile_saved, is_int, is_number,
                      read_archive, rebuilt, records_of, write_archive)
 from tnc.engine.sparse import SparseTensor
 from tnc.fitting.tv import along, majoriser_weights, total_variation
@@ -111,8 +111,8 @@ class CoupledOptions:
     optimize: str = "auto"
 
 
-@dataclass
-class CoupledResult(LastSweep):
+@dataclass(repr=False)
+class CoupledResult(Result):
     """A fitted coupled model.
 
     ``tensors``: every parameter by name (shared ones once); ``history``: one
@@ -131,9 +131,6 @@ class CoupledResult(LastSweep):
     wall_time: float
     info: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        self.history = records(self.history)
-
     def reconstruct(self, data: str | None = None):
         """The model value of data set ``data`` (an array), or all of them (a dict)."""
         values = self.model.contract(self.tensors)
@@ -143,16 +140,8 @@ class CoupledResult(LastSweep):
             raise TncError(f"no data set `{data}`; the model fits {', '.join(values)}")
         return values[data]
 
-    def summary(self) -> str:
-        parts = [f"{self.method} fit of coupled model `{self.model.name or '<python>'}`",
-                 f"{self.iterations} iterations", f"{self.wall_time:.3g} s",
-                 "converged" if self.converged else "not converged"]
-        if self.rel_error is not None:
-            parts.append(f"rel error {self.rel_error:.4g}")
-        return ", ".join(parts)
-
-    def __repr__(self) -> str:
-        return f"<tnc.CoupledResult {self.summary()}>"
+    def title(self) -> str:
+        return f"{self.method} fit of coupled model `{self.model.name or '<python>'}`"
 
     def save(self, path) -> None:
         """Write an ``.npz``: the tensors, and as JSON each network's source and the model."""

@@ -29,22 +29,83 @@ from tnc.fitting.records import records
 FORMAT_VERSION = 1
 
 
-class LastSweep:
-    """``loss`` and ``rel_error`` of the last entry of a result's ``history``."""
+@dataclass
+class Result:
+    """The base of every result tnc's fronts return: :class:`FitResult` (:func:`tnc.fit`),
+    :class:`~tnc.fitting.coupled.CoupledResult`, :class:`~tnc.models.stratified.StratifiedResult`,
+    the Born machines and the MPS classifier.
 
-    history: list[dict]
+    Each subclass (a dataclass) holds ``history`` (one :func:`~tnc.fitting.records.record`
+    per iteration: ``iteration`` from 1, ``loss``, ``rel_error``, ``time``, then its own),
+    ``converged``, ``iterations``, ``wall_time`` and ``info`` (a dict of details); the base
+    reads ``loss`` and ``rel_error`` off the last record (None without one), writes
+    :meth:`summary` and the repr from them, and asks :meth:`save` of every subclass.
+    Subclasses are declared ``@dataclass(repr=False)`` so that the repr stays the summary.
+
+        >>> import tnc
+        >>> net = tnc.library("cp", I=3, J=4, K=5, R=2)
+        >>> r = FitResult(net, net.random(), "als", [{"loss": 2.0, "rel_error": 0.5}], True, 1, 0.1)
+        >>> isinstance(r, Result), r.loss, r.rel_error
+        (True, 2.0, 0.5)
+        >>> r.summary()
+        'als fit of network `cp`, 1 iterations, 0.1 s, converged, rel error 0.5, loss 2'
+    """
+
+    def __post_init__(self):
+        self.history = records(self.history)
 
     @property
     def loss(self) -> float | None:
+        """The last record's ``loss`` (the method's objective), None without records."""
         return self.history[-1].get("loss") if self.history else None
 
     @property
     def rel_error(self) -> float | None:
+        """The last record's ``rel_error`` (over the observed entries), None without one."""
         return self.history[-1].get("rel_error") if self.history else None
 
+    def title(self) -> str:
+        """What was fitted, the summary's first part (subclasses say more)."""
+        return type(self).__name__
 
-@dataclass
-class FitResult(LastSweep):
+    def details(self) -> list[str]:
+        """The summary's parts after the common ones (subclasses add theirs)."""
+        return []
+
+    def summary(self) -> str:
+        """One line: what was fitted, iterations, seconds, converged, rel error, loss."""
+        parts = [self.title(), f"{self.iterations} iterations", f"{self.wall_time:.3g} s",
+                 "converged" if self.converged else "not converged"]
+        for key in ("rel_error", "loss"):
+            value = getattr(self, key)
+            if value is not None:
+                parts.append(f"{key.replace('_', ' ')} {value:.4g}")
+        return ", ".join(parts + self.details())
+
+    def __repr__(self) -> str:
+        return f"<tnc.{type(self).__name__} {self.summary()}>"
+
+    def save(self, path) -> None:
+        """Write the result to an ``.npz`` archive (:func:`tnc.load` reads it back)."""
+        raise TncError(f"a {type(self).__name__} cannot be saved")
+
+
+LastSweep = Result     # the base's name before the result family (tnc < 0.2)
+
+
+@dataclass(repr=False)
+class TrainedModel(Result):
+    """A result that is itself the trained model (the Born machines, the MPS classifier):
+    ``iterations`` counts its history's records."""
+
+    @property
+    def iterations(self) -> int:
+        """Sweeps or steps made (one history record each)."""
+        return len(self.history)
+
+
+@dataclass(repr=False)     # the repr is the base's: the summary
+class FitResult(Result):
     """A fitted network.
 
     ``tensors``: fitted parameter arrays by name; ``history``: one record per
@@ -66,28 +127,18 @@ class FitResult(LastSweep):
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        self.history = records(self.history)
-
     def reconstruct(self, optimize="auto") -> np.ndarray:
         """The fitted network contracted to a dense array of the output's shape."""
         return self.network.contract({**self.tensors, **self.inputs}, optimize=optimize)
 
-    def summary(self) -> str:
-        last = self.history[-1] if self.history else {}
-        parts = [f"{self.method} fit of network `{self.network.name}`",
-                 f"{self.iterations} iterations", f"{self.wall_time:.3g} s",
-                 "converged" if self.converged else "not converged"]
-        for key in ("rel_error", "loss"):
-            if last.get(key) is not None:
-                parts.append(f"{key.replace('_', ' ')} {last[key]:.4g}")
-        if self.info.get("max_truncation_error") is not None:       # DMRG ground states
-            parts.append(f"truncation error {self.info['max_truncation_error']:.3g}"
-                         + (" (bond-limited)" if self.info.get("bond_limited") else ""))
-        return ", ".join(parts)
+    def title(self) -> str:
+        return f"{self.method} fit of network `{self.network.name}`"
 
-    def __repr__(self) -> str:
-        return f"<tnc.FitResult {self.summary()}>"
+    def details(self) -> list[str]:
+        if self.info.get("max_truncation_error") is None:
+            return []
+        return [f"truncation error {self.info['max_truncation_error']:.3g}"   # DMRG
+                + (" (bond-limited)" if self.info.get("bond_limited") else "")]
 
     def save(self, path) -> None:
         """Write an ``.npz`` holding the arrays and, as JSON, the network source and history."""

@@ -47,17 +47,17 @@ from tnc.engine.plan import check_allocation
 from tnc.options import check_arguments
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import (NTF_ALIASES, STRATIFIED_ALIASES, budgeted, given_once, record,
-                                 records, renamed)
-from tnc.fitting.result import (COUNT, FORMAT_VERSION, HISTORY, Field, check_shapes, damaged,
-                     is_number, read_archive, write_archive)
+                                 renamed)
+from tnc.fitting.result import (COUNT, FORMAT_VERSION, HISTORY, Field, Result, check_shapes,
+                     damaged, is_number, read_archive, write_archive)
 from tnc.fitting.tv import majoriser
 
 EPS = 1e-12          # added to every update's denominator
 TV_SMOOTHING = 1e-3  # |x| is smoothed to sqrt(x^2 + TV_SMOOTHING^2)
 
 
-@dataclass
-class StratifiedResult:
+@dataclass(repr=False)
+class StratifiedResult(Result):
     """A fitted Stratified-NTF (or NTF) model.
 
     ``features[s][k]``: ``(d_k, l)``; ``weights[s]``: ``(m_s, r)``;
@@ -79,17 +79,6 @@ class StratifiedResult:
     wall_time: float
     info: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        self.history = records(self.history)
-
-    @property
-    def loss(self) -> float:
-        return self.history[-1]["loss"]
-
-    @property
-    def rel_error(self) -> float:
-        return self.history[-1]["rel_error"]
-
     @property
     def sse(self) -> float:
         return self.history[-1]["sse"]
@@ -110,17 +99,10 @@ class StratifiedResult:
         return self.feature(s)[None] + _cp_dense([self.weights[s], *self.topics])
 
 
-    def summary(self) -> str:
-        info = self.info
-        parts = [f"stratified-NTF of {len(self.weights)} strata, {self.topics[0].shape[1]} "
-                 f"topics, strata features of rank {info.get('rank_specific', 0)}, "
-                 f"tv {info.get('tv', 0.0):g}", f"{self.iterations} iterations",
-                 f"{self.wall_time:.3g} s", "converged" if self.converged else "not converged",
-                 f"rel error {self.rel_error:.4g}"]
-        return ", ".join(parts)
-
-    def __repr__(self) -> str:
-        return f"<tnc.StratifiedResult {self.summary()}>"
+    def title(self) -> str:
+        return (f"stratified-NTF of {len(self.weights)} strata, {self.topics[0].shape[1]} "
+                f"topics, strata features of rank {self.info.get('rank_specific', 0)}, "
+                f"tv {self.info.get('tv', 0.0):g}")
 
     def save(self, path) -> None:
         """Write an ``.npz``: every factor, and as JSON the history and details

@@ -30,7 +30,7 @@ Rabusseau & Terilla 2021) for sequences of any length.
 
     >>> import numpy as np
     >>> data = np.array([[0, 0, 0, 0], [1, 1, 1, 1]] * 10)
-    >>> model = train_born(data, 2, max_rank=4, sweeps=4, progress=False)
+    >>> model = train_born(data, 2, max_rank=4, max_iter=4, progress=False)
     >>> round(model.nll(data), 3)            # ln 2: the two patterns, equally likely
     0.693
     >>> sorted(set(map(tuple, model.sample(50, seed=1).tolist())))
@@ -51,10 +51,13 @@ from tnc.fitting.gcp import Adam
 from tnc.options import check_arguments, validated
 from tnc.engine.plan import check_allocation
 from tnc.fitting.progress import Progress, wants_stop
-from tnc.fitting.result import (COUNT, FORMAT_VERSION, RESULT_FIELDS, check_fields, damaged,
-                     expect_kind, read_archive, write_archive)
+from tnc.fitting.records import record, renamed, spelled
+from tnc.fitting.result import (COUNT, FORMAT_VERSION, RESULT_FIELDS, TrainedModel, check_fields,
+                                damaged, expect_kind, read_archive, write_archive)
 
 KINDS = ("born", "uniform_born")
+# the budget was sweeps= (method="sweep") and iterations= (method="gradient", train_uniform)
+BORN_ALIASES = {"sweeps": "max_iter", "iterations": "max_iter"}
 
 
 # -- data -------------------------------------------------------------------------------
@@ -200,11 +203,14 @@ def random_cores(sites: int, d: int, rank: int, rng) -> list:
 
 
 # -- the model ------------------------------------------------------------------------------
-@dataclass
-class BornMachine:
+@dataclass(repr=False)
+class BornMachine(TrainedModel):
     """``p(x) = psi(x)^2 / Z`` over sequences of ``len(cores)`` symbols ``0 .. d-1``.
 
-    ``cores[k]``: ``(r_k, d, r_{k+1})``, mixed canonical around ``centre``.
+    ``cores[k]``: ``(r_k, d, r_{k+1})``, mixed canonical around ``centre``. As a
+    result (:class:`~tnc.fitting.result.Result`): ``history`` one record per sweep or
+    Adam step (``loss``: the training NLL in nats; ``rel_error`` None: no data tensor
+    to compare with), ``iterations`` its length, ``converged``, ``wall_time``, ``info``.
     """
 
     cores: list
@@ -212,6 +218,11 @@ class BornMachine:
     history: list = field(default_factory=list)
     converged: bool = False
     wall_time: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    def title(self) -> str:
+        return (f"Born machine of {self.length} sites, d {self.d}, "
+                f"ranks up to {max(self.ranks, default=1)}")
 
     @property
     def d(self) -> int:
@@ -290,7 +301,7 @@ class BornMachine:
     def _meta(self, kind: str) -> dict:
         return {"format": FORMAT_VERSION, "kind": kind, "history": self.history,
                 "converged": self.converged, "iterations": len(self.history),
-                "wall_time": self.wall_time, "info": {}}
+                "wall_time": self.wall_time, "info": self.info}
 
     def _checked(self, x) -> np.ndarray:
         x = check_table(x, self.d)
@@ -313,14 +324,14 @@ def _draw(weights: np.ndarray, rng) -> np.ndarray:
 class SweepOptions:
     """``max_rank``: largest bond; ``cutoff``: discarded singular weight per split;
     ``lr``: gradient step on the unit-norm pair; ``steps``: steps per pair;
-    ``sweeps``: passes (right, then left, ...); ``init_rank``: random start;
+    ``max_iter``: passes (right, then left, ...; ``sweeps`` before 0.2); ``init_rank``: random start;
     ``tol``: stop when a sweep changes the NLL by less than this (nats)."""
 
     max_rank: int = field(default=32, metadata={"min": 1})
     cutoff: float = field(default=1e-7, metadata={"below": 1})
     lr: float = field(default=0.1, metadata={"above": 0})
     steps: int = field(default=2, metadata={"min": 1})
-    sweeps: int = field(default=10, metadata={"min": 1})
+    max_iter: int = field(default=10, metadata={"min": 1})
     init_rank: int = field(default=2, metadata={"min": 1})
     tol: float = 1e-5
     seed: int = 0
@@ -403,13 +414,14 @@ def _sweep(cores, x, opts, to_right: bool, lefts: list, rights: list) -> dict:
 def _train_sweeps(x, cores, opts, bar) -> tuple[list, list, bool]:
     lefts = environments(cores, x, True)          # cores arrive with centre 0
     rights = environments(cores, x, False)
-    history, converged = [], False
-    for number in range(opts.sweeps):
-        record = _sweep(cores, x, opts, number % 2 == 0, lefts, rights)
-        history.append(record)
-        bar.update(nll=record["loss"], max_rank=record["max_rank"])
-        converged = len(history) > 1 and abs(history[-2]["loss"] - record["loss"]) <= opts.tol
-        if converged or wants_stop(opts.callback, dict(record, sweep=number)):
+    history, converged, begin = [], False, time.perf_counter()
+    for number in range(1, opts.max_iter + 1):
+        own = _sweep(cores, x, opts, number % 2 == 1, lefts, rights)
+        entry = record(number, own.pop("loss"), None, time.perf_counter() - begin, **own)
+        history.append(entry)
+        bar.update(nll=entry["loss"], max_rank=entry["max_rank"])
+        converged = len(history) > 1 and abs(history[-2]["loss"] - entry["loss"]) <= opts.tol
+        if converged or wants_stop(opts.callback, entry):
             break
     return cores, history, converged
 
@@ -457,13 +469,14 @@ def nll_and_grad(cores, x) -> tuple[float, list]:
 
 @dataclass
 class GradientOptions:
-    """``rank``: bond size of a random start; ``lr``: Adam step; ``iterations``: steps;
+    """``rank``: bond size of a random start; ``lr``: Adam step; ``max_iter``: steps
+    (``iterations`` before 0.2);
     ``batch_size``: rows per step (None: all); ``tol``: stop when an epoch changes the
     NLL by less than this (nats, full batch only)."""
 
     rank: int = field(default=8, metadata={"min": 1})
     lr: float = field(default=0.01, metadata={"above": 0})
-    iterations: int = field(default=200, metadata={"min": 1})
+    max_iter: int = field(default=200, metadata={"min": 1})
     batch_size: int | None = field(default=None, metadata={"min": 1})
     tol: float = 0.0
     seed: int = 0
@@ -475,16 +488,17 @@ def _train_gradient(x, cores, opts, bar) -> tuple[list, list, bool]:
     rng = np.random.default_rng(opts.seed)
     tensors = _named(cores)
     adam, history, converged = Adam(tensors, None), [], False
-    batch = len(x) if opts.batch_size is None else min(opts.batch_size, len(x))
-    for number in range(opts.iterations):
+    batch, begin = len(x) if opts.batch_size is None else min(opts.batch_size, len(x)), \
+        time.perf_counter()
+    for number in range(1, opts.max_iter + 1):
         rows = rng.choice(len(x), batch, replace=False) if batch < len(x) else slice(None)
         loss, grads = nll_and_grad(_listed(tensors), x[rows])
         adam.step(tensors, _named(grads), opts.lr)
-        history.append({"loss": loss})
+        history.append(record(number, loss, None, time.perf_counter() - begin))
         bar.update(nll=loss)
-        converged = (batch == len(x) and number > 0
+        converged = (batch == len(x) and number > 1
                      and abs(history[-2]["loss"] - loss) <= opts.tol)
-        if converged or wants_stop(opts.callback, dict(history[-1], iteration=number)):
+        if converged or wants_stop(opts.callback, history[-1]):
             break
     return _listed(tensors), history, converged
 
@@ -498,15 +512,18 @@ def train_born(data, d: int = 2, method: str = "sweep", start: BornMachine | Non
 
     ``method="sweep"`` (:class:`SweepOptions`: adaptive ranks) or ``"gradient"``
     (:class:`GradientOptions`: fixed ranks); ``start`` continues from a model.
-    History per sweep or step: ``loss`` (training NLL, nats), and for sweeps
-    ``truncation_error``, ``max_rank``, ``ranks``.
+    History per sweep or step (:mod:`tnc.fitting.records`): ``iteration`` from 1,
+    ``loss`` (training NLL, nats), ``rel_error`` None, ``time``, and for sweeps
+    ``truncation_error``, ``max_rank``, ``ranks``; the callback gets each record.
+    The budget is ``max_iter`` (``sweeps=`` and ``iterations=`` are its old names,
+    deprecated).
     """
     check_arguments(train_born, {"d": d}, {"d": {"min": 2}})
     if method not in METHODS:
         raise TncError(f"train_born: method must be one of {', '.join(map(repr, METHODS))}, "
                        f"got {method!r}")
     kind, run = METHODS[method]
-    opts = validated(kind, options, f"train_born(method={method!r})")
+    opts = born_options(kind, options, f"train_born(method={method!r})")
     x = check_table(data, d)
     if x.shape[1] < 2:
         raise TncError(f"a Born machine needs sequences of at least 2 sites, got {x.shape[1]}")
@@ -517,11 +534,20 @@ def train_born(data, d: int = 2, method: str = "sweep", start: BornMachine | Non
         start._checked(x[:1])
         cores = canonical(start.cores, 0)
     begin = time.perf_counter()
-    total = opts.sweeps if method == "sweep" else opts.iterations
-    with Progress(total, desc="born", enabled=opts.progress) as bar:
+    with Progress(opts.max_iter, desc="born", enabled=opts.progress) as bar:
         cores, history, converged = run(x, cores, opts, bar)
     return BornMachine(canonical(cores, 0), 0, history, converged,
                        time.perf_counter() - begin)
+
+
+def born_options(kind: type, options: dict, what: str):
+    """``kind`` built from ``options`` with the old budget names renamed (warning) and every
+    option checked (:func:`tnc.options.validated`, errors in the caller's spelling)."""
+    spelling = spelled(options, BORN_ALIASES)
+    if sum(key in options for key in ("max_iter", *BORN_ALIASES)) > 1:
+        raise TncError(f"{what}: give the budget once, as max_iter= (sweeps= and "
+                       "iterations= are its old names)")
+    return validated(kind, renamed(options, what, BORN_ALIASES), what, spelling)
 
 
 # -- archives ------------------------------------------------------------------------------
@@ -536,7 +562,7 @@ def load_born(path):
     if not all(np.isrealobj(c) and np.all(np.isfinite(c)) for c in cores.values()):
         raise damaged(path, "its cores hold complex, NaN or infinite values")
     saved = dict(history=meta["history"], converged=meta["converged"],
-                 wall_time=meta["wall_time"])
+                 wall_time=meta["wall_time"], info=meta.get("info", {}))
     if meta["kind"] == "uniform_born":
         from tnc.mps.uniform_born import UniformMPS, uniform_arrays
         return UniformMPS(*uniform_arrays(path, cores), **saved)

@@ -42,7 +42,8 @@ from tnc.engine.plan import check_allocation
 from tnc.errors import TncError
 from tnc.options import validated
 from tnc.fitting.progress import Progress, wants_stop
-from tnc.fitting.records import (CLASSIFIER_ALIASES, budgeted, given_once, record, records,
+from tnc.fitting.result import TrainedModel
+from tnc.fitting.records import (CLASSIFIER_ALIASES, budgeted, given_once, record,
                                  renamed, spelled)
 
 
@@ -77,33 +78,25 @@ def _data_orthonormal(env: np.ndarray, rcond: float = 1e-10):
     return u[:, :keep] * (s[:keep] * scale), vt[:keep].T * scale
 
 
-@dataclass
-class MPSClassifier:
+@dataclass(repr=False)
+class MPSClassifier(TrainedModel):
     """A trained MPS classifier: ``cores[j]`` has legs ``(left, phys, right)``, except
-    ``cores[label_site]`` which has ``(left, phys, right, label)``."""
+    ``cores[label_site]`` which has ``(left, phys, right, label)``. As a result
+    (:class:`~tnc.fitting.result.Result`): ``rel_error`` is ``||F - Y|| / ||Y||`` of the
+    training scores ``F`` against the one-hot labels ``Y`` at the last record
+    (``sqrt(loss)``, since every row of ``Y`` has norm 1)."""
 
     cores: list
     label_site: int
     history: list = field(default_factory=list)
     converged: bool = False
+    wall_time: float = 0.0
+    info: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        self.history = records(self.history)
-
-    @property
-    def iterations(self) -> int:
-        """Sweeps made, the closing half pass included (one history record each)."""
-        return len(self.history)
-
-    @property
-    def loss(self) -> float | None:
-        return self.history[-1]["loss"] if self.history else None
-
-    @property
-    def rel_error(self) -> float | None:
-        """``||F - Y|| / ||Y||`` of the training scores ``F`` against the one-hot labels
-        ``Y`` at the last record (``sqrt(loss)``, since every row of ``Y`` has norm 1)."""
-        return self.history[-1]["rel_error"] if self.history else None
+    def title(self) -> str:
+        labels = self.cores[self.label_site].shape[-1]
+        return (f"MPS classifier of {len(self.cores)} sites, {labels} labels, "
+                f"ranks up to {max(self.ranks, default=1)}")
 
     def scores(self, phi: np.ndarray) -> np.ndarray:
         """``(n, N, 2)`` features -> ``(n, labels)`` outputs (per-sample scaled, see module)."""
@@ -269,7 +262,8 @@ def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
                 break
     converged = len(history) > 1 and abs(history[-2]["loss"] - history[-1]["loss"]) <= (
         opts.tol * history[-2]["loss"])
-    model = MPSClassifier(state.cores, history[-1]["label_site"], history, converged)
+    model = MPSClassifier(state.cores, history[-1]["label_site"], history, converged,
+                          time.perf_counter() - start)
     residual = model.scores(phi) - state.targets         # the returned model, after its split
     loss = float(np.mean(np.sum(residual ** 2, axis=1)))
     model.history[-1].update(loss=loss, rel_error=math.sqrt(loss))

@@ -6,7 +6,7 @@ the transfer matrix ``E = sum_s A[s] (x) A[s]``; trained by Adam on the NLL
 (:func:`train_uniform`). The per-sample and transfer-matrix products are those of
 :mod:`tnc.mps.born`.
 
-    >>> model = train_uniform([[0, 1], [0, 1, 0, 1]], 2, rank=2, iterations=60,
+    >>> model = train_uniform([[0, 1], [0, 1, 0, 1]], 2, rank=2, max_iter=60,
     ...                       progress=False)
     >>> bool(model.nll([[0, 1]]) < model.nll([[1, 0]]))
     True
@@ -22,16 +22,19 @@ from tnc.errors import TncError
 from tnc.engine.plan import check_allocation
 from tnc.fitting.gcp import Adam
 from tnc.fitting.progress import Progress, wants_stop
-from tnc.fitting.result import damaged, write_archive
+from tnc.fitting.records import record
+from tnc.fitting.result import TrainedModel, damaged, write_archive
 from tnc.mps.born import (BornMachine, _draw, _normalised, _push, _transfer, _z_pull,
-                          check_symbols, outer_by_symbol)
-from tnc.options import check_arguments, validated
+                          born_options, check_symbols, outer_by_symbol)
+from tnc.options import check_arguments
 
 
-@dataclass
-class UniformMPS:
+@dataclass(repr=False)
+class UniformMPS(TrainedModel):
     """``psi(x) = alpha^T A[x_1] ... A[x_n] omega``, one core ``A`` ``(r, d, r)`` for every
-    position; ``p(x | n) = psi(x)^2 / Z_n`` for each length ``n``."""
+    position; ``p(x | n) = psi(x)^2 / Z_n`` for each length ``n``. As a result
+    (:class:`~tnc.fitting.result.Result`): ``history`` one record per Adam step
+    (``loss``: training NLL), ``iterations``, ``converged``, ``wall_time``, ``info``."""
 
     core: np.ndarray
     alpha: np.ndarray
@@ -39,6 +42,10 @@ class UniformMPS:
     history: list = field(default_factory=list)
     converged: bool = False
     wall_time: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    def title(self) -> str:
+        return f"uniform MPS, d {self.d}, rank {len(self.alpha)}"
 
     @classmethod
     def random(cls, d: int, rank: int, seed=0) -> "UniformMPS":
@@ -219,12 +226,13 @@ def _uniform_z(core, alpha, omega, n):
 
 @dataclass
 class UniformOptions:
-    """``rank``: bond size; ``lr``: Adam step; ``iterations``: full-batch steps;
+    """``rank``: bond size; ``lr``: Adam step; ``max_iter``: full-batch steps (``iterations``
+    before 0.2);
     ``tol``: stop when a step changes the NLL by less than this (nats)."""
 
     rank: int = field(default=8, metadata={"min": 1})
     lr: float = field(default=0.02, metadata={"above": 0})
-    iterations: int = field(default=300, metadata={"min": 1})
+    max_iter: int = field(default=300, metadata={"min": 1})
     tol: float = 0.0
     seed: int = 0
     progress: bool = True
@@ -234,23 +242,25 @@ class UniformOptions:
 def train_uniform(sequences, d: int = 2, start: UniformMPS | None = None,
                   **options) -> UniformMPS:
     """A :class:`UniformMPS` fitted by Adam to ``sequences`` of any lengths (1-d arrays of
-    symbols ``0..d-1``; see :func:`encode` for strings). History: ``loss`` per step."""
+    symbols ``0..d-1``; see :func:`encode` for strings). History: one record per step
+    (``iteration`` from 1, ``loss``: the NLL, ``time``); ``iterations=`` is the old name of
+    ``max_iter=`` (deprecated)."""
     check_arguments(train_uniform, {"d": d}, {"d": {"min": 2}})
-    opts = validated(UniformOptions, options, "train_uniform")
+    opts = born_options(UniformOptions, options, "train_uniform")
     groups = list(_by_length(sequences, d))
     model = start if start is not None else UniformMPS.random(d, opts.rank, opts.seed)
     tensors = {"A": model.core.copy(), "alpha": model.alpha.copy(), "omega": model.omega.copy()}
     adam, history, converged, begin = Adam(tensors, None), [], False, time.perf_counter()
-    with Progress(opts.iterations, desc="umps", enabled=opts.progress) as bar:
-        for number in range(opts.iterations):
+    with Progress(opts.max_iter, desc="umps", enabled=opts.progress) as bar:
+        for number in range(1, opts.max_iter + 1):
             current = UniformMPS(tensors["A"], tensors["alpha"], tensors["omega"])
             loss, grads = uniform_nll_and_grad(current, groups)
             adam.step(tensors, grads, opts.lr)
             _rescale(tensors, groups[-1][1].shape[1])
-            history.append({"loss": loss})
+            history.append(record(number, loss, None, time.perf_counter() - begin))
             bar.update(nll=loss)
-            converged = number > 0 and abs(history[-2]["loss"] - loss) <= opts.tol
-            if converged or wants_stop(opts.callback, dict(history[-1], iteration=number)):
+            converged = number > 1 and abs(history[-2]["loss"] - loss) <= opts.tol
+            if converged or wants_stop(opts.callback, history[-1]):
                 break
     return UniformMPS(tensors["A"], tensors["alpha"], tensors["omega"], history, converged,
                       time.perf_counter() - begin)
