@@ -67,13 +67,13 @@ def main(argv=None) -> dict:
     patterns = bars_and_stripes()
     print(f"{len(patterns)} patterns; NLL floor ln {len(patterns)} = "
           f"{np.log(len(patterns)):.3f}")
-    full = train_born(patterns, 2, max_rank=args.max_rank, sweeps=sweeps, seed=args.seed,
+    full = train_born(patterns, 2, max_rank=args.max_rank, max_iter=sweeps, seed=args.seed,
                       progress=False)
     rows = {"all": report("all 30 (test = train)", full, patterns, patterns)}
     print("NLL per sweep: " + " ".join(f"{r['loss']:.3f}" for r in full.history))
     order = np.random.default_rng(args.seed).permutation(len(patterns))
     train, test = patterns[order[6:]], patterns[order[:6]]
-    held = train_born(train, 2, max_rank=args.max_rank, sweeps=sweeps, seed=args.seed,
+    held = train_born(train, 2, max_rank=args.max_rank, max_iter=sweeps, seed=args.seed,
                       progress=False)
     rows["held_out"] = report("24 train / 6 held out", held, train, test)
     samples = full.sample(1000, seed=args.seed)

@@ -37,7 +37,7 @@ def main(argv=None) -> dict:
     limit, max_rank, sweeps = (300, 8, 2) if args.quick else (None, args.max_rank, args.sweeps)
     train, test = load(args.seed, limit)
     print(f"{len(train)} train / {len(test)} test images of 64 binary pixels")
-    model = train_born(train, 2, max_rank=max_rank, sweeps=sweeps, seed=args.seed,
+    model = train_born(train, 2, max_rank=max_rank, max_iter=sweeps, seed=args.seed,
                        progress=False)
     for number, record in enumerate(model.history, 1):
         print(f"sweep {number}: train NLL {record['loss']:.3f}  max rank "

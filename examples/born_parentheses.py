@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     longest, rank, steps = (8, 6, 150) if args.quick else (12, args.rank, 500)
     strings = [s for n in range(2, longest + 1, 2) for s in balanced(n)]
     floor = float(np.mean([np.log(len(balanced(len(s)))) for s in strings]))
-    model = train_uniform(encode(strings, "()"), 2, rank=rank, iterations=steps, lr=0.05,
+    model = train_uniform(encode(strings, "()"), 2, rank=rank, max_iter=steps, lr=0.05,
                           seed=args.seed, progress=False)
     print(f"{len(strings)} balanced strings of lengths 2..{longest}; uniform MPS rank {rank}, "
           f"{len(model.history)} Adam steps, {model.wall_time:.1f} s")
