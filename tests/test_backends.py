@@ -138,6 +138,25 @@ def test_grad_plan_on_torch_tensors_keeps_them_torch():
         close(grads[n], expected[n], what=n)
 
 
+def test_folded_constants_on_torch_and_jax(jnp):
+    from tnc.engine.constants import Folded
+    net = tnc.compile("network m(I = 4, A = 3, B = 2, J = 5) { index i: I, a: A, b: B, j: J "
+                      "data F(i, a), G(i, b) tensor W(a, b, j) output i, j }")
+    rng = np.random.default_rng(0)
+    fixed = {"F": rng.random((4, 3)), "G": rng.random((4, 2))}
+    W, upstream = rng.random((3, 2, 5)), rng.standard_normal((4, 5))
+    plan = grad_plan(net, wrt={"W"})
+    expected = np.einsum("ia,ib,abj->ij", fixed["F"], fixed["G"], W)
+    for convert in (as_torch, jnp.asarray):
+        folded = Folded(plan, [o.name for o in net.occurrences],
+                        {n: convert(a) for n, a in fixed.items()})
+        value, tape = plan.forward([None, None, convert(W)], folded)
+        assert type(value) is type(convert(W))
+        close(value, expected)
+        close(plan.backward(tape, convert(upstream))["W"],
+              np.einsum("ia,ib,ij->abj", fixed["F"], fixed["G"], upstream))
+
+
 # -- requires_grad ----------------------------------------------------------------------------
 def test_grad_of_tensors_that_require_grad_uses_their_values():
     net = tnc.library("cp", **SMALL["cp"])
@@ -260,6 +279,33 @@ def test_slicing_really_runs_on_torch(monkeypatch):
     arrays = {n: as_torch(a) for n, a in net.random(seed=0).items()}
     net.grad(arrays, memory_limit=4 * grad_plan(net).cost.peak_bytes // 5)
     assert calls
+
+
+def test_value_and_grad_slices_under_a_small_memory_limit(monkeypatch):
+    from tnc.engine import slicing
+    calls = []
+    original = slicing.grad_sliced
+    monkeypatch.setattr(slicing, "grad_sliced", lambda *a: calls.append(1) or original(*a))
+    net = tnc.library("tt", N=4, d=3, r=8)
+    tensors = net.random(seed=0)
+    rng = np.random.default_rng(2)
+    target, mask = rng.standard_normal(net.output_shape), rng.random(net.output_shape) < 0.7
+    output_bytes = 8 * int(np.prod(net.output_shape))
+    limit = 4 * grad_plan(net).cost.peak_bytes // 5 + 2 * output_bytes
+    for convert in (lambda a: a, as_torch):
+        arrays = {n: convert(a) for n, a in tensors.items()}
+        for m in (None, mask):
+            expected_value, expected = net.value_and_grad(tensors, "gaussian", target, m,
+                                                          memory_limit=None)
+            calls.clear()
+            value, grads = net.value_and_grad(arrays, "gaussian", convert(target),
+                                              None if m is None else convert(m),
+                                              memory_limit=limit)
+            assert calls, "the small limit should slice"
+            assert value == pytest.approx(expected_value, rel=1e-12)
+            for n in expected:
+                assert type(grads[n]) is type(arrays[n])
+                close(grads[n], expected[n], what=n)
 
 
 # -- losses -------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ in ``spec.index_sizes``), so networks with any number of indices work.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -423,7 +424,7 @@ def value_and_grad(network, tensors, loss, target, mask=None, wrt=None, optimize
     from tnc.fitting.losses import get_loss
     loss = get_loss(loss)
     plan = grad_plan(network, optimize, wrt)
-    model, tape = _run_forward(network, tensors, plan, memory_limit)
+    model, sweep = _model_and_sweep(network, tensors, plan, optimize, memory_limit)
     target = output_array(network, target, "target", like=model)
     model, target = bk.promote(model, target) if type(model) is not np.ndarray else \
         (model, target)
@@ -440,16 +441,39 @@ def value_and_grad(network, tensors, loss, target, mask=None, wrt=None, optimize
         value = loss.value(observed_model, observed).sum()
     if bk.is_scalar(upstream):            # numpy's arithmetic on 0-d arrays gives scalars
         upstream = np.asarray(upstream)
-    return float(value), _descent(plan, tape, upstream)
+    return float(value), _descent(sweep, upstream)
 
 
-def _descent(plan: GradPlan, tape, upstream) -> dict:
+def _model_and_sweep(network, tensors, plan: GradPlan, optimize, memory_limit):
+    """The network's value and a function upstream -> gradients (holomorphic), sliced as
+    :meth:`tnc.Network.grad` slices when the reverse sweep does not fit ``memory_limit``.
+    The loss keeps two more arrays of the output's size (the model and the loss's
+    entries) beside what the sweep keeps: the slicing leaves room for them."""
+    from tnc.engine.slicing import contract_sliced, grad_sliced, gradient_slicing
+    from tnc.engine.plan import limit_bytes
+    limit = limit_bytes(memory_limit)
+    arrays = gradient_operands(network, tensors)
+    if limit is not None:
+        itemsize = bk.result_dtype(*arrays).itemsize
+        room = limit - 2 * math.prod(network.output_shape) * itemsize
+        slicing = gradient_slicing(network, arrays, plan.wrt, optimize, max(room, 0))
+        if slicing is not None:
+            model = contract_sliced(network, arrays, slicing)
+            return model, lambda upstream: grad_sliced(network, arrays, upstream, plan.wrt,
+                                                       slicing)
+    check_memory(plan.cost.for_itemsize(bk.result_dtype(*arrays).itemsize), memory_limit,
+                 f"the gradient of network `{network.name}`")
+    model, tape = plan.forward(arrays)
+    return model, lambda upstream: plan.backward(tape, upstream)
+
+
+def _descent(sweep, upstream) -> dict:
     """The reverse sweep for a real loss: ``upstream`` is ``dL/dRe m + i dL/dIm m``;
     the result ``dL/dRe T + i dL/dIm T`` per tensor (for complex tensors the
-    holomorphic sweep is conjugated on the way in and out; a no-op for real ones)."""
+    holomorphic ``sweep`` is conjugated on the way in and out; a no-op for real ones)."""
     if not bk.dtype_name(upstream).startswith("complex"):
-        return plan.backward(tape, upstream)
-    return {name: bk.conj(g) for name, g in plan.backward(tape, bk.conj(upstream)).items()}
+        return sweep(upstream)
+    return {name: bk.conj(g) for name, g in sweep(bk.conj(upstream)).items()}
 
 
 # -- environments ---------------------------------------------------------------------------

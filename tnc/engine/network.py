@@ -308,7 +308,11 @@ class Network:
         ``loss``: a registered loss name (``"gaussian"``: least squares) or a
         :class:`~tnc.fitting.losses.Loss`. The value is ``loss.value(output, target)``
         summed over the entries where ``mask`` is True (all when None); the
-        gradients are :meth:`grad` with upstream ``mask * loss.derivative``.
+        gradients are :meth:`grad` with upstream ``mask * loss.derivative``, and for
+        complex tensors the descent direction ``dL/dRe T + i dL/dIm T`` (see
+        :mod:`tnc.engine.grad`). Over ``memory_limit`` the value and the gradients are
+        summed over slices as in :meth:`grad` (leaving room for the model and the
+        loss's entries, two arrays of the output's size).
 
             >>> import numpy as np, tnc
             >>> net = tnc.compile("network v(n = 2) { index i: n  tensor x(i)  output i }")

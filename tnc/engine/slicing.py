@@ -335,20 +335,32 @@ def grad_sliced(network, arrays, upstream, wrt, slicing: Slicing) -> dict[str, n
     return grads
 
 
+def gradient_slicing(network, arrays, wrt: frozenset, optimize, limit: int | None,
+                     slicer="greedy") -> Slicing | None:
+    """The slicing a reverse sweep of ``network`` over ``arrays`` (occurrence order) needs
+    to fit ``limit`` bytes (at the arrays' promoted itemsize), None when it fits unsliced."""
+    from tnc.engine.grad import grad_plan
+    if limit is None:
+        return None
+    itemsize = bk.result_dtype(*arrays).itemsize
+    if grad_plan(network, optimize, wrt).cost.for_itemsize(itemsize).peak_bytes <= limit:
+        return None
+    return choose_slicing(network, optimize, itemsize, limit, slicer, wrt)
+
+
 def grad_if_sliced(network, tensors, upstream, wrt, optimize, memory_limit, slicer):
     """:meth:`tnc.Network.grad` under slicing, or None when its plan fits ``memory_limit``
     unsliced (then the plain reverse sweep runs)."""
-    from tnc.engine.grad import grad_plan, gradient_operands, output_array, resolve_wrt
+    from tnc.engine.grad import gradient_operands, output_array, resolve_wrt
     limit = limit_bytes(memory_limit)
     if limit is None:
         return None
     wrt = resolve_wrt(network, wrt)
     arrays = gradient_operands(network, tensors)
-    dtype = bk.result_dtype(*arrays)
-    if grad_plan(network, optimize, wrt).cost.for_itemsize(dtype.itemsize).peak_bytes <= limit:
+    slicing = gradient_slicing(network, arrays, wrt, optimize, limit, slicer)
+    if slicing is None:
         return None
-    slicing = choose_slicing(network, optimize, dtype.itemsize, limit, slicer, wrt)
     if upstream is None:
-        upstream = bk.ones(network.output_shape, like=arrays[0], dtype=dtype)
+        upstream = bk.ones(network.output_shape, like=arrays[0], dtype=bk.result_dtype(*arrays))
     return grad_sliced(network, arrays, output_array(network, upstream, like=arrays[0]), wrt,
                        slicing)
