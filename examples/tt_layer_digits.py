@@ -8,7 +8,7 @@ are trained the same way (Adam, cross entropy) and the script prints test
 accuracy and parameter counts of both. The digits set ships with scikit-learn
 (no download)::
 
-    python examples/tt_layer_digits.py            # 40 epochs, a few seconds per model
+    python examples/tt_layer_digits.py            # 30 epochs, a few seconds per model
     python examples/tt_layer_digits.py --quick    # 15 epochs (the smoke test)
 """
 from __future__ import annotations
@@ -95,13 +95,13 @@ def plot(rows: dict, out):
 
 
 def main(argv=None) -> dict:
-    parser = example_parser(__doc__, "15 epochs instead of 40")
+    parser = example_parser(__doc__, "15 epochs instead of 30")
     parser.add_argument("--rank", type=int, default=8)
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(1)
     data = load(args.seed)
-    epochs = 15 if args.quick else 40
+    epochs = 15 if args.quick else 30
     layers = hidden_layers(args.rank, args.seed)
     print(f"hidden layer: {layers['TT-matrix']!r}")
     rows = {name: train(mlp(layer), data, epochs, args.seed) for name, layer in layers.items()}

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tnc
-from tnc.errors import TensorError
+from tnc.errors import TensorError, TncError
 from test_grad import networks          # random networks: ties, repeated legs, any output
 
 RANDOM = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -157,6 +157,10 @@ def test_torch_bad_input_is_a_tnc_error(torch):
         tnc.torch.contract(net, tensors)
     with pytest.raises(TensorError, match="missing `G\\[1\\]`"):
         tnc.torch.contract(net, {})
+    tensors = torch_tensors(torch, net, torch.float64)
+    tensors["G[3]"] = tensors["G[3]"].to("meta")          # a second device, on any machine
+    with pytest.raises(TncError, match="two devices: `G\\[1\\]` is on cpu, `G\\[3\\]` on meta"):
+        tnc.torch.contract(net, tensors)
 
 
 def test_torch_no_grad_runs_forward_only(torch):

@@ -73,13 +73,16 @@ def ordered_arrays(network, tensors, is_array, kind: str) -> list:
     """``tensors[name]`` for each distinct tensor name of ``network`` (first use first),
     after tnc's name and shape checks; anything ``is_array`` refuses is a
     :class:`~tnc.errors.TensorError` naming the tensor, its type and ``kind``."""
+    from tnc.engine.backend import backend_of
     network.check_tensors(tensors)
     names = dict.fromkeys(occ.name for occ in network.occurrences)
     for name in names:
         if not is_array(tensors[name]):
             raise TensorError(f"tensor `{name}` of network `{network.name}` must be a {kind}, "
                               f"got {type(tensors[name]).__name__}")
-    return [tensors[name] for name in names]
+    arrays = {name: tensors[name] for name in names}
+    backend_of(arrays, f"network `{network.name}`")       # one device (TncError naming both)
+    return list(arrays.values())
 
 
 # -- layers -----------------------------------------------------------------------------------
