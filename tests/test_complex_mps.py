@@ -2,6 +2,8 @@
 and TTMatrix values, HOSVD / st-HOSVD / HOOI, DMRG fitting and DMRG ground states: the
 input's dtype comes back, and every answer is checked against dense numpy (or exact
 diagonalisation) to the dtype's accuracy."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -204,3 +206,66 @@ def test_trains_of_torch_tensors_stay_torch(dtype):
     assert all(isinstance(c, torch.Tensor) and c.shape[-1] <= 2 for c in cores)
     with pytest.raises(tnc.TncError, match="numpy-only"):
         x.round(rel_error=0.1, method="gram")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+def test_lanczos_finds_the_lowest_eigenpair_in_the_vectors_backend(dtype):
+    torch = pytest.importorskip("torch")
+    from tnc.mps.lanczos import lowest_eigenpair
+    rng = np.random.default_rng(6)
+    a = rand(rng, (120, 120), dtype)
+    h = a + a.conj().T
+    exact = np.linalg.eigvalsh(h.astype(np.complex128))[0]
+    tol = 1e-12 if dtype != np.float32 else 1e-5
+    for matrix, start in ((h, rand(rng, 120, dtype)),
+                          (torch.from_numpy(h), torch.from_numpy(rand(rng, 120, dtype)))):
+        value, vector = lowest_eigenpair(lambda x: matrix @ x, start, tol=tol)
+        assert type(vector) is type(start) and vector.dtype == start.dtype
+        assert abs(value - exact) < 50 * tol * abs(exact)
+        y = np.asarray(vector, dtype=np.complex128)
+        assert np.linalg.norm(h @ y - exact * y) < 1e3 * tol * abs(exact)
+
+
+@pytest.mark.parametrize("case", ["heisenberg", "xy_dm"])
+def test_ground_state_on_torch_tensors_stays_torch(case):
+    torch = pytest.importorskip("torch")
+    L = 8
+    mpo = tnc.heisenberg_mpo(L) if case == "heisenberg" else xy_dm_mpo(L, D=0.6)
+    exact = np.linalg.eigvalsh(dense_hamiltonian(mpo))[0]
+    net = tnc.library("energy", N=L, D=16, W=mpo["H[2]"].shape[0])
+    result = tnc.ground_state(net, {k: torch.from_numpy(v) for k, v in mpo.items()},
+                              progress=False)
+    cores = [result.tensors[f"G[{n}]"] for n in range(1, L + 1)]
+    assert all(isinstance(c, torch.Tensor) and c.dtype == torch.from_numpy(mpo["H[2]"]).dtype
+               for c in cores)
+    assert abs(result.info["energy"] - exact) < 1e-10 * abs(exact) and result.converged
+    vector = _state(SimpleNamespace(tensors={k: v.numpy() for k, v in result.tensors.items()}),
+                    L).ravel()
+    energy = np.vdot(vector, dense_hamiltonian(mpo) @ vector) / np.vdot(vector, vector)
+    assert abs(energy - exact) < 1e-9 * abs(exact)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("case", ["open", "ring", "masked"])
+def test_dmrg_fit_of_complex_data_matches_the_dense_tensor(dtype, case):
+    rng = np.random.default_rng(7)
+    tol = ACCURACY[dtype]
+    if case == "ring":
+        true = tnc.library("ring", N=4, d=3, r=2)
+        tensors = {k: rand(rng, v, dtype) for k, v in true.params.items()}
+        X = np.einsum("aib,bjc,ckd,dla->ijkl", *(tensors[f"G[{n}]"] for n in range(1, 5)))
+        net = tnc.library("ring", N=4, d=3, r=2)
+    else:
+        X = low_rank(rng, dtype, shape=(3, 4, 3, 4), rank=2)
+        net = tnc.compile(
+            "network t() { index i: 3, j: 4, k: 3, l: 4, a: 4, b: 4, c: 4\n"
+            "tensor A(i, a), B(a, j, b), C(b, k, c), D(c, l)\n output i, j, k, l }")
+    mask = rng.random(X.shape) < 0.85 if case == "masked" else None
+    options = {"open": {}, "ring": {"max_iter": 200}, "masked": {"max_rank": 2, "max_iter": 60}}
+    result = tnc.fit(net, X, method="dmrg", mask=mask, progress=False, tol=1e-14,
+                     **options[case])
+    model = result.reconstruct()
+    assert model.dtype == dtype and all(t.dtype == dtype for t in result.tensors.values())
+    assert rel(model, X) < (10 if case != "open" else 1) * tol
+    assert result.rel_error == pytest.approx(rel(model, X) if mask is None
+                                             else rel(model[mask], X[mask]), abs=tol)

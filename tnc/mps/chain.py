@@ -182,8 +182,7 @@ def merge(chain: Chain, arrays: dict, k: int) -> np.ndarray:
     """Cores ``k`` and ``k + 1`` contracted over their bond; legs :meth:`Chain.pair_legs`."""
     left, right = chain.cores[k], chain.cores[(k + 1) % len(chain)]
     bond = chain.bond(k)
-    return np.tensordot(arrays[left.name], arrays[right.name],
-                        axes=(left.axis(bond), right.axis(bond)))
+    return _tensordot(arrays[left.name], arrays[right.name], (left.axis(bond), right.axis(bond)))
 
 
 def truncation_rank(s: np.ndarray, max_rank: int, cutoff: float) -> int:
@@ -212,11 +211,17 @@ def truncated_svd(matrix: np.ndarray, max_rank: int, cutoff: float):
     >>> u.shape, s.tolist(), round(error * 5e18)
     ((3, 2), [2.0, 1.0], 1)
     """
-    import scipy.linalg
-    u, s, vt = scipy.linalg.svd(matrix, full_matrices=False, check_finite=False)
-    rank = truncation_rank(s, max_rank, cutoff)
-    total = float(np.sum(s ** 2))
-    error = float(np.sum(s[rank:] ** 2) / total) if total > 0 else 0.0
+    if type(matrix) is np.ndarray:
+        import scipy.linalg
+        u, s, vt = scipy.linalg.svd(matrix, full_matrices=False, check_finite=False)
+        values = s
+    else:                                   # torch, ...: its own SVD, on its device
+        from tnc.engine.backend import do, to_numpy
+        u, s, vt = do("linalg.svd", matrix, full_matrices=False)
+        values = to_numpy(s)
+    rank = truncation_rank(values, max_rank, cutoff)
+    total = float(np.sum(values ** 2))
+    error = float(np.sum(values[rank:] ** 2) / total) if total > 0 else 0.0
     return u[:, :rank], s[:rank], vt[:rank], error
 
 
@@ -240,15 +245,15 @@ def split(chain: Chain, arrays: dict, k: int, theta: np.ndarray, max_rank: int,
     n_left = len(left.indices) - 1
     rows = theta.shape[:n_left]
     u, s, vt, error = truncated_svd(theta.reshape(math.prod(rows), -1), max_rank, cutoff)
-    rank = s.size
+    rank = s.shape[0]
     if centre_right:
         vt = s[:, None] * vt
     else:
         u = u * s
     bond = chain.bond(k)
-    arrays[left.name] = np.moveaxis(u.reshape(rows + (rank,)), -1, left.axis(bond))
-    arrays[right.name] = np.moveaxis(vt.reshape((rank,) + theta.shape[n_left:]), 0,
-                                     right.axis(bond))
+    arrays[left.name] = _moveaxis(u.reshape(tuple(rows) + (rank,)), -1, left.axis(bond))
+    arrays[right.name] = _moveaxis(vt.reshape((rank,) + tuple(theta.shape[n_left:])), 0,
+                                   right.axis(bond))
     return Split(rank, error)
 
 
@@ -257,11 +262,32 @@ def move_centre(chain: Chain, arrays: dict, k: int, to_right: bool) -> None:
     core = chain.cores[k]
     bond = core.right if to_right else core.left
     other = chain.cores[(k + 1) % len(chain) if to_right else k - 1]
-    a = np.moveaxis(arrays[core.name], core.axis(bond), -1)
-    q, r = np.linalg.qr(a.reshape(-1, a.shape[-1]))
-    arrays[core.name] = np.moveaxis(q.reshape(a.shape[:-1] + (q.shape[1],)), -1, core.axis(bond))
-    b = np.tensordot(r, arrays[other.name], axes=(1, other.axis(bond)))
-    arrays[other.name] = np.moveaxis(b, 0, other.axis(bond))
+    a = _moveaxis(arrays[core.name], core.axis(bond), -1)
+    if type(a) is np.ndarray:
+        q, r = np.linalg.qr(a.reshape(-1, a.shape[-1]))
+    else:
+        from tnc.engine.backend import do
+        q, r = do("linalg.qr", a.reshape(-1, a.shape[-1]))
+    arrays[core.name] = _moveaxis(q.reshape(tuple(a.shape[:-1]) + (q.shape[1],)), -1,
+                                  core.axis(bond))
+    b = _tensordot(r, arrays[other.name], (1, other.axis(bond)))
+    arrays[other.name] = _moveaxis(b, 0, other.axis(bond))
+
+
+def _moveaxis(array, source: int, destination: int):
+    """``numpy.moveaxis`` for numpy arrays, the library's own (``torch.movedim``) else."""
+    if type(array) is np.ndarray:
+        return np.moveaxis(array, source, destination)
+    from tnc.engine.backend import do
+    return do("moveaxis", array, source, destination)
+
+
+def _tensordot(a, b, axes):
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return np.tensordot(a, b, axes=axes)
+    from tnc.engine.backend import do
+    axes = tuple([x] if isinstance(x, int) else list(x) for x in axes)   # torch wants lists
+    return do("tensordot", a, b, axes=axes)
 
 
 def canonicalize(chain: Chain, arrays: dict, centre: int) -> None:
@@ -302,5 +328,10 @@ def pad_to(network, chain: Chain, cores: dict) -> dict:
         if any(a > t for a, t in zip(array.shape, target)):
             raise TncError(f"core `{core.name}` has shape {array.shape}, larger than the "
                            f"declared {target}")
-        padded[core.name] = np.pad(array, [(0, t - a) for a, t in zip(array.shape, target)])
+        if type(array) is np.ndarray:
+            padded[core.name] = np.pad(array, [(0, t - a) for a, t in zip(array.shape, target)])
+            continue
+        from tnc.engine.backend import zeros
+        padded[core.name] = zeros(target, like=array)
+        padded[core.name][tuple(slice(0, a) for a in array.shape)] = array
     return padded

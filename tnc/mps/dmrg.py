@@ -41,8 +41,9 @@ from tnc.mps.chain import (Chain, canonicalize, einsum_by_name, find_chain, merg
 from tnc.engine import kernels
 from tnc.mps import environments
 from tnc.mps.environments import MovingEnvironment
-from tnc.fitting.decompositions import _ldexp, working_dtype
-from tnc.fitting.rescale import scale_exponent
+from tnc.engine import backend
+from tnc.fitting.decompositions import _ldexp, exponent_of, linalg, working_dtype
+from tnc.mps import lanczos
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.fitting.front import check_finite, register_method
 from tnc.options import validated
@@ -150,7 +151,9 @@ class Environments:
 
     def __init__(self, sites: Sites, cores: dict, inputs: dict):
         self.sites, self.cores, self.inputs = sites, cores, inputs
-        one = np.ones((), dtype=np.result_type(*cores.values(), *inputs.values()))
+        first = next(iter(inputs.values()), next(iter(cores.values())))
+        one = backend.ones((), like=first, dtype=backend.result_dtype(*cores.values(),
+                                                                       *inputs.values()))
         self.moving = MovingEnvironment(len(sites.groups), self._grow_left, self._grow_right,
                                         one, one)
 
@@ -163,7 +166,7 @@ class Environments:
         if term.role == "data":
             return self.inputs[term.name]
         core = self.cores[term.name]
-        return core.conj() if term.role == "bra" and np.iscomplexobj(core) else core
+        return backend.conj(core) if term.role == "bra" else core
 
     def _grow_left(self, block, k: int):
         terms, arrays = self._arrays(k)
@@ -214,19 +217,23 @@ def lowest_eigenpair(envs: Environments, k: int, theta: np.ndarray, tol: float):
     sites = envs.sites
     legs, out = sites.chain.pair_legs(k), sites.pair_out(k)
     terms, arrays = envs.local_operator(k)
-    n = theta.size
+    n = math.prod(theta.shape)
+    numpy = type(theta) is np.ndarray
     if n <= DENSE_LIMIT:
         h = einsum_by_name(terms, out + legs, arrays).reshape(n, n)
-        values, vectors = np.linalg.eigh(0.5 * (h + h.conj().T))
+        values, vectors = linalg("eigh", 0.5 * (h + backend.conj(h).T))
         return float(values[0]), vectors[:, 0].reshape(theta.shape)
 
-    steps = _matvec_steps(terms, arrays, legs, out)
+    steps = _matvec_steps(terms, arrays, legs, out) if numpy else None
 
     def matvec(x):
         if steps is None:
             return einsum_by_name(terms + [legs], out, arrays + [x.reshape(theta.shape)]).ravel()
         return _apply_steps(steps, x.reshape(theta.shape)).ravel()
 
+    if not numpy:                        # torch, ...: Lanczos in its own operations
+        value, vector = lanczos.lowest_eigenpair(matvec, theta.reshape(-1), tol, ncv=2 * NCV)
+        return value, vector.reshape(theta.shape)
     import scipy.sparse.linalg as sla    # the Lanczos path only
     operator = sla.LinearOperator((n, n), matvec=matvec, dtype=theta.dtype)
     values, vectors = sla.eigsh(operator, k=1, which="SA", v0=theta.ravel(), tol=tol,
@@ -363,14 +370,16 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     check_sweep_memory(network, sites.chain, max(schedule))
     scaled, exponent = scaled_inputs(network, inputs)
     dtype = run_dtype(scaled, opts.init)
-    cores = _initial_cores(network, sites.chain, opts, dtype)
-    envs = Environments(sites, cores, {k: v.astype(dtype, copy=False) for k, v in scaled.items()})
+    like = next(iter(scaled.values()))         # the MPO's backend (and device): the sweeps'
+    cores = _initial_cores(network, sites.chain, opts, dtype, like)
+    envs = Environments(sites, cores, {k: backend.astype(v, dtype) for k, v in scaled.items()})
     floor = 10 * float(np.finfo(dtype).eps)    # what the dtype resolves (see run_dtype)
     eig_tol = max(opts.eig_tol if opts.eig_tol is not None else _eig_tol(opts.tol), floor)
     tol = max(opts.tol, floor)
     history, converged, start = [], False, time.perf_counter()
+    sizes = [math.prod(v.shape) for v in scaled.values()]     # small blocks: serial BLAS
     with Progress(opts.max_iter, desc="dmrg", enabled=opts.progress) as bar, \
-            kernels.blas_serial(*scaled.values()):   # small blocks: serial BLAS (see kernels)
+            kernels.blas_serial(*sizes):
         for number in range(opts.max_iter):
             own = sweep(envs, schedule[number], opts.cutoff, eig_tol, number % 2 == 0)
             energy = float(np.ldexp(own.pop("energy"), exponent))
@@ -399,12 +408,12 @@ def scaled_inputs(network, inputs: dict) -> tuple[dict, int]:
             uses[occ.name] = uses.get(occ.name, 0) + 1
     scaled, total = {}, 0
     for name, value in inputs.items():
-        array = np.asarray(value)
-        array = array.astype(working_dtype(array.dtype, f"ground_state (data tensor `{name}`)"),
-                             copy=False)
-        check_finite(array, f"ground_state: data tensor `{name}`",
-                     "; the Hamiltonian must be finite")
-        exponent = scale_exponent(array)
+        array = value if backend.backend_name(value) == "torch" else np.asarray(value)
+        array = backend.astype(array, working_dtype(backend.dtype_of(array),
+                                                    f"ground_state (data tensor `{name}`)"))
+        check_finite(array if type(array) is np.ndarray else backend.to_numpy(array),
+                     f"ground_state: data tensor `{name}`", "; the Hamiltonian must be finite")
+        exponent = exponent_of(array)
         scaled[name] = _ldexp(array, -exponent)
         total += exponent * uses.get(name, 0)
     return scaled, total
@@ -423,8 +432,7 @@ def run_dtype(inputs: dict, init) -> np.dtype:
     start = given_tensors(init) or {}
     if init is not None and hasattr(init, "cores"):              # a TensorTrain
         start = {"init": init.cores[0]}
-    arrays = [np.asarray(a) for a in [*inputs.values(), *start.values()]]
-    return working_dtype(np.result_type(*arrays), "ground_state")
+    return working_dtype(backend.result_dtype(*inputs.values(), *start.values()), "ground_state")
 
 
 def bond_limited(result: FitResult, cutoff: float) -> FitResult:
@@ -483,17 +491,20 @@ def check_sweep_memory(network, chain: Chain, bond: int) -> None:
         NCV + 2, bond, d, d, bond)}, "MPS cores and eigensolver vectors of ground_state")
 
 
-def _initial_cores(network, chain, opts, dtype) -> dict:
+def _initial_cores(network, chain, opts, dtype, like) -> dict:
+    """The start (``init`` or random), on ``like``'s backend in ``dtype``, canonical at
+    core 0 and normalised."""
     if opts.init is not None:
         from tnc.mps.tt import chain_init      # a TensorTrain or FitResult as well as a dict
         cores = chain_init(network, chain, opts.init, "ground_state", dtype)
     else:
         cores = random_cores(chain, network.spec.index_sizes, opts.init_rank,
                              np.random.default_rng(opts.seed))
-        cores = {k: v.astype(dtype) for k, v in cores.items()}
+    cores = {k: backend.astype(backend.asarray(backend.to_numpy(v), like), dtype)
+             for k, v in cores.items()}
     canonicalize(chain, cores, 0)
     first = chain.cores[0].name
-    cores[first] /= np.linalg.norm(cores[first])
+    cores[first] = cores[first] / float(linalg("norm", cores[first]))
     return _conjugated(cores)
 
 
@@ -507,7 +518,7 @@ def _conjugated(cores: dict) -> dict:
     (:func:`tnc.mps.mpo.dense_hamiltonian`): the state is ``psi = conj(phi)``. A start
     goes in conjugated and the result comes out conjugated, so both are psi.
     """
-    return {k: v.conj() if np.iscomplexobj(v) else v for k, v in cores.items()}
+    return {k: backend.conj(v) for k, v in cores.items()}
 
 
 def _result(network, chain, cores, inputs, history, converged, start) -> FitResult:
@@ -518,8 +529,9 @@ def _result(network, chain, cores, inputs, history, converged, start) -> FitResu
 
 
 def _register() -> None:
+    from tnc.fitting.dtypes import COMPLEX, REAL
     from tnc.mps.dmrg_fit import DMRGOptions, run_dmrg
-    register_method("dmrg", DMRGOptions, run_dmrg)
+    register_method("dmrg", DMRGOptions, run_dmrg, dtypes=REAL + COMPLEX)
 
 
 _register()
