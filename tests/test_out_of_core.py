@@ -144,6 +144,19 @@ def test_thread_pool_executor_reads_blocks_in_its_workers(tmp_path):
     assert result.info["streamed"]["executor"] == "ThreadPoolExecutor"
 
 
+def test_a_process_pool_reopens_a_memory_mapped_file(tmp_path):
+    import pickle
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    data = on_disk("memmap", x, tmp_path)
+    assert len(pickle.dumps(blocks.BlockSource(data))) < 1000        # its name, not its data
+    memory = tnc.fit(net, x, progress=False)
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        result = tnc.fit(net, data, progress=False, memory_limit=row_limit(x, 5),
+                         executor=pool)
+    same_fit(result, memory)
+
+
 def test_progress_bar_counts_blocks(monkeypatch, tmp_path):
     bars = []
 

@@ -74,6 +74,22 @@ class BlockSource:
         self.itemsize = dtype.itemsize
         self.dtype = np.dtype(np.float32 if dtype == np.float32 else np.float64)   # of blocks
 
+    def __getstate__(self) -> dict:
+        """A whole memory-mapped file travels to a process pool's workers as its name and
+        layout (reopened there), not as its contents."""
+        state = dict(self.__dict__)
+        if self.kind == "memmap" and _direct_file(self.data):
+            data = self.data
+            state["data"] = ("file", data.filename, data.dtype.str, data.offset, data.shape)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["data"], tuple):
+            _, filename, dtype, offset, shape = state["data"]
+            state["data"] = np.memmap(filename, dtype=dtype, mode="r", offset=offset,
+                                      shape=shape)
+        self.__dict__.update(state)
+
     @property
     def size(self) -> int:
         return math.prod(self.shape)
