@@ -28,7 +28,7 @@ _PUBLIC = {
     "tnc.mps.cross": ["CrossResult", "tt_cross"],
     "tnc.engine.sparse": ["SparseTensor"],
     "tnc.engine.plan": ["Cost"],
-    "tnc.mps.mpo": ["heisenberg_mpo", "ising_mpo"],
+    "tnc.mps.mpo": ["heisenberg_mpo", "ising_mpo", "xy_dm_mpo"],
     "tnc.mps.dmrg": ["ground_state"],
     "tnc.models.stratified": ["StratifiedResult", "ntf", "stratified_ntf"],
     "tnc.models.model": ["CoupledModel", "compile_model", "coupled_model"],
