@@ -7,9 +7,10 @@ ket/bra pairing and which data tensor belongs to which site are read off the
 network's occurrences.
 
 The chain is kept in mixed canonical form, so the local problem for the merged
-tensor ``theta`` of cores ``k, k+1`` is an ordinary symmetric eigenproblem
-``H_eff theta = E theta`` solved matrix-free (``eigsh``) with the cached
-environments::
+tensor ``theta`` of cores ``k, k+1`` is an ordinary Hermitian eigenproblem
+``H_eff theta = E theta`` solved matrix-free (scipy's ``eigsh`` for numpy arrays, the
+restarted Lanczos of :mod:`tnc.mps.lanczos` in the arrays' own library for torch)
+with the cached environments::
 
     +---      ---G[k]--G[k+1]---      ---+
     |            |       |               |
@@ -358,6 +359,14 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     the largest truncation error at the final bond limit; when it exceeds
     ``cutoff`` the bond limit decided the answer, ``info["bond_limited"]`` is
     True, ``converged`` False and a warning says so (see :func:`bond_limited`).
+
+    dtypes and backends: the sweeps run in the MPO's dtype joined with the start's
+    (:func:`run_dtype`: float32, float64, complex64, complex128; a complex Hermitian
+    MPO such as :func:`tnc.mps.mpo.xy_dm_mpo` gives complex cores) and on its backend
+    (torch MPO tensors give torch cores on their device). For complex cores the
+    network's plain contraction ``result.reconstruct()`` is ``psi^T H psi``, not the
+    energy: read ``info["energy"]`` (the cores are psi with ``<psi|H|psi> = energy``
+    for H the matrix with rows the ket legs ``p``, see :func:`_conjugated`).
     """
     opts = validated(GroundStateOptions, records.renamed(
         options, "ground_state", records.GROUND_STATE_ALIASES), "ground_state",

@@ -4,7 +4,11 @@ A :class:`TensorTrain` holds N cores of shapes (r_{k-1}, d_k, r_k) with
 r_0 = r_N = 1; a :class:`TTMatrix` holds cores (r_{k-1}, m_k, n_k, r_k), an
 operator from the n-legs to the m-legs. Both convert both ways with the
 tensors of ``tnc.library("tt" / "ttm", ...)`` networks, ``decompose(X, "tt")``
-results and ``tnc.fit(..., method="dmrg")`` results. Real and complex.
+results and ``tnc.fit(..., method="dmrg")`` results. float32, float64, complex64
+and complex128 cores keep their dtype through every operation (mixed trains promote
+by numpy's rules); numpy or torch cores (torch's own SVD and QR, on the tensors'
+device; :meth:`TensorTrain.entries`, the network conversions and the ``"gram"``
+rounding are numpy-only).
 
 The operations are the direct formulas of the lecture notes ("Efficient
 computations with tensor networks"; Oseledets 2011), never the dense tensor:
