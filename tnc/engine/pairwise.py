@@ -54,11 +54,24 @@ class Operand:
     swap: bool                      # reshape gave (cols, rows): use the transposed view
 
     def __call__(self, x):
+        if type(x) is not np.ndarray:
+            return self._any(x)
         if self.sum_axes:
             x = x.sum(axis=self.sum_axes)
         if self.perm is not None:
-            x = x.transpose(self.perm) if type(x) is np.ndarray else transpose(x, self.perm)
+            x = x.transpose(self.perm)
         x = x.reshape(self.shape)
+        return x.swapaxes(-1, -2) if self.swap else x
+
+    def _any(self, x):
+        """The same layout on a torch, jax or cupy array (a reshape only where the shape
+        changes: each torch call costs microseconds of dispatch)."""
+        if self.sum_axes:
+            x = x.sum(axis=self.sum_axes)
+        if self.perm is not None:
+            x = transpose(x, self.perm)
+        if x.shape != self.shape:
+            x = x.reshape(self.shape)
         return x.swapaxes(-1, -2) if self.swap else x
 
 
@@ -88,7 +101,8 @@ class Pairwise:
         x, y = self.a(a), self.b(b)
         first, second = (x, y) if self.a_left else (y, x)
         if type(first) is not np.ndarray or type(second) is not np.ndarray:
-            return _product(first, second, self.kernel).reshape(self.out_shape)
+            result = _product(first, second, self.kernel)
+            return result if result.shape == self.out_shape else result.reshape(self.out_shape)
         if self.kernel:
             return kernels.mode_product(first, second).reshape(self.out_shape)
         return np.matmul(first, second).reshape(self.out_shape)
@@ -102,7 +116,8 @@ class Pairwise:
 def _product(first, second, kernel: bool):
     """The matrix product of a recipe on any array library: ``first @ second``, or for
     a kernel step (``first (P, S, Q)``, ``second (S, R)``) ``second.T @ first``."""
-    first, second = promote(first, second)
+    if first.dtype != second.dtype:
+        first, second = promote(first, second)
     if kernel:
         return transpose(second, (1, 0)) @ first
     return first @ second
