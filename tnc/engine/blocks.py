@@ -55,7 +55,7 @@ def out_of_core_kind(data) -> str | None:
 
 class BlockSource:
     """An out-of-core array read block by block along axis 0 (or another axis), each
-    block a float64 numpy array times ``scale``.
+    block a float32 (data stored as float32) or float64 numpy array times ``scale``.
 
     ``data``: an ``np.memmap``, a zarr array, an h5py dataset or a dask array.
     """

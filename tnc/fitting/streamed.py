@@ -16,7 +16,11 @@ the new rows (a dimension tree inside each block): 3-way CP reads the data twice
 per sweep. The updates, their order and the stopping test are those of the in-memory
 ALS (:mod:`tnc.fitting.als`), so a fit that fits in memory gives the same result.
 
-Blocks are sized from ``memory_limit`` (see :func:`tnc.engine.blocks.block_rows`) and
+float32 data stream as float32 blocks: their products run in float32 and are summed over
+blocks, solved and kept in float64, with ALS's float32 thresholds (``als.Limits``), and the
+tensors come back float32, as the in-memory fit of float32 data gives. Blocks of a
+memory-mapped file are views of the mapping, unmapped after use (the process's resident
+memory stays about a block). Blocks are sized from ``memory_limit`` (see :func:`tnc.engine.blocks.block_rows`) and
 joined from whole chunks of the storage. ``executor=``: a ``dask.distributed.Client``
 computes a dask array's blocks on its workers and sends back only factor-sized
 results; any ``concurrent.futures`` executor runs the block reads and products in its
