@@ -157,6 +157,19 @@ def test_folded_constants_on_torch_and_jax(jnp):
               np.einsum("ia,ib,ij->abj", fixed["F"], fixed["G"], upstream))
 
 
+@pytest.mark.parametrize("legs", [("i", "j", "k"), ("k", "j", "i"), ("i", "j", "m")])
+def test_kernel_layout_steps_on_torch_equal_einsum(legs):
+    """Steps planned for the compiled kernel (numpy) run as broadcast products on torch,
+    including the one-sided shapes (P = 1 or Q = 1)."""
+    from tnc.engine.pairwise import pairwise
+    sizes = {"i": 3000, "j": 64, "k": 1, "m": 5, "r": 3}
+    step = pairwise(legs, ("j", "r"), set(legs) - {"j"} | {"r"}, sizes)
+    rng = np.random.default_rng(0)
+    X, B = rng.random([sizes[leg] for leg in legs]), rng.random((64, 3))
+    expected = np.einsum(f"{''.join(legs)},jr->{''.join(step.out)}", X, B)
+    close(step(as_torch(X), as_torch(B)), expected)
+
+
 # -- requires_grad ----------------------------------------------------------------------------
 def test_grad_of_tensors_that_require_grad_uses_their_values():
     net = tnc.library("cp", **SMALL["cp"])
