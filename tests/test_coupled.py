@@ -310,6 +310,28 @@ def test_sizes_read_off_the_data():
                       progress=False)
 
 
+def test_size_expressions_are_solved_from_each_data_set_without_stand_in_compiles(monkeypatch):
+    """`index i: 2*N` with 10 rows gives N = 5 (tnc.lang.sizes), shared with the second
+    network; data sets that disagree on it are named; one compile for the model."""
+    text = """
+network X1(N, J) { index i: 2*N, j: J, r: 2  tensor A(i, r), B(j, r)  output i, j }
+network X2(N, L) { index i: 2*N, l: L, r: 2  tensor A(i, r), D(l, r)  output i, l }
+model paired { fit X1 to T1  fit X2 to T2 }
+"""
+    compiles = []
+    real = coupled.compile_model
+    monkeypatch.setattr(coupled, "compile_model", lambda *a, **k: compiles.append(k) or real(*a, **k))
+    rng = np.random.default_rng(1)
+    result = tnc.fit_model(text, {"T1": rng.random((10, 3)), "T2": rng.random((10, 4))},
+                           progress=False, max_iter=5)
+    assert result.tensors["A"].shape == (10, 2) and result.tensors["D"].shape == (4, 2)
+    assert len(compiles) == 1 and compiles[0]["N"] == 5
+    with pytest.raises(tnc.TncError, match=r"network `X2` has output shape \(10, 4\) but "
+                                           r"data set `T2` has shape \(8, 4\)"):
+        tnc.fit_model(text, {"T1": rng.random((10, 3)), "T2": rng.random((8, 4))},
+                      progress=False)
+
+
 def test_python_model_equals_model_block():
     networks = tnc.compile_all(NETWORKS)
     from_python = tnc.coupled_model([(networks["X1"], "T1"), (networks["X2"], "T2", "gaussian", 2.0)],

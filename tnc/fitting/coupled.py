@@ -300,7 +300,9 @@ def model_for_data(model: CoupledModel, targets: dict) -> CoupledModel:
 
 def compile_for_data(text, filename, name, sizes, targets, settings=None) -> CoupledModel:
     """Compile model block ``name`` with ``settings`` (header parameter values), each
-    network's open sizes read off its data set."""
+    network's open sizes solved from its data set's shape (:func:`tnc.lang.sizes.solve_sizes`,
+    as :func:`tnc.fit` does: no compiles with stand-in sizes), one compile at the end.
+    A size shared by two networks must come out the same from both data sets."""
     module = parse(text, filename)
     definitions = {d.name: d for d in module.networks}
     fits = [s for s in pick_model(module, name).statements if isinstance(s, ast.FitStmt)]
@@ -310,12 +312,9 @@ def compile_for_data(text, filename, name, sizes, targets, settings=None) -> Cou
         if definition is None:
             break                      # compile_model reports the unknown network
         mine = {p.name for p in definition.params}
-        known = {**sizes, **bound}
-        own = {k: v for k, v in known.items() if k in mine}
-        stand_ins = {p.name: known.get(p.name, 2) for d in module.networks   # other networks'
-                     for p in d.params if p.name not in mine and p.default is None}
+        own = {k: v for k, v in {**sizes, **bound}.items() if k in mine}
         read = _sizes_from_shape(text, filename, definition, targets[statement.data].shape,
-                                 {**stand_ins, **own}, {})
+                                 own, {})
         read = {k: v for k, v in read.items() if k in mine}
         for key, value in read.items():
             if bound.setdefault(key, value) != value:
