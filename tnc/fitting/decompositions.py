@@ -237,6 +237,9 @@ def as_cores(cores, what: str) -> list:
     """``cores`` as arrays of one backend (numpy for lists and scalars; torch tensors
     stay torch) in their joined working dtype (:func:`working_dtype`)."""
     cores = list(cores)
+    if all(type(c) is np.ndarray for c in cores):        # the common case: numpy's own calls
+        dtype = working_dtype(np.result_type(*cores), what)
+        return [c.astype(dtype, copy=False) for c in cores]
     if backend.backend_of(cores, what) in ("numpy", "builtins"):
         cores = [np.asarray(c) for c in cores]
     dtype = working_dtype(backend.result_dtype(*cores), what)

@@ -43,7 +43,7 @@ import numpy as np
 from tnc.errors import TncError
 from tnc.engine import backend
 from tnc.fitting.decompositions import (_ldexp, _truncation, adjoint, as_cores,
-                                        gram_min_rel_error, linalg, per_mode, scale_exponent,
+                                        gram_min_rel_error, is_complex, linalg, per_mode, scale_exponent,
                                         tensordot, tt_orthogonalize, tt_round, tt_svd,
                                         working_dtype)
 from tnc.options import check_value
@@ -144,13 +144,15 @@ class _Train:
     def dot(self, other) -> complex | float:
         """``sum(conj(self) * other)`` over every entry, in O(N d R³) (no dense tensor)."""
         self._same_shape(other, "take the inner product of")
-        flat = backend.promote(*self._flat(), *other._flat())
+        flat = self._flat() + other._flat()
+        if self.dtype != other.dtype:
+            flat = backend.promote(*flat)
         env = backend.ones((1, 1), like=flat[0])
         for a, b in zip(flat[:len(self)], flat[len(self):]):
             env = tensordot(env, b, ([1], [0]))                          # (ra, d, rb)
             env = tensordot(backend.conj(a), env, ([0, 1], [0, 1]))      # (ra', rb')
         value = env[0, 0]
-        return complex(value) if backend.dtype_of(value).kind == "c" else float(value)
+        return complex(value) if is_complex(env) else float(value)
 
     def norm(self) -> float:
         """The Frobenius norm, from the orthogonalised train (accurate also for tiny norms)."""
