@@ -80,7 +80,7 @@ RESIDUAL_FLOOR, EXACT_FLOOR, TOL_FLOOR = 10.0, 30.0, 10.0
 CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
 NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
 MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters
-SCREEN_ENTRIES = 200_000  # init="auto" screens several short starts on data this small
+SCREEN_ENTRIES = 1_000_000  # init="auto" screens several short starts on data this small
 SCREEN_STARTS = 5         # the SVD start and 4 random ones
 SCREEN_SWEEPS = 25        # sweeps of each screening fit
 
@@ -95,7 +95,7 @@ class ALSOptions:
     ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
     unfolding along each tensor's free legs; tensors without free legs
     random), ``"auto"`` (first start: on data with missing entries, up to
-    200,000 of them, the best of 25-sweep fits from the SVD start and 4 random
+    1,000,000 of them, the best of 25-sweep fits from the SVD start and 4 random
     ones, else ``"svd"`` — see :func:`screened_start`; random for the other restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names, the same every sweep);
     ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
     or names of tensors kept non-negative (HALS updates); ``normalize``:
@@ -724,7 +724,9 @@ def screened_start(problem, model, settings, options, seed, bar):
     Measured on tensorly's IL2 data (``bench/bench_real.py``): the SVD start of data with
     missing entries (zeros in their place) can land in a worse basin (rank 3 with WLS:
     0.2988 against 0.2363 from a random start), and a few short random starts find the
-    better one; complete data keep the SVD start.
+    better one; complete data keep the SVD start. Kinetic (460,800 entries, 20 % hidden;
+    CPU seconds, one thread): rank 5 0.03864 -> 0.03731 (tensorly's best of 5: 0.03720),
+    rank 3 0.04930 -> 0.04916, rank 4 0.04189 -> 0.04183, for 10-25 % more time.
     """
     if problem.mask is None or problem.target.size > SCREEN_ENTRIES:
         return "svd"
