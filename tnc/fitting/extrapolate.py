@@ -28,6 +28,9 @@ halves (down to ``MIN_CAP``) when no step helps.
 """
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
 
@@ -123,11 +126,8 @@ class LineSearch:
         """Chebyshev-Lobatto nodes in ``x`` (``s = cap (x + 1) / 2``), the model at node
         ``k`` written into row ``k`` of ``self.stack``: ``x = -1`` (s = 0) and ``s = 1``
         are known, the others are contracted."""
-        degree = len(direction)
-        one = 2.0 / cap - 1.0
-        lobatto = -np.cos(np.pi * np.arange(1, degree + 1) / degree) if degree else np.array([])
-        others = np.delete(lobatto, np.argmin(np.abs(lobatto - one))) if degree else lobatto
-        nodes = np.concatenate([[-1.0, one], others])
+        nodes = _line(len(direction), cap).nodes
+        others = nodes[2:]
         self._store(0, first)
         self._store(1, current)
         for k, x in enumerate(others, start=2):
@@ -153,12 +153,11 @@ class LineSearch:
         fit, stack = self.fit, self.stack
         gram = _masked_gram(stack, self.weight, self.scratch)
         products = stack @ fit.observed_target.ravel()     # the data is 0 off the mask
-        degree = 2 * (len(nodes) - 1)
-        points = -np.cos(np.pi * np.arange(degree + 1) / max(degree, 1))
-        weights = _lagrange(nodes, points)
+        line = _line(len(nodes) - 1, cap)
+        degree, points, weights = 2 * (len(nodes) - 1), line.points, line.weights
         values = fit.xx - 2 * weights @ products + np.einsum("pi,ij,pj->p", weights, gram, weights)
         values += _penalty_line(fit, old, direction, cap * (points + 1) / 2)
-        series = np.linalg.solve(cheb.chebvander(points, degree), values)
+        series = np.linalg.solve(line.vander, values)
         one = 2.0 / cap - 1.0
         roots = cheb.chebroots(cheb.chebder(series)) if degree > 1 else np.array([])
         candidates = np.concatenate([roots[(np.abs(roots.imag) < 1e-9) & (roots.real > one)
@@ -200,6 +199,33 @@ def _masked_gram(stack, weight, scratch):
         weighted = np.multiply(rows, weight[start:start + block], out=scratch[:, :rows.shape[1]])
         gram += weighted @ rows.T
     return gram
+
+
+class Line(NamedTuple):
+    """The fixed numbers of a line search of ``degree`` parameters and bound ``cap``:
+    ``nodes`` (x = -1, the node of s = 1, then Chebyshev-Lobatto nodes), the loss's
+    sample ``points``, the Lagrange ``weights`` of the nodes at them and the Chebyshev
+    ``vander`` matrix at the points (the caps a run visits are few: powers of 2)."""
+
+    nodes: np.ndarray
+    points: np.ndarray
+    weights: np.ndarray
+    vander: np.ndarray
+
+
+@functools.lru_cache(maxsize=64)
+def _line(degree: int, cap: float) -> Line:
+    """
+    >>> _line(2, 2.0).nodes.tolist()        # s = 0, s = 1 (x = 0), then x = 1
+    [-1.0, 0.0, 1.0]
+    """
+    one = 2.0 / cap - 1.0
+    lobatto = -np.cos(np.pi * np.arange(1, degree + 1) / degree) if degree else np.array([])
+    others = np.delete(lobatto, np.argmin(np.abs(lobatto - one))) if degree else lobatto
+    nodes = np.concatenate([[-1.0, one], others])
+    order = 2 * degree
+    points = -np.cos(np.pi * np.arange(order + 1) / max(order, 1))
+    return Line(nodes, points, _lagrange(nodes, points), cheb.chebvander(points, order))
 
 
 def _lagrange(nodes, points):
