@@ -174,6 +174,43 @@ def test_memory_check_counts_the_dtypes_itemsize(monkeypatch):
         calls.clear()
 
 
+def traced_peak(call) -> int:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_peak_counts_the_copies_of_operands():
+    """X(i, j, k) contracted with M(i, k) needs X transposed (a copy as big as X): the
+    cost counts it, and the measured peak (tracemalloc sees numpy's allocations) stays
+    within it; under a limit below it the contraction slices and keeps the limit."""
+    from tnc.engine.grad import grad_plan
+    from tnc.engine.program import program_of
+    net = tnc.compile("network c(I = 60, J = 50, K = 70) { index i: I, j: J, k: K  "
+                      "data X(i, j, k)  tensor M(i, k)  output j }")
+    tensors = net.random(seed=0, include_data=True)
+    x_bytes = tensors["X"].nbytes
+    slack = 16 * 1024                           # Python objects, the kernel's aligned factor
+    cost = net.cost()
+    assert program_of(net).plan.cost.peak_bytes < x_bytes <= cost.peak_bytes
+    expected = exact(net, tensors)
+    net.contract(tensors, memory_limit=None), net.grad(tensors, memory_limit=None)  # plans
+    assert traced_peak(lambda: net.contract(tensors, memory_limit=None)) <= cost.peak_bytes + slack
+    limit = cost.peak_bytes // 3
+    sliced = net.cost(memory_limit=limit)
+    net.contract(tensors, memory_limit=limit)                                 # plans
+    assert sliced.slices > 1 and sliced.peak_bytes <= limit
+    assert traced_peak(lambda: close(net.contract(tensors, memory_limit=limit), expected,
+                                     1e-10)) <= limit + slack
+    gcost = grad_plan(net).cost
+    assert gcost.peak_bytes >= x_bytes
+    assert traced_peak(lambda: net.grad(tensors, memory_limit=None)) <= gcost.peak_bytes + slack
+
+
 # -- the dtype rules ------------------------------------------------------------------------------
 def test_fit_dtype_and_param_dtype_rules():
     assert bk.fit_dtype(np.arange(3), "data", "als") == np.float64

@@ -194,7 +194,8 @@ class GradPlan:
     Built once per ``(network, optimize, wrt)`` by :func:`grad_plan`.
     ``cost.flops`` counts forward plus backward, two per multiply-add (like
     ``Network.cost().flops``); ``cost.peak_bytes`` bounds the float64 memory of
-    the kept intermediates, the largest other intermediate and the gradients.
+    the kept intermediates, the largest other intermediate, the gradients and the
+    copies of operands (:meth:`operand_copies`).
     """
 
     def __init__(self, spec: NetworkSpec, path, wrt: frozenset[str]):
@@ -279,13 +280,31 @@ class GradPlan:
                 flops += step.forward.flops + sum(g.recipe.flops for g in (step.grad_a, step.grad_b)
                                                   if g is not None)
         nodes = [_size(ix, self.sizes) for ix in self.indices]
-        allocated = [n for n in self.kept
-                     if n >= len(self.leaves) or not self.leaves[n].trivial]
-        intermediates = sum(nodes[n] for n in allocated) + max(nodes[len(self.leaves):],
-                                                                default=0)
+        kept = sum(nodes[n] for n in self.kept if n >= len(self.leaves))
+        intermediates = kept + max(nodes[len(self.leaves):], default=0)
         grads = sum(nodes[n] for n in self.grad_order)
         largest = max(nodes[len(self.leaves):], default=max(nodes))
-        return Cost(2 * flops, largest, 8 * (intermediates + grads), tuple(path))
+        return Cost(2 * flops, largest, 8 * (intermediates + grads + self.operand_copies()),
+                    tuple(path))
+
+    def operand_copies(self) -> int:
+        """Elements of the copies the sweep makes of its operands beside the
+        intermediates: every reduced leaf (a diagonal or summed legs of an input,
+        made up front) and the largest transposed layout of any one product (both
+        operands of a step, forward or backward; freed once the product is done).
+
+            >>> import tnc
+            >>> net = tnc.compile("network t(n = 4) { index i: n, j: n  tensor A(i, j), "
+            ...                   "B(j, i)  output i }")
+            >>> grad_plan(net, wrt=()).operand_copies()     # one operand transposed
+            16
+        """
+        reduced = sum(_size(leaf.indices, self.sizes) for leaf in self.leaves
+                      if not leaf.trivial)
+        recipes = [r for step in self.steps if isinstance(step, Step)
+                   for r in (step.forward, *(g.recipe for g in (step.grad_a, step.grad_b)
+                                             if g is not None))]
+        return reduced + max((r.copied for r in recipes), default=0)
 
     # -- running ---------------------------------------------------------------------
     def forward(self, arrays, folded=None) -> tuple[np.ndarray, list]:

@@ -154,6 +154,10 @@ class Network:
              slicer="greedy") -> Cost:
         """Flops, largest intermediate and peak bytes, known before anything is allocated.
 
+        The peak counts the intermediates alive at once on the path and the copies
+        the engine makes of operands (reduced leaves, the largest transposed layout of
+        one product); the inputs themselves are not counted.
+
         With ``memory_limit`` (bytes or ``"auto"``) a plan over it is costed as
         :meth:`contract` runs it, sliced: a :class:`~tnc.engine.slicing.SlicedCost`
         naming the sliced indices, the number of slices and the flops overhead."""
@@ -163,7 +167,8 @@ class Network:
             slicing = choose_slicing(self, optimize, itemsize, memory_limit, slicer)
             if slicing is not None:
                 return slicing.cost
-        return self.plan(optimize).cost.for_itemsize(itemsize)
+        from tnc.engine.program import program_of
+        return program_of(self, optimize).contract_cost.for_itemsize(itemsize)
 
     # -- arrays ----------------------------------------------------------------------
     def random(self, seed=0, include_data: bool = False, dtype=np.float64,
@@ -241,11 +246,13 @@ class Network:
         numpy = bk.all_numpy(arrays)
         library = "numpy" if numpy else bk.backend_of(
             arrays, f"contracting network `{self.name}`", [o.name for o in self.occurrences])
-        plan = self.plan(optimize)
+        from tnc.engine.program import program_of
+        program = program_of(self, optimize)
         if memory_limit is not None:
             itemsize = bk.result_dtype(*arrays).itemsize
             limit = limit_bytes(memory_limit)
-            if limit is not None and plan.cost.for_itemsize(itemsize).peak_bytes > limit:
+            if limit is not None and \
+                    program.contract_cost.for_itemsize(itemsize).peak_bytes > limit:
                 from tnc.engine.slicing import choose_slicing, contract_sliced
                 slicing = choose_slicing(self, optimize, itemsize, limit, slicer)
                 return contract_sliced(self, arrays, slicing, backend, executor)
@@ -253,7 +260,7 @@ class Network:
             return self._contract_numpy(arrays, optimize)
         if backend == "auto" and library in bk.ENGINE_BACKENDS:
             return self._contract_engine(bk.promote(*arrays), optimize)
-        return plan.expression(*arrays, backend=backend)
+        return program.plan.expression(*arrays, backend=backend)
 
     def _contract_numpy(self, arrays: list, optimize) -> np.ndarray:
         from tnc.engine import kernels

@@ -82,6 +82,20 @@ class Program:
             self._memo[(key, kernel_key())] = entry
         return entry
 
+    @property
+    def contract_cost(self):
+        """The forward plan's :class:`~tnc.engine.plan.Cost` with the engine's copies of
+        operands added to its peak (:meth:`tnc.engine.grad.GradPlan.operand_copies`:
+        reduced leaves and the largest transposed layout), the bound a contraction's
+        ``memory_limit`` is checked against."""
+        import dataclasses
+
+        def build():
+            copies = self.gradients(frozenset()).operand_copies()
+            return dataclasses.replace(self.plan.cost,
+                                       peak_bytes=self.plan.cost.peak_bytes + 8 * copies)
+        return self.memo(("contract cost",), build)
+
     def gradients(self, wrt: frozenset):
         """The :class:`~tnc.engine.grad.GradPlan` (forward steps and one reverse sweep)
         for the tensors in ``wrt``; ``wrt=frozenset()`` is the plain forward program."""

@@ -152,7 +152,7 @@ def choose_slicing(network, optimize, itemsize: int, memory_limit, slicer="greed
     program = program_of(network, optimize)
     what = (f"contracting network `{network.name}`" if wrt is None
             else f"the gradient of network `{network.name}`")
-    unsliced = program.plan.cost if wrt is None else program.gradients(frozenset(wrt)).cost
+    unsliced = program.contract_cost if wrt is None else program.gradients(frozenset(wrt)).cost
     if unsliced.peak_bytes // 8 * itemsize <= limit:
         return None
     peak = _peak_function(network, program.plan.cost.path, itemsize, wrt)
@@ -177,7 +177,7 @@ def _peak_function(network, path, itemsize, wrt):
         program = program_of(sub, [list(p) for p in path])
         accumulated = (output if sliced else 0) + (grads if sliced else 0)
         if wrt is None:
-            return program.plan.cost.peak_bytes // 8 * itemsize + accumulated * itemsize
+            return program.contract_cost.peak_bytes // 8 * itemsize + accumulated * itemsize
         names = {f"{occ.name}@{k}" if sliced else occ.name
                  for k, occ in enumerate(network.occurrences) if occ.name in wrt}
         return program.gradients(frozenset(names)).cost.peak_bytes // 8 * itemsize \
