@@ -259,3 +259,19 @@ def test_train_as_ground_state_init_matches_dense():
     assert float(net.contract({**cores, **H})) == pytest.approx(dense @ exact @ dense, rel=1e-10)
     result = tnc.ground_state(tnc.library("energy", N=L, D=8), H, init=x, progress=False)
     assert result.info["energy"] == pytest.approx(np.linalg.eigvalsh(exact)[0], abs=1e-8)
+
+
+def test_qr_rounding_is_tt_svd_of_the_dense_tensor_with_left_orthonormal_cores(complex_):
+    """Rounding to fixed ranks equals the TT-SVD of the dense tensor (Oseledets 2011:
+    the same truncated SVDs of the same unfoldings), and its cores are left-orthonormal."""
+    rng = np.random.default_rng(11)
+    b = train(rng, 4, complex_) + train(rng, 3, complex_)
+    B = b.to_dense()
+    for ranks in ([1, 3, 2], [2, 5, 2]):
+        rounded = b.round(max_rank=ranks, method="qr")
+        dense_svd = TensorTrain.from_dense(B, max_rank=ranks)
+        assert rounded.ranks == dense_svd.ranks
+        assert close(rounded.to_dense(), dense_svd.to_dense())
+        for core in rounded.cores[:-1]:
+            q = core.reshape(-1, core.shape[-1])
+            assert np.allclose(q.conj().T @ q, np.eye(q.shape[1]), atol=1e-12)

@@ -430,7 +430,8 @@ def _tt_ranks(shape, ranks):
 
 
 def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarray]:
-    """Recompress TT cores (r_{k-1}, d_k, r_k): right-to-left QR, then left-to-right SVD.
+    """Recompress TT cores (r_{k-1}, d_k, r_k): right-to-left QR (R factors only,
+    :func:`_right_triangles`), then left-to-right SVD (cores come back left-orthonormal).
 
     Costs O(N d r³) and never forms the full tensor. Real or complex cores, numpy
     or torch (its ``linalg.qr`` / ``linalg.svd``; cores stay on its device);
@@ -450,20 +451,52 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
     if rel_error is not None:
         check_value("rel_error", rel_error, float, {"below": 1}, "tt_round")
     exponents = [exponent_of(c) for c in cores]          # exact; undone on the last core
-    cores = tt_orthogonalize([_ldexp(c, -e) for c, e in zip(cores, exponents)], 0)
-    norm = float(linalg("norm", cores[0]))
-    tail = 0.0 if rel_error is None else rel_error * norm / math.sqrt(max(N - 1, 1))
+    cores = [_ldexp(c, -e) for c, e in zip(cores, exponents)]
+    factors, tail, carry = _right_triangles(cores), None, None
     for k in range(N - 1):
-        r0, d, r1 = cores[k].shape
-        u, s, vt = linalg("svd", cores[k].reshape(r0 * d, r1), full_matrices=False)
+        d, r1 = cores[k].shape[1:]
+        m = cores[k] if carry is None else tensordot(carry, cores[k], ([1], [0]))
+        m = m.reshape(-1, r1)                                # (t d, r1)
+        u, s, _ = linalg("svd", m @ factors[k], full_matrices=False)
+        if tail is None:                                     # ||s|| at bond 1 is ||X||
+            norm = float(linalg("norm", s))
+            tail = 0.0 if rel_error is None else rel_error * norm / math.sqrt(max(N - 1, 1))
         keep = _truncation(backend.to_numpy(s), None if ranks is None else ranks[k], tail)
-        cores[k] = u[:, :keep].reshape(r0, d, keep)
-        carry = s[:keep, None] * vt[:keep]
-        cores[k + 1] = tensordot(carry, cores[k + 1], ([1], [0]))
-    cores[-1] = _ldexp(cores[-1], sum(exponents))
+        u = u[:, :keep]
+        cores[k] = u.reshape(-1, d, keep)
+        carry = adjoint(u) @ m                               # the projection onto u
+    cores[-1] = _ldexp(tensordot(carry, cores[-1], ([1], [0])), sum(exponents))
     if flat_ends:
         cores[0], cores[-1] = cores[0][0], cores[-1][..., 0]
     return cores
+
+
+def _right_triangles(cores) -> list:
+    """``F_k`` (r_k x c_k), k < N - 1, with the part of the train right of bond k equal to
+    ``F_k Q`` for some Q with orthonormal rows: right to left, ``W = core ×₃ F`` as an
+    (r_k, d c) matrix is its own factor while no wider than r_k, else the transposed
+    triangular factor of the QR of ``Wᵀ`` (no Q is formed: half a QR's work).
+
+    The singular values of the unfolding at bond k are then those of ``M_k F_k``
+    (``M_k``: the left part, orthonormal in :func:`tt_round`'s sweep), so rounding
+    needs one SVD per core and no orthogonalised copy of the train (Oseledets 2011's
+    right-to-left QR sweep, with only its R factors kept).
+    """
+    factors, f = [None] * (len(cores) - 1), None
+    for k in range(len(cores) - 1, 0, -1):
+        r0, d, r1 = cores[k].shape
+        w = cores[k].reshape(r0 * d, r1)
+        w = (w if f is None else w @ f).reshape(r0, -1)
+        f = w if w.shape[1] <= r0 else _r_factor(w.T).T
+        factors[k - 1] = f
+    return factors
+
+
+def _r_factor(matrix):
+    """R of the reduced QR of ``matrix`` (m, n), m >= n, without forming Q."""
+    if type(matrix) is np.ndarray:
+        return np.linalg.qr(matrix, mode="r")
+    return backend.do("linalg.qr", matrix, mode="r")[1]       # torch: (empty Q, R)
 
 
 def _three_d(cores) -> tuple[list[np.ndarray], bool]:
