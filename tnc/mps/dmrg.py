@@ -384,7 +384,7 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
     envs = Environments(sites, cores, {k: backend.astype(v, dtype) for k, v in scaled.items()})
     floor = 10 * float(np.finfo(dtype).eps)    # what the dtype resolves (see run_dtype)
     eig_tol = max(opts.eig_tol if opts.eig_tol is not None else _eig_tol(opts.tol), floor)
-    tol = max(opts.tol, floor)
+    tol = max(opts.tol, floor) if opts.tol > 0 else opts.tol     # 0: run every sweep
     history, converged, start = [], False, time.perf_counter()
     sizes = [math.prod(v.shape) for v in scaled.values()]     # small blocks: serial BLAS
     with Progress(opts.max_iter, desc="dmrg", enabled=opts.progress) as bar, \
