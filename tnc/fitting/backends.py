@@ -39,7 +39,8 @@ def boundary_arrays(data, mask, inputs, options: dict) -> dict:
     """Name -> every array of a :func:`tnc.fit` call: the data, the mask, each data
     tensor and each starting tensor (``init=``)."""
     arrays = {"data": data, "mask": mask}
-    arrays.update({f"inputs {k}": v for k, v in (inputs or {}).items()})
+    if isinstance(inputs, dict):             # anything else: check_inputs names it
+        arrays.update({f"inputs {k}": v for k, v in inputs.items()})
     init = getattr(options.get("init"), "tensors", options.get("init"))
     if isinstance(init, dict):
         arrays.update({f"init {k}": v for k, v in init.items()})
@@ -50,7 +51,7 @@ def to_numpy_call(data, mask, inputs, options: dict):
     """``(data, mask, inputs, options)`` with every foreign array a numpy array."""
     convert = (lambda x: x if x is None or isinstance(x, str)
                else backend.to_numpy(backend.detach(x)))
-    inputs = None if inputs is None else {k: convert(v) for k, v in inputs.items()}
+    inputs = {k: convert(v) for k, v in inputs.items()} if isinstance(inputs, dict) else inputs
     init = options.get("init")
     if isinstance(init, dict):
         options = {**options, "init": {k: convert(v) for k, v in init.items()}}
