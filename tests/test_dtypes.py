@@ -284,7 +284,9 @@ def test_complex_gcp_gradient_matches_finite_differences():
                 assert part == pytest.approx(slope, rel=1e-6, abs=1e-6)
 
 
-def test_nonneg_als_refuses_complex_data():
+def test_nonneg_and_extrapolating_als_refuse_complex_data():
     data = planted(METHODS[0], "complex128")
     with pytest.raises(TncError, match="nonneg.*complex"):
         tnc.fit(cp(data.shape, 2), data, "als", nonneg=True, progress=False)
+    with pytest.raises(TncError, match="extrapolate.*complex"):
+        tnc.fit(cp(data.shape, 2), data, "als", extrapolate=True, progress=False)
