@@ -14,13 +14,11 @@ and the time ratio against tensorly's ``parafac`` in the same process.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 import tnc
-from bench_als import timed_together
+from timing import median_times
 
 
 def collinear_cp(size: int, rank: int, congruence: float, seed: int) -> dict:
@@ -76,7 +74,7 @@ def main() -> None:
     for seed in range(args.seeds):
         runs = methods(net, data, seed)
         outcome = {name: run() for name, run in runs.items()}
-        times = timed_together(runs, args.repeats)
+        times = median_times(runs, args.repeats, warmup=0)
         for name, (iters, converged, error) in outcome.items():
             print(f"{name:18s} {seed:4d} {iters:6d} {str(bool(converged)):>5s} {error:11.3e} "
                   f"{times[name]:8.3f} {times[name] / times['tensorly parafac']:10.2f}x")
