@@ -288,8 +288,10 @@ class Network:
         network). ``wrt``: the tensor names to differentiate (default: every
         parameter; data tensors may be named too). A tied tensor gets the sum
         over its uses. All gradients come from one forward and one backward
-        pass over the planned contraction tree (numpy arrays); the plan is
-        cached per ``optimize`` and ``wrt``. ``memory_limit`` as in
+        pass over the planned contraction tree, on the tensors' library (numpy,
+        torch, jax, cupy; torch tensors that require grad are used through their
+        values) and in their promoted dtype (complex: the holomorphic derivative,
+        see :mod:`tnc.engine.grad`); the plan is cached per ``optimize`` and ``wrt``. ``memory_limit`` as in
         :meth:`contract`, counting the kept intermediates: over it, the gradients
         are summed over slices (``slicer`` as in :meth:`contract`).
 
