@@ -126,6 +126,18 @@ def test_grad_plan_forward_backward_trace_under_jax_jit(jnp, name):
         close(grads[n], expected[n], what=n)
 
 
+def test_contract_traces_under_jax_jit_and_grad(jnp):
+    import jax
+    net = tnc.library("tt", **SMALL["tt"])
+    tensors = net.random(seed=0)
+    arrays = {n: jnp.asarray(a) for n, a in tensors.items()}
+    close(jax.jit(net.contract)(arrays), einsum_value(net, tensors))
+    grads = jax.grad(lambda ts: net.contract(ts).sum())(arrays)
+    expected = net.grad(tensors)
+    for n in expected:
+        close(grads[n], expected[n], what=n)
+
+
 def test_grad_plan_on_torch_tensors_keeps_them_torch():
     net = tnc.library("tt", **SMALL["tt"])
     tensors = net.random(seed=0)
