@@ -71,8 +71,22 @@ class _Contract(torch.autograd.Function):
         call = ctx.call
         if torch.is_grad_enabled():        # create_graph=True: differentiable gradients
             return (None, *_differentiable_grads(call, ctx.saved_tensors, upstream))
-        grads = call.backward(ctx.tape, upstream)
-        return (None, *(grads.get(name) for name in call.names))
+        if not upstream.is_complex():
+            grads = call.backward(ctx.tape, upstream)
+            return (None, *(grads.get(name) for name in call.names))
+        # tnc's sweep is holomorphic (jax's vjp); torch's convention for complex tensors is
+        # its conjugate on conjugated upstream, and a real input takes the real part.
+        grads = call.backward(ctx.tape, upstream.conj())
+        return (None, *(_torch_convention(grads.get(name), array)
+                        for name, array in zip(call.names, ctx.saved_tensors)))
+
+
+def _torch_convention(grad, array):
+    """A holomorphic gradient as torch expects it: conjugated, real for a real input."""
+    if grad is None:
+        return None
+    grad = grad.conj()
+    return grad if array.is_complex() else grad.real
 
 
 def _shares_memory(x, y) -> bool:
