@@ -14,21 +14,11 @@ import pytest
 
 import tnc
 from tnc.errors import TncError
+from test_slicing import PEPS_NORM     # the sliced-contraction case of test_slicing
 
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-PEPS_NORM = """
-network peps_norm(Lx = 3, Ly = 3, d = 2, D = 3) {
-    index p[x, y]: d   for x in 1..Lx, y in 1..Ly
-    index h[x, y]: D   for x in 1..Lx-1, y in 1..Ly
-    index v[x, y]: D   for x in 1..Lx, y in 1..Ly-1
-    index g[x, y]: D   for x in 1..Lx-1, y in 1..Ly
-    index w[x, y]: D   for x in 1..Lx, y in 1..Ly-1
-    tensor A[x, y](p[x, y], h[x-1, y]?, h[x, y]?, v[x, y-1]?, v[x, y]?)   for x in 1..Lx, y in 1..Ly
-    tensor A[x, y](p[x, y], g[x-1, y]?, g[x, y]?, w[x, y-1]?, w[x, y]?)   for x in 1..Lx, y in 1..Ly
-    output
-}"""
 CP = tnc.library("cp", I=16, J=7, K=6, R=3)
 
 
