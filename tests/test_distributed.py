@@ -127,3 +127,20 @@ def test_a_worker_process_that_dies_mid_fit_stops_the_fit(tmp_path):
         tnc.fit(CP, data, progress=False, memory_limit=row_limit(x, 4), executor=client,
                 tol=0.0, max_iter=10, callback=marks_after_two_sweeps(marker, seen))
     assert seen == [1, 2]
+
+
+def test_streamed_gcp_on_the_cluster_equals_the_in_memory_fit(client):
+    from tnc.engine.blocks import BUDGET_SHARE
+    x = noisy(CP)
+    mask = np.random.default_rng(5).random(x.shape) > 0.25
+    memory = tnc.fit(CP, x, mask=mask, method="gcp", progress=False, max_iter=30)
+    limit = int(BUDGET_SHARE * 8 * x[0].size * 6 * 4)     # 4 rows a block
+    result = tnc.fit(CP, da.from_array(x, chunks=(4, 7, 6)), method="gcp", progress=False,
+                     mask=da.from_array(mask, chunks=(4, 7, 6)), max_iter=30,
+                     memory_limit=limit, executor=client)
+    assert result.iterations == memory.iterations
+    assert result.rel_error == pytest.approx(memory.rel_error, rel=1e-6)
+    np.testing.assert_allclose(result.reconstruct(), memory.reconstruct(), rtol=0,
+                               atol=1e-6 * np.abs(x).max())
+    assert result.info["streamed"] == {**result.info["streamed"], "kind": "dask", "blocks": 4,
+                                       "mask": "dask", "executor": "Client"}

@@ -191,12 +191,12 @@ def test_progress_bar_counts_blocks(monkeypatch, tmp_path):
 def test_a_method_that_does_not_stream_gets_the_data_loaded_when_it_fits(tmp_path):
     net = NETWORKS["cp"]
     x = noisy(net)
-    memory = tnc.fit(net, x, method="gcp", progress=False, max_iter=30)
-    result = tnc.fit(net, on_disk("h5py", x, tmp_path), method="gcp", progress=False,
-                     max_iter=30)
+    options = dict(method="gcp", optimizer="adam", max_iter=2, epoch_iters=5, progress=False)
+    memory = tnc.fit(net, x, **options)
+    result = tnc.fit(net, on_disk("h5py", x, tmp_path), **options)
     np.testing.assert_allclose(result.reconstruct(), memory.reconstruct(), rtol=1e-12)
-    with pytest.raises(MemoryLimitError, match="method 'gcp' does not stream"):
-        tnc.fit(net, on_disk("memmap", x, tmp_path), method="gcp", memory_limit=4096)
+    with pytest.raises(MemoryLimitError, match="optimizer='adam' samples entries"):
+        tnc.fit(net, on_disk("memmap", x, tmp_path), memory_limit=4096, **options)
 
 
 def test_a_mask_loads_the_data(tmp_path):
@@ -214,7 +214,7 @@ def test_executor_with_a_method_that_does_not_stream_is_refused(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(1) as pool, \
             pytest.raises(TncError, match="executor= runs the blocks of a streamed fit"):
         tnc.fit(NETWORKS["cp"], on_disk("memmap", noisy(NETWORKS["cp"]), tmp_path),
-                method="gcp", executor=pool)
+                method="gcp", optimizer="adam", executor=pool)
 
 
 # -- bad input -----------------------------------------------------------------------------------
@@ -348,3 +348,91 @@ def test_tt_and_rel_error_decompositions_load_the_data_when_it_fits(tmp_path):
         from tnc.fitting.streamed_tucker import decompose_streamed
         decompose_streamed(on_disk("memmap", x, tmp_path), "tt", rel_error=1e-2,
                            memory_limit=1000)
+
+
+# -- GCP: the full gradient streamed (tnc/fitting/streamed_gcp.py) ------------------------------
+def gcp_row_limit(x, rows: int, mask: bool = False) -> int:
+    """A memory_limit whose GCP blocks hold ``rows`` rows of float64 ``x``."""
+    return int(blocks.BUDGET_SHARE * 8 * x[0].size * (5 + mask) * rows)
+
+
+def test_gcp_blocks_follow_the_row_limit():
+    x = noisy(NETWORKS["cp"])
+    source = blocks.BlockSource(x.view(np.memmap))
+    assert max(b - a for a, b in source.layout(0, memory_limit=gcp_row_limit(x, 4),
+                                               row_factor=5.0)) == 4
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_streamed_gcp_equals_the_in_memory_fit(kind, tmp_path, reads):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    memory = tnc.fit(net, x, method="gcp", progress=False, max_iter=40)
+    result = tnc.fit(net, on_disk(kind, x, tmp_path), method="gcp", progress=False,
+                     max_iter=40, memory_limit=gcp_row_limit(x, 4))
+    same_fit(result, memory)
+    info = result.info["streamed"]
+    assert info["kind"] == kind and info["blocks"] >= 2 and info["block_rows"] <= 4
+    assert info["passes"] >= result.iterations         # one pass per evaluation
+    assert max(rows for axis, rows in reads if axis == 0) <= 4    # never the whole data
+    assert result.info["evaluations"] == memory.info["evaluations"]
+
+
+@pytest.mark.parametrize("loss", ["poisson", "huber(0.25)", "bernoulli_logit"])
+def test_streamed_gcp_losses_equal_in_memory(loss, tmp_path):
+    net = tnc.library("tt", N=3, d=6, r=2)          # the generic backward sweep, not CP kernels
+    x = np.abs(noisy(net, noise=0.3))
+    x = (x > np.median(x)).astype(float) if loss == "bernoulli_logit" else (
+        np.round(3 * x) if loss == "poisson" else x)
+    memory = tnc.fit(net, x, method="gcp", loss=loss, progress=False, max_iter=30)
+    result = tnc.fit(net, on_disk("memmap", x, tmp_path), method="gcp", loss=loss,
+                     progress=False, max_iter=30, memory_limit=gcp_row_limit(x, 2))
+    assert result.info["streamed"]["blocks"] == 3
+    same_fit(result, memory)
+    assert result.loss == pytest.approx(memory.loss, rel=1e-9)
+
+
+@pytest.mark.parametrize("mask_kind", ["memmap", "numpy", "zarr"])
+def test_streamed_gcp_with_a_mask_equals_the_in_memory_fit(mask_kind, tmp_path):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    mask = np.random.default_rng(4).random(x.shape) > 0.3
+    memory = tnc.fit(net, x, mask=mask, method="gcp", progress=False, max_iter=40)
+    hidden = np.where(mask, x, np.nan)                 # missing entries may hold NaN
+    data = on_disk("memmap", hidden, tmp_path)
+    if mask_kind == "numpy":
+        stored = mask
+    else:
+        (tmp_path / "m").mkdir()
+        stored = on_disk(mask_kind, mask, tmp_path / "m")
+    result = tnc.fit(net, data, mask=stored, method="gcp", progress=False, max_iter=40,
+                     memory_limit=gcp_row_limit(x, 4, mask=True))
+    assert result.info["streamed"]["mask"] == ("array" if mask_kind == "numpy" else mask_kind)
+    assert result.info["streamed"]["blocks"] >= 2
+    same_fit(result, memory)
+    # an observed NaN is refused by its rows
+    bad = np.array(hidden)
+    bad[5, 0, 0], mask[5, 0, 0] = np.nan, True
+    with pytest.raises(TncError, match="NaN or infinite observed entries in rows 4:8"):
+        tnc.fit(net, on_disk("zarr", bad, tmp_path / "m"), mask=mask, method="gcp",
+                memory_limit=gcp_row_limit(x, 4, mask=True))
+    with pytest.raises(TncError, match="the mask has shape"):
+        tnc.fit(net, data, mask=mask[:3], method="gcp")
+
+
+def test_streamed_gcp_on_a_thread_pool_and_in_float32(tmp_path):
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    memory = tnc.fit(net, x, method="gcp", progress=False, max_iter=25)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        result = tnc.fit(net, on_disk("memmap", x, tmp_path), method="gcp", progress=False,
+                         max_iter=25, memory_limit=gcp_row_limit(x, 4), executor=pool)
+    same_fit(result, memory)
+    assert result.info["streamed"]["executor"] == "ThreadPoolExecutor"
+    x32 = x.astype(np.float32)
+    memory = tnc.fit(net, x32, method="gcp", progress=False, max_iter=25)
+    (tmp_path / "f").mkdir()
+    result = tnc.fit(net, on_disk("memmap", x32, tmp_path / "f"), method="gcp",
+                     progress=False, max_iter=25, memory_limit=gcp_row_limit(x, 4))
+    assert all(t.dtype == np.float32 for t in result.tensors.values())
+    assert result.rel_error == pytest.approx(memory.rel_error, rel=1e-3)

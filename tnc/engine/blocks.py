@@ -171,6 +171,39 @@ class BlockSource:
         return as_block(raw, self.scale, buffers)
 
 
+class MaskSource(BlockSource):
+    """A boolean mask (True: observed) read in the same blocks as the data it goes with:
+    an out-of-core array of any of :data:`KINDS` or an in-memory numpy array.
+
+        >>> MaskSource(np.ones((2, 3), bool), (2, 3)).read(0, 1)
+        array([[ True,  True,  True]])
+    """
+
+    def __init__(self, mask, shape: tuple):
+        kind = out_of_core_kind(mask)
+        if kind is None:
+            if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
+                mask = np.asarray(mask)
+            kind = "array"
+        self.data, self.kind, self.scale = mask, kind, 1.0
+        self.shape = tuple(int(n) for n in mask.shape)
+        if self.shape != tuple(shape):
+            raise TncError(f"the mask has shape {self.shape} but the data has shape "
+                           f"{tuple(shape)}")
+        self.itemsize, self.dtype = np.dtype(mask.dtype).itemsize, np.dtype(bool)
+
+    def raw(self, start: int, stop: int, axis: int = 0):
+        if self.kind == "array":
+            return self.data[(slice(None),) * axis + (slice(start, stop),)]
+        return super().raw(start, stop, axis)
+
+    def read(self, start: int, stop: int, axis: int = 0, buffers=None) -> np.ndarray:
+        raw = self.raw(start, stop, axis)
+        if self.kind == "dask":
+            raw = raw.compute()
+        return np.asarray(raw).astype(bool, copy=False)
+
+
 class Buffers:
     """Reusable flat arrays, one per name, grown as needed: block after block the same
     memory, so no fresh pages are faulted in per block."""
@@ -246,7 +279,7 @@ def _short(chunks) -> str:
 
 # -- running a function on every block ------------------------------------------------------
 def run_blocks(source: BlockSource, blocks, task, *args, axis: int = 0, executor=None,
-               on_block=None):
+               on_block=None, mask: MaskSource | None = None):
     """``[task(block, start, stop, *args) for each (start, stop) of blocks]``, in order
     (``block``: rows ``start:stop`` along ``axis``, read by :meth:`BlockSource.read`).
 
@@ -254,36 +287,47 @@ def run_blocks(source: BlockSource, blocks, task, *args, axis: int = 0, executor
     ``dask.distributed.Client`` (a dask array's blocks computed and ``task`` run on the
     workers) or any object with ``submit`` (a ``concurrent.futures`` executor; its
     workers read the blocks). ``on_block()`` is called as each block is done (a
-    progress bar). A block that fails on the executor (an exception, a worker lost)
-    raises a :class:`TncError` naming the block and the failure.
+    progress bar). ``mask``: a :class:`MaskSource` read in the same blocks, given to
+    ``task`` as ``mask=`` (its rows ``start:stop``). A block that fails on the executor
+    (an exception, a worker lost) raises a :class:`TncError` naming the block and the
+    failure.
     """
     tick = on_block or (lambda: None)
     if executor is None:
         results, buffers = [], Buffers()
         for start, stop in blocks:
-            results.append(task(source.read(start, stop, axis, buffers), start, stop, *args))
+            extra = {} if mask is None else {"mask": mask.read(start, stop, axis)}
+            results.append(task(source.read(start, stop, axis, buffers), start, stop, *args,
+                                **extra))
             source.release(start, stop, axis)
+            if mask is not None:
+                mask.release(start, stop, axis)
             tick()
         return results
     if _is_dask_client(executor) and source.kind == "dask":
         import dask
         futures = executor.compute([dask.delayed(_on_raw)(
-            source.raw(a, b, axis), source.scale, a, b, axis, task, args) for a, b in blocks])
+            source.raw(a, b, axis), source.scale, a, b, axis, task, args,
+            None if mask is None else mask.raw(a, b, axis)) for a, b in blocks])
     else:
-        futures = [executor.submit(_on_source, source, a, b, axis, task, args)
+        futures = [executor.submit(_on_source, source, a, b, axis, task, args, mask)
                    for a, b in blocks]
     return [_result(future, block, executor, tick) for future, block in zip(futures, blocks)]
 
 
-def _on_raw(raw, scale, start, stop, axis, task, args):
-    return task(as_block(raw, scale), start, stop, *args)
+def _on_raw(raw, scale, start, stop, axis, task, args, mask=None):
+    extra = {} if mask is None else {"mask": np.asarray(mask).astype(bool, copy=False)}
+    return task(as_block(raw, scale), start, stop, *args, **extra)
 
 
-def _on_source(source, start, stop, axis, task, args):
+def _on_source(source, start, stop, axis, task, args, mask=None):
     try:
-        return task(source.read(start, stop, axis), start, stop, *args)
+        extra = {} if mask is None else {"mask": mask.read(start, stop, axis)}
+        return task(source.read(start, stop, axis), start, stop, *args, **extra)
     finally:
         source.release(start, stop, axis)
+        if mask is not None:
+            mask.release(start, stop, axis)
 
 
 def _result(future, block, executor, tick):

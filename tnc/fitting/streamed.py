@@ -56,16 +56,20 @@ from tnc.fitting.records import record
 from tnc.fitting.rescale import MAX_EXPONENT, SAFE_EXPONENT, Rescale, exponents
 from tnc.fitting.result import FitResult
 
-STREAMED_METHODS = ("als",)
+STREAMED_METHODS = ("als",)         # and "gcp" with L-BFGS-B: tnc.fitting.streamed_gcp
 
 
 def fit(chosen, model, data, mask, inputs, name, sizes, memory_limit, options, spelling):
-    """:func:`tnc.fit` for out-of-core ``data``: ALS streams it (:func:`run_streamed_als`);
-    a method that does not stream gets it loaded when it fits ``memory_limit``."""
+    """:func:`tnc.fit` for out-of-core ``data``: ALS streams it (:func:`run_streamed_als`),
+    GCP with L-BFGS-B too, mask included (:mod:`tnc.fitting.streamed_gcp`); a method that
+    does not stream gets it loaded when it fits ``memory_limit``."""
     from tnc.fitting.front import FitProblem, check_inputs, make_options, model_for_data
     source = BlockSource(data)
     options = dict(options)
     executor = options.pop("executor", None)
+    if chosen.name == "gcp":
+        return _gcp(chosen, model, source, mask, inputs, name, sizes, memory_limit, options,
+                    spelling, executor)
     unstreamed = _unstreamed(chosen.name, mask, options)
     if unstreamed:
         return _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit,
@@ -74,6 +78,27 @@ def fit(chosen, model, data, mask, inputs, name, sizes, memory_limit, options, s
     problem = FitProblem(network, source, None, check_inputs(network, inputs), memory_limit)
     als_options = make_options(chosen, options, spelling)
     return run_streamed_als(problem, als_options, source, _executor(executor, source))
+
+
+def _gcp(chosen, model, source, mask, inputs, name, sizes, memory_limit, options, spelling,
+         executor):
+    """GCP on out-of-core data: the full gradient streamed (:mod:`tnc.fitting.streamed_gcp`),
+    with a mask read in the same blocks; loaded when an option does not stream."""
+    from tnc.engine.blocks import MaskSource
+    from tnc.fitting import streamed_gcp
+    from tnc.fitting.front import check_inputs, make_options, model_for_data
+    network = model_for_data(model, source.shape, name=name, **(sizes or {}))
+    gcp_options = make_options(chosen, dict(options), spelling)
+    why = streamed_gcp.unstreamable(network, gcp_options) or next(
+        (f"{o}= is not streamed" for o in ("holdout", "extrapolate") if options.get(o)), "")
+    if why:
+        return _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit,
+                       options, spelling, executor, why)
+    mask = None if mask is None else MaskSource(mask, source.shape)
+    inputs = check_inputs(network, inputs)
+    network.check_arrays_fit(network.params, "parameter tensors", memory_limit)
+    return streamed_gcp.run_streamed_gcp(network, inputs, gcp_options, source, mask,
+                                         memory_limit, _executor(executor, source))
 
 
 def _unstreamed(method: str, mask, options: dict) -> str:
