@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--memory-limit", type=int, default=None)
     parser.add_argument("--skip-memory", action="store_true", help="only the streamed fit")
+    parser.add_argument("--modes", default="memory,memory64",
+                        help="in-memory fits to compare (memory: float32 as stored, memory64: "
+                        "converted to float64, 2x the file in RAM)")
     parser.add_argument("--child", choices=["disk", "memory", "memory64"])
     parser.add_argument("--path")
     args = parser.parse_args()
@@ -93,7 +96,7 @@ def main() -> None:
         disk = run_child(path, "disk", args.rank, args.sweeps, limit)
         fits = {"disk": disk}
         if not args.skip_memory:
-            for mode in ("memory", "memory64"):
+            for mode in [m for m in args.modes.split(",") if m]:
                 fits[mode] = run_child(path, mode, args.rank, args.sweeps, limit)
     per_entry = {k: statistics.median(v["sweeps"]) / entries * 1e9 for k, v in fits.items()}
     print(f"streamed: {disk['streamed']}")
