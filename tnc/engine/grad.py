@@ -251,7 +251,7 @@ class GradPlan:
                      for n, g in ((s.b, s.grad_a), (s.a, s.grad_b)) if g is not None}
 
     def _add_step(self, a: int, b: int, keep: set[int]) -> int:
-        forward = pairwise(self.indices[a], self.indices[b], keep, self.sizes)
+        forward = pairwise(self.indices[a], self.indices[b], keep, self.sizes, self.output)
         c = self._new_node(forward.out, self.needs[a] or self.needs[b])
         self.steps.append(Step(a, b, c, forward, None, None))
         return c

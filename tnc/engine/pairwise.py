@@ -128,11 +128,13 @@ def _product(first, second, kernel: bool):
     return first @ second
 
 
-def pairwise(ia: Indices, ib: Indices, keep, sizes) -> Pairwise:
+def pairwise(ia: Indices, ib: Indices, keep, sizes, prefer: Indices | None = None) -> Pairwise:
     """Plan ``a * b`` keeping the legs in ``keep``; every other leg is summed.
 
     ``sizes[leg]`` is a leg's length (a list for int legs, a dict for names).
-    Each operand's legs must be distinct.
+    Each operand's legs must be distinct. ``prefer``: a leg order for the result that
+    wins among 2-d layouts copying as much (a network's output order, so that its
+    last product is laid out as the output, not a transposed view of it).
     """
     sum_a = tuple(k for k, i in enumerate(ia) if i not in ib and i not in keep)
     sum_b = tuple(k for k, i in enumerate(ib) if i not in ia and i not in keep)
@@ -145,7 +147,7 @@ def pairwise(ia: Indices, ib: Indices, keep, sizes) -> Pairwise:
     sides = ((ia, sum_a, True), (ib, sum_b, False))
     size_a, size_b = _size(ia, sizes), _size(ib, sizes)
     big, small = sides if size_a >= size_b else sides[::-1]
-    options = [*_plain(big, small, sizes), *_in_place(big, small, sizes)]
+    options = [*_plain(big, small, sizes, prefer), *_in_place(big, small, sizes, prefer)]
     return min(options, key=lambda o: o[0])[1](flops)
 
 
@@ -164,10 +166,11 @@ def _batched(ia, ib, batch, keep, sum_a, sum_b, flops, sizes) -> Pairwise:
     return Pairwise(op_a, op_b, out, _shape(out, sizes), flops, copied=copied)
 
 
-def _plain(big, small, sizes):
+def _plain(big, small, sizes, prefer=None):
     """``(key, make)`` per 2-d layout: either operand on the left, contracted legs in
-    either operand's order. Ties go to the big operand read unswapped, or, for a skinny
-    product, to the small operand's legs leading the result (faster for BLAS)."""
+    either operand's order. Ties go to a result in the order ``prefer``, then to the
+    big operand read unswapped, or, for a skinny product, to the small operand's legs
+    leading the result (faster for BLAS)."""
     (lb, sum_big, big_is_a), (ls, sum_small, _) = big, small
     free_big = [i for i in lb if i not in ls]
     free_small = [i for i in ls if i not in lb]
@@ -185,10 +188,12 @@ def _plain(big, small, sizes):
                 _size(ls, sizes) * (lay_small[0] is not None)
             preferred = (not big_left) if skinny else not lay_big[2]
             ops = (Operand(sum_big, *lay_big), Operand(sum_small, *lay_small))
-            yield (1, copied, not preferred), _maker(ops, big_is_a, big_left, out, sizes, copied)
+            unordered = prefer is not None and out != tuple(prefer)
+            yield (1, copied, unordered, not preferred), _maker(ops, big_is_a, big_left, out,
+                                                                sizes, copied)
 
 
-def _in_place(big, small, sizes):
+def _in_place(big, small, sizes, prefer=None):
     """Layouts reading the big operand in place as ``(pre, con, post)`` around a run of
     its contracted legs: the compiled kernel when it is worth it, else a batched product
     over ``pre`` when that run is strictly inside and the batch matrices are large."""
@@ -205,13 +210,13 @@ def _in_place(big, small, sizes):
     if kernels.worth_it(_shape(lb, sizes), np.float64):
         lay = _layout(ls, con, free_small, sizes)
         copied = _size(ls, sizes) * (lay[0] is not None)
-        yield (0, copied, False), _maker((view, Operand(sum_small, *lay)), big_is_a, True, out,
-                                         sizes, copied, kernel=True)
+        yield (0, copied, False, False), _maker((view, Operand(sum_small, *lay)), big_is_a,
+                                                True, out, sizes, copied, kernel=True)
     elif pre and post and _size(con, sizes) * _size(post, sizes) >= BATCHED_GEMM_MIN:
         lay = _layout(ls, free_small, con, sizes)
         copied = _size(ls, sizes) * (lay[0] is not None)
-        yield (1, copied, False), _maker((view, Operand(sum_small, *lay)), big_is_a, False, out,
-                                         sizes, copied)
+        key = (1, copied, prefer is not None and out != tuple(prefer), False)
+        yield key, _maker((view, Operand(sum_small, *lay)), big_is_a, False, out, sizes, copied)
 
 
 def _maker(ops, big_is_a: bool, big_left: bool, out, sizes, copied: int,
