@@ -327,3 +327,23 @@ def test_scaled_fit_reports_losses_and_callbacks_in_the_data_units():
     last = seen[-1]
     recomputed = net.contract(last["tensors"])
     assert last["loss"] == pytest.approx(float(np.sum((recomputed - 1e-4 * x) ** 2)), rel=1e-9)
+
+
+@pytest.mark.parametrize("name, sizes", [("cp", dict(I=30, J=30, K=30, R=4)),
+                                         ("tucker", dict(I=7, J=6, K=5, R1=2, R2=3, R3=2))])
+def test_dense_objective_model_is_laid_out_in_the_output_order(name, sizes):
+    """The grad plan's last product writes the model in the output's leg order (C-ordered,
+    not a transposed view), so the elementwise loss reads it contiguously; its values
+    and the gradient stay those of einsum / the generic reverse sweep."""
+    from tnc.engine.grad import grad_plan
+    net = tnc.library(name, **sizes)
+    t = net.random(seed=3)
+    plan = grad_plan(net, "auto")
+    model, tape = plan.forward([t[o.name] for o in net.occurrences])
+    assert model.flags.c_contiguous
+    np.testing.assert_allclose(model, net.contract(t), rtol=1e-12)
+    upstream = np.random.default_rng(0).standard_normal(model.shape)
+    grads = plan.backward(tape, upstream)
+    if name == "cp":
+        expected = np.einsum("ijk,jr,kr->ir", upstream, t["B"], t["C"])
+        np.testing.assert_allclose(grads["A"], expected, rtol=1e-10)
