@@ -8,7 +8,8 @@ an argument (``--size 600`` writes 0.86 GB) and the RSS goal scales with the dat
 ``--memory-limit`` is given. Prints per-sweep medians (both fits from the same random start,
 ``--sweeps`` sweeps, tol=0, the first sweep dropped), their ratio and both peak RSS
 (``resource.getrusage``, the child's own). The file goes under ``--dir`` (default /tmp) and is
-deleted. Run: ``python bench/bench_scale.py [--size 600] [--sweeps 6]``.
+deleted. ``--method gcp``: the same for GCP's L-BFGS-B iterations (the full gradient streamed,
+tnc/fitting/streamed_gcp.py). Run: ``python bench/bench_scale.py [--size 600] [--sweeps 6]``.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def write_cp_file(path: str, size: int, rank: int, seed: int = 0, rows: int = 16
             file.write(block.astype(np.float32).tobytes())
 
 
-def child(path: str, mode: str, rank: int, sweeps: int, memory_limit: int) -> None:
+def child(path: str, mode: str, rank: int, sweeps: int, memory_limit: int,
+          method: str = "als") -> None:
     """One fit (``mode`` "disk" or "memory") in this process; prints a JSON line."""
     import resource
     import tnc
@@ -52,17 +54,18 @@ def child(path: str, mode: str, rank: int, sweeps: int, memory_limit: int) -> No
     n = data.shape[0]
     net = tnc.library("cp", I=n, J=n, K=n, R=rank)
     limit = memory_limit if mode == "disk" else "auto"
-    result = tnc.fit(net, data, init="random", max_iter=sweeps, tol=0.0, progress=False,
-                     memory_limit=limit)
+    options = {"init": "random"} if method == "als" else {"method": "gcp"}
+    result = tnc.fit(net, data, max_iter=sweeps, tol=0.0, progress=False,
+                     memory_limit=limit, **options)
     times = np.diff([0.0] + [h["time"] for h in result.history])[1:]
     print(json.dumps({"sweeps": list(map(float, times)), "rel_error": result.rel_error,
                       "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                       "streamed": result.info.get("streamed")}))
 
 
-def run_child(path, mode, rank, sweeps, memory_limit) -> dict:
+def run_child(path, mode, rank, sweeps, memory_limit, method="als") -> dict:
     command = [sys.executable, __file__, "--child", mode, "--path", path, "--rank", str(rank),
-               "--sweeps", str(sweeps), "--memory-limit", str(memory_limit)]
+               "--sweeps", str(sweeps), "--memory-limit", str(memory_limit), "--method", method]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -78,11 +81,14 @@ def main() -> None:
     parser.add_argument("--modes", default="memory,memory64",
                         help="in-memory fits to compare (memory: float32 as stored, memory64: "
                         "converted to float64, 2x the file in RAM)")
+    parser.add_argument("--method", choices=["als", "gcp"], default="als",
+                        help="gcp: L-BFGS-B iterations (streamed_gcp.py) instead of ALS sweeps")
     parser.add_argument("--child", choices=["disk", "memory", "memory64"])
     parser.add_argument("--path")
     args = parser.parse_args()
     if args.child:
-        return child(args.path, args.child, args.rank, args.sweeps, args.memory_limit)
+        return child(args.path, args.child, args.rank, args.sweeps, args.memory_limit,
+                     args.method)
     goal = GOAL_RSS_AT_1200 * (args.size / 1200) ** 3
     limit = args.memory_limit or int(goal)
     entries = args.size ** 3
@@ -93,11 +99,11 @@ def main() -> None:
         print(f"wrote {args.size}^3 float32 ({os.path.getsize(path) / 1e9:.2f} GB) in "
               f"{time.perf_counter() - started:.0f} s; rank {args.rank}, {args.sweeps} sweeps, "
               f"streamed memory_limit {limit / 1e6:.0f} MB")
-        disk = run_child(path, "disk", args.rank, args.sweeps, limit)
+        disk = run_child(path, "disk", args.rank, args.sweeps, limit, args.method)
         fits = {"disk": disk}
         if not args.skip_memory:
             for mode in [m for m in args.modes.split(",") if m]:
-                fits[mode] = run_child(path, mode, args.rank, args.sweeps, limit)
+                fits[mode] = run_child(path, mode, args.rank, args.sweeps, limit, args.method)
     per_entry = {k: statistics.median(v["sweeps"]) / entries * 1e9 for k, v in fits.items()}
     print(f"streamed: {disk['streamed']}")
     print(f"streamed from disk: {per_entry['disk']:.3f} ns per entry per sweep (median), "

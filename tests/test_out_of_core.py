@@ -436,3 +436,20 @@ def test_streamed_gcp_on_a_thread_pool_and_in_float32(tmp_path):
                      progress=False, max_iter=25, memory_limit=gcp_row_limit(x, 4))
     assert all(t.dtype == np.float32 for t in result.tensors.values())
     assert result.rel_error == pytest.approx(memory.rel_error, rel=1e-3)
+
+
+def test_streamed_gcp_on_a_process_pool_with_a_mask(tmp_path):
+    """The workers reopen the mapped data and mask; the loss travels by name."""
+    net = NETWORKS["cp"]
+    x = noisy(net)
+    mask = np.random.default_rng(6).random(x.shape) > 0.2
+    memory = tnc.fit(net, x, mask=mask, method="gcp", loss="huber(0.5)", progress=False,
+                     max_iter=15)
+    (tmp_path / "m").mkdir()
+    data, stored = on_disk("memmap", x, tmp_path), on_disk("memmap", mask, tmp_path / "m")
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        result = tnc.fit(net, data, mask=stored, method="gcp", loss="huber(0.5)",
+                         progress=False, max_iter=15, executor=pool,
+                         memory_limit=gcp_row_limit(x, 4, mask=True))
+    assert result.info["streamed"]["executor"] == "ProcessPoolExecutor"
+    same_fit(result, memory)

@@ -81,7 +81,14 @@ class BlockGCP:
         self.objectives: dict = {}
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "objectives": {}}
+        """Without the plans; a registered loss travels by name (its functions may be
+        lambdas, which do not pickle)."""
+        return {**self.__dict__, "objectives": {}, "loss": _by_name(self.loss)}
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["loss"], str):
+            state["loss"] = get_loss(state["loss"])
+        self.__dict__.update(state)
 
     def block_network(self, rows: int) -> Network:
         """The network with the first output index of size ``rows``."""
@@ -113,6 +120,14 @@ class BlockGCP:
         return objective
 
 
+def _by_name(loss):
+    """``loss.name`` when :func:`~tnc.fitting.losses.get_loss` gives this loss back by it."""
+    try:
+        return loss.name if get_loss(loss.name).name == loss.name else loss
+    except TncError:
+        return loss
+
+
 def _observed(block, mask):
     """The block with its missing entries zeroed (as in memory), and its observed values."""
     if mask is None:
@@ -127,7 +142,7 @@ def gcp_block(block, start, stop, part: BlockGCP, tensors: dict, mask=None):
     return part.objective(block, start, stop, mask)(part.cut(tensors, start, stop))
 
 
-def stats_block(block, start, stop, loss, mask=None):
+def stats_block(block, start, stop, part: BlockGCP, mask=None):
     """``(observed entries, sum x^2, sum |x|)`` of a block; a fit's first pass, so it also
     checks the observed entries are finite and in the loss's domain."""
     _, values = _observed(block, mask)
@@ -135,7 +150,7 @@ def stats_block(block, start, stop, loss, mask=None):
         raise TncError(f"the data has {values.size - int(np.isfinite(values).sum())} NaN or "
                        f"infinite observed entries in rows {start}:{stop}; give a mask that "
                        "hides them (False where missing)")
-    loss.check_data(values)
+    part.loss.check_data(values)
     flat = np.ravel(values).astype(np.float64)
     return flat.size, float(flat @ flat), float(np.abs(flat).sum())
 
@@ -197,7 +212,7 @@ def run_streamed_gcp(network: Network, inputs: dict, options, source: BlockSourc
                            row_factor=4.0 + source.itemsize / 8 + (mask is not None))
     part = BlockGCP(network, inputs, loss, options.optimize)
     stream = StreamedObjective(source, mask, blocks, part, executor)
-    stats = stream.run(stats_block, loss)
+    stats = stream.run(stats_block, part)
     count, squares, absolute = (sum(s[k] for s in stats) for k in range(3))
     scaling = _scaling(network, loss, count, squares)
     source.scale = scaling.scale
