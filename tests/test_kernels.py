@@ -108,6 +108,24 @@ def run_kernel_directly(name, big, small, threads):
     return out
 
 
+@pytest.mark.parametrize("P", [1, 3])
+@pytest.mark.parametrize("Q", [7, 41, 79, 81, 85, 119, 161, 200])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_ragged_q_ends_past_a_full_tile_match_einsum(P, Q, threads):
+    """Q not a multiple of a tile (40 or 80 wide in float64/float32 on avx512, 12/24 on
+    avx2): the end is an overlapping full tile (or the copied edge when Q is under one),
+    and every variant, in both dtypes, on one or more threads, gives einsum's numbers."""
+    rng = np.random.default_rng(Q + 10 * P)
+    big, small = rng.standard_normal((P, 37, Q)), rng.standard_normal((37, 10))
+    expected, scale = reference(big, small), reference(abs(big), abs(small))
+    for name in VARIANTS_HERE:
+        got = run_kernel_directly(name, big, small, threads)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * 37)
+        got32 = run_kernel_directly(name, big.astype(np.float32), small.astype(np.float32),
+                                    threads)
+        assert np.all(abs(got32 - expected) <= 1e-5 * scale + 1e-30), (name, P, Q, threads)
+
+
 @pytest.mark.parametrize("shape, rank", [((1, 200, 4000), 10), ((50, 60, 70), 7),
                                          ((3000, 97, 1), 13), ((1, 33, 1001), 1)])
 @pytest.mark.parametrize("name", VARIANTS_HERE)
