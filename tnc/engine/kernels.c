@@ -160,17 +160,21 @@ int tnc_mode_product(int variant, int single, const void *x, const void *f, void
 #undef TNC_BODY
 #define TNC_BODY 2
 #define REAL double
+#define IREAL long long
 #define RNAME f64
 #define FOLDED_SUM 0
 #include __FILE__
 #undef REAL
+#undef IREAL
 #undef RNAME
 #undef FOLDED_SUM
 #define REAL float
+#define IREAL int
 #define RNAME f32
 #define FOLDED_SUM 1
 #include __FILE__
 #undef REAL
+#undef IREAL
 #undef RNAME
 #undef FOLDED_SUM
 #undef TNC_BODY
@@ -192,6 +196,7 @@ int tnc_mode_product(int variant, int single, const void *x, const void *f, void
 #define LANES ((int)(WIDTH / sizeof(REAL)))
 
 typedef REAL VEC __attribute__((vector_size(WIDTH)));
+typedef IREAL N(ivec) __attribute__((vector_size(WIDTH)));   /* lane masks */
 
 TARGET AI VEC N(load)(const REAL *p) { VEC v; memcpy(&v, p, sizeof v); return v; }
 
@@ -360,7 +365,24 @@ TARGET AI void N(rows_tile)(const REAL *x, const REAL *ft, REAL *y, ptrdiff_t S,
                     if (m < mb) acc[m][r] += xv[m] * fv;
             }
     }
-    if (s < S) {
+    if (s < S && S >= LANES) {
+        /* the ragged end: the row's last LANES entries, the products of lanes the loop
+         * above summed masked off (bitwise, so no 0 * inf), because partial loads cost
+         * as much as the whole row (float32, S = 200: 8 of 200 entries) */
+        const ptrdiff_t t = S - LANES;
+        const int skip = LANES - (int)(S - s);
+        N(ivec) keep;
+        for (int l = 0; l < LANES; l++) keep[l] = l >= skip ? (IREAL)-1 : 0;
+        VEC xv[MB];
+        for (int m = 0; m < MB; m++)
+            if (m < mb) xv[m] = N(load)(x + (p0 + m) * S + t);
+        for (int r = 0; r < TRB; r++)
+            if (r < rb) {
+                VEC fv = N(load)(ft + (r0 + r) * S + t);
+                for (int m = 0; m < MB; m++)
+                    if (m < mb) acc[m][r] += (VEC)((N(ivec))(xv[m] * fv) & keep);
+            }
+    } else if (s < S) {
         int rest = (int)(S - s);
         VEC xv[MB];
         for (int m = 0; m < MB; m++)
