@@ -110,7 +110,9 @@ class ALSOptions:
     sweep, an exact line search along the sweep's update, taken only when it
     lowers the loss (:mod:`tnc.fitting.extrapolate`); off by default because
     it cut sweeps to 0.34-0.40x but cost more time than it saved in
-    ``bench/bench_real.py`` runs (Kinetic rank 3: 326 vs 809 sweeps, 4.8x the time).
+    ``bench/bench_real.py`` runs (Kinetic rank 3: 326 vs 809 sweeps, 4.8x the time);
+    ``backend``: torch/jax data's sweeps on their own library (``"auto"``, ``"native"``,
+    ``"numpy"``: the policy of :mod:`tnc.fitting.backends`).
 
     A least-squares method: :func:`tnc.fit` fits the data rescaled to unit RMS
     and scales the result back (:mod:`tnc.fitting.rescale`), so ``c * X`` gives ``c``
@@ -134,6 +136,7 @@ class ALSOptions:
     progress: bool = True
     optimize: str = "auto"
     extrapolate: bool = False
+    backend: str = "auto"
 
 
 # -- the model: leaves, legs and per-tensor update plans ------------------------------------
@@ -634,12 +637,13 @@ def split_holdout(problem: FitProblem, fraction: float, seed):
     return observed & ~held, held
 
 
-def fit_once(problem, model, settings, options, seed, bar, init) -> FitResult:
-    """One ALS run from ``init`` (the start's kind or arrays) and ``seed``."""
+def fit_once(problem, model, settings, options, seed, bar, init, make_fit=Fit) -> FitResult:
+    """One ALS run from ``init`` (the start's kind or arrays) and ``seed``; ``make_fit``:
+    the run's state class (:class:`Fit`, or :mod:`tnc.fitting.native`'s on torch/jax)."""
     start = time.perf_counter()
     mask, held = split_holdout(problem, options.holdout, seed)
     tensors = initial_tensors(problem, model, init, seed, settings.nonneg)
-    fit = Fit(problem, model, settings, tensors, mask)
+    fit = make_fit(problem, model, settings, tensors, mask)
     limits = Limits.of(problem.dtype, options.tol)
     search = LineSearch(fit) if options.extrapolate else None
     history, converged, previous = [], False, math.inf
@@ -707,7 +711,8 @@ def _windowed_tree(model: Model, fit: Fit, sweep: int, position: int):
 
 
 def _penalty(fit: Fit) -> float:
-    return penalty(fit, fit.tensors)
+    own = getattr(fit, "penalty", None)       # a NativeFit reduces on its backend
+    return own() if own is not None else penalty(fit, fit.tensors)
 
 
 def _held_error(target, model_value, held) -> float:
@@ -716,7 +721,7 @@ def _held_error(target, model_value, held) -> float:
     return error / norm if norm > 0 else error
 
 
-def screened_start(problem, model, settings, options, seed, bar):
+def screened_start(problem, model, settings, options, seed, bar, make_fit=Fit):
     """``init="auto"``'s first start: on data with missing entries and at most
     ``SCREEN_ENTRIES`` entries, the best of ``SCREEN_STARTS`` short fits (``SCREEN_SWEEPS``
     sweeps: the SVD start, then random seeds ``seed + 1, ...``) as a FitResult; else ``"svd"``.
@@ -733,7 +738,8 @@ def screened_start(problem, model, settings, options, seed, bar):
     short = dataclasses.replace(options, max_iter=min(SCREEN_SWEEPS, options.max_iter),
                                 callback=None)
     trials = [fit_once(problem, model, settings, short, None if seed is None else seed + j,
-                       bar, "svd" if j == 0 else "random") for j in range(SCREEN_STARTS)]
+                       bar, "svd" if j == 0 else "random", make_fit)
+              for j in range(SCREEN_STARTS)]
     best = min(trials, key=lambda r: r.loss)
     best.info["screened"] = [round(t.rel_error, 6) for t in trials]
     return best
@@ -749,6 +755,7 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     check_slices(problem.network, problem.mask)
     check_identifiable(problem.network)
     model = als_model(problem.network, settings.order, options.optimize)
+    make_fit = fit_class(problem, options, settings)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
     with Progress(options.max_iter * options.restarts, desc="als",
@@ -756,10 +763,10 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
         for k, seed in enumerate(seeds):
             init, screened = options.init, None
             if isinstance(init, str) and init == "auto":
-                init = screened_start(problem, model, settings, options, seed, bar) if (
-                    k == 0) else "random"
+                init = screened_start(problem, model, settings, options, seed, bar,
+                                      make_fit) if k == 0 else "random"
                 screened = init.info["screened"] if isinstance(init, FitResult) else None
-            result = fit_once(problem, model, settings, options, seed, bar, init)
+            result = fit_once(problem, model, settings, options, seed, bar, init, make_fit)
             if screened is not None:
                 result.info.update(init="screened", screened=screened)
             if best is None or result.loss < best.loss:
@@ -771,6 +778,19 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     best.wall_time = time.perf_counter() - start
     best.info["restarts"] = len(seeds)
     return best
+
+
+def fit_class(problem: FitProblem, options: ALSOptions, settings: Settings):
+    """:class:`Fit`, or :class:`tnc.fitting.native.NativeFit` bound to the call's torch/jax
+    array when :func:`tnc.fitting.backends.choose` runs the sweeps natively."""
+    from tnc.fitting import backends
+    like = backends.native_like()
+    refusals = {"nonneg": bool(settings.nonneg), "extrapolate": options.extrapolate,
+                "holdout": bool(options.holdout)}
+    if not backends.choose(options.backend, like, refusals, problem.dtype):
+        return Fit
+    from tnc.fitting.native import NativeFit
+    return functools.partial(NativeFit, like=like)
 
 
 register_method("als", ALSOptions, run_als, sparse=True, dtypes=REAL + COMPLEX)

@@ -9,7 +9,22 @@ come back in the data's library, on its device, in the dtype the fit ran in
 are a :class:`~tnc.errors.TncError` naming both (:func:`tnc.engine.backend.backend_of`).
 For a fit of 200^3 float data on the CPU the two copies cost one pass over the data,
 against the several passes every sweep makes; on a GPU the sweeps still run on the
-host (no method runs on the device yet).
+host, except ALS's sweeps under the policy below.
+
+Native ALS (:mod:`tnc.fitting.native`): ``tnc.fit(..., method="als", backend=...)``
+with ``backend`` one of
+
+* ``"auto"`` (default): native when the data live on a non-CPU device (CUDA, a jax
+  GPU), the numpy conversion for CPU torch and jax arrays (the faster there: see
+  ``bench/bench_backends.py --only als``), and for complex data or the options native
+  ALS lacks (``nonneg``, ``extrapolate``, ``holdout``);
+* ``"native"``: sweeps on the data's library (a TncError naming the option and the
+  backend when the fit asks for something native ALS does not do);
+* ``"numpy"``: always the numpy conversion.
+
+Either way the fitted tensors come back in the data's library, device and dtype.
+:func:`within` keeps the foreign array of the call running (the fit's ``like``) so
+that the method can pick the native path (:func:`native_like`).
 
     >>> import numpy as np
     >>> foreign({"data": np.ones(2)}) is None
@@ -17,7 +32,11 @@ host (no method runs on the device yet).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from tnc.engine import backend
+from tnc.errors import TncError
 
 FOREIGN = ("torch", "jax", "jaxlib", "cupy")   # libraries converted at the boundary
 
@@ -65,3 +84,57 @@ def to_library(result, like):
     if getattr(result, "inputs", None):
         result.inputs = {k: backend.asarray(v, like) for k, v in result.inputs.items()}
     return result
+
+
+# -- the native policy -----------------------------------------------------------------------
+BACKEND_CHOICES = ("auto", "native", "numpy")
+NATIVE_LIBRARIES = ("torch", "jax")
+_LIKE: contextvars.ContextVar = contextvars.ContextVar("tnc_fit_like", default=None)
+
+
+@contextlib.contextmanager
+def within(like):
+    """Run a :func:`tnc.fit` call whose foreign array is ``like`` (None: numpy data)."""
+    token = _LIKE.set(like)
+    try:
+        yield
+    finally:
+        _LIKE.reset(token)
+
+
+def native_like():
+    """The foreign array of the :func:`tnc.fit` call running now, or None."""
+    return _LIKE.get()
+
+
+def choose(choice: str, like, refusals: dict, dtype) -> bool:
+    """Whether a fit runs natively on ``like``'s library (see the module docstring).
+
+    ``choice``: the ``backend`` option; ``refusals``: option name -> True where the
+    fit asks for something native runs lack; ``dtype``: the fit's numpy dtype.
+
+        >>> choose("auto", None, {}, "float64")
+        False
+    """
+    if choice not in BACKEND_CHOICES:
+        raise TncError(f"backend must be one of {', '.join(map(repr, BACKEND_CHOICES))}, "
+                       f"got {choice!r}")
+    if like is None or choice == "numpy":
+        return False
+    name = backend.backend_name(like)
+    blockers = [k for k, v in refusals.items() if v]
+    if getattr(dtype, "kind", None) == "c" or str(dtype).startswith("complex"):
+        blockers.insert(0, f"complex data ({dtype})")
+    if choice == "native":
+        if name not in NATIVE_LIBRARIES:
+            raise TncError(f"backend='native': ALS runs natively on "
+                           f"{' and '.join(NATIVE_LIBRARIES)} arrays, not {name}; "
+                           "use backend='numpy'")
+        if blockers:
+            raise TncError(f"backend='native' on {name}: {blockers[0]} is numpy-only in "
+                           "ALS; drop it or use backend='numpy'")
+        return True
+    if blockers or name not in NATIVE_LIBRARIES:
+        return False
+    device = str(backend.device_of(like) or "cpu").lower()
+    return "cpu" not in device

@@ -27,7 +27,8 @@ from tnc.engine.network import Network
 from tnc.options import validated
 from tnc.lang.parser import parse
 from tnc.engine.plan import memory_budget
-from tnc.fitting.backends import boundary_arrays, foreign, to_library, to_numpy_call
+from tnc.fitting.backends import (boundary_arrays, foreign, to_library, to_numpy_call,
+                                  within)
 from tnc.fitting.dtypes import COMPLEX, REAL, fit_dtype, promoted  # noqa: F401 (methods' dtypes)
 from tnc.fitting.records import FIT_ALIASES, given_once, renamed, spelled
 from tnc.fitting.rescale import Rescale
@@ -137,7 +138,7 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     like = foreign(boundary_arrays(data, mask, inputs, options))   # torch, jax, cupy
     if like is not None:
         data, mask, inputs, options = to_numpy_call(data, mask, inputs, options)
-    with memory_budget(memory_limit):
+    with memory_budget(memory_limit), within(like):   # within: native ALS's policy
         result = _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options,
                       spelling)
     return result if like is None else to_library(result, like)
