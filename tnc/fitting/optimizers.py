@@ -126,11 +126,21 @@ def lower_bounds(packing: Packing, lower):
 
 # -- stochastic Adam -------------------------------------------------------------------------
 class Adam:
-    """Adam steps on a dict of arrays, projected onto ``lower`` (None: unbounded)."""
+    """Adam steps on a dict of arrays, projected onto ``lower`` (None: unbounded; a number).
+
+    numpy, torch and jax arrays alike (:mod:`tnc.engine.backend`): numpy and torch tensors
+    are stepped in place, jax arrays (immutable) replaced in ``tensors``; each in its own
+    dtype and device, with the same arithmetic in the same order, so a torch or jax run
+    repeats the numpy run's steps to rounding.
+
+        >>> x = {"A": np.array([1.0, -1.0])}
+        >>> Adam(x, 0.0).step(x, {"A": np.array([1.0, 1.0])}, 0.5); x["A"].round(6).tolist()
+        [0.5, 0.0]
+    """
 
     def __init__(self, tensors: dict, lower, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.m = {k: np.zeros_like(v) for k, v in tensors.items()}
-        self.v = {k: np.zeros_like(v) for k, v in tensors.items()}
+        self.m = {k: _zeros_like(v) for k, v in tensors.items()}
+        self.v = {k: _zeros_like(v) for k, v in tensors.items()}
         self.t, self.lower = 0, lower
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
@@ -138,21 +148,67 @@ class Adam:
         self.t += 1
         c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
         for k, x in tensors.items():
-            g = grads[k]
-            self.m[k] *= self.beta1
-            self.m[k] += (1 - self.beta1) * g
-            self.v[k] *= self.beta2
-            self.v[k] += (1 - self.beta2) * (abs(g) ** 2 if np.iscomplexobj(g) else g * g)
-            x -= lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)
-            if self.lower is not None:
-                np.maximum(x, self.lower, out=x)
+            if type(x) is np.ndarray:
+                self._step_numpy(k, x, grads[k], lr, c1, c2)
+            else:
+                tensors[k] = self._step_backend(k, x, grads[k], lr, c1, c2)
+
+    def _step_numpy(self, k, x, g, lr, c1, c2) -> None:
+        self.m[k] *= self.beta1
+        self.m[k] += (1 - self.beta1) * g
+        self.v[k] *= self.beta2
+        self.v[k] += (1 - self.beta2) * (abs(g) ** 2 if np.iscomplexobj(g) else g * g)
+        x -= lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)
+        if self.lower is not None:
+            np.maximum(x, self.lower, out=x)
+
+    def _step_backend(self, k, x, g, lr, c1, c2):
+        """One step of a torch or jax tensor (out of place: the same numbers as numpy's)."""
+        from tnc.engine import backend
+        square = abs(g) ** 2 if backend.dtype_name(g).startswith("complex") else g * g
+        self.m[k] = self.m[k] * self.beta1 + (1 - self.beta1) * g
+        self.v[k] = self.v[k] * self.beta2 + (1 - self.beta2) * square
+        x_new = x - lr * (self.m[k] / c1) / (_sqrt(self.v[k] / c2) + self.eps)
+        if self.lower is not None:
+            x_new = _maximum(x_new, self.lower)
+        if backend.backend_name(x) == "torch":
+            x.copy_(x_new)                 # in place, as numpy's step
+            return x
+        return x_new
 
     def state(self):
-        return ({k: v.copy() for k, v in self.m.items()},
-                {k: v.copy() for k, v in self.v.items()}, self.t)
+        return ({k: _copy(v) for k, v in self.m.items()},
+                {k: _copy(v) for k, v in self.v.items()}, self.t)
 
     def restore(self, state) -> None:
         m, v, self.t = state
-        self.m, self.v = {k: a.copy() for k, a in m.items()}, {k: a.copy() for k, a in v.items()}
+        self.m, self.v = {k: _copy(a) for k, a in m.items()}, {k: _copy(a) for k, a in v.items()}
 
 
+def _zeros_like(x):
+    if type(x) is np.ndarray:
+        return np.zeros_like(x)
+    from tnc.engine import backend
+    return backend.zeros(tuple(x.shape), like=x)
+
+
+def _copy(x):
+    if type(x) is np.ndarray:
+        return x.copy()
+    from tnc.engine import backend
+    return backend.copy_of(x)
+
+
+def _sqrt(x):
+    from autoray import do
+    return do("sqrt", x)
+
+
+def _maximum(x, lower):
+    from tnc.engine import backend
+    if backend.backend_name(x) == "torch":
+        import torch
+        return torch.clamp(x, min=lower) if isinstance(lower, (int, float)) else \
+            torch.maximum(x, torch.as_tensor(lower, dtype=x.dtype, device=x.device))
+    from autoray import do
+    return do("maximum", x, lower, like=backend.backend_name(x))
