@@ -1,23 +1,28 @@
-"""Fits of torch, jax and cupy data: converted to numpy at :func:`tnc.fit`'s boundary.
+"""Fits of torch, jax and cupy data: converted to numpy at :func:`tnc.fit`'s boundary,
+or (ALS, under the policy below) swept on the data's own library.
 
-Every fitting method runs its loops on numpy (the compiled kernels, LAPACK's solves,
-scipy's L-BFGS-B). Data, masks, data tensors and starting tensors of another array
-library are taken as numpy arrays (a torch tensor that requires grad through its
-detached value, with no error; a GPU array copied to the host) and the fitted tensors
-come back in the data's library, on its device, in the dtype the fit ran in
-(:mod:`tnc.fitting.dtypes`). Arrays of two libraries, or on two devices, in one call
-are a :class:`~tnc.errors.TncError` naming both (:func:`tnc.engine.backend.backend_of`).
-For a fit of 200^3 float data on the CPU the two copies cost one pass over the data,
-against the several passes every sweep makes; on a GPU the sweeps still run on the
-host, except ALS's sweeps under the policy below.
+Every fitting method but native ALS runs its loops on numpy (the compiled kernels,
+LAPACK's solves, scipy's L-BFGS-B). Data, masks, data tensors and starting tensors of
+another array library are taken as numpy arrays (a torch tensor that requires grad
+through its detached value, with no error; a GPU array copied to the host) and the
+fitted tensors come back in the data's library, on its device, in the dtype the fit
+ran in (:mod:`tnc.fitting.dtypes`). Arrays of two libraries, or on two devices, in one
+call are a :class:`~tnc.errors.TncError` naming both
+(:func:`tnc.engine.backend.backend_of`). For a fit of 200^3 float data on the CPU the
+two copies cost one pass over the data, against the several passes every sweep makes.
+GCP, NLS and the other methods sweep on the host even for GPU data (GCP's Adam,
+:class:`tnc.fitting.optimizers.Adam`, steps torch and jax tensors, but GCP does not
+hand it them yet).
 
 Native ALS (:mod:`tnc.fitting.native`): ``tnc.fit(..., method="als", backend=...)``
 with ``backend`` one of
 
 * ``"auto"`` (default): native when the data live on a non-CPU device (CUDA, a jax
-  GPU), the numpy conversion for CPU torch and jax arrays (the faster there: see
-  ``bench/bench_backends.py --only als``), and for complex data or the options native
-  ALS lacks (``nonneg``, ``extrapolate``, ``holdout``);
+  GPU); the numpy conversion for CPU torch and jax arrays, where it is the faster
+  (``bench/bench_backends.py --only als``, 200^3 rank 10, one thread: native torch
+  1.8x the numpy path, converted 1.0x: numpy's products use tnc's compiled kernels),
+  and for complex data or the options native ALS lacks (``nonneg``, ``extrapolate``,
+  ``holdout``);
 * ``"native"``: sweeps on the data's library (a TncError naming the option and the
   backend when the fit asks for something native ALS does not do);
 * ``"numpy"``: always the numpy conversion.
