@@ -94,7 +94,8 @@ def solve_rows_native(rhs, gram, l2: float = 0.0):
     when the Gram is not positive definite (as :func:`tnc.fitting.solve.solve_rows`).
 
         >>> import torch
-        >>> solve_rows_native(torch.tensor([[[2.0, 4.0]]]), torch.tensor([[[2.0, 0.0], [0.0, 4.0]]]))
+        >>> gram = torch.tensor([[[2.0, 0.0], [0.0, 4.0]]])
+        >>> solve_rows_native(torch.tensor([[[2.0, 4.0]]]), gram)
         tensor([[[1., 1.]]])
     """
     if l2:
