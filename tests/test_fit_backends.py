@@ -256,3 +256,15 @@ def test_adam_on_backend_tensors_repeats_numpy_adam(library, request):
     a.restore(saved_a), b.restore(saved_b)
     assert a.t == b.t == 3
     np.testing.assert_allclose(back(a.m["A"]), b.m["A"], rtol=1e-10)
+
+
+def test_native_takes_torch_starts_and_shows_the_callback_torch_tensors():
+    data = planted()
+    start = NET.random(seed=5)
+    seen = []
+    result = tnc.fit(NET, torch.from_numpy(data), "als", backend="native", progress=False,
+                     init={k: torch.from_numpy(v) for k, v in start.items()}, max_iter=8,
+                     callback=lambda state: seen.append(type(state["tensors"]["A"])))
+    reference = tnc.fit(NET, data, "als", progress=False, init=start, max_iter=8)
+    assert seen and all(kind is torch.Tensor for kind in seen)
+    assert_same_fit(result, reference, 1e-10)
