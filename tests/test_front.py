@@ -124,6 +124,15 @@ def test_callback_counts_from_one_and_can_stop(name):
     assert result.history[1]["iteration"] == 2 and result.iterations == 2
 
 
+@pytest.mark.parametrize("name", list(METHODS))
+def test_callback_sees_every_record_including_the_converged_last(name):
+    """The callback runs before the convergence test stops a fit, so it sees the final
+    record too (the ground state of 6 sites converges in 2 sweeps: it missed sweep 2)."""
+    seen = []
+    result = run(name, max_iter=40, callback=lambda state: seen.append(state["iteration"]))
+    assert seen == [record["iteration"] for record in result.history]
+
+
 # each front's old spelling: (method, old keywords, the run with the new ones)
 OLD_NAMES = [
     ("als", lambda: tnc.fit(CP, target=X, mask=MASK, max_sweeps=2, **QUIET), {"max_iter": 2}),

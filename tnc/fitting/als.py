@@ -670,7 +670,7 @@ def fit_once(problem, model, settings, options, seed, bar, init, make_fit=Fit) -
         converged = abs(previous - rel) < limits.tol * max(rel, 1e-3) or rel < limits.exact_fit
         previous = rel
         state = {**entry, "tensors": fit.tensors}
-        if converged or wants_stop(options.callback, state):
+        if wants_stop(options.callback, state) or converged:
             break
     info = {"seed": seed, "order": settings.order, "missing": fit.mode,
             "init": init if isinstance(init, str) else "given",

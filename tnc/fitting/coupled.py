@@ -670,7 +670,7 @@ def run_als(model: CoupledModel, targets, masks, options: CoupledOptions) -> Cou
             converged = (abs(previous - objective) <= options.tol * max(abs(objective), 1e-300)
                          or entry["rel_error"] < als.EXACT_FIT)
             previous = objective
-            if converged or wants_stop(options.callback, {**entry, "tensors": tensors}):
+            if wants_stop(options.callback, {**entry, "tensors": tensors}) or converged:
                 break
     return CoupledResult(model, dict(tensors), "als", history, converged, len(history),
                          time.perf_counter() - start, {"seed": options.seed, "missing": {

@@ -346,10 +346,11 @@ class LevenbergMarquardt:
                            cg_iter=info["cg_iter"], accepted=info["accepted"])
             history.append(entry)
             bar.update(loss=entry["loss"])
+            stopped = wants_stop(self.options.callback, state(entry, tensors=self.tensors))
             reason = self._stop_reason(info)
             if reason is not None:
                 return history, True, reason
-            if wants_stop(self.options.callback, state(entry, tensors=self.tensors)):
+            if stopped:
                 return history, False, "stopped by the callback"
         return history, False, f"max_iter={self.options.max_iter} steps tried"
 

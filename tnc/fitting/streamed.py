@@ -481,7 +481,7 @@ def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, g
         history.append(entry)
         converged = abs(previous - rel) < limits.tol * max(rel, 1e-3) or rel < limits.exact_fit
         previous = rel
-        if converged or wants_stop(options.callback, {**entry, "tensors": fit.tensors}):
+        if wants_stop(options.callback, {**entry, "tensors": fit.tensors}) or converged:
             break
     info = {"seed": seed, "order": order, "missing": "dense",
             "init": init if isinstance(init, str) else "given", "tol": limits.tol}

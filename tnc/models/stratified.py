@@ -432,7 +432,7 @@ def stratified_ntf(data=None, rank_specific: int = 1, n_topics: int = 5, tv: flo
             current = history[-1]["loss"]
             converged = previous - current <= tol * max(previous, EPS)
             previous = current
-            if converged or wants_stop(callback, history[-1]):
+            if wants_stop(callback, history[-1]) or converged:
                 break
     return StratifiedResult(
         features=[[own[n] for n in features] for own in state.local],

@@ -421,7 +421,7 @@ def _train_sweeps(x, cores, opts, bar) -> tuple[list, list, bool]:
         history.append(entry)
         bar.update(nll=entry["loss"], max_rank=entry["max_rank"])
         converged = len(history) > 1 and abs(history[-2]["loss"] - entry["loss"]) <= opts.tol
-        if converged or wants_stop(opts.callback, entry):
+        if wants_stop(opts.callback, entry) or converged:
             break
     return cores, history, converged
 
@@ -498,7 +498,7 @@ def _train_gradient(x, cores, opts, bar) -> tuple[list, list, bool]:
         bar.update(nll=loss)
         converged = (batch == len(x) and number > 1
                      and abs(history[-2]["loss"] - loss) <= opts.tol)
-        if converged or wants_stop(opts.callback, history[-1]):
+        if wants_stop(opts.callback, history[-1]) or converged:
             break
     return _listed(tensors), history, converged
 

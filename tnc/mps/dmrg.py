@@ -397,7 +397,7 @@ def ground_state(network, inputs: dict, **options) -> FitResult:
             history.append(record)
             bar.update(energy=record["energy"], max_rank=record["max_rank"])
             converged = _converged(history, tol, schedule, number)
-            if converged or wants_stop(opts.callback, record):
+            if wants_stop(opts.callback, record) or converged:
                 break
     result = _result(network, sites.chain, _conjugated(cores), inputs, history, converged,
                      start)

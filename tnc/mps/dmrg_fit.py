@@ -224,7 +224,7 @@ def run_dmrg(problem, options: DMRGOptions):
             if mask is not None and not weighted:
                 x = np.where(mask, target, model)
             converged = _converged(history, tol)
-            if converged or wants_stop(options.callback, record):
+            if wants_stop(options.callback, record) or converged:
                 break
     info = {"ranks": ranks(chain, cores), "chain": [c.name for c in chain.cores],
             "scale_carrier": centre(chain, len(history) % 2 == 1)}

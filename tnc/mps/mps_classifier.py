@@ -258,7 +258,7 @@ def train_classifier(data: np.ndarray = None, labels: np.ndarray = None,
                            time.perf_counter() - start, **own)
             history.append(entry)
             bar.update(loss=entry["loss"], max_rank=entry["max_rank"])
-            if last or wants_stop(opts.callback, entry):
+            if wants_stop(opts.callback, entry) or last:
                 break
     converged = len(history) > 1 and abs(history[-2]["loss"] - history[-1]["loss"]) <= (
         opts.tol * history[-2]["loss"])

@@ -260,7 +260,7 @@ def train_uniform(sequences, d: int = 2, start: UniformMPS | None = None,
             history.append(record(number, loss, None, time.perf_counter() - begin))
             bar.update(nll=loss)
             converged = number > 1 and abs(history[-2]["loss"] - loss) <= opts.tol
-            if converged or wants_stop(opts.callback, history[-1]):
+            if wants_stop(opts.callback, history[-1]) or converged:
                 break
     return UniformMPS(tensors["A"], tensors["alpha"], tensors["omega"], history, converged,
                       time.perf_counter() - begin)
