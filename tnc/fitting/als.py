@@ -667,7 +667,7 @@ def fit_once(problem, model, settings, options, seed, bar, init, make_fit=Fit) -
             entry["holdout_rel_error"] = _held_error(problem.target, model_value, held)
         history.append(entry)
         bar.update(rel_error=rel)
-        converged = abs(previous - rel) < limits.tol * max(rel, 1e-3) or rel < limits.exact_fit
+        converged = limits.converged(previous, rel)
         previous = rel
         state = {**entry, "tensors": fit.tensors}
         if wants_stop(options.callback, state) or converged:
@@ -695,11 +695,33 @@ class Limits:
     exact_fit: float
     tol: float
 
+    noise: float = 0.0
+
     @classmethod
     def of(cls, dtype, tol: float) -> "Limits":
         eps = resolution(dtype)
+        noise = 1.0 * eps / 2 if eps > 1e-10 and tol else 0.0
         return cls(max(EXACT_BELOW, RESIDUAL_FLOOR * math.sqrt(eps)),
-                   max(EXACT_FIT, EXACT_FLOOR * eps), max(tol, TOL_FLOOR * eps) if tol else tol)
+                   max(EXACT_FIT, EXACT_FLOOR * eps), max(tol, TOL_FLOOR * eps) if tol else tol,
+                   noise)
+
+    def converged(self, previous: float, rel: float) -> bool:
+        """Whether a sweep that moved the relative error from ``previous`` to ``rel`` ends
+        the fit: a change under ``tol`` relative to ``rel`` (1e-3 at least), or under what
+        the loss formula resolves, or an exact fit. The formula ``||X||^2 - 2<X,M> + <M,M>``
+        carries about ``eps ||X||^2``, which moves ``rel`` by ``eps / (2 rel)``: 6e-6 in
+        float32 at rel 0.01, far above ``tol * rel``, so without this a float32 fit stopped
+        only when its loss repeated exactly (``noise``; float64's 1e-15 / rel sits below the
+        tol float64 fits use, so it is left out there and float64 fits stay as they were).
+
+            >>> Limits.of(np.float32, 1e-9).converged(0.010002, 0.01)
+            True
+            >>> Limits.of(np.float64, 1e-9).converged(0.010002, 0.01)
+            False
+        """
+        step = abs(previous - rel)
+        return (step < self.tol * max(rel, 1e-3) or step < self.noise / max(rel, self.exact_fit)
+                or rel < self.exact_fit)
 
 
 def _windowed_tree(model: Model, fit: Fit, sweep: int, position: int):

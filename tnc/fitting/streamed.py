@@ -479,7 +479,7 @@ def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, g
         entry = record(sweep, loss + als.penalty(fit, fit.tensors), rel,
                        time.perf_counter() - started)
         history.append(entry)
-        converged = abs(previous - rel) < limits.tol * max(rel, 1e-3) or rel < limits.exact_fit
+        converged = limits.converged(previous, rel)
         previous = rel
         if wants_stop(options.callback, {**entry, "tensors": fit.tensors}) or converged:
             break
