@@ -236,7 +236,7 @@ def _fit_once(problem, layout, settings, options, seed, bar, init):
         converged = abs(previous - rel) < options.tol * max(rel, 1e-3) or rel < EXACT_FIT
         previous = rel
         tensors = _tensors(factors, layout)
-        if converged or wants_stop(options.callback, {**entry, "tensors": tensors}):
+        if wants_stop(options.callback, {**entry, "tensors": tensors}) or converged:
             break
     info = {"seed": seed, "order": settings.order, "missing": None, "sparse": True,
             "init": init if isinstance(init, str) else "given", "kernel":
