@@ -551,8 +551,7 @@ class Fit:
 
     def _balance(self, ix: str, names: list) -> bool:
         axes = {n: self.model.xm.legs[self.model.label_of[n]].index(ix) for n in names}
-        norms = {n: np.sqrt(np.sum(abs(np.moveaxis(self.tensors[n], axes[n], 0).reshape(
-            self.tensors[n].shape[axes[n]], -1)) ** 2, axis=1)) for n in names}
+        norms = {n: self._slice_norms(self.tensors[n], axes[n]) for n in names}
         stacked = np.array(list(norms.values()))
         if np.any(stacked <= 1e-300) or np.max(stacked.max(0) / stacked.min(0)) < NORMALIZE_RATIO:
             return False
@@ -560,8 +559,18 @@ class Fit:
         for n in names:
             shape = [1] * self.tensors[n].ndim
             shape[axes[n]] = -1
-            self.tensors[n] = self.tensors[n] * (target / norms[n]).reshape(shape)
+            self.tensors[n] = self._scaled(self.tensors[n], (target / norms[n]).reshape(shape))
         return True
+
+    @staticmethod
+    def _slice_norms(tensor, axis: int) -> np.ndarray:
+        """The 2-norm of each slice of ``tensor`` along ``axis``, a float64 numpy vector."""
+        return np.sqrt(np.sum(abs(np.moveaxis(tensor, axis, 0).reshape(
+            tensor.shape[axis], -1)) ** 2, axis=1))
+
+    def _scaled(self, tensor, factor: np.ndarray):
+        """``tensor`` times ``factor`` (a numpy array broadcasting along one axis)."""
+        return tensor * factor
 
 
 # -- initialisation --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tnc.engine import backend
-from tnc.fitting.als import NORMALIZE_RATIO, TARGET, WEIGHT, Fit, prime
+from tnc.fitting.als import TARGET, WEIGHT, Fit, prime
 from tnc.fitting.dtypes import real_dtype
 
 
@@ -210,26 +210,17 @@ class NativeFit(Fit):
             if n == name:
                 self.values.update(leaf_values_native(label, self.tensors[name]))
 
-    def _balance(self, ix: str, names: list) -> bool:
-        """:meth:`Fit._balance` on backend tensors (the slice norms, a few numbers, are
-        compared on the host)."""
-        axes = {n: self.model.xm.legs[self.model.label_of[n]].index(ix) for n in names}
-        norms = {}
-        for n in names:
-            t = self.tensors[n]
-            moved = backend.transpose(t, [axes[n]] + [a for a in range(t.ndim) if a != axes[n]])
-            flat = moved.reshape(t.shape[axes[n]], -1)
-            norms[n] = np.sqrt(backend.to_numpy((flat * flat).sum(1)).astype(np.float64))
-        stacked = np.array(list(norms.values()))
-        if np.any(stacked <= 1e-300) or np.max(stacked.max(0) / stacked.min(0)) < NORMALIZE_RATIO:
-            return False
-        target = np.exp(np.mean(np.log(stacked), axis=0))
-        for n in names:
-            shape = [1] * self.tensors[n].ndim
-            shape[axes[n]] = -1
-            factor = (target / norms[n]).reshape(shape).astype(backend.dtype_of(self.tensors[n]))
-            self.tensors[n] = self.tensors[n] * to_backend(factor, self.target)
-        return True
+    @staticmethod
+    def _slice_norms(tensor, axis: int) -> np.ndarray:
+        """:meth:`Fit._slice_norms` of a backend tensor (the norms, a few numbers, are
+        compared on the host by :meth:`Fit._balance`)."""
+        moved = backend.transpose(tensor, [axis] + [a for a in range(tensor.ndim) if a != axis])
+        flat = moved.reshape(tensor.shape[axis], -1)
+        return np.sqrt(backend.to_numpy((flat * flat).sum(1)).astype(np.float64))
+
+    def _scaled(self, tensor, factor: np.ndarray):
+        """``tensor`` times the host ``factor``, moved to the tensor's backend and dtype."""
+        return tensor * to_backend(factor.astype(backend.dtype_of(tensor)), self.target)
 
     def penalty(self) -> float:
         """The ridge penalties ``sum l2 |T|^2``."""
