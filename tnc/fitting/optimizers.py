@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from tnc.engine import backend
 from tnc.errors import TncError
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record
@@ -139,8 +140,8 @@ class Adam:
     """
 
     def __init__(self, tensors: dict, lower, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.m = {k: _zeros_like(v) for k, v in tensors.items()}
-        self.v = {k: _zeros_like(v) for k, v in tensors.items()}
+        self.m = {k: backend.zeros(tuple(v.shape), like=v) for k, v in tensors.items()}
+        self.v = {k: backend.zeros(tuple(v.shape), like=v) for k, v in tensors.items()}
         self.t, self.lower = 0, lower
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
@@ -164,7 +165,6 @@ class Adam:
 
     def _step_backend(self, k, x, g, lr, c1, c2):
         """One step of a torch or jax tensor (out of place: the same numbers as numpy's)."""
-        from tnc.engine import backend
         square = abs(g) ** 2 if backend.dtype_name(g).startswith("complex") else g * g
         self.m[k] = self.m[k] * self.beta1 + (1 - self.beta1) * g
         self.v[k] = self.v[k] * self.beta2 + (1 - self.beta2) * square
@@ -177,38 +177,24 @@ class Adam:
         return x_new
 
     def state(self):
-        return ({k: _copy(v) for k, v in self.m.items()},
-                {k: _copy(v) for k, v in self.v.items()}, self.t)
+        return _copies(self.m), _copies(self.v), self.t
 
     def restore(self, state) -> None:
         m, v, self.t = state
-        self.m, self.v = {k: _copy(a) for k, a in m.items()}, {k: _copy(a) for k, a in v.items()}
+        self.m, self.v = _copies(m), _copies(v)
 
 
-def _zeros_like(x):
-    if type(x) is np.ndarray:
-        return np.zeros_like(x)
-    from tnc.engine import backend
-    return backend.zeros(tuple(x.shape), like=x)
-
-
-def _copy(x):
-    if type(x) is np.ndarray:
-        return x.copy()
-    from tnc.engine import backend
-    return backend.copy_of(x)
+def _copies(arrays: dict) -> dict:
+    return {k: backend.copy_of(a) for k, a in arrays.items()}
 
 
 def _sqrt(x):
-    from autoray import do
-    return do("sqrt", x)
+    return backend.do("sqrt", x)
 
 
 def _maximum(x, lower):
-    from tnc.engine import backend
     if backend.backend_name(x) == "torch":
         import torch
         return torch.clamp(x, min=lower) if isinstance(lower, (int, float)) else \
             torch.maximum(x, torch.as_tensor(lower, dtype=x.dtype, device=x.device))
-    from autoray import do
-    return do("maximum", x, lower, like=backend.backend_name(x))
+    return backend.do("maximum", x, lower, like=backend.backend_name(x))
