@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import opt_einsum as oe
 
+from tnc.engine import backend
 from tnc.engine.pairwise import pairwise
 from tnc.engine.plan import resolve_optimizer
 from tnc.lang.expand import einsum_symbol
@@ -204,5 +205,10 @@ def _uncached_flops(node: Node, cached: set) -> int:
 
 
 def arrange(array, have: tuple, want: tuple):
-    """Transpose ``array`` with axes named ``have`` into the order ``want``."""
-    return np.transpose(array, [have.index(ix) for ix in want]) if have != want else array
+    """Transpose ``array`` (any backend: numpy, torch, jax) with axes named ``have`` into
+    the order ``want``."""
+    if have == want:
+        return array
+    perm = [have.index(ix) for ix in want]
+    return np.transpose(array, perm) if type(array) is np.ndarray else backend.transpose(
+        array, perm)

@@ -53,7 +53,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from tnc.engine import kernels
+from tnc.engine import backend, kernels
 from tnc.errors import TncError
 from tnc.fitting.extrapolate import LineSearch, penalty
 from tnc.fitting.identifiable import check_identifiable, check_slices
@@ -311,7 +311,9 @@ def leaf_values(label, array) -> dict:
         >>> v[0], v["1", 0], v["2", 0]
         (array([0.-1.j]), array([0.+1.j]), array([0.-1.j]))
     """
-    conj = array.conj() if np.iscomplexobj(array) else array
+    complex_ = (np.iscomplexobj(array) if type(array) is np.ndarray
+                else backend.dtype_name(array).startswith("complex"))   # torch, jax: native
+    conj = array.conj() if complex_ else array
     return {label: conj, ("1", label): array, ("2", label): conj}
 
 
@@ -503,7 +505,7 @@ class Fit:
         rhs = arrange(evaluate(tree, self.values, self.cache), tree.indices,
                       u.diag + u.free + u.bond)
         gram = self._gram(u, n_diag, n_free, n_bond)
-        return np.reshape(rhs, (gram.shape[0], -1, n_bond)), gram, u.axes
+        return rhs.reshape(gram.shape[0], -1, n_bond), gram, u.axes
 
     def set_tensor(self, name: str, array) -> None:
         """Make ``array`` the value of ``name``, dropping intermediates that used the old one."""
@@ -514,13 +516,13 @@ class Fit:
         if self.mode == "wls":
             gram = evaluate(u.weighted_gram, self.values, self.cache)
             want = u.diag + u.free + u.bond + tuple(map(prime, u.bond))
-            return np.reshape(arrange(gram, u.weighted_gram.indices, want),
-                              (n_diag * n_free, n_bond, n_bond))
-        if u.gram is None:
-            return np.ones((1, 1, 1), self.problem.dtype)
+            return arrange(gram, u.weighted_gram.indices, want).reshape(
+                n_diag * n_free, n_bond, n_bond)
+        if u.gram is None:      # in the target's library and device (native fits too)
+            return backend.ones((1, 1, 1), like=self.values[TARGET], dtype=self.problem.dtype)
         gram = evaluate(u.gram, self.values, self.cache)
         want = u.diag + u.bond + tuple(map(prime, u.bond))
-        return np.reshape(arrange(gram, u.gram.indices, want), (n_diag, n_bond, n_bond))
+        return arrange(gram, u.gram.indices, want).reshape(n_diag, n_bond, n_bond)
 
     def _changed(self, name: str) -> None:
         self.model.invalidate(self.cache, name)

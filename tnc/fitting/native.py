@@ -15,26 +15,19 @@ Real dtypes only; ``nonneg``, ``extrapolate`` and ``holdout`` are numpy-only (a
 TncError names the option and the backend when ``backend="native"`` asks for them).
 
     >>> import numpy as np
-    >>> arrange_native(np.ones((2, 3)), ("i", "j"), ("j", "i")).shape
-    (3, 2)
+    >>> native_dot(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+    11.0
 """
 from __future__ import annotations
 
 import numpy as np
 
 from tnc.engine import backend
-from tnc.fitting.als import TARGET, WEIGHT, Fit, prime
+from tnc.fitting.als import TARGET, WEIGHT, Fit, leaf_values, prime
 from tnc.fitting.dtypes import real_dtype
 
 
 # -- array helpers on any backend ----------------------------------------------------------
-def arrange_native(array, have: tuple, want: tuple):
-    """Transpose ``array`` (any backend) with axes named ``have`` into the order ``want``."""
-    if have == want:
-        return array
-    return backend.transpose(array, [have.index(ix) for ix in want])
-
-
 def native_squared_norm(x) -> float:
     """``sum x^2`` of a real backend array as a float, accumulated in float64.
 
@@ -120,11 +113,6 @@ def solve_rows_native(rhs, gram, l2: float = 0.0):
     return solve_rows(rhs, gram, l2=0.0)
 
 
-def leaf_values_native(label, array) -> dict:
-    """The three leaves of one (real) tensor use ``label``, sharing ``array``."""
-    return {label: array, ("1", label): array, ("2", label): array}
-
-
 # -- one ALS run on the backend --------------------------------------------------------------
 class NativeFit(Fit):
     """:class:`~tnc.fitting.als.Fit` with its tensors, target and mask arrays of ``like``'s
@@ -145,7 +133,7 @@ class NativeFit(Fit):
             mask.astype(real_dtype(problem.dtype)), like)
         self.values = {TARGET: self.observed_target, WEIGHT: weight}
         for label, n in model.name_of.items():
-            self.values.update(leaf_values_native(label, {**self.tensors, **self.inputs}[n]))
+            self.values.update(leaf_values(label, {**self.tensors, **self.inputs}[n]))
 
     def reconstruct(self):
         return self.problem.network.contract({**self.tensors, **self.inputs})
@@ -179,36 +167,6 @@ class NativeFit(Fit):
         wide = _wide(new)
         mm = float(backend.to_numpy(backend.einsum("nmb,nbc,nmc->", wide, _wide(gram), wide)))
         return (self.xx_filled if self.mode == "em" else self.xx) - 2 * xm + mm
-
-    def contributions(self, name: str, rhs_tree=None):
-        """``(rhs, gram, axes)`` as :meth:`Fit.contributions`, backend arrays."""
-        from tnc.engine.trees import evaluate
-        u = self.model.updates[name]
-        n_diag, n_free, n_bond = u.sizes(self.problem.network.spec.index_sizes)
-        tree = u.rhs if rhs_tree is None else rhs_tree
-        rhs = arrange_native(evaluate(tree, self.values, self.cache), tree.indices,
-                             u.diag + u.free + u.bond)
-        gram = self._gram(u, n_diag, n_free, n_bond)
-        return rhs.reshape(gram.shape[0], -1, n_bond), gram, u.axes
-
-    def _gram(self, u, n_diag, n_free, n_bond):
-        from tnc.engine.trees import evaluate
-        if self.mode == "wls":
-            gram = evaluate(u.weighted_gram, self.values, self.cache)
-            want = u.diag + u.free + u.bond + tuple(map(prime, u.bond))
-            return arrange_native(gram, u.weighted_gram.indices, want).reshape(
-                n_diag * n_free, n_bond, n_bond)
-        if u.gram is None:
-            return backend.ones((1, 1, 1), like=self.target)
-        gram = evaluate(u.gram, self.values, self.cache)
-        want = u.diag + u.bond + tuple(map(prime, u.bond))
-        return arrange_native(gram, u.gram.indices, want).reshape(n_diag, n_bond, n_bond)
-
-    def _changed(self, name: str) -> None:
-        self.model.invalidate(self.cache, name)
-        for label, n in self.model.name_of.items():
-            if n == name:
-                self.values.update(leaf_values_native(label, self.tensors[name]))
 
     @staticmethod
     def _slice_norms(tensor, axis: int) -> np.ndarray:
