@@ -296,12 +296,7 @@ def run_blocks(source: BlockSource, blocks, task, *args, axis: int = 0, executor
     if executor is None:
         results, buffers = [], Buffers()
         for start, stop in blocks:
-            extra = {} if mask is None else {"mask": mask.read(start, stop, axis)}
-            results.append(task(source.read(start, stop, axis, buffers), start, stop, *args,
-                                **extra))
-            source.release(start, stop, axis)
-            if mask is not None:
-                mask.release(start, stop, axis)
+            results.append(_on_source(source, start, stop, axis, task, args, mask, buffers))
             tick()
         return results
     if _is_dask_client(executor) and source.kind == "dask":
@@ -320,10 +315,11 @@ def _on_raw(raw, scale, start, stop, axis, task, args, mask=None):
     return task(as_block(raw, scale), start, stop, *args, **extra)
 
 
-def _on_source(source, start, stop, axis, task, args, mask=None):
+def _on_source(source, start, stop, axis, task, args, mask=None, buffers=None):
+    """``task`` on one block read here (and its mask's rows), the block released after."""
     try:
         extra = {} if mask is None else {"mask": mask.read(start, stop, axis)}
-        return task(source.read(start, stop, axis), start, stop, *args, **extra)
+        return task(source.read(start, stop, axis, buffers), start, stop, *args, **extra)
     finally:
         source.release(start, stop, axis)
         if mask is not None:

@@ -89,8 +89,7 @@ def _gcp(chosen, model, source, mask, inputs, name, sizes, memory_limit, options
     from tnc.fitting.front import check_inputs, make_options, model_for_data
     network = model_for_data(model, source.shape, name=name, **(sizes or {}))
     gcp_options = make_options(chosen, dict(options), spelling)
-    why = streamed_gcp.unstreamable(network, gcp_options) or next(
-        (f"{o}= is not streamed" for o in ("holdout", "extrapolate") if options.get(o)), "")
+    why = streamed_gcp.unstreamable(network, gcp_options) or _unstreamed_option(options)
     if why:
         return _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit,
                        options, spelling, executor, why)
@@ -107,10 +106,13 @@ def _unstreamed(method: str, mask, options: dict) -> str:
         return f"method {method!r} does not stream (streamed: {', '.join(STREAMED_METHODS)})"
     if mask is not None:
         return "a mask is not streamed (streamed ALS fits every entry)"
-    for option in ("holdout", "extrapolate"):
-        if options.get(option):
-            return f"{option}= is not streamed"
-    return ""
+    return _unstreamed_option(options)
+
+
+def _unstreamed_option(options: dict) -> str:
+    """The first option set that no streamed fit takes, as a reason, or ``""``."""
+    return next((f"{o}= is not streamed" for o in ("holdout", "extrapolate")
+                 if options.get(o)), "")
 
 
 def _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit, options, spelling,
