@@ -440,15 +440,30 @@ def initial_tensors(problem: FitProblem, loss: Loss, init, rng, model: SampledMo
         return tensors
     if not (isinstance(init, str) and init == "random"):
         raise TncError(f"init must be 'random', a dict of arrays or a FitResult, got {init!r}")
-    tensors = random_start(net, int(rng.integers(2 ** 31)), problem.dtype)
+    tensors, power = random_tensors(net, loss, rng, problem.dtype)
+    return tensors if power is None else _scaled(tensors, problem, model, rng, power)
+
+
+def random_tensors(network, loss: Loss, rng, dtype) -> tuple[dict, int | None]:
+    """The random start of a GCP fit (absolute values for a non-negative model) and the
+    power whose mean the start is scaled to match (1: mean, 2: mean square; None: no
+    scaling, other links start at entries of order one). Draws one integer of ``rng``."""
+    tensors = random_start(network, int(rng.integers(2 ** 31)), dtype)
     if loss.model_lower_bound is not None:
-        tensors = {k: np.abs(v) for k, v in tensors.items()}
-        power = 1
-    elif loss.name == "gaussian" or loss.name.startswith("huber("):
-        power = 2
-    else:
+        return {k: np.abs(v) for k, v in tensors.items()}, 1
+    if loss.name == "gaussian" or loss.name.startswith("huber("):
+        return tensors, 2
+    return tensors, None
+
+
+def matched(tensors: dict, network, data_stat: float, model_stat: float, power: int) -> dict:
+    """``tensors`` scaled so that the model's mean ``|M|^power`` (``model_stat``) becomes
+    the data's (``data_stat``), the factor spread over every parameter use."""
+    uses = sum(o.kind == "param" for o in network.occurrences)
+    if data_stat <= 0 or model_stat <= 0 or not uses:
         return tensors
-    return _scaled(tensors, problem, model, rng, power)
+    factor = (data_stat / model_stat) ** (1.0 / (power * uses))
+    return {k: v * factor for k, v in tensors.items()}
 
 
 def _scaled(tensors, problem, model: SampledModel, rng, power: int) -> dict:
@@ -461,11 +476,7 @@ def _scaled(tensors, problem, model: SampledModel, rng, power: int) -> dict:
         observed = target if problem.mask is None else target[problem.mask]
         data_stat = float(np.mean(abs(observed) ** power))
     model_stat = float(np.mean(np.abs(model.values(tensors, sample.coords)) ** power))
-    uses = sum(o.kind == "param" for o in problem.network.occurrences)
-    if data_stat <= 0 or model_stat <= 0 or not uses:
-        return tensors
-    factor = (data_stat / model_stat) ** (1.0 / (power * uses))
-    return {k: v * factor for k, v in tensors.items()}
+    return matched(tensors, problem.network, data_stat, model_stat, power)
 
 
 def sample_sizes(sampler, options: GCPOptions) -> tuple[int, int]:

@@ -38,7 +38,6 @@ from tnc.engine.blocks import BlockSource, MaskSource, run_blocks
 from tnc.engine.network import Network
 from tnc.errors import TncError
 from tnc.fitting import gcp
-from tnc.fitting.dtypes import random_start
 from tnc.fitting.losses import get_loss
 from tnc.fitting.optimizers import run_lbfgsb
 from tnc.fitting.progress import Progress
@@ -258,12 +257,8 @@ def _initial(network, inputs, loss, options, source, mask, stream, stats, sums) 
     if not (isinstance(init, str) and init == "random"):
         problem = FitProblem(network, np.zeros(1, dtype), None, inputs)
         return gcp.initial_tensors(problem, loss, init, rng, None)
-    tensors = random_start(network, int(rng.integers(2 ** 31)), dtype)
-    if loss.model_lower_bound is not None:
-        tensors, power = {k: np.abs(v) for k, v in tensors.items()}, 1
-    elif loss.name == "gaussian" or loss.name.startswith("huber("):
-        power = 2
-    else:
+    tensors, power = gcp.random_tensors(network, loss, rng, dtype)
+    if power is None:
         return tensors
     scale, squares, absolute, count = sums
     data_stat = (squares * scale ** 2 if power == 2 else absolute * scale) / max(count, 1)
@@ -271,11 +266,7 @@ def _initial(network, inputs, loss, options, source, mask, stream, stats, sums) 
     coords = np.stack(np.unravel_index(linear, source.shape), axis=1)
     values = gcp.SampledModel(network, inputs, options.optimize).values(tensors, coords)
     model_stat = float(np.mean(np.abs(values) ** power))
-    uses = sum(o.kind == "param" for o in network.occurrences)
-    if data_stat <= 0 or model_stat <= 0 or not uses:
-        return tensors
-    factor = (data_stat / model_stat) ** (1.0 / (power * uses))
-    return {k: v * factor for k, v in tensors.items()}
+    return gcp.matched(tensors, network, data_stat, model_stat, power)
 
 
 def _picked(picks, source, mask, stream, stats) -> np.ndarray:
