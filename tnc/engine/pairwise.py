@@ -188,9 +188,8 @@ def _plain(big, small, sizes, prefer=None):
                 _size(ls, sizes) * (lay_small[0] is not None)
             preferred = (not big_left) if skinny else not lay_big[2]
             ops = (Operand(sum_big, *lay_big), Operand(sum_small, *lay_small))
-            unordered = prefer is not None and out != tuple(prefer)
-            yield (1, copied, unordered, not preferred), _maker(ops, big_is_a, big_left, out,
-                                                                sizes, copied)
+            yield (1, copied, _unordered(out, prefer), not preferred), _maker(
+                ops, big_is_a, big_left, out, sizes, copied)
 
 
 def _in_place(big, small, sizes, prefer=None):
@@ -215,8 +214,13 @@ def _in_place(big, small, sizes, prefer=None):
     elif pre and post and _size(con, sizes) * _size(post, sizes) >= BATCHED_GEMM_MIN:
         lay = _layout(ls, free_small, con, sizes)
         copied = _size(ls, sizes) * (lay[0] is not None)
-        key = (1, copied, prefer is not None and out != tuple(prefer), False)
+        key = (1, copied, _unordered(out, prefer), False)
         yield key, _maker((view, Operand(sum_small, *lay)), big_is_a, False, out, sizes, copied)
+
+
+def _unordered(out, prefer) -> bool:
+    """Whether a layout's result legs ``out`` miss the preferred order (a tie-breaker)."""
+    return prefer is not None and tuple(out) != tuple(prefer)
 
 
 def _maker(ops, big_is_a: bool, big_left: bool, out, sizes, copied: int,
