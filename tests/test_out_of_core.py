@@ -13,7 +13,7 @@ import tnc
 from tnc.cli import main
 from tnc.engine import blocks
 from tnc.errors import MemoryLimitError, TncError
-from tnc.fitting import streamed
+from tnc.fitting import streamed, streamed_gcp
 
 NETWORKS = {
     "cp": tnc.library("cp", I=13, J=7, K=6, R=3),
@@ -381,6 +381,39 @@ def test_streamed_gcp_equals_the_in_memory_fit(kind, tmp_path, reads):
     assert info["passes"] >= result.iterations         # one pass per evaluation
     assert max(rows for axis, rows in reads if axis == 0) <= 4    # never the whole data
     assert result.info["evaluations"] == memory.info["evaluations"]
+
+
+def test_streamed_gcp_bar_shows_the_blocks_of_each_pass(monkeypatch, tmp_path):
+    from tnc.fitting import progress
+    bars = []
+
+    class Recorder(progress.Progress):
+        def __init__(self, total, desc="fit", enabled=True, position=0):
+            self.total, self.desc, self.position, self.steps, self.restarts = (
+                total, desc, position, 0, 0)
+            self.bar = self if enabled else None
+            bars.append(self)
+
+        def update(self, **postfix):
+            self.steps += 1
+
+        def restart(self):
+            self.restarts += 1
+
+        def close(self):
+            pass
+    monkeypatch.setattr(streamed_gcp, "Progress", Recorder)
+    monkeypatch.setattr(progress, "Progress", Recorder)
+    x = noisy(NETWORKS["cp"])
+    result = tnc.fit(NETWORKS["cp"], on_disk("memmap", x, tmp_path), method="gcp",
+                     progress=True, max_iter=5, memory_limit=gcp_row_limit(x, 4))
+    info = result.info["streamed"]
+    outer = next(b for b in bars if b.position == 0 and b.desc.startswith("gcp"))
+    inner = next(b for b in bars if b.position == 1)
+    assert outer.total == 5 and outer.steps == result.iterations
+    assert inner.total == info["blocks"] and inner.desc == "blocks"
+    # every pass inside the fit restarts the block bar and steps it once per block
+    assert inner.restarts >= result.iterations and inner.steps == inner.restarts * info["blocks"]
 
 
 @pytest.mark.parametrize("loss", ["poisson", "huber(0.25)", "bernoulli_logit"])

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 
 class Progress:
-    """A tqdm bar when tqdm is installed and ``enabled``; otherwise silent."""
+    """A tqdm bar when tqdm is installed and ``enabled``; otherwise silent.
 
-    def __init__(self, total: int, desc: str = "fit", enabled: bool = True):
+    ``position``: the bar's line (0 the first), for a bar drawn under another, as
+    :meth:`inner` makes.
+    """
+
+    def __init__(self, total: int, desc: str = "fit", enabled: bool = True, position: int = 0):
         self.bar = None
         if enabled:
             try:
@@ -20,7 +24,23 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+                self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
+                                position=position)
+
+    def inner(self, total: int, desc: str) -> "Progress":
+        """A second bar under this one (shown when this one is), for the steps of one
+        outer step, e.g. the blocks of one pass over the data; :meth:`restart` it per step.
+
+            >>> with Progress(3, enabled=False) as bar, bar.inner(4, "blocks") as blocks:
+            ...     blocks.restart()
+            ...     blocks.update()
+        """
+        return Progress(total, desc, enabled=self.bar is not None, position=1)
+
+    def restart(self) -> None:
+        """Start the bar again from 0 (the next outer step)."""
+        if self.bar is not None:
+            self.bar.reset()
 
     def update(self, **postfix) -> None:
         if self.bar is not None:

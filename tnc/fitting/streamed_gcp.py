@@ -15,7 +15,8 @@ rows, every other tensor's the sum of its blocks' gradients. The sums go to
 bounds, rescale of least-squares losses, random start scaled from 10,000 sampled
 entries with the same draws), so a fit that fits in memory follows the same
 iterates. One pass over the data per objective evaluation; the data (and mask) are
-read block by block, here or on ``executor=`` as streamed ALS does.
+read block by block, here or on ``executor=`` as streamed ALS does. The progress bar
+counts L-BFGS-B iterations, and a second bar under it the blocks of the current pass.
 
     >>> import numpy as np, tnc, tempfile, os
     >>> net = tnc.library("cp", I=6, J=5, K=4, R=2)
@@ -180,11 +181,14 @@ class StreamedObjective:
     def __init__(self, source, mask, blocks, part: BlockGCP, executor):
         self.source, self.mask, self.blocks = source, mask, blocks
         self.part, self.executor, self.passes = part, executor, 0
+        self.bar = Progress(len(blocks), enabled=False)    # the blocks of a pass, once shown
 
     def run(self, task, *args) -> list:
+        """``task``'s result on every block, in order (one pass, shown on :attr:`bar`)."""
         self.passes += 1
+        self.bar.restart()
         return run_blocks(self.source, self.blocks, task, *args, executor=self.executor,
-                          mask=self.mask)
+                          mask=self.mask, on_block=self.bar.update)
 
     def __call__(self, tensors: dict):
         parts = self.run(gcp_block, self.part, tensors)
@@ -220,7 +224,8 @@ def run_streamed_gcp(network: Network, inputs: dict, options, source: BlockSourc
                        (scaling.scale, squares, absolute, count))
     lower = {k: 0.0 for k in tensors} if gcp._bounded(loss) else None
     with Progress(options.max_iter, desc=f"gcp {loss.name} (streamed)",
-                  enabled=options.progress) as bar:
+                  enabled=options.progress) as bar, bar.inner(len(blocks), "blocks") as inner:
+        stream.bar = inner
         tensors, history, converged, info = run_lbfgsb(
             stream, tensors, gcp.lbfgsb_options(options, source.dtype), lower, bar)
     converged = gcp._honest(converged, history, info, "lbfgsb")
