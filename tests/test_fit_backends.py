@@ -122,13 +122,14 @@ def well_posed(dtype=np.float64, seed=0, noise=0.01):
     return (data + noise * np.std(data) * rng.standard_normal(data.shape)).astype(dtype)
 
 
-def assert_same_fit(result, reference, rtol, library="torch"):
+def assert_same_fit(result, reference, rtol, library="torch", key="rel_error"):
+    """The same tensors (to ``rtol`` of their largest entry) and history ``key`` values."""
     for name, tensor in result.tensors.items():
         value = tensor.numpy() if library == "torch" else np.asarray(tensor)
         scale = np.max(np.abs(reference.tensors[name]))
         np.testing.assert_allclose(value, reference.tensors[name], rtol=0, atol=rtol * scale)
-    assert [h["rel_error"] for h in result.history] == pytest.approx(
-        [h["rel_error"] for h in reference.history], rel=rtol)
+    assert [h[key] for h in result.history] == pytest.approx(
+        [h[key] for h in reference.history], rel=rtol)
 
 
 NATIVE_CASES = {"dense": {}, "l2": {"l2": 0.1}, "em": {"missing": "em"},
@@ -268,3 +269,81 @@ def test_native_takes_torch_starts_and_shows_the_callback_torch_tensors():
     reference = tnc.fit(NET, data, "als", progress=False, init=start, max_iter=8)
     assert seen and all(kind is torch.Tensor for kind in seen)
     assert_same_fit(result, reference, 1e-10)
+
+
+# -- GCP's Adam on the data's library (tnc/fitting/gcp.py, the same backend= policy) -------
+NATIVE_ADAM = {"gaussian": {}, "poisson masked": {"loss": "poisson"},
+               "tt weighted": {"weights": True}}
+
+
+def on(put, options):
+    """``options`` with the mask and weights as arrays of the library ``put`` makes."""
+    return {k: put(v) if k in ("mask", "weights") else v for k, v in options.items()}
+
+
+def adam_case(case, dtype=np.float64):
+    net = tnc.library("tt", N=3, d=6, r=2) if case.startswith("tt") else NET
+    data = np.abs(net.contract(net.random(seed=2))).astype(dtype)
+    options = dict(ADAM, **{k: v for k, v in NATIVE_ADAM[case].items() if k != "weights"})
+    if case == "poisson masked":
+        data = np.round(3 * data / data.mean())
+        options["mask"] = np.random.default_rng(4).random(data.shape) > 0.2
+    if NATIVE_ADAM[case].get("weights"):
+        options["weights"] = np.random.default_rng(5).uniform(0.5, 2.0, data.shape)
+    return net, data, options
+
+
+@pytest.mark.parametrize("case", NATIVE_ADAM)
+def test_native_torch_adam_repeats_the_numpy_adam(case):
+    net, data, options = adam_case(case)
+    reference = tnc.fit(net, data, "gcp", progress=False, **options)
+    result = tnc.fit(net, torch.from_numpy(data), "gcp", backend="native", progress=False,
+                     **on(torch.from_numpy, options))
+    assert result.info["backend"] == "torch" and reference.info["backend"] == "numpy"
+    assert all(isinstance(t, torch.Tensor) for t in result.tensors.values())
+    assert_same_fit(result, reference, 1e-10, key="loss")
+    assert result.loss == pytest.approx(reference.loss, rel=1e-10)
+
+
+def test_native_adam_really_steps_torch_tensors(monkeypatch):
+    from tnc.fitting import gcp
+    seen = []
+    real = gcp.Adam.step
+
+    def step(self, tensors, grads, lr):
+        seen.append({type(v).__module__.split(".")[0] for v in (*tensors.values(),
+                                                                 *grads.values())})
+        return real(self, tensors, grads, lr)
+    monkeypatch.setattr(gcp.Adam, "step", step)
+    net, data, options = adam_case("gaussian")
+    tnc.fit(net, torch.from_numpy(data), "gcp", backend="native", progress=False, **options)
+    assert seen and all(s == {"torch"} for s in seen)
+    seen.clear()
+    tnc.fit(net, torch.from_numpy(data), "gcp", progress=False, **options)   # auto, CPU
+    assert seen and all(s == {"numpy"} for s in seen)
+
+
+def test_native_torch_adam_in_float32_stays_float32():
+    net, data, options = adam_case("gaussian", np.float32)
+    reference = tnc.fit(net, data, "gcp", progress=False, **options)
+    result = tnc.fit(net, torch.from_numpy(data), "gcp", backend="native", progress=False,
+                     **options)
+    assert all(t.dtype == torch.float32 for t in result.tensors.values())
+    assert_same_fit(result, reference, 1e-4, key="loss")
+
+
+def test_native_jax_adam_repeats_the_numpy_adam(jnp):
+    net, data, options = adam_case("poisson masked")
+    reference = tnc.fit(net, data, "gcp", progress=False, **options)
+    result = tnc.fit(net, jnp.asarray(data), "gcp", backend="native", progress=False,
+                     **on(jnp.asarray, options))
+    assert result.info["backend"] == "jax"
+    assert_same_fit(result, reference, 1e-10, library="jax", key="loss")
+
+
+def test_native_adam_refuses_what_it_lacks_by_name():
+    with pytest.raises(TncError, match="native.*torch.*sampler='stratified'.*GCP's Adam"):
+        tnc.fit(NET, torch.from_numpy(planted()), "gcp", backend="native", progress=False,
+                sampler="stratified", **ADAM)
+    with pytest.raises(TncError, match="backend"):
+        tnc.fit(NET, torch.from_numpy(planted()), "gcp", backend="gpu", progress=False, **ADAM)

@@ -1,7 +1,7 @@
 """Fits of torch, jax and cupy data: converted to numpy at :func:`tnc.fit`'s boundary,
-or (ALS, under the policy below) swept on the data's own library.
+or (ALS, and GCP's Adam, under the policy below) swept on the data's own library.
 
-Every fitting method but native ALS runs its loops on numpy (the compiled kernels,
+Every fitting method but native ALS and GCP's Adam runs its loops on numpy (the compiled kernels,
 LAPACK's solves, scipy's L-BFGS-B). Data, masks, data tensors and starting tensors of
 another array library are taken as numpy arrays (a torch tensor that requires grad
 through its detached value, with no error; a GPU array copied to the host) and the
@@ -10,9 +10,11 @@ ran in (:mod:`tnc.fitting.dtypes`). Arrays of two libraries, or on two devices, 
 call are a :class:`~tnc.errors.TncError` naming both
 (:func:`tnc.engine.backend.backend_of`). For a fit of 200^3 float data on the CPU the
 two copies cost one pass over the data, against the several passes every sweep makes.
-GCP, NLS and the other methods sweep on the host even for GPU data (GCP's Adam,
-:class:`tnc.fitting.optimizers.Adam`, steps torch and jax tensors, but GCP does not
-hand it them yet).
+GCP's Adam steps natively too, under the same policy (:func:`tnc.fitting.gcp.run_gcp`:
+the sampled model, its reverse sweep and :class:`tnc.fitting.optimizers.Adam` on the
+data's library; the entries are drawn by numpy's generator, so a native run repeats the
+numpy run's draws). L-BFGS-B (scipy), NLS and the other methods run on the host even for
+GPU data.
 
 Native ALS (:mod:`tnc.fitting.native`): ``tnc.fit(..., method="als", backend=...)``
 with ``backend`` one of
@@ -112,11 +114,12 @@ def native_like():
     return _LIKE.get()
 
 
-def choose(choice: str, like, refusals: dict, dtype) -> bool:
+def choose(choice: str, like, refusals: dict, dtype, method: str = "ALS") -> bool:
     """Whether a fit runs natively on ``like``'s library (see the module docstring).
 
     ``choice``: the ``backend`` option; ``refusals``: option name -> True where the
-    fit asks for something native runs lack; ``dtype``: the fit's numpy dtype.
+    fit asks for something native runs lack; ``dtype``: the fit's numpy dtype;
+    ``method``: its name in the refusals' messages.
 
         >>> choose("auto", None, {}, "float64")
         False
@@ -132,12 +135,12 @@ def choose(choice: str, like, refusals: dict, dtype) -> bool:
         blockers.insert(0, f"complex data ({dtype})")
     if choice == "native":
         if name not in NATIVE_LIBRARIES:
-            raise TncError(f"backend='native': ALS runs natively on "
+            raise TncError(f"backend='native': {method} runs natively on "
                            f"{' and '.join(NATIVE_LIBRARIES)} arrays, not {name}; "
                            "use backend='numpy'")
         if blockers:
             raise TncError(f"backend='native' on {name}: {blockers[0]} is numpy-only in "
-                           "ALS; drop it or use backend='numpy'")
+                           f"{method}; drop it or use backend='numpy'")
         return True
     if blockers or name not in NATIVE_LIBRARIES:
         return False

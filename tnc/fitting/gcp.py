@@ -45,6 +45,7 @@ import numpy as np
 
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence
+from tnc.engine import backend
 from tnc.fitting.dtypes import COMPLEX, REAL, random_start, real_dtype, resolution
 from tnc.fitting.front import FitProblem, check_finite, observed_rel_error, register_method
 from tnc.engine.constants import Folded
@@ -94,6 +95,9 @@ class GCPOptions:
     observed entry's loss counts that many times (missing entries still never
     count). ``callback(state)``: called after each iteration or epoch, True stops;
     ``progress``: show a progress bar; ``optimize``: contraction path optimizer.
+    ``backend``: where Adam steps torch and jax data (``"auto"``: on their own library
+    when they live on a GPU, else on numpy; ``"native"``, ``"numpy"``: the policy of
+    :mod:`tnc.fitting.backends`); L-BFGS-B always runs on numpy.
     """
 
     loss: str | Loss = "gaussian"
@@ -115,6 +119,7 @@ class GCPOptions:
     callback: Callable | None = None
     progress: bool = True
     optimize: str = "auto"
+    backend: str = "auto"
 
 
 # -- the full objective (dense data) -------------------------------------------------------
@@ -210,6 +215,9 @@ class Gather:
     lead: tuple[int, ...]
 
     def take(self, array, coords):
+        if type(array) is not np.ndarray:       # torch, jax: indexed with their own ints
+            index = tuple(backend.asarray(coords[:, a], array) for a in self.axes)
+            return backend.transpose(array, self.perm)[index]
         if len(self.axes) == 1 and self.perm[0] == 0:
             return np.take(array, coords[:, self.axes[0]], axis=0)
         index = tuple(coords[:, a] for a in self.axes)
@@ -220,15 +228,29 @@ class Gather:
         count = len(coords)
         rows = coords[:, self.axes[0]] if len(self.axes) == 1 else np.ravel_multi_index(
             tuple(coords[:, a] for a in self.axes), self.lead)
-        width = grad.size // max(count, 1)
+        width = math.prod(grad.shape) // max(count, 1)
         flat = (rows[:, None] * width + np.arange(width)).reshape(-1)
         length = math.prod(self.lead) * width
-        permuted = np.bincount(flat, weights=grad.real.reshape(-1), minlength=length)
-        if np.iscomplexobj(grad):
-            permuted = permuted + 1j * np.bincount(flat, weights=grad.imag.reshape(-1),
-                                                   minlength=length)
-        permuted = permuted.astype(grad.dtype, copy=False).reshape([shape[p] for p in self.perm])
-        return permuted.transpose(np.argsort(self.perm))
+        if type(grad) is not np.ndarray:
+            permuted = _summed(flat, grad.reshape(-1), length)
+        else:
+            permuted = np.bincount(flat, weights=grad.real.reshape(-1), minlength=length)
+            if np.iscomplexobj(grad):
+                permuted = permuted + 1j * np.bincount(flat, weights=grad.imag.reshape(-1),
+                                                       minlength=length)
+            permuted = permuted.astype(grad.dtype, copy=False)
+        permuted = permuted.reshape([shape[p] for p in self.perm])
+        return backend.transpose(permuted, tuple(int(p) for p in np.argsort(self.perm)))
+
+
+def _summed(flat: np.ndarray, values, length: int):
+    """``out[flat[k]] += values[k]`` into zeros of ``length`` (repeated indices add up), in
+    ``values``' library (torch's ``index_add_``, jax's ``.at[].add``)."""
+    out = backend.zeros((length,), like=values)
+    index = backend.asarray(flat, values)
+    if backend.backend_name(values) == "torch":
+        return out.index_add_(0, index, values)
+    return out.at[index].add(values)
 
 
 class SampledModel:
@@ -283,15 +305,16 @@ class SampledModel:
         """Gradients of ``sum(upstream * values)`` for every parameter (full shapes)."""
         net, plan = self._plan(len(coords))
         sampled = descent(plan.backward(tape, upstream))
-        dtype = np.result_type(*sampled.values()) if sampled else np.float64
-        grads = {name: np.zeros(shape, dtype) for name, shape in self.network.params.items()}
+        dtype = backend.result_dtype(*sampled.values()) if sampled else np.float64
+        like = next(iter(sampled.values()), upstream)
+        grads = {name: backend.zeros(shape, like, dtype)
+                 for name, shape in self.network.params.items()}
         gathered = {f"{g.name}@{g.k}": g for g in self.gathers}
         for name, grad in sampled.items():
             g = gathered.get(name)
-            if g is None:
-                grads[name] += grad
-            else:
-                grads[g.name] += g.scatter(grad, coords, self.network.params[g.name])
+            if g is not None:
+                name, grad = g.name, g.scatter(grad, coords, self.network.params[g.name])
+            grads[name] = grads[name] + grad
         return grads
 
 
@@ -316,7 +339,7 @@ class UniformSampler:
         self.data, self.rng, self.entry_weights = data, rng, weights
         self.shape = data.shape
         self.observed = None if mask is None else np.flatnonzero(mask.reshape(-1))
-        self.total = data.size if mask is None else len(self.observed)
+        self.total = math.prod(data.shape) if mask is None else len(self.observed)
 
     def draw(self, count: int) -> Sample:
         pick = self.rng.integers(0, self.total, count)
@@ -324,12 +347,14 @@ class UniformSampler:
         coords = np.stack(np.unravel_index(linear, self.shape), axis=1)
         if isinstance(self.data, SparseTensor):
             values = self.data.lookup(coords)
-        else:
+        elif type(self.data) is np.ndarray:
             values = self.data.reshape(-1)[linear]
+        else:                                   # torch, jax: gathered on their library
+            values = self.data.reshape(-1)[backend.asarray(linear, self.data)]
         weights = np.full(count, self.total / count)
         if self.entry_weights is not None:
             weights *= self.entry_weights.reshape(-1)[linear]
-        return Sample(coords, values, weights)
+        return Sample(coords, values, backend.asarray(weights, values))
 
 
 class StratifiedSampler:
@@ -504,8 +529,8 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
     start = time.perf_counter()
 
     def estimate(current) -> float:
-        return float(np.sum(fixed.weights * loss.value(model.values(current, fixed.coords),
-                                                        fixed.values)))
+        return float((fixed.weights * loss.value(model.values(current, fixed.coords),
+                                                 fixed.values)).sum())
 
     best, best_loss, best_state = _copy(tensors), estimate(tensors), adam.state()
     history = [record(0, best_loss, None, 0.0, lr=lr)]      # the start, dropped below
@@ -514,8 +539,8 @@ def run_adam(loss: Loss, model: SampledModel, tensors: dict, sampler, options: G
         for _ in range(options.epoch_iters):
             sample = sampler.draw(batch)
             values, tape = model.forward(tensors, sample.coords)
-            upstream = (sample.weights * loss.derivative(values, sample.values)).astype(
-                values.dtype, copy=False)
+            upstream = backend.astype(sample.weights * loss.derivative(values, sample.values),
+                                      backend.dtype_of(values))
             adam.step(tensors, model.backward(tape, upstream, sample.coords), lr)
         current = estimate(tensors)
         failed = not current <= best_loss
@@ -567,7 +592,7 @@ def adam_divergence(history: list[dict], final: float, lr: float) -> str | None:
 
 
 def _copy(tensors: dict) -> dict:
-    return {k: v.copy() for k, v in tensors.items()}
+    return {k: backend.copy_of(v) for k, v in tensors.items()}
 
 
 # -- the method ------------------------------------------------------------------------------
@@ -593,9 +618,13 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
             tensors, history, converged, info = run_lbfgsb(
                 objective, tensors, lbfgsb_options(options, problem.dtype), lower, bar)
         else:
-            sampler = _choose_sampler(problem, options, rng, weights)
+            like = _native_like(problem, options)
+            adam_problem, model, tensors = on_library(like, problem, model, tensors)
+            sampler = _choose_sampler(adam_problem, options, rng, weights)
             tensors, history, converged, info = run_adam(
                 loss, model, tensors, sampler, options, bar)
+            tensors = {k: backend.to_numpy(v) for k, v in tensors.items()}
+            info["backend"] = "numpy" if like is None else backend.backend_name(like)
     converged = _honest(converged, history, info, optimizer)
     info.update({"loss": loss.name, "optimizer": optimizer, "seed": options.seed,
                  "data_scale": scaling.scale})
@@ -605,6 +634,30 @@ def run_gcp(problem: FitProblem, options: GCPOptions) -> FitResult:
     return FitResult(problem.network, scaling.to_data(tensors), "gcp", scaling.history(history),
                      converged, info.get("epochs", len(history)), time.perf_counter() - start,
                      dict(problem.inputs), info)
+
+
+def _native_like(problem: FitProblem, options: GCPOptions):
+    """The torch/jax array whose library Adam steps on (the :func:`tnc.fit` call's, under
+    :func:`tnc.fitting.backends.choose`), or None for numpy."""
+    from tnc.fitting import backends
+    like = backends.native_like()
+    refusals = {"sparse data": isinstance(problem.target, SparseTensor),
+                "sampler='stratified'": options.sampler == "stratified"}
+    return like if backends.choose(options.backend, like, refusals, problem.dtype,
+                                   "GCP's Adam") else None
+
+
+def on_library(like, problem: FitProblem, model: SampledModel, tensors: dict):
+    """``(problem, model, tensors)`` with the data, the data tensors and the starting
+    tensors as arrays of ``like``'s library and device (unchanged when ``like`` is None);
+    the mask stays numpy (the sampler draws coordinates with numpy's generator)."""
+    if like is None:
+        return problem, model, tensors
+    inputs = {k: backend.asarray(v, like) for k, v in problem.inputs.items()}
+    moved = FitProblem(problem.network, backend.asarray(problem.target, like), problem.mask,
+                       inputs, problem.memory_limit)
+    return (moved, SampledModel(problem.network, inputs, model.optimize),
+            {k: backend.asarray(v, like) for k, v in tensors.items()})
 
 
 def _honest(converged: bool, history: list[dict], info: dict, optimizer: str) -> bool:
@@ -723,7 +776,8 @@ real and imaginary parts, :class:`~tnc.fitting.optimizers.Packing`) and Adam ste
 def descent(grads: dict) -> dict:
     """Gradients of the reverse sweep as descent directions: unchanged when real, their
     conjugates when complex (see :data:`COMPLEX_GAUSSIAN`)."""
-    return {k: g.conj() if np.iscomplexobj(g) else g for k, g in grads.items()}
+    return {k: (g.conj() if np.iscomplexobj(g) else g) if type(g) is np.ndarray
+            else backend.conj(g) for k, g in grads.items()}
 
 
 register_method("gcp", GCPOptions, run_gcp, sparse=True, dtypes=REAL + COMPLEX)
