@@ -506,3 +506,40 @@ def test_missing_and_restart_errors(options, message):
     model, data, masks = gappy_planted()
     with pytest.raises(tnc.TncError, match=message):
         tnc.fit_model(model, data, mask=masks, progress=False, **options)
+
+
+# -- dtypes and array libraries at fit_model's boundary ---------------------------------------
+@pytest.mark.parametrize("method", ["als", "gcp"])
+def test_float32_data_give_float32_tensors_with_the_float64_fit(method):
+    model, _, data = planted()
+    exact = tnc.fit_model(model, data, method, progress=False)
+    single = tnc.fit_model(model, {k: v.astype(np.float32) for k, v in data.items()}, method,
+                           progress=False)
+    assert {v.dtype for v in single.tensors.values()} == {np.dtype(np.float32)}
+    for name, tensor in exact.tensors.items():        # the data differ by float32 rounding
+        np.testing.assert_allclose(single.tensors[name], tensor, rtol=0,
+                                   atol=1e-4 * np.abs(tensor).max())
+    mixed = tnc.fit_model(model, {"T1": data["T1"].astype(np.float32), "T2": data["T2"]},
+                          method, progress=False)
+    assert {v.dtype for v in mixed.tensors.values()} == {np.dtype(np.float64)}  # promoted
+
+
+def test_complex_data_are_refused_naming_the_data_set():
+    model, _, data = planted()
+    with pytest.raises(tnc.TncError, match="fit_model fits real data.*`T2` is complex128"):
+        tnc.fit_model(model, {"T1": data["T1"], "T2": data["T2"].astype(complex)},
+                      progress=False)
+
+
+def test_torch_data_come_back_as_torch_tensors():
+    torch = pytest.importorskip("torch")
+    model, _, data = planted()
+    reference = tnc.fit_model(model, data, progress=False)
+    result = tnc.fit_model(model, {k: torch.from_numpy(v) for k, v in data.items()},
+                           progress=False)
+    assert all(isinstance(t, torch.Tensor) for t in result.tensors.values())
+    for name, tensor in reference.tensors.items():
+        np.testing.assert_allclose(result.tensors[name].numpy(), tensor, rtol=1e-12)
+    with pytest.raises(tnc.TncError, match="two libraries"):
+        tnc.fit_model(model, {"T1": torch.from_numpy(data["T1"]), "T2": data["T2"]},
+                      progress=False)

@@ -58,6 +58,8 @@ from tnc.lang.compiler import read_source
 from tnc.errors import TncError
 from tnc.fitting.front import (FitProblem, _sizes_from_shape, as_target, check_finite, split_missing,
                       with_array_mask)
+from tnc.engine import backend
+from tnc.fitting.backends import foreign, to_library
 from tnc.fitting.gcp import DenseObjective, check_loss_data, run_lbfgsb
 from tnc.models.model import CoupledModel, Term, compile_model, coupled_model, pick_model
 from tnc.options import validated
@@ -166,8 +168,39 @@ def fit_model(model, data: dict, method: str = "als", *, mask=None, name=None,
     three starts, ``info["restarts"]``). ``masks=`` is the old name of ``mask``
     (deprecated); ``memory_limit`` (bytes, ``"auto"`` or None) bounds every
     allocation the fit checks. The result's ``history`` holds one record per sweep or iteration
-    (:mod:`tnc.fitting.records`).
+    (:mod:`tnc.fitting.records`). Data of torch, jax or cupy come back as tensors of their
+    library and device; the fit runs in float64 and the tensors come back in the data's
+    float dtype (float32 data: float32 tensors; mixed: numpy's promotion; integers:
+    float64). Complex data are refused (coupled fits are real).
     """
+    like, dtype = _data_kind(data, mask)
+    result = _fit_model(model, data, method, mask, name, sizes, settings, options)
+    result.tensors = {k: v.astype(dtype, copy=False) for k, v in result.tensors.items()}
+    return result if like is None else to_library(result, like)
+
+
+def _data_kind(data, mask) -> tuple:
+    """``(foreign array or None, the float dtype the tensors come back in)`` of
+    :func:`fit_model`'s data; a TncError naming a complex data set."""
+    if not isinstance(data, dict):
+        return None, np.float64
+    arrays = {f"data {k}": v for k, v in data.items() if not isinstance(v, SparseTensor)}
+    if isinstance(mask, dict):
+        arrays.update({f"mask {k}": v for k, v in mask.items()})
+    like = foreign(arrays)
+    dtypes = {}
+    for key, value in data.items():
+        value = getattr(value, "values", value)           # a SparseTensor's nonzeros
+        dtypes[key] = backend.dtype_of(value) if hasattr(value, "dtype") else np.dtype(float)
+        if dtypes[key].kind == "c":
+            raise TncError(f"fit_model fits real data; data set `{key}` is {dtypes[key]} "
+                           "(fit complex data with tnc.fit)")
+    floats = [d if d.kind == "f" else np.dtype(np.float64) for d in dtypes.values()]
+    return like, np.result_type(*floats) if floats else np.dtype(np.float64)
+
+
+def _fit_model(model, data, method, mask, name, sizes, settings, options) -> CoupledResult:
+    """:func:`fit_model` on the data's numpy values, in float64."""
     options = renamed(options, "fit_model", MODEL_ALIASES)
     masks = given_once(mask, options, "mask", "fit_model")
     if method not in ENGINES:
