@@ -29,12 +29,14 @@ halves (down to ``MIN_CAP``) when no step helps.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
 
 from tnc.engine.plan import check_allocation
+from tnc.engine.trees import chain_tree, evaluate, path_tree
 
 START_CAP = 2.0      # first bound on the step s (s = 1 is plain ALS)
 MIN_CAP = 1.5
@@ -52,23 +54,28 @@ class LineSearch:
     (the model at the sweep's start, reused by EM's imputation), then
     :meth:`step` with the tensors the sweep started from.
 
-    Cost per sweep: ``N - 1`` contractions of the model (written straight into
-    one preallocated ``(N + 1, size)`` block of node values), one GEMM for the
-    Gram of the node values and one for the data's products with them, and one
-    combination of the rows for the model at the chosen step: about ``N + 3``
-    passes over data-sized arrays, no temporaries of that size.
+    Complete data go through :class:`CompleteLine` (one extra pass over X and small
+    networks per sweep, no dense model). With a mask (EM, WLS) the dense path: ``N - 1``
+    contractions of the model (written straight into one preallocated ``(N + 1, size)``
+    block of node values), one GEMM for the Gram of the node values and one for the
+    data's products with them, and one combination of the rows for the model at the
+    chosen step: about ``N + 3`` passes over data-sized arrays.
     """
 
     def __init__(self, fit):
         self.fit = fit
         self.cap = START_CAP
-        self.model = None          # the network's output at the current tensors, if known
+        self.model = None          # dense path: the network's output at the current tensors
+        self.started = False       # whether the last sweep left a start for a line
+        self.sweeps = 0
         self.accepted = 0
-        size, rows = fit.problem.target.size, len(fit.tensors) + 1
-        check_allocation(8 * size * rows, "the extrapolation's line tensors")
-        self.stack = np.empty((rows, size))      # the model at each node, one row each
-        self.weight = None if fit.mask is None else fit.mask.ravel().astype(float)
-        self.scratch = None if fit.mask is None else np.empty((rows, min(size, GRAM_BLOCK)))
+        self.line = CompleteLine.of(fit)
+        if self.line is None:
+            size, rows = fit.problem.target.size, len(fit.tensors) + 1
+            check_allocation(8 * size * rows, "the extrapolation's line tensors")
+            self.stack = np.empty((rows, size))      # the model at each node, one row each
+            self.weight = None if fit.mask is None else fit.mask.ravel().astype(float)
+            self.scratch = None if fit.mask is None else np.empty((rows, min(size, GRAM_BLOCK)))
 
     def start_model(self):
         """The model at the tensors the sweep starts from (computed once)."""
@@ -79,38 +86,51 @@ class LineSearch:
     def step(self, old: dict, loss: float, model_value):
         """``(loss, model)`` after extrapolating from ``old`` (tensors at the sweep's start)
         through the fit's current tensors; ``loss`` (data part) and ``model_value`` (or None)
-        describe the current tensors. The fit's tensors change only when the loss drops."""
-        fit = self.fit
+        describe the current tensors. The fit's tensors change only when the loss drops;
+        the model returned is None when the complete-data path did not need it."""
+        fit, dense = self.fit, self.line is None
+        self.sweeps += 1
         first, self.model = self.model, None
+        started, self.started = self.started, True
         if loss <= TINY_LOSS * fit.xx:
             self.model = model_value
             return loss, model_value
-        if first is None:           # the first sweep: M(0) of the next one
-            self.model = fit.reconstruct() if model_value is None else model_value
+        if not started:             # the first sweep (dense: M(0) of the next one)
+            if dense:
+                self.model = fit.reconstruct() if model_value is None else model_value
             return loss, model_value
         new = dict(fit.tensors)
         direction = {n: new[n] - old[n] for n in new}
         cap = min(self.cap, _nonneg_bound(old, direction, fit.settings.nonneg))
         if cap <= 1.0 + 1e-9:
+            self.started = False
             return loss, model_value
-        current = fit.reconstruct() if model_value is None else model_value
-        nodes = self._nodes(old, direction, cap, first, current)
-        x, predicted, at_one = self._minimum(nodes, old, direction, cap)
+        if dense:
+            current = fit.reconstruct() if model_value is None else model_value
+            nodes = self._nodes(old, direction, cap, first, current)
+            x, predicted, at_one = self._minimum(nodes, old, direction, cap)
+        else:
+            current = model_value
+            x, predicted, at_one = self.line.minimum(old, direction, cap, self.sweeps)
         exact = loss <= EXACT_LOSS * fit.xx
         if not exact and predicted >= at_one - MARGIN * fit.xx:
             return self._reject(loss, current)
         s = cap * (x + 1) / 2
         tensors = {n: old[n] + s * direction[n] for n in new}
-        if exact:      # near an exact fit: the interpolant's rounding would show, contract
+        if exact:      # near an exact fit: the polynomial's rounding would show, contract
+            current = fit.reconstruct() if current is None else current
             model = fit.problem.network.contract({**tensors, **fit.problem.inputs})
-            loss = self._loss(model)
-            if not loss + penalty(fit, tensors) < self._loss(current) + penalty(fit, new):
+            stepped = self._loss(model)
+            if not stepped + penalty(fit, tensors) < self._loss(current) + penalty(fit, new):
                 return self._reject(loss, current)
+            loss = stepped
         else:
-            model = self.interpolate(nodes, x).reshape(current.shape)
+            model = self.interpolate(nodes, x).reshape(current.shape) if dense else None
             loss = predicted - penalty(fit, tensors)
         for name, array in tensors.items():
             fit.set_tensor(name, array)
+        if not dense:
+            self.line.plant(s)
         if s >= 0.99 * cap:
             self.cap = min(2 * self.cap, MAX_CAP)
         self.accepted += 1
@@ -145,7 +165,8 @@ class LineSearch:
         return _lagrange(nodes, np.array([x]))[0] @ self.stack
 
     def _minimum(self, nodes, old, direction, cap):
-        """``(x, loss at x, loss at s = 1)`` of the line's loss polynomial on s in [1, cap].
+        """``(x, loss at x, loss at s = 1)`` of the line's loss polynomial on s in [1, cap]
+        (the dense path).
 
         With ``V`` the node rows, ``W`` the 0/1 mask and ``L(x)`` the Lagrange weights,
         the model is ``L(x) V`` and the data loss ``|X|² - 2 L Vx + L (V W Vᵀ) Lᵀ``:
@@ -154,22 +175,173 @@ class LineSearch:
         gram = _masked_gram(stack, self.weight, self.scratch)
         products = stack @ fit.observed_target.ravel()     # the data is 0 off the mask
         line = _line(len(nodes) - 1, cap)
-        degree, points, weights = 2 * (len(nodes) - 1), line.points, line.weights
+        points, weights = line.points, line.weights
         values = fit.xx - 2 * weights @ products + np.einsum("pi,ij,pj->p", weights, gram, weights)
         values += _penalty_line(fit, old, direction, cap * (points + 1) / 2)
-        series = np.linalg.solve(line.vander, values)
-        one = 2.0 / cap - 1.0
-        roots = cheb.chebroots(cheb.chebder(series)) if degree > 1 else np.array([])
-        candidates = np.concatenate([roots[(np.abs(roots.imag) < 1e-9) & (roots.real > one)
-                                           & (roots.real < 1.0)].real, [one, 1.0]])
-        losses = cheb.chebval(candidates, series)
-        best = int(np.argmin(losses))
-        return float(candidates[best]), float(losses[best]), float(losses[-2])
+        return _lowest(values, line, cap)
 
     def _loss(self, model) -> float:
         """Data loss of ``model`` on the fitted entries."""
         residual = _observed(self.fit, self.fit.problem.target - model)
         return float(np.vdot(residual, residual))
+
+
+class CompleteLine:
+    """The loss along the line ``T(s) = T_old + s D`` on complete data, from small networks.
+
+    ``|X - M(s)|^2 = |X|^2 - 2 <X, M(s)> + <M(s), M(s)>``:
+
+    * ``<M(s), M(s)>`` (degree ``2N`` in ``s``) is the model-norm network (the ALS Gram
+      network with every tensor included: for CP, Hadamard products of ``R x R`` Grams)
+      evaluated at the ``2N + 1`` sample points of the loss;
+    * ``<X, M(s)>`` (degree ``N``) is split at the first contraction that brings a
+      parameter ``q`` to X: ``Z(s) = X x q(s) = Z_new + (s - 1) Z_D`` with ``Z_new``
+      (X with the current ``q``) from the ALS cache and ``Z_D = X x D_q`` the one extra
+      pass over X; the rest of the network (``Z`` is ``1/I`` of X times a rank for CP)
+      is evaluated at ``N + 1`` Chebyshev points and interpolated.
+
+    ``q`` and the split are those of the next sweep's first right-hand side, so after a
+    step the data contraction at it, ``Z(s)``, goes into the ALS cache
+    (:meth:`plant`) and that update does not stream X again: about one pass over X per
+    sweep beyond plain ALS, and no data-sized model. Exact up to rounding.
+
+        >>> import tnc
+        >>> net = tnc.library("cp", I=5, J=4, K=3, R=2)
+        >>> X = net.contract(net.random(seed=1))
+        >>> fit = tnc.fit(net, X, method="als", progress=False, extrapolate=True)
+        >>> fit.rel_error < 1e-8
+        True
+    """
+
+    def __init__(self, fit, params: frozenset):
+        self.fit, self.params = fit, params
+        model = fit.model
+        self.norm = path_tree(model.mm, list(model.mm.legs), "auto")
+        self.fixed: dict = {}      # parameter-free intermediates (data, inputs), kept
+        self.plans: dict = {}      # id of the next sweep's first RHS tree -> split
+        self.split = None          # (split node, q's name, Z_new, Z_D) of the last search
+
+    @classmethod
+    def of(cls, fit):
+        """The complete-data line of ``fit``, or None (masked data: the dense path)."""
+        if fit.mask is not None or fit.mode != "dense":
+            return None
+        return cls(fit, frozenset(fit.model.label_of.values()))
+
+    def minimum(self, old: dict, direction: dict, cap: float, sweep: int):
+        """``(x, loss at x, loss at s = 1)`` on ``s = cap (x + 1) / 2`` in ``[1, cap]``,
+        penalties included, for the line through ``old`` along ``direction``."""
+        fit = self.fit
+        line = _line(len(direction), cap)
+        steps = cap * (line.points + 1) / 2
+        norms = np.array([self._norm(old, direction, s) for s in steps])
+        values = fit.xx - 2 * self._products(old, direction, cap, sweep, line.points) + norms
+        values += _penalty_line(fit, old, direction, steps)
+        return _lowest(values, line, cap)
+
+    def plant(self, s: float) -> None:
+        """Store ``Z(s)``, the split node's value at the step taken, in the ALS cache."""
+        node, _, new, change = self.split
+        self.fit.cache[node.key] = new + (s - 1.0) * change
+
+    def _norm(self, old, direction, s) -> float:
+        values = self._values({n: old[n] + s * d for n, d in direction.items()})
+        return float(np.real(self._evaluate(self.norm, values, {})))
+
+    def _products(self, old, direction, cap, sweep, points):
+        """``<X, M(s)>`` at ``points`` (``x``), exact: degree ``N`` from ``N + 1`` values."""
+        fit = self.fit
+        tree, node, name = self._plan(sweep * len(fit.model.order))
+        new = evaluate(node, fit.values, fit.cache)          # cached, or the next sweep's
+        change = node.expression(*(
+            evaluate(c, {**fit.values, **self._uses(name, direction[name])}, {})
+            if c.leaves & self.params else evaluate(c, fit.values, fit.cache)
+            for c in node.children))
+        self.split = (node, name, new, change)
+        degree = len(direction)
+        at = -np.cos(np.pi * np.arange(degree + 1) / degree)
+        sampled = []
+        for x in at:
+            s = cap * (x + 1) / 2
+            values = self._values({n: old[n] + s * d for n, d in direction.items()})
+            sampled.append(float(np.real(self._evaluate(
+                tree, values, {node.key: new + (s - 1.0) * change}))))
+        series = np.linalg.solve(cheb.chebvander(at, degree), np.array(sampled))
+        return cheb.chebval(points, series)
+
+    def _plan(self, step: int):
+        """``(scalar tree of <X, M>, split node, q's name)`` through the RHS tree of update
+        ``step``: that tree joined with the updated tensor's leaf."""
+        model = self.fit.model
+        rhs = model.rhs_at(step)
+        plan = self.plans.get(id(rhs))
+        if plan is None:
+            target = next(iter(rhs.leaves - self.params - _inputs(model, rhs.leaves)))
+            updated = next(k for k in self.params if k not in rhs.leaves)
+            tree = model.xm.join(rhs, model.xm.leaf(updated))
+            node = _split(tree, target, self.params)
+            if len(node.leaves & self.params) != 1:     # several tensors meet X at once
+                node, tree = _own_split(model, target, self.params)
+            (q,) = node.leaves & self.params
+            plan = self.plans[id(rhs)] = (tree, node, model.name_of[q])
+        return plan
+
+    def _uses(self, name, array) -> dict:
+        """The leaves of every use of ``name`` in both scalar networks, set to ``array``
+        (real data only: the line search refuses complex data)."""
+        leaves = {}
+        for label, owner in self.fit.model.name_of.items():
+            if owner == name:
+                leaves.update({label: array, ("1", label): array, ("2", label): array})
+        return leaves
+
+    def _values(self, tensors: dict) -> dict:
+        values = dict(self.fit.values)
+        for name, array in tensors.items():
+            values.update(self._uses(name, array))
+        return values
+
+    def _evaluate(self, tree, values, planted):
+        """``tree`` at ``values``, the parameter-free intermediates kept across calls."""
+        cache = {**self.fixed, **planted}
+        value = evaluate(tree, values, cache)
+        for key, array in cache.items():
+            if key not in self.fixed and not any(_label(k) in self.params for k in key[1]):
+                self.fixed[key] = array
+        return value
+
+
+def _label(leaf):
+    """The tensor use a leaf stands for (``("1", k)`` and ``("2", k)`` copies: ``k``)."""
+    return leaf[1] if isinstance(leaf, tuple) else leaf
+
+
+def _inputs(model, leaves) -> set:
+    return {k for k in leaves if not isinstance(k, tuple) and k in model.name_of
+            and k not in model.label_of.values()}
+
+
+def _split(tree, target, params):
+    """The lowest node of ``tree`` holding ``target`` whose child holding it has no
+    parameter: where the first parameters meet the data."""
+    node = tree
+    while True:
+        child = next(c for c in node.children if target in c.leaves)
+        if not child.children or not child.leaves & params:
+            return node
+        node = child
+
+
+def _own_split(model, target, params):
+    """A scalar ``<X, M>`` tree whose first product is X with one parameter: the one
+    leaving the smallest intermediate."""
+    xm = model.xm
+    sharing = [k for k in params if set(xm.legs[k]) & set(xm.legs[target])]
+    q = min(sharing, key=lambda k: math.prod(
+        xm.sizes[ix] for ix in xm.join(xm.leaf(target), xm.leaf(k)).indices))
+    others = [k for k in xm.legs if k not in (target, q)]
+    tree = chain_tree(xm, target, [[q], others] if others else [[q]])
+    return _split(tree, target, params), tree
 
 
 def penalty(fit, tensors) -> float:
@@ -226,6 +398,20 @@ def _line(degree: int, cap: float) -> Line:
     order = 2 * degree
     points = -np.cos(np.pi * np.arange(order + 1) / max(order, 1))
     return Line(nodes, points, _lagrange(nodes, points), cheb.chebvander(points, order))
+
+
+def _lowest(values, line: Line, cap: float):
+    """``(x, value, value at s = 1)``: the minimum over ``s = cap (x + 1) / 2`` in
+    ``[1, cap]`` of the polynomial of degree ``2N`` sampled at ``line.points``, from the
+    roots of its derivative."""
+    series = np.linalg.solve(line.vander, values)
+    one = 2.0 / cap - 1.0
+    roots = cheb.chebroots(cheb.chebder(series)) if len(series) > 2 else np.array([])
+    candidates = np.concatenate([roots[(np.abs(roots.imag) < 1e-9) & (roots.real > one)
+                                       & (roots.real < 1.0)].real, [one, 1.0]])
+    losses = cheb.chebval(candidates, series)
+    best = int(np.argmin(losses))
+    return float(candidates[best]), float(losses[best]), float(losses[-2])
 
 
 def _lagrange(nodes, points):
