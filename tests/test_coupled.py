@@ -526,7 +526,7 @@ def test_float32_data_give_float32_tensors_with_the_float64_fit(method):
 
 def test_complex_data_are_refused_naming_the_data_set():
     model, _, data = planted()
-    with pytest.raises(tnc.TncError, match="fit_model fits real data.*`T2` is complex128"):
+    with pytest.raises(tnc.TncError, match="'coupled als' fits real data.*`T2` is complex128"):
         tnc.fit_model(model, {"T1": data["T1"], "T2": data["T2"].astype(complex)},
                       progress=False)
 

@@ -94,8 +94,9 @@ METHODS = [
     Row("gcp adam", _method("gcp", optimizer="adam", max_iter=20, epoch_iters=50,
                             batch_size=100, lr=0.05), REAL + COMPLEX, close=0.01),
     Row("nls", _method("nls"), REAL),
-    # coupled models (tnc/fitting/coupled.py) fit in float64 only, so far
-    Row("coupled als", coupled_fit, ("float64",), fitted_in="float64", policy=False),
+    # coupled models (tnc/fitting/coupled.py) compute in float64 and return the data's
+    # float dtype; complex data are refused
+    Row("coupled als", coupled_fit, REAL),
 ]
 
 

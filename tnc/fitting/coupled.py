@@ -71,6 +71,7 @@ from tnc.fitting.result import (FORMAT_VERSION, NUMBER, NUMBERS, OBJECT, SIZES, 
                      TEXTS, Field, Result, check_shapes, compile_saved, is_int, is_number,
                      read_archive, rebuilt, records_of, write_archive)
 from tnc.engine.sparse import SparseTensor
+from tnc.fitting.dtypes import REAL, fit_dtype, promoted
 from tnc.fitting.tv import along, majoriser_weights, total_variation
 
 
@@ -173,30 +174,34 @@ def fit_model(model, data: dict, method: str = "als", *, mask=None, name=None,
     float dtype (float32 data: float32 tensors; mixed: numpy's promotion; integers:
     float64). Complex data are refused (coupled fits are real).
     """
-    like, dtype = _data_kind(data, mask)
+    like, dtype = _data_kind(data, mask, method, options.get("init"))
     result = _fit_model(model, data, method, mask, name, sizes, settings, options)
     result.tensors = {k: v.astype(dtype, copy=False) for k, v in result.tensors.items()}
     return result if like is None else to_library(result, like)
 
 
-def _data_kind(data, mask) -> tuple:
+def _data_kind(data, mask, method, init) -> tuple:
     """``(foreign array or None, the float dtype the tensors come back in)`` of
-    :func:`fit_model`'s data; a TncError naming a complex data set."""
+    :func:`fit_model`'s data and starting tensors, by the dtype policy every method
+    follows (:func:`tnc.fitting.dtypes.promoted`, real dtypes only): a TncError names
+    a complex data set, an integer starting tensor or an unsupported dtype."""
     if not isinstance(data, dict):
-        return None, np.float64
+        return None, np.dtype(np.float64)
     arrays = {f"data {k}": v for k, v in data.items() if not isinstance(v, SparseTensor)}
     if isinstance(mask, dict):
         arrays.update({f"mask {k}": v for k, v in mask.items()})
-    like = foreign(arrays)
-    dtypes = {}
-    for key, value in data.items():
-        value = getattr(value, "values", value)           # a SparseTensor's nonzeros
-        dtypes[key] = backend.dtype_of(value) if hasattr(value, "dtype") else np.dtype(float)
-        if dtypes[key].kind == "c":
-            raise TncError(f"fit_model fits real data; data set `{key}` is {dtypes[key]} "
-                           "(fit complex data with tnc.fit)")
-    floats = [d if d.kind == "f" else np.dtype(np.float64) for d in dtypes.values()]
-    return like, np.result_type(*floats) if floats else np.dtype(np.float64)
+    values = {k: v.values if isinstance(v, SparseTensor) else v for k, v in data.items()}
+    values = {k: v if hasattr(v, "dtype") else np.asarray(v, dtype=float) for k, v in values.items()}
+    what = f"coupled {method}" if isinstance(method, str) else "coupled"
+    for key, value in values.items():
+        if backend.dtype_of(value).kind == "c":
+            raise TncError(f"method {what!r} fits real data; data set `{key}` is "
+                           f"{backend.dtype_of(value)} (fit complex data with tnc.fit)")
+    init = init.tensors if isinstance(init, CoupledResult) else init
+    dtype = promoted(np.float64 if not values else np.result_type(
+        *[fit_dtype(backend.dtype_of(v), what, REAL, f"data set `{k}`") for k, v in values.items()]),
+        init, {}, what, REAL)
+    return foreign(arrays), dtype
 
 
 def _fit_model(model, data, method, mask, name, sizes, settings, options) -> CoupledResult:
