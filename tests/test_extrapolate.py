@@ -148,3 +148,34 @@ def test_an_all_missing_slice_is_named():
     mask[:, 2, :] = False
     with pytest.raises(tnc.TncError, match=r"slice 2 of axis 1 \(index `j`\)"):
         tnc.fit(net, X, mask=mask, method="als", progress=False)
+
+
+@pytest.mark.parametrize("kind,sizes", NETWORKS)
+def test_complete_data_line_matches_brute_force_losses(kind, sizes):
+    """CompleteLine (model-norm network + split data term, no dense model) finds the same
+    loss along the line as contracting the model at each step: at its minimum, at s = 1,
+    and no grid point of [1, cap] is lower."""
+    from tnc.fitting.als import Fit, als_model, resolve_settings, ALSOptions
+    from tnc.fitting.front import FitProblem
+    net, X = planted(kind, sizes)
+    X = X + 0.05 * np.random.default_rng(0).standard_normal(X.shape)
+    problem = FitProblem(net, X, None, {})
+    settings = resolve_settings(problem, ALSOptions(l2=0.01))
+    old, new = net.random(seed=2), net.random(seed=3)
+    fit = Fit(problem, als_model(net, settings.order, "auto"), settings, dict(new), None)
+    search = extrapolate.LineSearch(fit)
+    assert search.line is not None                      # the complete-data path
+    direction = {n: new[n] - old[n] for n in old}
+    cap = 3.0
+
+    def loss(s):
+        tensors = {n: old[n] + s * direction[n] for n in old}
+        residual = X - net.contract(tensors)
+        return float(np.vdot(residual, residual)) + 0.01 * sum(
+            float(np.vdot(t, t)) for t in tensors.values())
+
+    for sweep in (1, 2):
+        x, value, at_one = search.line.minimum(old, direction, cap, sweep)
+        assert value == pytest.approx(loss(cap * (x + 1) / 2), rel=1e-10)
+        assert at_one == pytest.approx(loss(1.0), rel=1e-10)
+        assert value <= min(loss(s) for s in np.linspace(1.0, cap, 401)) * (1 + 1e-10)
