@@ -347,3 +347,15 @@ def test_native_adam_refuses_what_it_lacks_by_name():
                 sampler="stratified", **ADAM)
     with pytest.raises(TncError, match="backend"):
         tnc.fit(NET, torch.from_numpy(planted()), "gcp", backend="gpu", progress=False, **ADAM)
+
+
+@pytest.mark.parametrize("kind,method", [("tt", None), ("tucker", "sthosvd"), ("tucker", "hooi")])
+def test_decompose_of_torch_data_returns_torch_tensors_equal_to_numpy(kind, method):
+    data = planted(np.float32)
+    on_numpy = tnc.decompose(data, kind, ranks=2, method=method)
+    on_torch = tnc.decompose(torch.from_numpy(data).requires_grad_(), kind, ranks=2,
+                             method=method)
+    assert on_torch.rel_error == pytest.approx(on_numpy.rel_error, rel=1e-6)
+    for name, tensor in on_torch.tensors.items():
+        assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32, name
+        np.testing.assert_allclose(tensor.numpy(), on_numpy.tensors[name], rtol=1e-6, atol=1e-6)

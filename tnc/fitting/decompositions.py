@@ -52,8 +52,23 @@ def decompose(data, kind: str, ranks=None, rel_error: float | None = None, *,
     relative to itself; ``converged`` says whether it did). The data are
     scaled by a power of two first (:func:`scale_exponent`), so ``c * X``
     gives ``c`` times the decomposition of ``X``, the same ranks and sweeps.
-    Returns a :class:`FitResult` (see the module docstring).
+    Returns a :class:`FitResult` (see the module docstring). Data of torch, jax or cupy
+    are decomposed on numpy and the tensors come back in the data's library and device.
+
+        >>> import numpy as np, tnc
+        >>> X = np.random.default_rng(0).standard_normal((4, 5, 6))
+        >>> tnc.decompose(X, "tt", ranks=[4, 6]).rel_error < 1e-12      # exact ranks
+        True
     """
+    from tnc.fitting.backends import foreign, to_library
+    like = foreign({"data": data})
+    result = _decompose(data if like is None else backend.to_numpy(backend.detach(data)),
+                        kind, ranks, rel_error, method, max_sweeps, tol)
+    return result if like is None else to_library(result, like)
+
+
+def _decompose(data, kind, ranks, rel_error, method, max_sweeps, tol):
+    """:func:`decompose` on numpy or out-of-core data."""
     from tnc.engine.blocks import out_of_core_kind
     if out_of_core_kind(data) is not None:      # memmap, zarr, h5py, dask: streamed in blocks
         from tnc.fitting.streamed_tucker import decompose_streamed
@@ -99,7 +114,7 @@ def _check_data(data) -> np.ndarray:
     refuse_masked(data)
     if isinstance(data, (str, bytes)):
         raise TncError(f"decompose needs a numeric array, got {type(data).__name__}")
-    X = np.asarray(getattr(data, "detach", lambda: data)())     # a torch tensor's value
+    X = np.asarray(data)
     X = X.astype(working_dtype(X.dtype, "decompose"), copy=False)
     if X.ndim < 2:
         raise TncError(f"decompose needs a tensor with at least 2 dimensions, got shape {X.shape}")

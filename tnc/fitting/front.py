@@ -123,9 +123,12 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     data in complex where the method fits it (else a TncError naming the dtype and the
     method); integer and boolean data in float64; ``init`` and ``inputs`` tensors join
     by numpy's promotion rules (float32 data with a float64 start: float64; integer
-    starting tensors: an error). torch, jax and cupy arrays are fitted on their numpy
-    values and the tensors returned in their library, device and dtype
-    (:mod:`tnc.fitting.backends`; a tensor that requires grad: its detached value).
+    starting tensors: an error). torch, jax and cupy arrays come back as tensors of their
+    library, device and dtype (a tensor that requires grad is fitted on its detached
+    value); ALS and GCP's Adam run natively on torch and jax arrays under ``backend=``
+    (``"auto"``: natively on a GPU, on the numpy values on a CPU, where that was
+    measured faster; ``"native"``; ``"numpy"``), every other method on the numpy values
+    (:mod:`tnc.fitting.backends`).
     Every method's result fills ``rel_error``, ``iterations``, ``converged`` and
     ``history`` alike (:mod:`tnc.fitting.records`); ``target=`` and
     ``max_sweeps=`` are the old names of ``data`` and ``max_iter`` (deprecated).
