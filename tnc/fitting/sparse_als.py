@@ -288,26 +288,45 @@ def _start(problem, layout: dict, init, seed, nonneg) -> dict:
     return _scaled(problem.target, factors)
 
 
-def _svd_factor(data: SparseTensor, mode: int, current, rng):
-    """As :func:`tnc.fitting.als.svd_start`: the leading left singular vectors of the
-    mode-``mode`` unfolding (from its sparse Gram), extra columns kept random."""
+def leading_vectors(data: SparseTensor, modes: list, k: int, rng) -> np.ndarray:
+    """The leading left singular vectors of the unfolding of ``data`` with ``modes`` as
+    rows, ``(rows, k')`` by decreasing singular value, from the unfolding's sparse Gram:
+    all of them (dense ``eigh``) up to ``EIGH_BELOW`` rows, else ``k' = min(k, rows - 1)``
+    (``eigsh``).
+
+        >>> x = SparseTensor.from_dense(np.diag([1.0, 3.0, 2.0])[:, :, None])
+        >>> np.abs(leading_vectors(x, [0], 1, np.random.default_rng(0))[:, 0]).round(6)
+        array([0., 1., 0.])
+    """
     import scipy.sparse
     import scipy.sparse.linalg
-    rows = data.coords[:, mode]
-    rest = [m for m in range(data.ndim) if m != mode]
+    shape = [data.shape[m] for m in modes]
+    rest = [m for m in range(data.ndim) if m not in modes]
+    rows = np.ravel_multi_index(tuple(data.coords[:, modes].T), shape)
     columns = np.ravel_multi_index(tuple(data.coords[:, rest].T), [data.shape[m] for m in rest]) \
         if rest else np.zeros(data.nnz, np.int64)
+    n_rows = math.prod(shape)
     unfolding = scipy.sparse.csr_matrix((data.values, (rows, columns)),
-                                        shape=(data.shape[mode], int(columns.max(initial=0)) + 1))
-    gram = unfolding @ unfolding.T
-    k = min(current.shape)
-    if data.shape[mode] <= EIGH_BELOW:
-        vectors = np.linalg.eigh(gram.toarray())[1][:, ::-1]
-    else:
-        k = min(k, data.shape[mode] - 1)
-        _, vectors = scipy.sparse.linalg.eigsh(gram, k=k, which="LA", v0=rng.random(gram.shape[0]))
-        vectors = vectors[:, ::-1]
-    new = current.copy()
+                                        shape=(n_rows, int(columns.max(initial=0)) + 1))
+    gram = unfolding @ unfolding.conj().T
+    if n_rows <= EIGH_BELOW:
+        return np.linalg.eigh(gram.toarray())[1][:, ::-1]
+    _, vectors = scipy.sparse.linalg.eigsh(gram, k=min(k, n_rows - 1), which="LA",
+                                           v0=rng.random(n_rows))
+    return vectors[:, ::-1]
+
+
+def _svd_factor(data: SparseTensor, mode: int, current, rng):
+    """As :func:`tnc.fitting.als.svd_start`: the leading left singular vectors of the
+    mode-``mode`` unfolding (:func:`leading_vectors`), extra columns kept random."""
+    return with_leading(current, leading_vectors(data, [mode], min(current.shape), rng))
+
+
+def with_leading(rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``rows`` (a copy) with its first columns replaced by ``vectors``'s; the columns
+    beyond them (beyond the data's rank) stay random, scaled to about unit norm each."""
+    k = min(rows.shape[1], vectors.shape[1])
+    new = rows.copy()
     extra = new.shape[1] - k
     if extra:
         new[:, k:] *= math.sqrt(extra) / max(np.linalg.norm(new[:, k:]), 1e-300)
