@@ -98,8 +98,9 @@ def test_exact_low_rank_converges_and_callback_stops():
 def test_refusals_name_the_fault():
     x = SparseTensor.from_dense(sparse_data((4, 3, 2), 0.5, 6))
     tucker = tnc.library("tucker", I=4, J=3, K=2, R1=2, R2=2, R3=2)
-    with pytest.raises(tnc.TncError, match="needs a CP network"):
-        tnc.fit(tucker, x, method="als", progress=False)
+    with pytest.raises(tnc.TncError, match="needs a CP network"):   # the CP path itself
+        sparse_als.run_sparse_cp(tnc.fitting.front.FitProblem(tucker, x, None, {}),
+                                 tnc.fitting.als.ALSOptions())
     cp = tnc.library("cp", I=4, J=3, K=2, R=2)
     with pytest.raises(tnc.TncError, match="holdout"):
         tnc.fit(cp, x, method="als", holdout=0.2, progress=False)

@@ -60,6 +60,8 @@ from tnc.fitting.identifiable import check_identifiable, check_slices
 from tnc.fitting.dtypes import COMPLEX, REAL, random_start, real_dtype, resolution
 from tnc.fitting.front import FitProblem, check_finite, register_method, squared_norm
 from tnc.engine.plan import check_allocation
+from tnc.engine.sparse import SparseTensor
+from tnc.fitting.sparse_als import cp_layout, leading_vectors, run_sparse_cp, with_leading
 from tnc.engine.program import optimizer_key, program_of
 from tnc.engine.trees import (Leaves, Node, _nodes, arrange, chain_tree,  # noqa: F401
                               dimension_tree_groups, evaluate, path_tree, replay_flops,
@@ -196,7 +198,6 @@ class Model:
         self.wmm = Leaves("wmm", {WEIGHT: output, **self.mm.legs}, sizes, rank)
         self.order, self.optimize = list(order), optimize
         self.updates = {name: self._plan(name, order, optimize) for name in order}
-        self.check_memory()
 
     def check_memory(self, memory_limit="auto") -> None:
         """Raise :class:`~tnc.errors.MemoryLimitError` before any sweep when the largest
@@ -317,14 +318,20 @@ def leaf_values(label, array) -> dict:
     return {label: conj, ("1", label): array, ("2", label): conj}
 
 
-def als_model(network, order: list, optimize="auto") -> Model:
+def als_model(network, order: list, optimize="auto", dense_data: bool = True) -> Model:
     """The :class:`Model` of ``network`` for the sweep ``order``, planned once and kept by
     the network's program (:mod:`tnc.engine.program`: repeated fits — restarts,
-    cross-validation — skip the planning); planned anew for an optimizer object."""
+    cross-validation — skip the planning); planned anew for an optimizer object. With
+    ``dense_data`` its RHS trees must fit in memory (:meth:`Model.check_memory`); sparse
+    data never run them (:mod:`tnc.fitting.sparse_network`)."""
     if optimizer_key(optimize) is None:
-        return Model(network, list(order), optimize)
-    return program_of(network, optimize).memo(("als", tuple(order)),
-                                              lambda: Model(network, list(order), optimize))
+        model = Model(network, list(order), optimize)
+    else:
+        model = program_of(network, optimize).memo(
+            ("als", tuple(order)), lambda: Model(network, list(order), optimize))
+    if dense_data:
+        model.check_memory()
+    return model
 
 
 # -- one fit -----------------------------------------------------------------------------
@@ -611,15 +618,14 @@ def svd_start(target, net, update: Update, current, rng):
     sizes = net.spec.index_sizes
     axes = [net.output.index(ix) for ix in update.free]
     n_free = math.prod(sizes[ix] for ix in update.free)
-    unfolding = np.moveaxis(target, axes, range(len(axes))).reshape(n_free, -1)
-    _, vectors = np.linalg.eigh(unfolding @ unfolding.conj().T)
-    vectors = vectors[:, ::-1]
     shape = tuple(sizes[ix] for ix in update.free + update.bond)
-    rows = arrange(current, update.legs, update.free + update.bond).reshape(n_free, -1).copy()
-    k, extra = min(rows.shape), rows.shape[1] - min(rows.shape)
-    if extra:      # columns beyond the data's rank: random, about unit norm each
-        rows[:, k:] *= math.sqrt(extra) / max(np.linalg.norm(rows[:, k:]), 1e-300)
-    rows[:, :k] = vectors[:, :k]
+    rows = arrange(current, update.legs, update.free + update.bond).reshape(n_free, -1)
+    if isinstance(target, SparseTensor):
+        vectors = leading_vectors(target, axes, min(rows.shape), rng)
+    else:
+        unfolding = np.moveaxis(target, axes, range(len(axes))).reshape(n_free, -1)
+        vectors = np.linalg.eigh(unfolding @ unfolding.conj().T)[1][:, ::-1]
+    rows = with_leading(rows, vectors)
     return np.ascontiguousarray(arrange(rows.reshape(shape), update.free + update.bond,
                                         update.legs))
 
@@ -628,7 +634,9 @@ def _scaled(problem, model: Model, tensors: dict) -> dict:
     labels = list(model.mm.legs)
     tree = path_tree(model.mm, labels, "auto")
     mm = float(np.real(evaluate(tree, model.values(tensors, problem.inputs), {})))
-    xx = squared_norm(problem.target) * problem.target.size / problem.observed
+    target = problem.target
+    xx = squared_norm(target.values if isinstance(target, SparseTensor) else target) * (
+        target.size / problem.observed)
     if mm <= 0 or xx <= 0:
         return tensors
     factor = (xx / mm) ** (0.5 / len(tensors))
@@ -638,9 +646,9 @@ def _scaled(problem, model: Model, tensors: dict) -> dict:
 # -- the sweep loop ------------------------------------------------------------------------
 def split_holdout(problem: FitProblem, fraction: float, seed):
     """``(fit mask, held-out mask)``: a random ``fraction`` of the observed entries held out."""
-    observed = np.ones(problem.target.shape, bool) if problem.mask is None else problem.mask
-    if not fraction:
+    if not fraction:        # before any mask is made: sparse data's would be dense
         return problem.mask, None
+    observed = np.ones(problem.target.shape, bool) if problem.mask is None else problem.mask
     rng = np.random.default_rng(None if seed is None else seed + 7919)
     held = observed & (rng.random(observed.shape) < fraction)
     if not held.any() or held.sum() == observed.sum():
@@ -738,7 +746,7 @@ class Limits:
 def _windowed_tree(model: Model, fit: Fit, sweep: int, position: int):
     """The RHS tree of a sweep's update under the windowed schedule, or None (the plain
     tree): EM changes X every sweep, which breaks windows spanning two sweeps."""
-    if fit.mode == "em" or model.windows is None:
+    if fit.mode == "em" or not getattr(fit, "windowed", True) or model.windows is None:
         return None
     return model.rhs_at((sweep - 1) * len(model.order) + position)
 
@@ -780,19 +788,23 @@ def screened_start(problem, model, settings, options, seed, bar, make_fit=Fit):
 
 def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``.
-    Sparse data (a SparseTensor) go to :mod:`tnc.fitting.sparse_als` (CP networks)."""
-    if not isinstance(problem.target, np.ndarray):
-        from tnc.fitting.sparse_als import run_sparse_cp
+    Sparse data (a SparseTensor) on a CP network go to :mod:`tnc.fitting.sparse_als`, on
+    any other network to :mod:`tnc.fitting.sparse_network`'s products in this sweep."""
+    sparse = isinstance(problem.target, SparseTensor)
+    if sparse and cp_layout(problem.network) is not None:
         return run_sparse_cp(problem, options)
+    if sparse and (options.holdout or options.extrapolate):
+        raise TncError("ALS on sparse data takes no holdout= or extrapolate=")
     settings = resolve_settings(problem, options)
     check_slices(problem.network, problem.mask)
     check_identifiable(problem.network)
-    model = als_model(problem.network, settings.order, options.optimize)
-    make_fit = fit_class(problem, options, settings)
+    model = als_model(problem.network, settings.order, options.optimize, dense_data=not sparse)
+    make_fit = sparse_fit_class() if sparse else fit_class(problem, options, settings)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
     with Progress(options.max_iter * options.restarts, desc="als",
-                  enabled=options.progress) as bar, kernels.blas_serial(problem.target):
+                  enabled=options.progress) as bar, kernels.blas_serial(
+                      problem.target.values if sparse else problem.target):
         for k, seed in enumerate(seeds):
             init, screened = options.init, None
             if isinstance(init, str) and init == "auto":
@@ -810,7 +822,14 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
                 break
     best.wall_time = time.perf_counter() - start
     best.info["restarts"] = len(seeds)
+    if sparse:
+        best.info["sparse"] = True
     return best
+
+
+def sparse_fit_class():
+    from tnc.fitting.sparse_network import SparseFit
+    return SparseFit
 
 
 def fit_class(problem: FitProblem, options: ALSOptions, settings: Settings):

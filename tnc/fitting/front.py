@@ -116,7 +116,9 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     ``inputs``: the network's data tensors. Other keywords are the method's
     options (see ``tnc.fit_options(method)``). Sparse data (a
     :class:`tnc.SparseTensor` or a pydata ``sparse`` array) goes to methods
-    that take it (``"gcp"``) without ever being made dense. ``memory_limit``
+    that take it (``"gcp"``, and ``"als"``: CP on a compiled MTTKRP, any other network
+    on products over the nonzeros, :mod:`tnc.fitting.sparse_network`) without ever
+    being made dense. ``memory_limit``
     (bytes, ``"auto"`` or None) bounds every allocation the fit checks (the
     parameter tensors, contraction intermediates, ...).
     dtypes (:mod:`tnc.fitting.dtypes`): float32 data is fitted in float32 and complex
