@@ -12,7 +12,7 @@ products change (:class:`SparseProducts`):
   Each other tensor with an output leg is gathered at the nonzeros (one row per
   nonzero: a batch index ``e``); those rows are contracted per nonzero down to the bonds
   still needed (``P``'s own bonds and those of the tensors without output legs, like
-  a Tucker core); a sparse scatter matrix ``S[row(e), e] = x_e`` (scipy CSR) sums them
+  a Tucker core); a sparse scatter matrix ``S[row(e), e] = x_e`` (scipy CSC) sums them
   into ``P``'s output coordinates; that dense result meets the tensors without output
   legs (opt_einsum). A ``P`` without output legs (a Tucker core) scatters on the output
   legs of one other tensor instead, which joins the dense step: ``U_1^T (S_1 (U_2 (x)
@@ -136,7 +136,6 @@ class SparseProducts:
                                "a leg; pass data.to_dense()")
         self.symbols = {ix: oe.get_symbol(n + 1) for n, ix in enumerate(self.sizes)}
         self.rows: dict = {}        # output legs -> linear row of each nonzero
-        self.scatters: dict = {}    # (output legs, block start) -> CSR scatter matrix
         self.plans: dict = {}       # label (None: the model) -> its plan
 
     def rhs(self, label: int, arrays: dict):
@@ -249,7 +248,7 @@ class SparseProducts:
 
     def _gathered(self, label, matrix, block) -> np.ndarray:
         """Occurrence ``label``'s rows at the nonzeros of ``block``: ``(e, *bond legs)``."""
-        rows = matrix[self._rows(self._out(label))[block]]
+        rows = np.take(matrix, self._rows(self._out(label))[block], axis=0)  # 4x matrix[...]
         return rows.reshape((len(rows), *(self.sizes[ix] for ix in self._bonds(label))))
 
     def _rows(self, legs: tuple) -> np.ndarray:
@@ -261,15 +260,13 @@ class SparseProducts:
         return self.rows[legs]
 
     def _scatter(self, legs: tuple, block):
-        """``S`` with ``S[row(e), e] = x_e`` over the nonzeros of ``block``."""
+        """``S`` with ``S[row(e), e] = x_e`` over the nonzeros of ``block``: one entry per
+        column, so a CSC matrix straight from the arrays (no sort, nothing kept)."""
         import scipy.sparse
-        key = (legs, block.start)
-        if key not in self.scatters:
-            rows = self._rows(legs)[block]
-            self.scatters[key] = scipy.sparse.csr_matrix(
-                (self.data.values[block], (rows, np.arange(len(rows)))),
-                shape=(self._size(legs), len(rows)))
-        return self.scatters[key]
+        rows = self._rows(legs)[block]
+        return scipy.sparse.csc_matrix(
+            (self.data.values[block], rows, np.arange(len(rows) + 1)),
+            shape=(self._size(legs), len(rows)))
 
     def _dtype(self, arrays):
         return np.result_type(self.data.values, *arrays.values())
