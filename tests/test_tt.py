@@ -275,3 +275,39 @@ def test_qr_rounding_is_tt_svd_of_the_dense_tensor_with_left_orthonormal_cores(c
         for core in rounded.cores[:-1]:
             q = core.reshape(-1, core.shape[-1])
             assert np.allclose(q.conj().T @ q, np.eye(q.shape[1]), atol=1e-12)
+
+
+def test_the_no_truncation_proof_never_keeps_a_value_the_singular_values_cut():
+    """:func:`_keeps_every_vector` answers True only where the singular values keep them
+    all: matrices with singular values spread over 1 .. 1e-14 and tails at each of them."""
+    from tnc.fitting.decompositions import _keeps_every_vector, _truncation
+    rng = np.random.default_rng(5)
+    proved = 0
+    for trial in range(300):
+        n = int(rng.integers(1, 9))
+        values = np.sort(10.0 ** rng.uniform(-14, 0, n))[::-1]
+        u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        v, _ = np.linalg.qr(rng.standard_normal((n + 2, n)))
+        small = (u * values) @ v.T
+        tail = float(values[int(rng.integers(0, n))]) * float(rng.choice([0.5, 0.999, 1.001, 2]))
+        if _keeps_every_vector(small, tail, None):
+            proved += 1
+            assert _truncation(np.linalg.svd(small, compute_uv=False), None, tail) == n
+    assert proved > 10                                 # the proof does fire
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_qr_rounding_with_and_without_the_no_truncation_proof_agree(complex_, monkeypatch):
+    from tnc.fitting import decompositions
+    rng = np.random.default_rng(12)
+    a, b = train(rng, 3, complex_), train(rng, 2, complex_)
+    for x, rel_error in [(a + b, 1e-10), (a + a, 1e-10), (a + 1e-7 * b, 1e-6), (a + b, None)]:
+        proved = x.round(rel_error=rel_error, max_rank=None if rel_error else 4, method="qr")
+        with monkeypatch.context() as patch:
+            patch.setattr(decompositions, "_keeps_every_vector", lambda *args: False)
+            computed = x.round(rel_error=rel_error, max_rank=None if rel_error else 4,
+                               method="qr")
+        assert proved.ranks == computed.ranks
+        assert close(proved.to_dense(), computed.to_dense())
+    assert (a + a).round(rel_error=1e-10, method="qr").ranks == a.round(
+        rel_error=1e-10, method="qr").ranks                # x + x: the rank of x
