@@ -179,3 +179,43 @@ def test_complete_data_line_matches_brute_force_losses(kind, sizes):
         assert value == pytest.approx(loss(cap * (x + 1) / 2), rel=1e-10)
         assert at_one == pytest.approx(loss(1.0), rel=1e-10)
         assert value <= min(loss(s) for s in np.linspace(1.0, cap, 401)) * (1 + 1e-10)
+
+
+WITH_DATA = """network side(I=6, J=5, K=4, R=2, S=3) {
+    index i: I, j: J, k: K, r: R, s: S
+    tensor A(i, r), B(j, s), C(k, r)
+    data D(r, s)
+    output i, j, k
+}"""
+
+
+@pytest.mark.parametrize("kind,sizes", [*NETWORKS, ("side", {})])
+def test_batched_line_networks_equal_the_tree_walks(kind, sizes, monkeypatch):
+    """The line's norms and data products contracted at every point at once (one batched
+    einsum) give the losses of the per-point tree walks they replace (BATCH_ENTRIES 0)."""
+    from tnc.fitting.als import Fit, als_model, resolve_settings, ALSOptions
+    from tnc.fitting.front import FitProblem
+    rng = np.random.default_rng(1)
+    if kind == "side":
+        net = tnc.compile(WITH_DATA)
+        inputs = {"D": rng.standard_normal((2, 3))}
+        X = net.contract({**net.random(seed=1), **inputs})
+    else:
+        (net, X), inputs = planted(kind, sizes), {}
+    X = X + 0.05 * rng.standard_normal(X.shape)
+    problem = FitProblem(net, X, None, inputs)
+    settings = resolve_settings(problem, ALSOptions())
+    old, new = net.random(seed=2), net.random(seed=3)
+    direction = {n: new[n] - old[n] for n in old}
+
+    def line_minimum():
+        fit = Fit(problem, als_model(net, settings.order, "auto"), settings, dict(new), None)
+        return extrapolate.LineSearch(fit).line.minimum(old, direction, 3.0, 1)
+
+    batched = line_minimum()
+    monkeypatch.setattr(extrapolate, "BATCH_ENTRIES", -1)
+    extrapolate._batched_expression.cache_clear()
+    walked = line_minimum()
+    extrapolate._batched_expression.cache_clear()
+    assert batched[0] == pytest.approx(walked[0], abs=1e-9)
+    assert batched[1:] == pytest.approx(walked[1:], rel=1e-11)

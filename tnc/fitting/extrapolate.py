@@ -33,6 +33,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import opt_einsum as oe
 from numpy.polynomial import chebyshev as cheb
 
 from tnc.engine.plan import check_allocation
@@ -45,6 +46,7 @@ TINY_LOSS = 1e-20    # below this share of ||X||^2 the fit is exact: no search
 EXACT_LOSS = 1e-12   # below this share the model at the step is contracted, not interpolated
 GRAM_BLOCK = 16384   # columns of the node block per GEMM of the masked Gram (kept in cache)
 MARGIN = 1e-13       # a step must lower the loss by this share of ||X||^2 (rounding of the Gram)
+BATCH_ENTRIES = 1 << 22  # largest intermediate of a line network batched over its points
 
 
 class LineSearch:
@@ -220,6 +222,7 @@ class CompleteLine:
         self.fixed: dict = {}      # parameter-free intermediates (data, inputs), kept
         self.plans: dict = {}      # id of the next sweep's first RHS tree -> split
         self.split = None          # (split node, q's name, Z_new, Z_D) of the last search
+        self.batched: dict = {}    # the line networks batched over their points
 
     @classmethod
     def of(cls, fit):
@@ -234,7 +237,9 @@ class CompleteLine:
         fit = self.fit
         line = _line(len(direction), cap)
         steps = cap * (line.points + 1) / 2
-        norms = np.array([self._norm(old, direction, s) for s in steps])
+        norms = self._batched_norms(old, direction, steps)
+        if norms is None:
+            norms = np.array([self._norm(old, direction, s) for s in steps])
         values = fit.xx - 2 * self._products(old, direction, cap, sweep, line.points) + norms
         values += _penalty_line(fit, old, direction, steps)
         return _lowest(values, line, cap)
@@ -248,6 +253,39 @@ class CompleteLine:
         values = self._values({n: old[n] + s * d for n, d in direction.items()})
         return float(np.real(self._evaluate(self.norm, values, {})))
 
+    def _batched_norms(self, old, direction, steps):
+        """``<M(s), M(s)>`` at every one of ``steps`` in one contraction: the model-norm
+        network with a batch leg on every parameter (one einsum path, not ``2N + 1``
+        tree walks: on small fits the line search's cost was Python's); None when its
+        intermediates would pass ``BATCH_ENTRIES``."""
+        mm = self.fit.model.mm
+        leaves = {label: (mm.legs[label], _label(label) in self.params) for label in mm.legs}
+        expression = self._batched("norm", mm, leaves, len(steps))
+        if expression is None:
+            return None
+        stacks = _stacks(old, direction, steps)
+        names = self.fit.model.name_of
+        return np.real(expression(*(
+            stacks[names[_label(label)]] if batched else self.fit.values[label]
+            for label, (_, batched) in leaves.items())))
+
+    def _batched(self, key, network, leaves: dict, count: int):
+        """The contraction of ``leaves`` (label -> (legs, batched)) of ``network`` (a
+        :class:`~tnc.engine.trees.Leaves`) down to the batch leg of ``count`` points, or
+        None when an intermediate would pass ``BATCH_ENTRIES`` (planned once per key)."""
+        cache_key = (key, count, tuple(leaves))
+        if cache_key not in self.batched:
+            used = set(network.symbols.values())
+            batch = next(oe.get_symbol(k) for k in range(len(used) + 1)
+                         if oe.get_symbol(k) not in used)
+            terms = [(batch if batched else "") + "".join(network.symbols[ix] for ix in legs)
+                     for legs, batched in leaves.values()]
+            shapes = [((count,) if batched else ()) + tuple(network.sizes[ix] for ix in legs)
+                      for legs, batched in leaves.values()]
+            self.batched[cache_key] = _batched_expression(
+                ",".join(terms) + "->" + batch, tuple(shapes))
+        return self.batched[cache_key]
+
     def _products(self, old, direction, cap, sweep, points):
         """``<X, M(s)>`` at ``points`` (``x``), exact: degree ``N`` from ``N + 1`` values."""
         fit = self.fit
@@ -260,14 +298,33 @@ class CompleteLine:
         self.split = (node, name, new, change)
         degree = len(direction)
         at = -np.cos(np.pi * np.arange(degree + 1) / degree)
-        sampled = []
-        for x in at:
-            s = cap * (x + 1) / 2
-            values = self._values({n: old[n] + s * d for n, d in direction.items()})
-            sampled.append(float(np.real(self._evaluate(
-                tree, values, {node.key: new + (s - 1.0) * change}))))
+        sampled = self._batched_products(tree, node, old, direction, cap * (at + 1) / 2)
+        if sampled is None:
+            sampled = []
+            for x in at:
+                s = cap * (x + 1) / 2
+                values = self._values({n: old[n] + s * d for n, d in direction.items()})
+                sampled.append(float(np.real(self._evaluate(
+                    tree, values, {node.key: new + (s - 1.0) * change}))))
         series = np.linalg.solve(cheb.chebvander(at, degree), np.array(sampled))
         return cheb.chebval(points, series)
+
+    def _batched_products(self, tree, node, old, direction, steps):
+        """``<X, M(s)>`` at ``steps``: ``<Z(s), R(s)> = <Z_new, R(s)> + (s - 1) <Z_D, R(s)>``,
+        two contractions of the split node's values (never stacked: they are data-sized)
+        with the rest of ``tree`` batched over the steps; None past ``BATCH_ENTRIES``."""
+        xm = self.fit.model.xm
+        rest = [k for k in xm.legs if k in tree.leaves and k not in node.leaves]
+        leaves = {"split": (node.indices, False),
+                  **{k: (xm.legs[k], k in self.params) for k in rest}}
+        expression = self._batched(("products", node.key), xm, leaves, len(steps))
+        if expression is None:
+            return None
+        _, _, new, change = self.split
+        stacks = _stacks(old, direction, steps)
+        names = self.fit.model.name_of
+        others = [stacks[names[k]] if k in self.params else self.fit.values[k] for k in rest]
+        return np.real(expression(new, *others) + (steps - 1.0) * expression(change, *others))
 
     def _plan(self, step: int):
         """``(scalar tree of <X, M>, split node, q's name)`` through the RHS tree of update
@@ -309,6 +366,23 @@ class CompleteLine:
             if key not in self.fixed and not any(_label(k) in self.params for k in key[1]):
                 self.fixed[key] = array
         return value
+
+
+@functools.lru_cache(maxsize=256)
+def _batched_expression(equation: str, shapes: tuple):
+    """opt_einsum's expression for ``equation`` on ``shapes`` (greedy path: planned in
+    microseconds, kept across fits), or None when an intermediate passes
+    ``BATCH_ENTRIES``."""
+    _, info = oe.contract_path(equation, *shapes, shapes=True, optimize="greedy")
+    if info.largest_intermediate > BATCH_ENTRIES:
+        return None
+    return oe.contract_expression(equation, *shapes, optimize="greedy")
+
+
+def _stacks(old: dict, direction: dict, steps) -> dict:
+    """Name -> ``(len(steps), *shape)``: each tensor ``T + s D`` at every step."""
+    return {n: old[n][None] + steps.reshape((-1,) + (1,) * d.ndim) * d[None]
+            for n, d in direction.items()}
 
 
 def _label(leaf):
