@@ -176,3 +176,16 @@ def test_cuda_layer_and_contract_stay_on_the_device_and_match_cpu():
     for n, p in on_gpu.named_parameters():
         assert p.grad.device.type == "cuda"
         torch.testing.assert_close(p.grad.cpu(), cpu_grads[n], rtol=1e-10, atol=1e-12)
+
+
+def test_dense_weight_joins_two_halves_and_falls_back_to_the_whole_network():
+    """The dense strategy builds the weight from two tnc contractions joined by one product
+    (no permuted copy of the weight); a network with one tensor has no halves."""
+    layer = tnc.torch.Layer(**LAYERS["ttm5"], dtype=torch.float64, seed=2)
+    assert layer.halves is not None and layer.halves.dims == (64, 16, 64, 16, 8)
+    torch.testing.assert_close(layer.dense_weight(), dense_reference(layer), rtol=1e-12,
+                               atol=1e-14)
+    single = tnc.torch.Layer("network m(I=4, J=3) { index i: I, j: J  tensor W(i, j) "
+                             "output i, j }", inputs=["j"], dtype=torch.float64, seed=3)
+    assert single.halves is None
+    torch.testing.assert_close(single.dense_weight(), single.W.detach())

@@ -179,6 +179,72 @@ def weight_network(network, legs: LayerLegs):
     return Network(spec, None)
 
 
+@dataclasses.dataclass(frozen=True)
+class WeightHalves:
+    """The dense weight as one matrix product of two halves of the network.
+
+    ``left`` holds the first tensors with output ``(*outs_L, *ins_L, *shared)`` and
+    ``right`` the others with output ``(*shared, *outs_R, *ins_R)``; ``W[oL, oR, iL, iR]
+    = sum_s L[oL, iL, s] R[s, oR, iR]`` is one product (an einsum or a GEMM and a 4-d
+    permute, swapping the middle two axes). A TT-matrix contracted whole ends interleaved
+    (row 1, col 1, row 2, ...): its reshape to ``(fan_out, fan_in)`` was a 10-d permuted
+    copy of the 4 MB weight, 3.1 ms in torch, once forward and twice back.
+    ``dims``: ``(OL, OR, IL, IR, S)``.
+
+        >>> import tnc
+        >>> net = tnc.library("ttm", N=4, m=2, k=3, r=2)
+        >>> halves = weight_halves(net, split_legs(net, "col"))
+        >>> halves.left.output, halves.right.output, halves.dims
+        (('row[1]', 'row[2]', 'col[1]', 'col[2]', 'b[2]'), ('b[2]', 'row[3]', 'row[4]', 'col[3]', 'col[4]'), (4, 4, 9, 9, 2))
+        >>> weight_halves(tnc.library("ttm", N=5, m=4, k=4, r=8), split_legs(
+        ...     tnc.library("ttm", N=5, m=4, k=4, r=8), "col")).dims
+        (64, 16, 64, 16, 8)
+    """
+
+    left: object
+    right: object
+    dims: tuple[int, int, int, int, int]
+
+
+def weight_halves(network, legs: LayerLegs) -> WeightHalves | None:
+    """The split of ``network``'s tensors, first ones left, that makes the best
+    :class:`WeightHalves` (fewest shared entries ``S``, then the most balanced halves; a
+    1024 x 1024 TT-matrix layer in torch measured 19.0 ms split (64, 16 | 64, 16)
+    against 19.7-21.8 ms at the other splits and 24.6 ms unsplit), or
+    None when no split keeps each open leg on one side with the left side's outputs and
+    inputs first."""
+    from tnc.engine.network import Network
+    spec, occurrences = network.spec, network.occurrences
+    size = lambda ixs: math.prod(spec.index_sizes[ix] for ix in ixs)    # noqa: E731
+    best = None
+    for k in range(1, len(occurrences)):
+        left = {ix for occ in occurrences[:k] for ix in occ.indices}
+        right = {ix for occ in occurrences[k:] for ix in occ.indices}
+        open_legs = set(legs.outputs) | set(legs.inputs)
+        if open_legs & left & right:
+            continue
+        outs = [leg in left for leg in legs.outputs]
+        ins = [leg in left for leg in legs.inputs]
+        if outs != sorted(outs, reverse=True) or ins != sorted(ins, reverse=True):
+            continue
+        shared = tuple(ix for ix in spec.index_sizes if ix in left and ix in right)
+        outs_l, outs_r = legs.outputs[:sum(outs)], legs.outputs[sum(outs):]
+        ins_l, ins_r = legs.inputs[:sum(ins)], legs.inputs[sum(ins):]
+        dims = (size(outs_l), size(outs_r), size(ins_l), size(ins_r), size(shared))
+        # S, then the most balanced halves, then the bigger left (measured best in torch)
+        rank = (dims[4], -min(dims[0] * dims[2], dims[1] * dims[3]), -dims[0] * dims[2])
+        if best is None or rank < best[0]:
+            halves = (dataclasses.replace(spec, name=f"{spec.name}_left", occurrences=
+                                          occurrences[:k], output=(*outs_l, *ins_l, *shared)),
+                      dataclasses.replace(spec, name=f"{spec.name}_right", occurrences=
+                                          occurrences[k:], output=(*shared, *outs_r, *ins_r)))
+            best = (rank, halves, dims)
+    if best is None:
+        return None
+    _, (left, right), dims = best
+    return WeightHalves(Network(left, None), Network(right, None), dims)
+
+
 def _fresh_name(base: str, taken) -> str:
     name, k = base, 0
     while name in taken:

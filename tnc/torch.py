@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from tnc.autodiff import (Call, attribute_names, init_std, layer_network, ordered_arrays,
-                          split_legs, weight_network)
+                          split_legs, weight_halves, weight_network)
 from tnc.errors import TncError
 
 __all__ = ["contract", "Layer"]
@@ -176,6 +176,7 @@ class Layer(nn.Module):
         self.bias = (nn.Parameter(torch.zeros(self.legs.fan_out, dtype=dtype, device=device))
                      if bias else None)
         self._batched: dict[int, object] = {}        # batch -> network
+        self.halves = weight_halves(self.network, self.legs)
         self._strategies: dict[tuple, str] = {}       # (batch, input_grad) -> strategy
 
     def tensors(self) -> dict:
@@ -222,8 +223,19 @@ class Layer(nn.Module):
         return self._strategies[key]
 
     def dense_weight(self):
-        """The dense equivalent weight, shape ``(fan_out, fan_in)``, differentiable."""
-        w = contract(self.weight_network, self.tensors(), self.optimize)
+        """The dense equivalent weight, shape ``(fan_out, fan_in)``, differentiable: the
+        two halves of :func:`tnc.autodiff.weight_halves` (each one tnc contraction) joined
+        by one torch einsum laid out as the weight, else the whole network."""
+        halves = self.halves
+        if halves is None:
+            w = contract(self.weight_network, self.tensors(), self.optimize)
+            return w.reshape(self.legs.fan_out, self.legs.fan_in)
+        tensors = self.tensors()
+        left, right = (contract(half, {n: tensors[n] for n in half.params}, self.optimize)
+                       for half in (halves.left, halves.right))
+        outs_l, outs_r, ins_l, ins_r, shared = halves.dims
+        w = torch.einsum("ais,scd->acid", left.reshape(outs_l, ins_l, shared),
+                         right.reshape(shared, outs_r, ins_r))
         return w.reshape(self.legs.fan_out, self.legs.fan_in)
 
     @property
