@@ -93,6 +93,21 @@ def variant() -> str:
     return "blas" if active is None else active
 
 
+def planning_state():
+    """What a layout planned now depends on: ``"off"`` inside :func:`disabled`, else the
+    variant in use (``"blas"`` when none is), or ``None`` while the library has not been
+    loaded yet (loading it only to answer would compile it for networks too small to use
+    it). :func:`tnc.engine.program.kernel_key` keys plans by it.
+
+        >>> with disabled():
+        ...     planning_state()
+        'off'
+    """
+    if not _state["enabled"]:
+        return "off"
+    return variant() if _state["tried"] else None
+
+
 def supported() -> tuple:
     """The variants this CPU can run (fastest first); empty without compiled kernels.
 

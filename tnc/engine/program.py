@@ -126,10 +126,7 @@ def kernel_key():
     'off'
     """
     from tnc.engine import kernels
-    state = kernels._state
-    if not state["enabled"]:
-        return "off"
-    return kernels.variant() if state["tried"] else None
+    return kernels.planning_state()
 
 
 def cached(key, build):
