@@ -320,3 +320,28 @@ def test_regression_on_a_data_tensor_is_least_squares(text, weights):
     assert result.converged
     residual = np.linalg.norm(y - h @ expected) / np.linalg.norm(y)
     assert result.rel_error == pytest.approx(residual, rel=1e-8)
+
+
+def test_auto_start_screens_more_and_longer_starts_on_small_masked_data():
+    """init='auto' on masked data: 10 starts of 100 sweeps up to SCREEN_SMALL entries,
+    5 of 25 above; the fit goes on from the best screened start (never above its loss);
+    complete data and given starts are not screened."""
+    from tnc.fitting import als as als_module
+    from tnc.fitting import screening as screen_module
+    rng = np.random.default_rng(3)
+    for shape, starts, sweeps in [((9, 8, 7), 10, 100), ((45, 40, 40), 5, 25)]:
+        net = tnc.library("cp", I=shape[0], J=shape[1], K=shape[2], R=3)
+        X = net.contract(net.random(seed=1)) + 0.1 * rng.standard_normal(shape)
+        mask = rng.random(shape) > 0.2
+        assert (X.size <= screen_module.SCREEN_SMALL) == (starts == 10)
+        result = tnc.fit(net, X, mask=mask, method="als", max_iter=120, seed=0, progress=False)
+        assert result.info["init"] == "screened" and len(result.info["screened"]) == starts
+        assert result.rel_error <= min(result.info["screened"]) + 1e-6     # rounded to 6 places
+        options = als_module.ALSOptions(max_iter=120)
+        problem = tnc.fitting.front.FitProblem(net, X, mask, {})
+        assert screen_module.screening(problem, options) == (starts, sweeps)
+    assert screen_module.screening(tnc.fitting.front.FitProblem(net, X, None, {}), options) is None
+    small = tnc.fitting.front.FitProblem(tnc.library("cp", I=9, J=8, K=7, R=3),
+                                         np.ones((9, 8, 7)), None, {})
+    assert screen_module.screening(small, options) is None           # complete data: SVD
+    assert screen_module.screening(problem, als_module.ALSOptions(init="svd")) is None

@@ -69,6 +69,7 @@ from tnc.engine.trees import (Leaves, Node, _nodes, arrange, chain_tree,  # noqa
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.solve import hals, solve_rows, solve_tensor  # noqa: F401 (coupled, sparse)
 from tnc.fitting.records import record
+from tnc.fitting.screening import best_screened, screening
 from tnc.fitting.result import FitResult
 
 TARGET = "X"          # leaf label of the data in <X, M>
@@ -82,9 +83,6 @@ RESIDUAL_FLOOR, EXACT_FLOOR, TOL_FLOOR = 10.0, 30.0, 10.0
 CHAIN_SLACK = 2.0     # a dimension-tree chain may cost this much more than the best path
 NORMALIZE_RATIO = 1e3 # rebalance a bond once its slice norms differ by this factor
 MAX_WINDOWED = 8        # windowed schedules are planned for up to this many parameters
-SCREEN_ENTRIES = 1_000_000  # init="auto" screens several short starts on data this small
-SCREEN_STARTS = 5         # the SVD start and 4 random ones
-SCREEN_SWEEPS = 25        # sweeps of each screening fit
 
 
 @dataclass
@@ -763,27 +761,14 @@ def _held_error(target, model_value, held) -> float:
 
 
 def screened_start(problem, model, settings, options, seed, bar, make_fit=Fit):
-    """``init="auto"``'s first start: on data with missing entries and at most
-    ``SCREEN_ENTRIES`` entries, the best of ``SCREEN_STARTS`` short fits (``SCREEN_SWEEPS``
-    sweeps: the SVD start, then random seeds ``seed + 1, ...``) as a FitResult; else ``"svd"``.
-
-    Measured on tensorly's IL2 data (``bench/bench_real.py``): the SVD start of data with
-    missing entries (zeros in their place) can land in a worse basin (rank 3 with WLS:
-    0.2988 against 0.2363 from a random start), and a few short random starts find the
-    better one; complete data keep the SVD start. Kinetic (460,800 entries, 20 % hidden;
-    CPU seconds, one thread): rank 5 0.03864 -> 0.03731 (tensorly's best of 5: 0.03720),
-    rank 3 0.04930 -> 0.04916, rank 4 0.04189 -> 0.04183, for 10-25 % more time.
-    """
-    if problem.mask is None or problem.target.size > SCREEN_ENTRIES:
+    """``init="auto"``'s first start (:mod:`tnc.fitting.screening`): the best of its short
+    fits as a FitResult where :func:`~tnc.fitting.screening.screening` says to screen,
+    else ``"svd"``."""
+    plan = screening(problem, options)
+    if plan is None:
         return "svd"
-    short = dataclasses.replace(options, max_iter=min(SCREEN_SWEEPS, options.max_iter),
-                                callback=None)
-    trials = [fit_once(problem, model, settings, short, None if seed is None else seed + j,
-                       bar, "svd" if j == 0 else "random", make_fit)
-              for j in range(SCREEN_STARTS)]
-    best = min(trials, key=lambda r: r.loss)
-    best.info["screened"] = [round(t.rel_error, 6) for t in trials]
-    return best
+    return best_screened(lambda short, start_seed, init: fit_once(
+        problem, model, settings, short, start_seed, bar, init, make_fit), options, seed, plan)
 
 
 def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
@@ -802,7 +787,8 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     make_fit = sparse_fit_class() if sparse else fit_class(problem, options, settings)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
-    with Progress(options.max_iter * options.restarts, desc="als",
+    starts, sweeps = screening(problem, options) or (0, 0)
+    with Progress(options.max_iter * options.restarts + starts * sweeps, desc="als",
                   enabled=options.progress) as bar, kernels.blas_serial(
                       problem.target.values if sparse else problem.target):
         for k, seed in enumerate(seeds):
