@@ -57,8 +57,9 @@ def test_noisy_cp_matches_tensorly_within_one_percent():
 
 
 @pytest.mark.parametrize("seed", [7, 8])
-def test_default_start_is_svd_then_random_restarts(seed):
-    """With default options a noisy CP fit matches tensorly's (which starts from an SVD too)."""
+def test_default_start_is_screened_on_small_data_then_random_restarts(seed):
+    """With default options a noisy CP fit of small data (3,375 entries) screens 10 starts
+    (the SVD start first) and matches tensorly's from its SVD start."""
     tensorly = pytest.importorskip("tensorly")
     from tensorly.decomposition import parafac
     rng = np.random.default_rng(seed)
@@ -66,7 +67,7 @@ def test_default_start_is_svd_then_random_restarts(seed):
     X += 0.1 * np.std(X) * rng.standard_normal(X.shape)
     net = tnc.library("cp", I=15, J=15, K=15, R=4)
     ours = tnc.fit(net, X, method="als", **QUIET)
-    assert ours.info["init"] == "svd"
+    assert ours.info["init"] == "screened" and len(ours.info["screened"]) == 10
     theirs = rel(tensorly.cp_to_tensor(parafac(X, 4, n_iter_max=1000, tol=1e-10)), X)
     assert ours.rel_error <= 1.01 * theirs
     kinds = []
@@ -140,14 +141,14 @@ def test_callback_stops_the_fit_and_sees_the_state():
         seen.append((state["iteration"], state["rel_error"], set(state["tensors"])))
         return state["iteration"] == 3
 
-    result = tnc.fit(net, X, method="als", callback=stop_after_three, **QUIET)
+    result = tnc.fit(net, X, method="als", callback=stop_after_three, init="svd", **QUIET)
     assert result.iterations == 3 and not result.converged
     assert [s[0] for s in seen] == [1, 2, 3] and seen[0][2] == {"A", "B", "C"}
 
 
 def test_progress_bar_can_be_shown(capsys):
     net, X = planted("cp", I=5, J=4, K=3, R=2)
-    tnc.fit(net, X, method="als", max_iter=3, progress=True)
+    tnc.fit(net, X, method="als", max_iter=3, progress=True, init="svd")
     drawn = capsys.readouterr().err
     assert "als:" in drawn and "/3 " in drawn          # a tqdm bar over the 3 sweeps
     tnc.fit(net, X, method="als", max_iter=3, progress=False)
@@ -323,9 +324,9 @@ def test_regression_on_a_data_tensor_is_least_squares(text, weights):
 
 
 def test_auto_start_screens_more_and_longer_starts_on_small_masked_data():
-    """init='auto' on masked data: 10 starts of 100 sweeps up to SCREEN_SMALL entries,
-    5 of 25 above; the fit goes on from the best screened start (never above its loss);
-    complete data and given starts are not screened."""
+    """init='auto': 10 starts of 100 sweeps up to SCREEN_SMALL entries (complete data
+    too), 5 of 25 above on masked data; the fit goes on from the best screened start
+    (never above its loss); bigger complete data and given starts are not screened."""
     from tnc.fitting import als as als_module
     from tnc.fitting import screening as screen_module
     rng = np.random.default_rng(3)
@@ -343,5 +344,5 @@ def test_auto_start_screens_more_and_longer_starts_on_small_masked_data():
     assert screen_module.screening(tnc.fitting.front.FitProblem(net, X, None, {}), options) is None
     small = tnc.fitting.front.FitProblem(tnc.library("cp", I=9, J=8, K=7, R=3),
                                          np.ones((9, 8, 7)), None, {})
-    assert screen_module.screening(small, options) is None           # complete data: SVD
+    assert screen_module.screening(small, options) == (10, 100)      # complete but small
     assert screen_module.screening(problem, als_module.ALSOptions(init="svd")) is None

@@ -13,7 +13,7 @@ import tnc
 from tnc.cli import main
 from tnc.engine import blocks
 from tnc.errors import MemoryLimitError, TncError
-from tnc.fitting import streamed, streamed_gcp
+from tnc.fitting import screening, streamed, streamed_gcp
 
 NETWORKS = {
     "cp": tnc.library("cp", I=13, J=7, K=6, R=3),
@@ -86,6 +86,9 @@ def test_streamed_als_equals_the_in_memory_fit(kind, network, tmp_path, reads):
     data = on_disk(kind, x, tmp_path)
     result = tnc.fit(net, data, progress=False, memory_limit=row_limit(x, 4))
     same_fit(result, memory)
+    if x.size <= screening.SCREEN_SMALL:           # init="auto" screened in both, alike
+        assert result.info["init"] == memory.info["init"] == "screened"
+        assert result.info["screened"] == memory.info["screened"]
     info = result.info["streamed"]
     assert info["kind"] == kind and info["blocks"] >= 2 and info["block_rows"] <= 4
     assert max(rows for axis, rows in reads if axis == 0) <= 4    # never the whole data
@@ -182,7 +185,7 @@ def test_progress_bar_counts_blocks(monkeypatch, tmp_path):
     net = NETWORKS["cp"]
     x = noisy(net)
     result = tnc.fit(net, on_disk("memmap", x, tmp_path), progress=False, max_iter=5, tol=0.0,
-                     memory_limit=row_limit(x, 5))
+                     memory_limit=row_limit(x, 5), init="svd")     # no screening sweeps
     n_blocks = result.info["streamed"]["blocks"]
     bar, = bars
     assert bar.total == 5 * n_blocks * 2          # 3-way CP: two passes a sweep

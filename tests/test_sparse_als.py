@@ -90,7 +90,7 @@ def test_exact_low_rank_converges_and_callback_stops():
     result = tnc.fit(net, x, method="als", max_iter=500, progress=False, init="svd")
     assert result.converged and result.rel_error < 1e-6
     seen = []
-    stopped = tnc.fit(net, x, method="als", max_iter=50, progress=False,
+    stopped = tnc.fit(net, x, method="als", max_iter=50, progress=False, init="random",
                       callback=lambda state: seen.append(state["iteration"]) or len(seen) == 3)
     assert stopped.iterations == 3 and not stopped.converged and seen == [1, 2, 3]
 

@@ -179,6 +179,7 @@ def run_sparse_cp(problem, options):
     :class:`~tnc.fitting.result.FitResult` with the dense ALS's history records."""
     from tnc.fitting.als import EXACT_FIT, resolve_settings
     from tnc.fitting.progress import Progress
+    from tnc.fitting.screening import best_screened, screening
     layout = cp_layout(problem.network)
     if layout is None:
         raise TncError(f"ALS on sparse data needs a CP network (each parameter a matrix of "
@@ -189,11 +190,21 @@ def run_sparse_cp(problem, options):
     settings = resolve_settings(problem, options)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
-    with Progress(options.max_iter * options.restarts, desc="als",
+    plan = screening(problem, options)          # the dense ALS's init="auto" rule
+    starts, sweeps = plan or (0, 0)
+    with Progress(options.max_iter * options.restarts + starts * sweeps, desc="als",
                   enabled=options.progress) as bar:
         for k, seed in enumerate(seeds):
             init = options.init if k == 0 or not isinstance(options.init, str) else "random"
+            screened = None
+            if k == 0 and plan is not None:
+                init = best_screened(lambda short, start_seed, start: _fit_once(
+                    problem, layout, settings, short, start_seed, bar, start), options, seed,
+                    plan)
+                screened = init.info["screened"]
             result = _fit_once(problem, layout, settings, options, seed, bar, init)
+            if screened is not None:
+                result.info.update(init="screened", screened=screened)
             if best is None or result.loss < best.loss:
                 best = result
             if best.rel_error < EXACT_FIT:

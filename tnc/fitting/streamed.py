@@ -55,6 +55,7 @@ from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record
 from tnc.fitting.rescale import MAX_EXPONENT, SAFE_EXPONENT, Rescale, exponents
 from tnc.fitting.result import FitResult
+from tnc.fitting.screening import best_screened, screening
 
 STREAMED_METHODS = ("als",)         # and "gcp" with L-BFGS-B: tnc.fitting.streamed_gcp
 
@@ -349,7 +350,9 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
     plan = BlockPlan(model, blocks, options.optimize)
     passes = len(settings.order) - (_fused_position(model, settings.order, plan.axis_index)
                                     is not None)
-    total = options.max_iter * options.restarts * len(blocks) * passes
+    screen = screening(problem, options)        # the in-memory init="auto" rule
+    starts, sweeps = screen or (0, 0)
+    total = (options.max_iter * options.restarts + starts * sweeps) * len(blocks) * passes
     started, best = time.perf_counter(), None
     with Progress(total, desc="als (blocks)", enabled=options.progress) as bar:
         stream = Stream(source, blocks, executor, bar, problem.memory_limit)
@@ -361,8 +364,16 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
             seed = None if options.seed is None else options.seed + k
             auto = isinstance(options.init, str) and options.init == "auto"
             init = "random" if auto and k else options.init    # as run_als's restarts
+            screened = None
+            if k == 0 and screen is not None:
+                init = best_screened(lambda short, start_seed, start: _fit_once(
+                    problem, model, settings, short, start_seed, start, stream, plan, xx,
+                    grams), options, seed, screen)
+                screened = init.info["screened"]
             result = _fit_once(problem, model, settings, options, seed, init, stream, plan, xx,
                                grams)
+            if screened is not None:
+                result.info.update(init="screened", screened=screened)
             if best is None or result.loss < best.loss:
                 best = result
             stopped = options.callback is not None and not result.converged and (
