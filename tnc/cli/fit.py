@@ -236,8 +236,10 @@ def report(result, output, steps: str, details=()) -> int:
     print(result.summary())
     last = result.history[-1] if result.history else {}
     if last.get("rel_error") is not None:
-        print(f"final relative error {last['rel_error']:.6g} after {result.iterations} {steps} "
-              f"in {result.wall_time:.3g} s")
+        screened = result.info.get("screened")
+        start = (f" from the best of {len(screened)} screened starts" if screened else "")
+        print(f"final relative error {last['rel_error']:.6g} after {result.iterations} {steps}"
+              f"{start} in {result.wall_time:.3g} s")
     for line in details:
         print(line)
     if output:
