@@ -63,9 +63,10 @@ def test_sliced_contraction_with_open_legs_on_the_cluster(client):
 
 def test_streamed_fit_on_the_cluster_equals_the_in_memory_fit(client):
     x = noisy(CP)
-    memory = tnc.fit(CP, x, progress=False)
+    memory = tnc.fit(CP, x, progress=False, init="svd")     # screening: test_out_of_core
     data = da.from_array(x, chunks=(4, 7, 6))
-    result = tnc.fit(CP, data, progress=False, memory_limit=row_limit(x, 4), executor=client)
+    result = tnc.fit(CP, data, progress=False, memory_limit=row_limit(x, 4), executor=client,
+                     init="svd")
     assert result.iterations == memory.iterations and result.converged
     assert result.rel_error == pytest.approx(memory.rel_error, rel=1e-10)
     np.testing.assert_allclose(result.reconstruct(), memory.reconstruct(), rtol=0,
@@ -78,7 +79,8 @@ def test_the_default_client_is_used_for_a_dask_array(client):
     x = noisy(CP)
     data = da.from_array(x, chunks=(4, 7, 6))
     with distributed.Client(client.scheduler.address, set_as_default=True):
-        result = tnc.fit(CP, data, progress=False, memory_limit=row_limit(x, 4), max_iter=3)
+        result = tnc.fit(CP, data, progress=False, memory_limit=row_limit(x, 4), max_iter=3,
+                         init="svd")
     assert result.info["streamed"]["executor"] == "Client"
 
 
@@ -103,7 +105,7 @@ def test_a_block_that_raises_on_a_worker_stops_the_fit(client, tmp_path):
     with pytest.raises(TncError, match=r"block rows \d+:\d+ failed on the executor \(Client\): "
                        r"ValueError: disk read failed; the fit stopped and nothing was saved"):
         tnc.fit(CP, data, progress=False, memory_limit=row_limit(x, 4), executor=client,
-                tol=0.0, max_iter=10, callback=marks_after_two_sweeps(marker, seen))
+                tol=0.0, max_iter=10, init="svd", callback=marks_after_two_sweeps(marker, seen))
     assert seen == [1, 2]                    # it failed mid-fit, in the third sweep
 
 
@@ -125,7 +127,7 @@ def test_a_worker_process_that_dies_mid_fit_stops_the_fit(tmp_path):
             pytest.raises(TncError, match=r"block rows \d+:\d+ failed on the executor "
                           r"\(Client\): KilledWorker"):
         tnc.fit(CP, data, progress=False, memory_limit=row_limit(x, 4), executor=client,
-                tol=0.0, max_iter=10, callback=marks_after_two_sweeps(marker, seen))
+                tol=0.0, max_iter=10, init="svd", callback=marks_after_two_sweeps(marker, seen))
     assert seen == [1, 2]
 
 
