@@ -185,8 +185,8 @@ class WeightHalves:
 
     ``left`` holds the first tensors with output ``(*outs_L, *ins_L, *shared)`` and
     ``right`` the others with output ``(*shared, *outs_R, *ins_R)``; ``W[oL, oR, iL, iR]
-    = sum_s L[oL, iL, s] R[s, oR, iR]`` is one product (an einsum or a GEMM and a 4-d
-    permute, swapping the middle two axes). A TT-matrix contracted whole ends interleaved
+    = sum_s L[oL, iL, s] R[s, oR, iR]`` is one product (:class:`tnc.torch.Layer` runs it
+    as one einsum). A TT-matrix contracted whole ends interleaved
     (row 1, col 1, row 2, ...): its reshape to ``(fan_out, fan_in)`` was a 10-d permuted
     copy of the 4 MB weight, 3.1 ms in torch, once forward and twice back.
     ``dims``: ``(OL, OR, IL, IR, S)``.
@@ -216,11 +216,10 @@ def weight_halves(network, legs: LayerLegs) -> WeightHalves | None:
     from tnc.engine.network import Network
     spec, occurrences = network.spec, network.occurrences
     size = lambda ixs: math.prod(spec.index_sizes[ix] for ix in ixs)    # noqa: E731
-    best = None
+    open_legs, best = set(legs.outputs) | set(legs.inputs), None
     for k in range(1, len(occurrences)):
         left = {ix for occ in occurrences[:k] for ix in occ.indices}
         right = {ix for occ in occurrences[k:] for ix in occ.indices}
-        open_legs = set(legs.outputs) | set(legs.inputs)
         if open_legs & left & right:
             continue
         outs = [leg in left for leg in legs.outputs]

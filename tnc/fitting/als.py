@@ -43,7 +43,6 @@ absorbed (a multi-sweep dimension tree, Ma & Solomonik 2021): windows
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import time
@@ -69,7 +68,7 @@ from tnc.engine.trees import (Leaves, Node, _nodes, arrange, chain_tree,  # noqa
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.solve import hals, solve_rows, solve_tensor  # noqa: F401 (coupled, sparse)
 from tnc.fitting.records import record
-from tnc.fitting.screening import best_screened, screening
+from tnc.fitting.screening import screened_fit, screening
 from tnc.fitting.result import FitResult
 
 TARGET = "X"          # leaf label of the data in <X, M>
@@ -96,7 +95,7 @@ class ALSOptions:
     unfolding along each tensor's free legs; tensors without free legs
     random), ``"auto"`` (first start: on data with missing entries, up to
     1,000,000 of them, the best of 25-sweep fits from the SVD start and 4 random
-    ones, else ``"svd"`` — see :func:`screened_start`; random for the other restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names, the same every sweep);
+    ones, else ``"svd"`` — see :mod:`tnc.fitting.screening`; random for the other restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names, the same every sweep);
     ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
     or names of tensors kept non-negative (HALS updates); ``normalize``:
     balance the norms of the slices along every bond so scales do not drift
@@ -207,6 +206,12 @@ class Model:
             shape = tuple(self.xm.sizes[ix] for ix in largest.indices)
             check_allocation(8 * math.prod(shape), f"ALS on network `{self.network.name}` "
                              f"(an intermediate of shape {shape})", memory_limit)
+
+    @functools.cached_property
+    def norm_tree(self) -> Node:
+        """The tree of ``<M, M>`` (every tensor, both copies), planned once per model: the
+        starts' scale, extrapolation's line and sparse ALS's residual evaluate it."""
+        return path_tree(self.mm, list(self.mm.legs), "auto")
 
     @functools.cached_property
     def windows(self) -> dict | None:
@@ -629,9 +634,7 @@ def svd_start(target, net, update: Update, current, rng):
 
 
 def _scaled(problem, model: Model, tensors: dict) -> dict:
-    labels = list(model.mm.legs)
-    tree = path_tree(model.mm, labels, "auto")
-    mm = float(np.real(evaluate(tree, model.values(tensors, problem.inputs), {})))
+    mm = float(np.real(evaluate(model.norm_tree, model.values(tensors, problem.inputs), {})))
     target = problem.target
     xx = squared_norm(target.values if isinstance(target, SparseTensor) else target) * (
         target.size / problem.observed)
@@ -760,17 +763,6 @@ def _held_error(target, model_value, held) -> float:
     return error / norm if norm > 0 else error
 
 
-def screened_start(problem, model, settings, options, seed, bar, make_fit=Fit):
-    """``init="auto"``'s first start (:mod:`tnc.fitting.screening`): the best of its short
-    fits as a FitResult where :func:`~tnc.fitting.screening.screening` says to screen,
-    else ``"svd"``."""
-    plan = screening(problem, options)
-    if plan is None:
-        return "svd"
-    return best_screened(lambda short, start_seed, init: fit_once(
-        problem, model, settings, short, start_seed, bar, init, make_fit), options, seed, plan)
-
-
 def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     """Fit ``problem.network`` to ``problem.target`` by ALS; the best of ``options.restarts``.
     Sparse data (a SparseTensor) on a CP network go to :mod:`tnc.fitting.sparse_als`, on
@@ -787,19 +779,21 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     make_fit = sparse_fit_class() if sparse else fit_class(problem, options, settings)
     start, best = time.perf_counter(), None
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
-    starts, sweeps = screening(problem, options) or (0, 0)
+    plan = screening(problem, options)
+    starts, sweeps = plan or (0, 0)
+    auto = isinstance(options.init, str) and options.init == "auto"
     with Progress(options.max_iter * options.restarts + starts * sweeps, desc="als",
                   enabled=options.progress) as bar, kernels.blas_serial(
                       problem.target.values if sparse else problem.target):
+        def run(run_options, run_seed, init):
+            return fit_once(problem, model, settings, run_options, run_seed, bar, init,
+                            make_fit)
         for k, seed in enumerate(seeds):
-            init, screened = options.init, None
-            if isinstance(init, str) and init == "auto":
-                init = screened_start(problem, model, settings, options, seed, bar,
-                                      make_fit) if k == 0 else "random"
-                screened = init.info["screened"] if isinstance(init, FitResult) else None
-            result = fit_once(problem, model, settings, options, seed, bar, init, make_fit)
-            if screened is not None:
-                result.info.update(init="screened", screened=screened)
+            if k == 0 and plan is not None:
+                result = screened_fit(run, options, seed, plan)
+            else:      # "auto" unscreened: the SVD start, random for the other restarts
+                result = run(options, seed, ("random" if k else "svd") if auto
+                             else options.init)
             if best is None or result.loss < best.loss:
                 best = result
             exact = best.rel_error < Limits.of(problem.dtype, 0).exact_fit

@@ -483,11 +483,12 @@ def tt_round(cores, ranks=None, rel_error: float | None = None) -> list[np.ndarr
             norm = float(linalg("norm", small))
             tail = 0.0 if rel_error is None else rel_error * norm / math.sqrt(max(N - 1, 1))
         cap = None if ranks is None else ranks[k]
-        keep = q.shape[1] if _keeps_every_vector(small, tail, cap) else _truncation(
-            backend.to_numpy(_singular_values(small)), cap, tail)
-        if keep < q.shape[1]:                                # truncate: the leading vectors
-            v = linalg("svd", small, full_matrices=False)[0][:, :keep]
-            q, r = q @ v, adjoint(v) @ r                     # r: the projection onto q
+        keep = q.shape[1]
+        if not _keeps_every_vector(small, tail, cap):        # the singular values decide
+            u, s, _ = linalg("svd", small, full_matrices=False)
+            keep = _truncation(backend.to_numpy(s), cap, tail)
+            if keep < q.shape[1]:                            # truncate: the leading vectors
+                q, r = q @ u[:, :keep], adjoint(u[:, :keep]) @ r   # r: the projection onto q
         cores[k] = q.reshape(-1, d, keep)
         carry = r
     cores[-1] = _ldexp(tensordot(carry, cores[-1], ([1], [0])), sum(exponents))
@@ -521,13 +522,6 @@ def _keeps_every_vector(small, tail: float, rank) -> bool:
     except np.linalg.LinAlgError:
         return False
     return True
-
-
-def _singular_values(matrix):
-    """The singular values of ``matrix`` (any backend), no vectors."""
-    if type(matrix) is np.ndarray:
-        return np.linalg.svd(matrix, compute_uv=False)
-    return backend.do("linalg.svdvals", matrix)
 
 
 def _right_triangles(cores) -> list:

@@ -37,7 +37,7 @@ import opt_einsum as oe
 from numpy.polynomial import chebyshev as cheb
 
 from tnc.engine.plan import check_allocation
-from tnc.engine.trees import chain_tree, evaluate, path_tree
+from tnc.engine.trees import chain_tree, evaluate
 
 START_CAP = 2.0      # first bound on the step s (s = 1 is plain ALS)
 MIN_CAP = 1.5
@@ -218,7 +218,7 @@ class CompleteLine:
     def __init__(self, fit, params: frozenset):
         self.fit, self.params = fit, params
         model = fit.model
-        self.norm = path_tree(model.mm, list(model.mm.legs), "auto")
+        self.norm = model.norm_tree
         self.fixed: dict = {}      # parameter-free intermediates (data, inputs), kept
         self.plans: dict = {}      # id of the next sweep's first RHS tree -> split
         self.split = None          # (split node, q's name, Z_new, Z_D) of the last search

@@ -16,9 +16,9 @@ Measured on tensorly's data sets (``bench/bench_real.py``, CPU seconds, one thre
   of tensorly and pyttb at ranks 3-5 from the SVD start, screened +0.00 % at each, for
   0.6-0.84 s against 0.16-0.57 s; bigger complete data keep the SVD start.
 
-The in-memory ALS (:func:`tnc.fitting.als.screened_start`), the streamed one
+The in-memory ALS (:func:`tnc.fitting.als.run_als`), the streamed one
 (:mod:`tnc.fitting.streamed`) and sparse CP (:mod:`tnc.fitting.sparse_als`) screen by the
-same rule with the same starts, so each gives the fit of the others.
+same rule with the same starts (:func:`screened_fit`), so each gives the fit of the others.
 """
 from __future__ import annotations
 
@@ -74,3 +74,13 @@ def best_screened(run, options, seed, plan):
     best = next(r for r in trials if r.loss <= lowest + SCREEN_TIE * abs(lowest))
     best.info["screened"] = [round(t.rel_error, 6) for t in trials]
     return best
+
+
+def screened_fit(run, options, seed, plan):
+    """``run(options, seed, start)`` from the best of the ``plan`` short fits
+    (:func:`best_screened`), its ``info`` saying the start was screened: the first run of
+    every ALS path where :func:`screening` gives a plan."""
+    start = best_screened(run, options, seed, plan)
+    result = run(options, seed, start)
+    result.info.update(init="screened", screened=start.info["screened"])
+    return result

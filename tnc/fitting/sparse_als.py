@@ -179,7 +179,7 @@ def run_sparse_cp(problem, options):
     :class:`~tnc.fitting.result.FitResult` with the dense ALS's history records."""
     from tnc.fitting.als import EXACT_FIT, resolve_settings
     from tnc.fitting.progress import Progress
-    from tnc.fitting.screening import best_screened, screening
+    from tnc.fitting.screening import screened_fit, screening
     layout = cp_layout(problem.network)
     if layout is None:
         raise TncError(f"ALS on sparse data needs a CP network (each parameter a matrix of "
@@ -194,17 +194,14 @@ def run_sparse_cp(problem, options):
     starts, sweeps = plan or (0, 0)
     with Progress(options.max_iter * options.restarts + starts * sweeps, desc="als",
                   enabled=options.progress) as bar:
+        def run(run_options, run_seed, init):
+            return _fit_once(problem, layout, settings, run_options, run_seed, bar, init)
         for k, seed in enumerate(seeds):
-            init = options.init if k == 0 or not isinstance(options.init, str) else "random"
-            screened = None
             if k == 0 and plan is not None:
-                init = best_screened(lambda short, start_seed, start: _fit_once(
-                    problem, layout, settings, short, start_seed, bar, start), options, seed,
-                    plan)
-                screened = init.info["screened"]
-            result = _fit_once(problem, layout, settings, options, seed, bar, init)
-            if screened is not None:
-                result.info.update(init="screened", screened=screened)
+                result = screened_fit(run, options, seed, plan)
+            else:
+                init = options.init if k == 0 or not isinstance(options.init, str) else "random"
+                result = run(options, seed, init)
             if best is None or result.loss < best.loss:
                 best = result
             if best.rel_error < EXACT_FIT:

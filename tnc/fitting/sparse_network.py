@@ -49,7 +49,7 @@ import opt_einsum as oe
 
 from tnc.engine.plan import check_allocation
 from tnc.engine.sparse import SparseTensor
-from tnc.engine.trees import arrange, evaluate, path_tree
+from tnc.engine.trees import arrange, evaluate
 from tnc.errors import TncError
 from tnc.fitting.als import Fit
 
@@ -66,8 +66,7 @@ class SparseFit(Fit):
     windowed = False        # the windowed RHS trees of the dense ALS read a dense X
 
     def __init__(self, problem, model, settings, tensors: dict, mask):
-        if mask is not None:
-            raise TncError("sparse data takes no mask: every entry not listed is an observed zero")
+        # mask is None: tnc.fit refuses a mask with sparse data and run_als a holdout
         self.problem, self.model, self.settings = problem, model, settings
         self.tensors, self.mask = tensors, None
         data = problem.target
@@ -77,7 +76,6 @@ class SparseFit(Fit):
         no_target = np.empty(0, dtype=problem.dtype)        # X is never a leaf here
         self.values = model.values(tensors, problem.inputs, no_target, None)
         self.products = SparseProducts(problem.network, data)
-        self._norm_tree = path_tree(model.mm, list(model.mm.legs), "auto")
 
     def contributions(self, name: str, rhs_tree=None):
         """As :meth:`tnc.fitting.als.Fit.contributions`; ``rhs_tree`` is not used."""
@@ -96,7 +94,7 @@ class SparseFit(Fit):
         """``sum_e |x_e - m_e|^2 + (<M, M> - sum_e |m_e|^2)``: every entry, zeros included."""
         at = self.reconstruct() if model_value is None else model_value
         values = self.problem.target.values
-        mm = float(np.real(evaluate(self._norm_tree, self.values, {})))
+        mm = float(np.real(evaluate(self.model.norm_tree, self.values, {})))
         on_nonzeros = float(np.vdot(values - at, values - at).real)
         return on_nonzeros + max(mm - float(np.vdot(at, at).real), 0.0)
 
@@ -193,7 +191,8 @@ class SparseProducts:
         plan = {"gathered": gathered, "joined": joined, "scatter": scatter, "kept": kept,
                 "dense": [] if label is None else dense,
                 "equation": ",".join(terms) + "->" + BATCH + self._word(kept)}
-        plan["blocks"] = self._blocks(self._per_nonzero(plan))
+        per_nonzero, plan["path"] = self._per_nonzero(plan)
+        plan["blocks"] = self._blocks(per_nonzero)
         if plan["dense"]:
             plan["final_legs"] = out + own_bonds
             plan["final"] = (",".join([self._word(scatter + kept)] + [
@@ -213,16 +212,18 @@ class SparseProducts:
     def _size(self, legs) -> int:
         return math.prod(self.sizes[ix] for ix in legs)
 
-    def _per_nonzero(self, plan) -> int:
-        """Entries of scratch per nonzero: the gathered rows and the largest intermediate."""
+    def _per_nonzero(self, plan) -> tuple:
+        """``(entries of scratch per nonzero, path)``: the gathered rows and the largest
+        intermediate of the per-nonzero einsum, and its path (planned once, here, for a
+        block of ``MIN_BLOCK`` nonzeros; every block reuses it)."""
         gathered = [(MIN_BLOCK, *(self.sizes[ix] for ix in self._bonds(k)))
                     for k in plan["gathered"]]
         joined = [tuple(self.sizes[ix] for ix in self.legs[k]) for k in plan["joined"]]
         rows = sum(math.prod(shape[1:]) for shape in gathered) + self._size(plan["kept"])
         if len(gathered) + len(joined) < 2:
-            return max(1, rows)
-        _, info = oe.contract_path(plan["equation"], *gathered, *joined, shapes=True)
-        return max(1, rows + int(info.largest_intermediate) // MIN_BLOCK)
+            return max(1, rows), None
+        path, info = oe.contract_path(plan["equation"], *gathered, *joined, shapes=True)
+        return max(1, rows + int(info.largest_intermediate) // MIN_BLOCK), path
 
     def _blocks(self, per_nonzero: int) -> list:
         nnz = self.data.nnz
@@ -239,7 +240,7 @@ class SparseProducts:
         operands += [arrays[k] for k in plan["joined"]]
         if not operands:
             return np.ones((block.stop - block.start, 1), dtype=self.data.values.dtype)
-        return oe.contract(plan["equation"], *operands)
+        return oe.contract(plan["equation"], *operands, optimize=plan["path"] or "auto")
 
     def _matrices(self, plan, arrays) -> dict:
         """Each gathered tensor as a matrix: output legs (rows) by bond legs."""

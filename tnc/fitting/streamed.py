@@ -55,7 +55,7 @@ from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record
 from tnc.fitting.rescale import MAX_EXPONENT, SAFE_EXPONENT, Rescale, exponents
 from tnc.fitting.result import FitResult
-from tnc.fitting.screening import best_screened, screening
+from tnc.fitting.screening import screened_fit, screening
 
 STREAMED_METHODS = ("als",)         # and "gcp" with L-BFGS-B: tnc.fitting.streamed_gcp
 
@@ -360,20 +360,16 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
         source.scale = rescale.scale
         options = rescale.options(options, problem.network.params)
         grams = _start_grams(stream, model, options.init)
+        def run(run_options, run_seed, init):
+            return _fit_once(problem, model, settings, run_options, run_seed, init, stream,
+                             plan, xx, grams)
         for k in range(options.restarts):
             seed = None if options.seed is None else options.seed + k
             auto = isinstance(options.init, str) and options.init == "auto"
-            init = "random" if auto and k else options.init    # as run_als's restarts
-            screened = None
             if k == 0 and screen is not None:
-                init = best_screened(lambda short, start_seed, start: _fit_once(
-                    problem, model, settings, short, start_seed, start, stream, plan, xx,
-                    grams), options, seed, screen)
-                screened = init.info["screened"]
-            result = _fit_once(problem, model, settings, options, seed, init, stream, plan, xx,
-                               grams)
-            if screened is not None:
-                result.info.update(init="screened", screened=screened)
+                result = screened_fit(run, options, seed, screen)
+            else:
+                result = run(options, seed, "random" if auto and k else options.init)
             if best is None or result.loss < best.loss:
                 best = result
             stopped = options.callback is not None and not result.converged and (
