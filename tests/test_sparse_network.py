@@ -137,3 +137,18 @@ def test_data_tensors_shared_output_legs_and_hyperedges_fit_as_on_dense_data():
     for a, b in zip(sparse.history, full.history):
         assert abs(a["loss"] - b["loss"]) < 1e-8 * max(1.0, abs(b["loss"]))
     assert 0.01 < sparse.rel_error < 1
+
+
+@pytest.mark.parametrize("method,name", [("als", "cp"), ("als", "tucker"), ("gcp", "cp")])
+def test_sparse_data_with_nan_or_inf_values_is_refused_by_every_sparse_method(method, name):
+    """A NaN or inf among the listed values is a TncError naming the count, for every
+    method that takes sparse data (it was an eigh LinAlgError from the SVD start)."""
+    net = (tnc.library("cp", I=6, J=5, K=4, R=2) if name == "cp"
+           else tnc.library("tucker", I=6, J=5, K=4, R1=2, R2=2, R3=2))
+    dense = masked(net, 2)
+    x = SparseTensor.from_dense(dense)
+    values = x.values.copy()
+    values[0], values[1] = np.nan, np.inf
+    bad = SparseTensor.from_coo(x.coords, values, x.shape)
+    with pytest.raises(tnc.TncError, match="the sparse data has 2 NaN or infinite entries"):
+        tnc.fit(net, bad, method=method, progress=False)

@@ -204,6 +204,9 @@ def _fit_sparse(chosen: Method, model, data, mask, inputs, name, sizes, options,
                        f"sparse data ({sparse_methods}) or pass data.to_dense()")
     if mask is not None:
         raise TncError("sparse data takes no mask: every entry not listed is an observed zero")
+    check_finite(data.values, "the sparse data", "; a value not listed is an observed zero, "
+                 "so leave missing entries out only where zero is right, else fit dense data "
+                 "with a mask")
     network = model_for_data(model, data.shape, name=name, **(sizes or {}))
     problem = FitProblem(network, data, None, check_inputs(network, inputs), memory_limit)
     return chosen.run(problem, options)
