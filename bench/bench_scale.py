@@ -9,7 +9,10 @@ an argument (``--size 600`` writes 0.86 GB) and the RSS goal scales with the dat
 ``--sweeps`` sweeps, tol=0, the first sweep dropped), their ratio and both peak RSS
 (``resource.getrusage``, the child's own). The file goes under ``--dir`` (default /tmp) and is
 deleted. ``--method gcp``: the same for GCP's L-BFGS-B iterations (the full gradient streamed,
-tnc/fitting/streamed_gcp.py). Run: ``python bench/bench_scale.py [--size 600] [--sweeps 6]``.
+tnc/fitting/streamed_gcp.py). ``--hidden 0.2 --missing em|wls``: a random 20 % of the
+entries hidden by a boolean mask stored beside the data (.npy, memory-mapped, streamed in the
+same blocks), against the in-memory masked fit.
+Run: ``python bench/bench_scale.py [--size 600] [--sweeps 6]``.
 """
 from __future__ import annotations
 
@@ -41,20 +44,36 @@ def write_cp_file(path: str, size: int, rank: int, seed: int = 0, rows: int = 16
             file.write(block.astype(np.float32).tobytes())
 
 
+def write_mask_file(path: str, size: int, hidden: float, seed: int = 1, rows: int = 16) -> None:
+    """A boolean mask (True: observed) with a random ``hidden`` fraction False, as .npy."""
+    rng = np.random.default_rng(seed)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(bool)),
+              "fortran_order": False, "shape": (size,) * 3}
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for start in range(0, size, rows):
+            file.write((rng.random((min(rows, size - start), size, size)) >= hidden).tobytes())
+
+
 def child(path: str, mode: str, rank: int, sweeps: int, memory_limit: int,
-          method: str = "als") -> None:
+          method: str = "als", mask_path: str = "", missing: str = "auto") -> None:
     """One fit (``mode`` "disk" or "memory") in this process; prints a JSON line."""
     import resource
     import tnc
     data = np.load(path, mmap_mode="r")
+    mask = np.load(mask_path, mmap_mode="r") if mask_path else None
     if mode == "memory":                    # as stored (float32), as tnc.fit holds it
         data = np.array(data)
     elif mode == "memory64":                # converted to float64 first
         data = np.array(data, dtype=np.float64)
+    if mask is not None and mode != "disk":
+        mask = np.array(mask)
     n = data.shape[0]
     net = tnc.library("cp", I=n, J=n, K=n, R=rank)
     limit = memory_limit if mode == "disk" else "auto"
     options = {"init": "random"} if method == "als" else {"method": "gcp"}
+    if mask is not None:
+        options.update(mask=mask, **({"missing": missing} if method == "als" else {}))
     result = tnc.fit(net, data, max_iter=sweeps, tol=0.0, progress=False,
                      memory_limit=limit, **options)
     times = np.diff([0.0] + [h["time"] for h in result.history])[1:]
@@ -63,9 +82,11 @@ def child(path: str, mode: str, rank: int, sweeps: int, memory_limit: int,
                       "streamed": result.info.get("streamed")}))
 
 
-def run_child(path, mode, rank, sweeps, memory_limit, method="als") -> dict:
+def run_child(path, mode, rank, sweeps, memory_limit, method="als", mask_path="",
+              missing="auto") -> dict:
     command = [sys.executable, __file__, "--child", mode, "--path", path, "--rank", str(rank),
-               "--sweeps", str(sweeps), "--memory-limit", str(memory_limit), "--method", method]
+               "--sweeps", str(sweeps), "--memory-limit", str(memory_limit), "--method", method,
+               "--mask-path", mask_path, "--missing", missing]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -83,12 +104,16 @@ def main() -> None:
                         "converted to float64, 2x the file in RAM)")
     parser.add_argument("--method", choices=["als", "gcp"], default="als",
                         help="gcp: L-BFGS-B iterations (streamed_gcp.py) instead of ALS sweeps")
+    parser.add_argument("--hidden", type=float, default=0.0,
+                        help="fraction of entries hidden by a mask stored beside the data")
+    parser.add_argument("--missing", choices=["auto", "em", "wls"], default="auto")
     parser.add_argument("--child", choices=["disk", "memory", "memory64"])
     parser.add_argument("--path")
+    parser.add_argument("--mask-path", default="")
     args = parser.parse_args()
     if args.child:
         return child(args.path, args.child, args.rank, args.sweeps, args.memory_limit,
-                     args.method)
+                     args.method, args.mask_path, args.missing)
     goal = GOAL_RSS_AT_1200 * (args.size / 1200) ** 3
     limit = args.memory_limit or int(goal)
     entries = args.size ** 3
@@ -96,14 +121,20 @@ def main() -> None:
         path = os.path.join(folder, "x.npy")
         started = time.perf_counter()
         write_cp_file(path, args.size, args.rank)
+        mask_path = os.path.join(folder, "mask.npy") if args.hidden else ""
+        if mask_path:
+            write_mask_file(mask_path, args.size, args.hidden)
         print(f"wrote {args.size}^3 float32 ({os.path.getsize(path) / 1e9:.2f} GB) in "
               f"{time.perf_counter() - started:.0f} s; rank {args.rank}, {args.sweeps} sweeps, "
-              f"streamed memory_limit {limit / 1e6:.0f} MB")
-        disk = run_child(path, "disk", args.rank, args.sweeps, limit, args.method)
+              f"streamed memory_limit {limit / 1e6:.0f} MB"
+              + (f"; {args.hidden:.0%} hidden, missing={args.missing}" if mask_path else ""))
+        run = lambda mode: run_child(path, mode, args.rank, args.sweeps, limit,  # noqa: E731
+                                     args.method, mask_path, args.missing)
+        disk = run("disk")
         fits = {"disk": disk}
         if not args.skip_memory:
             for mode in [m for m in args.modes.split(",") if m]:
-                fits[mode] = run_child(path, mode, args.rank, args.sweeps, limit, args.method)
+                fits[mode] = run(mode)
     per_entry = {k: statistics.median(v["sweeps"]) / entries * 1e9 for k, v in fits.items()}
     print(f"streamed: {disk['streamed']}")
     print(f"streamed from disk: {per_entry['disk']:.3f} ns per entry per sweep (median), "

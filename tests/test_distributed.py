@@ -75,6 +75,22 @@ def test_streamed_fit_on_the_cluster_equals_the_in_memory_fit(client):
                                        "executor": "Client"}
 
 
+def test_masked_streamed_fit_on_the_cluster(client):
+    """A dask mask's blocks are computed on the workers beside the data's (EM and WLS)."""
+    x = noisy(CP)
+    mask = np.random.default_rng(3).random(x.shape) > 0.25
+    data = da.from_array(np.where(mask, x, np.nan), chunks=(4, 7, 6))
+    stored = da.from_array(mask, chunks=(4, 7, 6))
+    for missing in ("em", "wls"):
+        memory = tnc.fit(CP, x, mask=mask, missing=missing, progress=False, init="svd")
+        result = tnc.fit(CP, data, mask=stored, missing=missing, progress=False, init="svd",
+                         memory_limit=row_limit(x, 8), executor=client)
+        assert result.iterations == memory.iterations
+        assert result.rel_error == pytest.approx(memory.rel_error, rel=1e-10)
+        assert result.info["streamed"]["mask"] == "dask"
+        assert result.info["streamed"]["executor"] == "Client"
+
+
 def test_the_default_client_is_used_for_a_dask_array(client):
     x = noisy(CP)
     data = da.from_array(x, chunks=(4, 7, 6))

@@ -207,15 +207,15 @@ def test_a_method_that_does_not_stream_gets_the_data_loaded_when_it_fits(tmp_pat
         tnc.fit(net, on_disk("memmap", x, tmp_path), memory_limit=4096, **options)
 
 
-def test_a_mask_loads_the_data(tmp_path):
+def test_a_mask_streams_with_dask_data(tmp_path):
+    """Masked ALS streams (tests/test_streamed_masks.py): no longer loaded whole."""
     net = NETWORKS["cp"]
     x = noisy(net)
     mask = np.random.default_rng(2).random(x.shape) > 0.2
     memory = tnc.fit(net, x, mask=mask, progress=False)
     result = tnc.fit(net, on_disk("dask", x, tmp_path), mask=mask, progress=False)
-    same_fit(result, memory, rtol=1e-12)
-    with pytest.raises(MemoryLimitError, match="a mask is not streamed"):
-        tnc.fit(net, on_disk("memmap", x, tmp_path), mask=mask, memory_limit=4096)
+    same_fit(result, memory, rtol=1e-10)
+    assert result.info["streamed"]["mask"] == "array"
 
 
 def test_executor_with_a_method_that_does_not_stream_is_refused(tmp_path):

@@ -204,6 +204,38 @@ class MaskSource(BlockSource):
         return np.asarray(raw).astype(bool, copy=False)
 
 
+class NanMask(MaskSource):
+    """``mask="nan"`` for out-of-core data: observed where the data are not NaN, read
+    from the data's own blocks (the rows are read twice; a stored mask reads once).
+
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+        >>> np.save(path, np.array([[1.0, np.nan]]))
+        >>> NanMask(BlockSource(np.load(path, mmap_mode="r"))).read(0, 1)
+        array([[ True, False]])
+    """
+
+    def __init__(self, source: BlockSource):
+        self.data, self.kind, self.scale, self.shape = source, "nan", 1.0, source.shape
+        self.itemsize, self.dtype = 1, np.dtype(bool)
+
+    def raw(self, start: int, stop: int, axis: int = 0):
+        return ~np.isnan(self.data.raw(start, stop, axis))    # a dask array stays lazy
+
+    def release(self, start: int, stop: int, axis: int = 0) -> None:
+        self.data.release(start, stop, axis)
+
+
+def mask_source(mask, source: BlockSource) -> MaskSource:
+    """The mask of out-of-core ``source`` read in its blocks: a :class:`MaskSource` of a
+    boolean array (numpy or out-of-core), or :class:`NanMask` for ``mask="nan"``."""
+    if isinstance(mask, str):
+        if mask != "nan":
+            raise TncError(f"mask must be a boolean array or 'nan', got {mask!r}")
+        return NanMask(source)
+    return MaskSource(mask, source.shape)
+
+
 class Buffers:
     """Reusable flat arrays, one per name, grown as needed: block after block the same
     memory, so no fresh pages are faulted in per block."""
@@ -255,13 +287,18 @@ def as_block(raw, scale: float, buffers: Buffers | None = None) -> np.ndarray:
     return block
 
 
-def check_finite(block, start: int, stop: int, axis: int = 0) -> None:
-    """Refuse a block with NaN or infinite entries, naming its rows."""
-    if not np.isfinite(block).all():
-        bad = block.size - int(np.count_nonzero(np.isfinite(block)))
-        raise TncError(f"the data has {bad} NaN or infinite entries in rows {start}:{stop} "
-                       f"along axis {axis}; out-of-core data take no mask, so every entry "
-                       "must be finite")
+def check_finite(block, start: int, stop: int, axis: int = 0, mask=None) -> None:
+    """Refuse a block with NaN or infinite entries (observed ones, with ``mask``: True where
+    observed), naming its rows."""
+    finite = np.isfinite(block)
+    if mask is not None:
+        finite |= ~mask
+    if not finite.all():
+        bad = block.size - int(np.count_nonzero(finite))
+        what = "observed entries" if mask is not None else "entries"
+        raise TncError(f"the data has {bad} NaN or infinite {what} in rows {start}:{stop} "
+                       f"along axis {axis}; give a mask (True = observed) or mask='nan' "
+                       "that hides them")
 
 
 def _direct_file(data: np.memmap) -> bool:

@@ -58,10 +58,15 @@ def check_slices(net, mask) -> None:
     """A :class:`TncError` naming the first slice (axis, position) with no observed entry."""
     if mask is None:
         return
+    check_seen(net, [np.any(mask, axis=tuple(k for k in range(mask.ndim) if k != axis))
+                     if mask.ndim > 1 else mask for axis in range(mask.ndim)])
+
+
+def check_seen(net, seen: list) -> None:
+    """:func:`check_slices` from ``seen[axis]``, a boolean vector per axis: True where the
+    slice has an observed entry (streamed data gather these block by block)."""
     for axis, ix in enumerate(net.output):
-        others = tuple(k for k in range(mask.ndim) if k != axis)
-        seen = np.any(mask, axis=others) if others else mask
-        empty = np.flatnonzero(~seen)
+        empty = np.flatnonzero(~np.asarray(seen[axis]))
         if empty.size:
             raise TncError(f"data: slice {int(empty[0])} of axis {axis} (index `{ix}`) has no "
                            "observed entry, so the model there is not determined by the data; "

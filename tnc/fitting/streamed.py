@@ -16,6 +16,16 @@ the new rows (a dimension tree inside each block): 3-way CP reads the data twice
 per sweep. The updates, their order and the stopping test are those of the in-memory
 ALS (:mod:`tnc.fitting.als`), so a fit that fits in memory gives the same result.
 
+A mask (True: observed; a numpy array, an out-of-core array of any kind above, or
+``"nan"``) is read in the same blocks, and the in-memory masked ALS is followed exactly:
+EM fills each block's unobserved entries from the model of the tensors at the sweep's
+start (recomputed per block and pass: nothing data-sized is kept) and measures the
+observed residual in one more pass; weighted least squares (``missing="wls"``, or
+``"auto"`` when als.missing_mode picks it) sums each update's right-hand side from the
+zero-filled block and its weighted Gram ``<W, M, M>`` from the block's mask in the same
+pass (one pass per update: the fused pass is not used). The first pass also refuses
+non-finite observed entries and a slice with no observed entry, by name.
+
 float32 data stream as float32 blocks: their products run in float32 and are summed over
 blocks, solved and kept in float64, with ALS's float32 thresholds (``als.Limits``), and the
 tensors come back float32, as the in-memory fit of float32 data gives. Blocks of a
@@ -39,7 +49,6 @@ with a :class:`~tnc.errors.TncError` naming it; nothing is returned as converged
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
@@ -47,12 +56,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tnc.engine.blocks import BlockSource, check_finite, run_blocks
+from tnc.engine.blocks import BlockSource, check_finite, mask_source, run_blocks
 from tnc.errors import TncError
 from tnc.engine.trees import Leaves, arrange, evaluate, path_tree
 from tnc.fitting import als
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.records import record
+from tnc.fitting.identifiable import check_seen
 from tnc.fitting.rescale import MAX_EXPONENT, SAFE_EXPONENT, Rescale, exponents
 from tnc.fitting.result import FitResult
 from tnc.fitting.screening import screened_fit, screening
@@ -62,8 +72,8 @@ STREAMED_METHODS = ("als",)         # and "gcp" with L-BFGS-B: tnc.fitting.strea
 
 def fit(chosen, model, data, mask, inputs, name, sizes, memory_limit, options, spelling):
     """:func:`tnc.fit` for out-of-core ``data``: ALS streams it (:func:`run_streamed_als`),
-    GCP with L-BFGS-B too, mask included (:mod:`tnc.fitting.streamed_gcp`); a method that
-    does not stream gets it loaded when it fits ``memory_limit``."""
+    GCP with L-BFGS-B too (:mod:`tnc.fitting.streamed_gcp`), each with its mask; a method
+    or option that does not stream gets it loaded when it fits ``memory_limit``."""
     from tnc.fitting.front import FitProblem, check_inputs, make_options, model_for_data
     source = BlockSource(data)
     options = dict(options)
@@ -71,12 +81,13 @@ def fit(chosen, model, data, mask, inputs, name, sizes, memory_limit, options, s
     if chosen.name == "gcp":
         return _gcp(chosen, model, source, mask, inputs, name, sizes, memory_limit, options,
                     spelling, executor)
-    unstreamed = _unstreamed(chosen.name, mask, options)
+    unstreamed = _unstreamed(chosen.name, options)
     if unstreamed:
         return _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit,
                        options, spelling, executor, unstreamed)
     network = model_for_data(model, source.shape, name=name, **(sizes or {}))
-    problem = FitProblem(network, source, None, check_inputs(network, inputs), memory_limit)
+    mask = None if mask is None else mask_source(mask, source)
+    problem = FitProblem(network, source, mask, check_inputs(network, inputs), memory_limit)
     als_options = make_options(chosen, options, spelling)
     return run_streamed_als(problem, als_options, source, _executor(executor, source))
 
@@ -85,7 +96,6 @@ def _gcp(chosen, model, source, mask, inputs, name, sizes, memory_limit, options
          executor):
     """GCP on out-of-core data: the full gradient streamed (:mod:`tnc.fitting.streamed_gcp`),
     with a mask read in the same blocks; loaded when an option does not stream."""
-    from tnc.engine.blocks import MaskSource
     from tnc.fitting import streamed_gcp
     from tnc.fitting.front import check_inputs, make_options, model_for_data
     network = model_for_data(model, source.shape, name=name, **(sizes or {}))
@@ -94,19 +104,17 @@ def _gcp(chosen, model, source, mask, inputs, name, sizes, memory_limit, options
     if why:
         return _loaded(chosen, model, source, mask, inputs, name, sizes, memory_limit,
                        options, spelling, executor, why)
-    mask = None if mask is None else MaskSource(mask, source.shape)
+    mask = None if mask is None else mask_source(mask, source)
     inputs = check_inputs(network, inputs)
     network.check_arrays_fit(network.params, "parameter tensors", memory_limit)
     return streamed_gcp.run_streamed_gcp(network, inputs, gcp_options, source, mask,
                                          memory_limit, _executor(executor, source))
 
 
-def _unstreamed(method: str, mask, options: dict) -> str:
+def _unstreamed(method: str, options: dict) -> str:
     """Why this fit cannot stream (a method or option streaming lacks), or ``""``."""
     if method not in STREAMED_METHODS:
         return f"method {method!r} does not stream (streamed: {', '.join(STREAMED_METHODS)})"
-    if mask is not None:
-        return "a mask is not streamed (streamed ALS fits every entry)"
     return _unstreamed_option(options)
 
 
@@ -175,37 +183,77 @@ def sliced(array, axis, start: int, stop: int):
 
 @dataclass(frozen=True)
 class Operands:
-    """The tensors of a block's network: leaf label -> (value, axis cut to the block or None)."""
+    """The tensors of a block's network: leaf label -> (value, axis cut to the block or None).
+
+    With a mask (True: observed) the block's unobserved entries are zeroed (weighted least
+    squares: the observed target, and the mask as the leaf ``W`` when ``weighted``) or, with
+    ``fill``, taken from the model (EM's imputation, :class:`Imputed`)."""
 
     values: dict
+    fill: "Imputed | None" = None
+    weighted: bool = False
 
-    def block(self, block, start: int, stop: int) -> dict:
-        return {**{k: sliced(v, axis, start, stop).astype(block.dtype, copy=False)
-                   for k, (v, axis) in self.values.items()}, "X": block}
+    def block(self, block, start: int, stop: int, mask=None) -> dict:
+        values = {k: sliced(v, axis, start, stop).astype(block.dtype, copy=False)
+                  for k, (v, axis) in self.values.items()}
+        if mask is not None:
+            values[als.WEIGHT] = mask.astype(block.dtype) if self.weighted else None
+            block = observed(block, mask) if self.fill is None else self.fill(
+                block, start, stop, mask)
+        values["X"] = block
+        return values
 
 
-# Block tasks: ``task(block, start, stop, *args)`` (module functions: they travel to workers)
-def rhs_block(block, start, stop, contraction: BlockTrees, operands: Operands):
+def observed(block, mask):
+    """``block`` with its unobserved entries (``mask`` False; they may hold NaN) zeroed."""
+    return np.where(mask, block, block.dtype.type(0))
+
+
+@dataclass(frozen=True)
+class Imputed:
+    """EM's data: a block's unobserved entries from the model of the sweep's start tensors
+    (``operands``), as the in-memory EM imputes once a sweep."""
+
+    model: BlockTrees
+    operands: Operands
+
+    def __call__(self, block, start, stop, mask):
+        model = self.model(self.operands.block(block, start, stop), {})
+        return np.where(mask, block, model.astype(block.dtype, copy=False))
+
+
+# Block tasks: ``task(block, start, stop, *args, mask=rows or None)`` (module functions: they
+# travel to workers)
+def rhs_block(block, start, stop, contraction: BlockTrees, operands: Operands, mask=None):
     """The right-hand side contribution of one block (rows ``start:stop``)."""
-    return contraction(operands.block(block, start, stop), {})
+    return contraction(operands.block(block, start, stop, mask), {})
+
+
+def weighted_block(block, start, stop, rhs: BlockTrees, gram: BlockTrees, operands: Operands,
+                   mask=None):
+    """Weighted least squares: ``(right-hand side, weighted Gram)`` contributions of one
+    block, the Gram's mask the block's."""
+    values, cache = operands.block(block, start, stop, mask), {}
+    return rhs(values, cache), gram(values, cache)
 
 
 def fused_block(block, start, stop, first: BlockTrees, second: BlockTrees, operands: Operands,
-                label, solve):
+                label, solve, mask=None):
     """One block of the fused pass: the rows ``start:stop`` of ``P`` (leaf ``label``) solved
     from the block, then the next parameter's contribution from the new rows (the block
     times the other tensors is computed once, cached between the two):
     ``(P rows, contribution)``."""
-    values, cache = operands.block(block, start, stop), {}
+    values, cache = operands.block(block, start, stop, mask), {}
     rows = solve(first(values, cache), start, stop)
     values[label] = rows
     return rows, second(values, cache)
 
 
-def residual_block(block, start, stop, model: BlockTrees, operands: Operands) -> float:
-    """``||X_block - M_block||^2``."""
+def residual_block(block, start, stop, model: BlockTrees, operands: Operands,
+                   mask=None) -> float:
+    """``||X_block - M_block||^2`` (over the observed entries, with ``mask``)."""
     diff = block - model(operands.block(block, start, stop), {})
-    return squared(diff)
+    return squared(diff if mask is None else observed(diff, mask))
 
 
 def squared(array) -> float:
@@ -214,17 +262,26 @@ def squared(array) -> float:
     return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
-def squares_block(block, start, stop, unit: float = 1.0) -> tuple[float, float]:
-    """``(sum of (block / unit)^2, largest magnitude)``; a fit's first pass, so it also
-    refuses non-finite entries (by their rows)."""
-    check_finite(block, start, stop)
+def squares_block(block, start, stop, unit: float = 1.0, mask=None) -> tuple:
+    """``(sum of (block / unit)^2, largest magnitude, observed entries, seen)`` over the
+    observed entries; a fit's first pass, so it also refuses non-finite observed entries
+    (by their rows). ``seen``: None without a mask, else per axis whether each slice of
+    the block has an observed entry."""
+    check_finite(block, start, stop, mask=mask)
+    seen = None
+    if mask is not None:
+        block = observed(block, mask)
+        seen = [np.any(mask, axis=tuple(k for k in range(mask.ndim) if k != a))
+                for a in range(mask.ndim)]
     scaled = block if unit == 1.0 else block / unit
-    return squared(scaled), float(np.max(np.abs(block), initial=0.0))
+    count = block.size if mask is None else int(np.count_nonzero(mask))
+    return squared(scaled), float(np.max(np.abs(block), initial=0.0)), count, seen
 
 
-def grams_block(block, start, stop, wanted) -> dict:
+def grams_block(block, start, stop, wanted, mask=None) -> dict:
     """``name -> U Uᵀ`` for the block's unfolding ``U`` along each ``(name, axes)`` of
-    ``wanted`` (the axes as rows)."""
+    ``wanted`` (the axes as rows); unobserved entries (``mask`` False) count as 0."""
+    block = block if mask is None else observed(block, mask)
     grams = {}
     for name, axes in wanted:
         rows = math.prod(block.shape[a] for a in axes)
@@ -262,10 +319,12 @@ class BlockPlan:
         self.axis_index = model.network.output[0]
         self.legs = model.xm.legs
         self.rows = max(b - a for a, b in blocks)
-        self.leaves = {}
+        self.leaves, self.weighted = {}, {}
         for n in sorted({b - a for a, b in blocks}):
             sizes = {**model.xm.sizes, self.axis_index: n}
             self.leaves[n] = Leaves(f"block{n}", dict(self.legs), sizes, model.xm.rank)
+            self.weighted[n] = Leaves(f"wblock{n}", dict(model.wmm.legs), sizes,
+                                      model.wmm.rank)
         self.memo: dict = {}
 
     def environment(self, labels: tuple, want: tuple) -> BlockTrees:
@@ -274,6 +333,18 @@ class BlockPlan:
         if key not in self.memo:
             self.memo[key] = BlockTrees({n: path_tree(leaves, list(labels), self.optimize)
                                          for n, leaves in self.leaves.items()}, want)
+        return self.memo[key]
+
+    def weighted_gram(self, name: str) -> BlockTrees:
+        """``name``'s weighted Gram ``<W, M, M>`` without ``name`` (:meth:`als.Model.
+        plan_weighted`), laid out as (diagonal, free, bond, primed bond) legs."""
+        key = ("wgram", name)
+        if key not in self.memo:
+            u = self.model.updates[name]
+            labels = [als.WEIGHT, *(k for k in self.model.mm.legs if k[1] != u.label)]
+            want = u.diag + u.free + u.bond + tuple(map(als.prime, u.bond))
+            self.memo[key] = BlockTrees({n: path_tree(leaves, labels, self.optimize)
+                                         for n, leaves in self.weighted.items()}, want)
         return self.memo[key]
 
     def fused(self, p, h) -> tuple[BlockTrees, BlockTrees]:
@@ -289,8 +360,13 @@ class BlockPlan:
             self.memo[key] = (BlockTrees(first, self.legs[p]), BlockTrees(second, self.legs[h]))
         return self.memo[key]
 
-    def operands(self, labels, values: dict) -> Operands:
-        return Operands({k: (values[k], _axis(self.legs[k], self.axis_index)) for k in labels})
+    def operands(self, labels, values: dict, fill=None, weighted=False) -> Operands:
+        """The leaves ``labels`` (of ``<X, M>`` or ``<W, M, M>``) of ``values``, each cut to
+        a block along the block index when it carries it."""
+        legs = self.model.wmm.legs
+        return Operands({k: (values[k], _axis(self.legs[k] if k in self.legs else legs[k],
+                                               self.axis_index)) for k in labels},
+                        fill, weighted)
 
     def others(self, *excluded) -> list:
         return [k for k in self.legs if k != "X" and k not in excluded]
@@ -306,9 +382,9 @@ class Stream:
     """The passes over the data of one streamed fit: blocks, executor, progress bar (one
     step a block of a first-axis pass, the sweep and error as its postfix)."""
 
-    def __init__(self, source: BlockSource, blocks, executor, bar, memory_limit):
+    def __init__(self, source: BlockSource, blocks, executor, bar, memory_limit, mask=None):
         self.source, self.blocks, self.executor, self.bar = source, blocks, executor, bar
-        self.memory_limit, self.passes, self.status = memory_limit, 0, {}
+        self.memory_limit, self.passes, self.status, self.mask = memory_limit, 0, {}, mask
 
     def run(self, task, *args, axis: int = 0) -> list:
         self.passes += 1
@@ -316,7 +392,7 @@ class Stream:
             axis, memory_limit=self.memory_limit, strict=False)
         tick = (lambda: self.bar.update(**self.status)) if axis == 0 else None
         return run_blocks(self.source, blocks, task, *args, axis=axis, executor=self.executor,
-                          on_block=tick)
+                          on_block=tick, mask=self.mask)
 
 
 class StreamedFit(als.Fit):
@@ -324,10 +400,11 @@ class StreamedFit(als.Fit):
     over the blocks (put in ``pending`` before :meth:`update`); Grams, solves, losses and
     normalisation are the Fit's own."""
 
-    def __init__(self, problem, model, settings, tensors: dict, xx: float):
+    def __init__(self, problem, model, settings, tensors: dict, xx: float, mode: str):
         self.problem, self.model, self.settings = problem, model, settings
-        self.tensors, self.mask, self.xx = tensors, None, xx
-        self.cache, self.mode, self.pending = {}, "dense", {}
+        self.tensors, self.mask, self.xx, self.mode = tensors, None, xx, mode
+        self.xx_filled = math.nan     # EM's loss is the residual pass's, never the formula's
+        self.cache, self.pending, self.pending_grams = {}, {}, {}
         self.values = model.values(tensors, problem.inputs, None, None)
 
     def contributions(self, name: str, rhs_tree=None):
@@ -336,8 +413,13 @@ class StreamedFit(als.Fit):
         return np.reshape(rhs, (gram.shape[0], -1, gram.shape[-1])), gram, u.axes
 
     def gram_of(self, name: str) -> np.ndarray:
+        """``name``'s Gram: the in-memory one, or (weighted least squares) the weighted one
+        summed over the blocks (put in ``pending_grams``), laid out as the Fit's."""
         u = self.model.updates[name]
-        return self._gram(u, *u.sizes(self.problem.network.spec.index_sizes))
+        n_diag, n_free, n_bond = u.sizes(self.problem.network.spec.index_sizes)
+        if self.mode == "wls":
+            return self.pending_grams.pop(name).reshape(n_diag * n_free, n_bond, n_bond)
+        return self._gram(u, n_diag, n_free, n_bond)
 
 
 def run_streamed_als(problem, options, source: BlockSource, executor=None):
@@ -345,24 +427,28 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
     settings = als.resolve_settings(problem, options)
     als.check_identifiable(problem.network)
     model = als.als_model(problem.network, settings.order, options.optimize)
-    blocks = source.layout(0, memory_limit=problem.memory_limit,
-                           row_factor=2.0 + source.itemsize / 8)   # raw + float64 + products
+    mask = problem.mask
+    mode = als.missing_mode(model, mask is not None, settings.missing)
+    blocks = source.layout(0, memory_limit=problem.memory_limit,   # raw + float64 + products
+                           row_factor=2.0 + source.itemsize / 8 + 2.2 * (mask is not None))
     plan = BlockPlan(model, blocks, options.optimize)
-    passes = len(settings.order) - (_fused_position(model, settings.order, plan.axis_index)
-                                    is not None)
+    fused = _fused_position(model, settings.order, plan.axis_index, mode)
+    passes = len(settings.order) - (fused is not None) + als.residual_every_sweep(
+        mode, source.dtype)
     screen = screening(problem, options)        # the in-memory init="auto" rule
     starts, sweeps = screen or (0, 0)
     total = (options.max_iter * options.restarts + starts * sweeps) * len(blocks) * passes
     started, best = time.perf_counter(), None
     with Progress(total, desc="als (blocks)", enabled=options.progress) as bar:
-        stream = Stream(source, blocks, executor, bar, problem.memory_limit)
-        xx, rescale = _unit_scale(stream, problem.network)
+        stream = Stream(source, blocks, executor, bar, problem.memory_limit, mask)
+        xx, observed_count, rescale = _unit_scale(stream, problem.network)
         source.scale = rescale.scale
         options = rescale.options(options, problem.network.params)
         grams = _start_grams(stream, model, options.init)
+        data = Data(xx, observed_count, mode)
         def run(run_options, run_seed, init):
             return _fit_once(problem, model, settings, run_options, run_seed, init, stream,
-                             plan, xx, grams)
+                             plan, data, grams)
         for k in range(options.restarts):
             seed = None if options.seed is None else options.seed + k
             auto = isinstance(options.init, str) and options.init == "auto"
@@ -380,26 +466,43 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
     best.info.update(restarts=options.restarts, streamed={
         "kind": source.kind, "blocks": len(blocks), "block_rows": plan.rows,
         "passes": stream.passes, "executor": None if executor is None else
-        type(executor).__name__})
+        type(executor).__name__, "mask": None if mask is None else mask.kind})
     return rescale.result(best)
 
 
+@dataclass(frozen=True)
+class Data:
+    """What the first pass learnt of the data: ``||X||^2`` over the observed entries (in
+    the fit's units), how many are observed, and the missing-data mode (``"dense"``,
+    ``"em"`` or ``"wls"``: :func:`tnc.fitting.als.missing_mode`)."""
+
+    xx: float
+    observed: int
+    mode: str
+
+
 def _unit_scale(stream: Stream, network):
-    """``(||X||^2 in the fit's units, Rescale)``: the unit-RMS rescale :func:`tnc.fit`
-    applies in memory (:mod:`tnc.fitting.rescale`), from one pass (two for data whose
-    squares leave the float range)."""
+    """``(||X||^2 in the fit's units, observed entries, Rescale)``: the unit-RMS rescale
+    :func:`tnc.fit` applies in memory (:mod:`tnc.fitting.rescale`, over the observed
+    entries), from one pass (two for data whose squares leave the float range), which also
+    checks that every slice has an observed entry."""
     parts = stream.run(squares_block)
-    xx, largest, size = sum(p[0] for p in parts), max(p[1] for p in parts), stream.source.size
-    value = math.sqrt(xx / size)
+    xx, largest = sum(p[0] for p in parts), max(p[1] for p in parts)
+    size = sum(p[2] for p in parts)
+    if stream.mask is not None:
+        check_seen(network, [np.concatenate([p[3][0] for p in parts]),
+                             *(np.any([p[3][a] for p in parts], axis=0)
+                               for a in range(1, stream.source.ndim))])
+    value = math.sqrt(xx / size) if size else 0.0
     if not 1e-280 < xx < 1e280 and largest > 0 and math.isfinite(largest):
         unit = math.ldexp(1.0, math.frexp(largest)[1])
         value = unit * math.sqrt(sum(p[0] for p in stream.run(squares_block, unit)) / size)
     exponent = -round(math.log2(value)) if value > 0 and math.isfinite(value) else 0
     found = exponents([network]) if abs(exponent) > SAFE_EXPONENT else None
     if found is None:
-        return xx, Rescale()
+        return xx, size, Rescale()
     rescale = Rescale(math.ldexp(1.0, max(-MAX_EXPONENT, min(MAX_EXPONENT, exponent))), found)
-    return (value * rescale.scale) ** 2 * size, rescale
+    return (value * rescale.scale) ** 2 * size, size, rescale
 
 
 def _start_grams(stream: Stream, model, init) -> dict:
@@ -426,11 +529,12 @@ def _start_grams_of(stream: Stream, wanted: dict) -> dict:
     return grams
 
 
-def _start(problem, model, init, seed, nonneg, grams: dict, xx: float) -> dict:
+def _start(problem, model, init, seed, nonneg, grams: dict, data: Data) -> dict:
     """The in-memory ALS start (:func:`tnc.fitting.als.initial_tensors`) from the streamed
     unfolding Grams and ``||X||^2``: the SVD start reads the leading eigenvectors of
     ``U Uᵀ``, which any ``L`` with ``L Lᵀ = U Uᵀ`` shares, so it is given such an ``L``."""
     from tnc.fitting.front import FitProblem
+    xx = data.xx * problem.target.size / max(data.observed, 1)   # as ALS scales masked data
     norm = FitProblem(problem.network, np.array([math.sqrt(xx)]), None, problem.inputs,
                       problem.memory_limit)      # ||X||^2 (one entry) for the start's scale
     if not (isinstance(init, str) and init in ("svd", "auto")):
@@ -459,28 +563,34 @@ def _gram_root(gram, network, update):
     return np.moveaxis(root, range(len(axes)), axes)
 
 
-def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, grams):
+def _fit_once(problem, model, settings, options, seed, init, stream, plan, data, grams):
     """One streamed ALS run: :func:`tnc.fitting.als.fit_once`'s sweeps, stopping test and
-    history, on dense complete data."""
+    history, on complete data or (with a mask) by EM or weighted least squares."""
     started = time.perf_counter()
-    tensors = _start(problem, model, init, seed, settings.nonneg, grams, xx)
-    fit = StreamedFit(problem, model, settings, tensors, xx)
+    tensors = _start(problem, model, init, seed, settings.nonneg, grams, data)
+    fit = StreamedFit(problem, model, settings, tensors, data.xx, data.mode)
     order = settings.order
-    fused = _fused_position(model, order, plan.axis_index)
+    fused = _fused_position(model, order, plan.axis_index, data.mode)
     limits = als.Limits.of(stream.source.dtype, options.tol)   # float32: floored thresholds
     history, converged, previous = [], False, math.inf
     for sweep in range(1, options.max_iter + 1):
         stream.status = {"sweep": sweep, **({"rel_error": previous} if history else {})}
+        fill = _imputation(fit, plan) if fit.mode == "em" else None
         position = 0
         while position < len(order):
+            name = order[position]
             if position == fused:
-                _fused_pass(fit, plan, stream, order[position], order[position + 1])
+                _fused_pass(fit, plan, stream, name, order[position + 1], fill)
                 position += 1
+            elif fit.mode == "wls":
+                fit.pending[name], fit.pending_grams[name] = _weighted_pass(fit, plan, stream,
+                                                                            name)
             else:
-                fit.pending[order[position]] = _rhs_pass(fit, plan, stream, order[position])
+                fit.pending[name] = _rhs_pass(fit, plan, stream, name, fill)
             loss = fit.update(order[position])
             position += 1
-        if loss < limits.exact_below ** 2 * fit.xx:
+        if als.residual_every_sweep(fit.mode, stream.source.dtype) or (
+                loss < limits.exact_below ** 2 * fit.xx):
             loss = _residual_pass(fit, plan, stream)
         if options.normalize:
             fit.normalize()
@@ -492,34 +602,66 @@ def _fit_once(problem, model, settings, options, seed, init, stream, plan, xx, g
         previous = rel
         if wants_stop(options.callback, {**entry, "tensors": fit.tensors}) or converged:
             break
-    info = {"seed": seed, "order": order, "missing": "dense",
+    info = {"seed": seed, "order": order, "missing": fit.mode,
             "init": init if isinstance(init, str) else "given", "tol": limits.tol}
     tensors = {k: v.astype(stream.source.dtype, copy=False) for k, v in fit.tensors.items()}
     return FitResult(problem.network, tensors, "als", history, converged, len(history),
                      time.perf_counter() - started, dict(problem.inputs), info)
 
 
-def _fused_position(model, order: list, index: str) -> int | None:
+def _fused_position(model, order: list, index: str, mode: str) -> int | None:
     """The position of the parameter carrying the block index as a free leg, when another
-    update follows it in the sweep (so both share one pass), else None."""
+    update follows it in the sweep (so both share one pass), else None (also for weighted
+    least squares, whose passes carry the weighted Grams)."""
+    if mode == "wls":
+        return None
     for position, name in enumerate(order[:-1]):
         if index in model.updates[name].free:
             return position
     return None
 
 
-def _rhs_pass(fit, plan: BlockPlan, stream: Stream, name: str) -> np.ndarray:
+def _imputation(fit, plan: BlockPlan) -> Imputed:
+    """EM's filling for this sweep: the model of the tensors as they are now."""
+    values = fit.model.values(dict(fit.tensors), fit.problem.inputs)
+    labels = plan.others()
+    return Imputed(plan.environment(tuple(labels), plan.legs["X"]),
+                   plan.operands(labels, values))
+
+
+def _rhs_pass(fit, plan: BlockPlan, stream: Stream, name: str, fill=None) -> np.ndarray:
     """``name``'s right-hand side in its own leg order, from one pass over the blocks."""
     label = fit.model.label_of[name]
     legs, others = plan.legs[label], plan.others(label)
     values = fit.model.values(fit.tensors, fit.problem.inputs)
     parts = stream.run(rhs_block, plan.environment(("X", *others), legs),
-                       plan.operands(others, values))
-    axis = _axis(legs, plan.axis_index)
+                       plan.operands(others, values, fill))
+    return _joined(parts, _axis(legs, plan.axis_index))
+
+
+def _joined(parts: list, axis: int | None) -> np.ndarray:
+    """Block contributions summed, or joined along ``axis`` when each holds its own rows."""
     return sum(parts[1:], parts[0]) if axis is None else np.concatenate(parts, axis=axis)
 
 
-def _fused_pass(fit, plan: BlockPlan, stream: Stream, first: str, second: str) -> None:
+def _weighted_pass(fit, plan: BlockPlan, stream: Stream, name: str) -> tuple:
+    """``(right-hand side, weighted Gram)`` of ``name`` from one pass: the observed target
+    and the mask of each block (weighted least squares)."""
+    u, label = fit.model.updates[name], fit.model.label_of[name]
+    others = plan.others(label)
+    gram_labels = [k for k in fit.model.mm.legs if k[1] != label]
+    values = fit.model.values(fit.tensors, fit.problem.inputs)
+    gram = plan.weighted_gram(name)
+    parts = stream.run(weighted_block, plan.environment(("X", *others), u.legs), gram,
+                       plan.operands([*others, *gram_labels], values, weighted=True))
+    index = plan.axis_index
+    gram_axis = gram.want.index(index) if index in u.diag + u.free else None
+    return (_joined([p[0] for p in parts], _axis(u.legs, index)),
+            _joined([p[1] for p in parts], gram_axis))
+
+
+def _fused_pass(fit, plan: BlockPlan, stream: Stream, first: str, second: str,
+                fill=None) -> None:
     """Update ``first`` (carrying the block index as a free leg) block by block and leave
     ``second``'s right-hand side, accumulated from the new rows, in ``fit.pending``."""
     model = fit.model
@@ -529,8 +671,8 @@ def _fused_pass(fit, plan: BlockPlan, stream: Stream, first: str, second: str) -
                        fit.tensors[first], fit.settings.l2[first], first in fit.settings.nonneg)
     values = model.values(fit.tensors, fit.problem.inputs)
     to_first, to_second = plan.fused(p, h)
-    parts = stream.run(fused_block, to_first, to_second, plan.operands(plan.others(p), values),
-                       p, solve)
+    parts = stream.run(fused_block, to_first, to_second,
+                       plan.operands(plan.others(p), values, fill), p, solve)
     fit.set_tensor(first, np.ascontiguousarray(np.concatenate([r for r, _ in parts], axis=axis)))
     fit.pending[second] = sum((c for _, c in parts[1:]), parts[0][1])
 
