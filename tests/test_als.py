@@ -346,3 +346,24 @@ def test_auto_start_screens_more_and_longer_starts_on_small_masked_data():
                                          np.ones((9, 8, 7)), None, {})
     assert screen_module.screening(small, options) == (10, 100)      # complete but small
     assert screen_module.screening(problem, als_module.ALSOptions(init="svd")) is None
+
+
+@pytest.mark.parametrize("path", ["dense", "streamed", "sparse-cp", "sparse-tucker"])
+def test_restarts_after_an_svd_start_start_at_random(path, tmp_path):
+    """restarts=3 with init='svd' fits three different starts on every ALS path (the SVD
+    start, then random ones), not one SVD start three times."""
+    net = (tnc.library("tucker", I=9, J=8, K=7, R1=2, R2=2, R3=2) if path == "sparse-tucker"
+           else tnc.library("cp", I=9, J=8, K=7, R=2))
+    x = net.contract(net.random(seed=1))
+    x = x + 0.3 * np.std(x) * np.random.default_rng(2).standard_normal(x.shape)
+    data, factor = x, "U1" if path == "sparse-tucker" else "A"
+    if path == "streamed":
+        np.save(tmp_path / "x.npy", x)
+        data = np.load(tmp_path / "x.npy", mmap_mode="r")
+    elif path.startswith("sparse"):
+        data = tnc.SparseTensor.from_dense(np.where(np.abs(x) > np.std(x), x, 0.0))
+    firsts = []
+    tnc.fit(net, data, init="svd", restarts=3, max_iter=1, progress=False,
+            callback=lambda state: firsts.append(state["tensors"][factor].copy()) and False)
+    assert len(firsts) == 3
+    assert not np.allclose(firsts[0], firsts[1]) and not np.allclose(firsts[1], firsts[2])

@@ -68,7 +68,7 @@ from tnc.engine.trees import (Leaves, Node, _nodes, arrange, chain_tree,  # noqa
 from tnc.fitting.progress import Progress, wants_stop
 from tnc.fitting.solve import hals, solve_rows, solve_tensor  # noqa: F401 (coupled, sparse)
 from tnc.fitting.records import record
-from tnc.fitting.screening import screened_fit, screening
+from tnc.fitting.screening import restart_start, screened_fit, screening
 from tnc.fitting.result import FitResult
 
 TARGET = "X"          # leaf label of the data in <X, M>
@@ -103,7 +103,8 @@ class ALSOptions:
     (impute from the model each sweep), ``"wls"`` (weighted least squares) or
     ``"auto"``; ``holdout``: fraction of the observed entries hidden from the
     fit and used to report ``holdout_rel_error``; ``restarts``: fits from
-    seeds ``seed, seed+1, ...``, the best kept; ``callback(state)``: called
+    seeds ``seed, seed+1, ...``, the best kept (after the first, random starts: an SVD
+    start would repeat the same fit; :func:`tnc.fitting.screening.restart_start`); ``callback(state)``: called
     after each sweep, return True to stop; ``progress``: show a progress bar;
     ``optimize``: contraction path optimizer; ``extrapolate``: after each
     sweep, an exact line search along the sweep's update, taken only when it
@@ -795,7 +796,6 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
     plan = screening(problem, options)
     starts, sweeps = plan or (0, 0)
-    auto = isinstance(options.init, str) and options.init == "auto"
     with Progress(options.max_iter * options.restarts + starts * sweeps, desc="als",
                   enabled=options.progress) as bar, kernels.blas_serial(
                       problem.target.values if sparse else problem.target):
@@ -805,9 +805,8 @@ def run_als(problem: FitProblem, options: ALSOptions) -> FitResult:
         for k, seed in enumerate(seeds):
             if k == 0 and plan is not None:
                 result = screened_fit(run, options, seed, plan)
-            else:      # "auto" unscreened: the SVD start, random for the other restarts
-                result = run(options, seed, ("random" if k else "svd") if auto
-                             else options.init)
+            else:
+                result = run(options, seed, restart_start(options.init, k))
             if best is None or result.loss < best.loss:
                 best = result
             exact = best.rel_error < Limits.of(problem.dtype, 0).exact_fit

@@ -84,3 +84,19 @@ def screened_fit(run, options, seed, plan):
     result = run(options, seed, start)
     result.info.update(init="screened", screened=start.info["screened"])
     return result
+
+
+def restart_start(init, k: int):
+    """The start of restart ``k`` (from 0) of an ALS fit not screened: ``init`` first
+    (``"auto"``: the SVD start), then random starts after a named one, since an SVD start
+    is the same every time and its restarts would repeat one fit; given arrays every time.
+    The dense, streamed and sparse ALS paths all restart this way.
+
+        >>> [restart_start("svd", k) for k in range(3)], restart_start("auto", 0)
+        (['svd', 'random', 'random'], 'svd')
+    """
+    if not isinstance(init, str):
+        return init
+    if k:
+        return "random"
+    return "svd" if init == "auto" else init

@@ -179,7 +179,7 @@ def run_sparse_cp(problem, options):
     :class:`~tnc.fitting.result.FitResult` with the dense ALS's history records."""
     from tnc.fitting.als import EXACT_FIT, resolve_settings
     from tnc.fitting.progress import Progress
-    from tnc.fitting.screening import screened_fit, screening
+    from tnc.fitting.screening import restart_start, screened_fit, screening
     layout = cp_layout(problem.network)
     if layout is None:
         raise TncError(f"ALS on sparse data needs a CP network (each parameter a matrix of "
@@ -200,8 +200,7 @@ def run_sparse_cp(problem, options):
             if k == 0 and plan is not None:
                 result = screened_fit(run, options, seed, plan)
             else:
-                init = options.init if k == 0 or not isinstance(options.init, str) else "random"
-                result = run(options, seed, init)
+                result = run(options, seed, restart_start(options.init, k))
             if best is None or result.loss < best.loss:
                 best = result
             if best.rel_error < EXACT_FIT:

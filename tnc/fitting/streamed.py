@@ -65,7 +65,7 @@ from tnc.fitting.records import record
 from tnc.fitting.identifiable import check_seen
 from tnc.fitting.rescale import MAX_EXPONENT, SAFE_EXPONENT, Rescale, exponents
 from tnc.fitting.result import FitResult
-from tnc.fitting.screening import screened_fit, screening
+from tnc.fitting.screening import restart_start, screened_fit, screening
 
 STREAMED_METHODS = ("als",)         # and "gcp" with L-BFGS-B: tnc.fitting.streamed_gcp
 
@@ -451,11 +451,10 @@ def run_streamed_als(problem, options, source: BlockSource, executor=None):
                              plan, data, grams)
         for k in range(options.restarts):
             seed = None if options.seed is None else options.seed + k
-            auto = isinstance(options.init, str) and options.init == "auto"
             if k == 0 and screen is not None:
                 result = screened_fit(run, options, seed, screen)
             else:
-                result = run(options, seed, "random" if auto and k else options.init)
+                result = run(options, seed, restart_start(options.init, k))
             if best is None or result.loss < best.loss:
                 best = result
             stopped = options.callback is not None and not result.converged and (
