@@ -68,6 +68,7 @@ def test_default_start_is_screened_on_small_data_then_random_restarts(seed):
     net = tnc.library("cp", I=15, J=15, K=15, R=4)
     ours = tnc.fit(net, X, method="als", **QUIET)
     assert ours.info["init"] == "screened" and len(ours.info["screened"]) == 10
+    assert "after the best of 10 screened starts" in repr(ours)   # iterations: the main fit's
     theirs = rel(tensorly.cp_to_tensor(parafac(X, 4, n_iter_max=1000, tol=1e-10)), X)
     assert ours.rel_error <= 1.01 * theirs
     kinds = []

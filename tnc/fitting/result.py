@@ -135,10 +135,12 @@ class FitResult(Result):
         return f"{self.method} fit of network `{self.network.name}`"
 
     def details(self) -> list[str]:
+        screened = self.info.get("screened")    # ALS init="auto": iterations after the screen
+        parts = [f"after the best of {len(screened)} screened starts"] if screened else []
         if self.info.get("max_truncation_error") is None:
-            return []
-        return [f"truncation error {self.info['max_truncation_error']:.3g}"   # DMRG
-                + (" (bond-limited)" if self.info.get("bond_limited") else "")]
+            return parts
+        return parts + [f"truncation error {self.info['max_truncation_error']:.3g}"   # DMRG
+                        + (" (bond-limited)" if self.info.get("bond_limited") else "")]
 
     def save(self, path) -> None:
         """Write an ``.npz`` holding the arrays and, as JSON, the network source and history."""
