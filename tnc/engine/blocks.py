@@ -223,6 +223,7 @@ class NanMask(MaskSource):
         return ~np.isnan(self.data.raw(start, stop, axis))    # a dask array stays lazy
 
     def release(self, start: int, stop: int, axis: int = 0) -> None:
+        """Release the data's rows (also when the mask is read alone, as GCP's start does)."""
         self.data.release(start, stop, axis)
 
 
@@ -285,6 +286,16 @@ def as_block(raw, scale: float, buffers: Buffers | None = None) -> np.ndarray:
     else:
         np.copyto(block, raw)
     return block
+
+
+def observed(block, mask):
+    """``block`` with its unobserved entries (``mask`` False; they may hold NaN) zeroed, in
+    its dtype: what an in-memory fit sees (:func:`tnc.fitting.front.split_missing`).
+
+        >>> observed(np.array([1.0, np.nan], np.float32), np.array([True, False]))
+        array([1., 0.], dtype=float32)
+    """
+    return np.where(mask, block, block.dtype.type(0))
 
 
 def check_finite(block, start: int, stop: int, axis: int = 0, mask=None) -> None:

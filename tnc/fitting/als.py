@@ -93,9 +93,9 @@ class ALSOptions:
     sweeps, or falls below 1e-13; ``seed``: random initialisation;
     ``init``: ``"random"``, ``"svd"`` (leading singular vectors of the data's
     unfolding along each tensor's free legs; tensors without free legs
-    random), ``"auto"`` (first start: on data with missing entries, up to
-    1,000,000 of them, the best of 25-sweep fits from the SVD start and 4 random
-    ones, else ``"svd"`` — see :mod:`tnc.fitting.screening`; random for the other restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names, the same every sweep);
+    random), ``"auto"`` (first start: on small or masked data the best of several
+    short fits from the SVD start and random ones, else ``"svd"`` — the rule is
+    :func:`tnc.fitting.screening.screening`; random for the other restarts) or a dict name -> array (or a FitResult) of starting tensors; ``order``: sweep order (param names, the same every sweep);
     ``l2``: ridge penalty, one float or a dict name -> float; ``nonneg``: True,
     or names of tensors kept non-negative (HALS updates); ``normalize``:
     balance the norms of the slices along every bond so scales do not drift
@@ -279,8 +279,13 @@ class Model:
     def plan_weighted(self, optimize) -> None:
         """Gram trees with the mask as a leaf, for weighted least squares."""
         for update in self.updates.values():
-            labels = [WEIGHT, *(lab for lab in self.mm.legs if lab[1] != update.label)]
-            update.weighted_gram = path_tree(self.wmm, labels, optimize)
+            update.weighted_gram = path_tree(self.wmm, self.weighted_labels(update.label),
+                                             optimize)
+
+    def weighted_labels(self, label) -> list:
+        """The leaves of the weighted Gram of the tensor use ``label``: the mask, then both
+        copies of every other tensor in ``<W, M, M>``."""
+        return [WEIGHT, *(lab for lab in self.mm.legs if lab[1] != label)]
 
     def invalidate(self, cache: dict, name: str) -> None:
         """Forget every cached intermediate that contains a use of ``name``."""

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tnc.engine.blocks import BlockSource, check_finite, mask_source, run_blocks
+from tnc.engine.blocks import BlockSource, check_finite, mask_source, observed, run_blocks
 from tnc.errors import TncError
 from tnc.engine.trees import Leaves, arrange, evaluate, path_tree
 from tnc.fitting import als
@@ -197,16 +197,12 @@ class Operands:
         values = {k: sliced(v, axis, start, stop).astype(block.dtype, copy=False)
                   for k, (v, axis) in self.values.items()}
         if mask is not None:
-            values[als.WEIGHT] = mask.astype(block.dtype) if self.weighted else None
+            if self.weighted:
+                values[als.WEIGHT] = mask.astype(block.dtype)
             block = observed(block, mask) if self.fill is None else self.fill(
                 block, start, stop, mask)
         values["X"] = block
         return values
-
-
-def observed(block, mask):
-    """``block`` with its unobserved entries (``mask`` False; they may hold NaN) zeroed."""
-    return np.where(mask, block, block.dtype.type(0))
 
 
 @dataclass(frozen=True)
@@ -341,7 +337,7 @@ class BlockPlan:
         key = ("wgram", name)
         if key not in self.memo:
             u = self.model.updates[name]
-            labels = [als.WEIGHT, *(k for k in self.model.mm.legs if k[1] != u.label)]
+            labels = self.model.weighted_labels(u.label)
             want = u.diag + u.free + u.bond + tuple(map(als.prime, u.bond))
             self.memo[key] = BlockTrees({n: path_tree(leaves, labels, self.optimize)
                                          for n, leaves in self.weighted.items()}, want)
@@ -648,7 +644,7 @@ def _weighted_pass(fit, plan: BlockPlan, stream: Stream, name: str) -> tuple:
     and the mask of each block (weighted least squares)."""
     u, label = fit.model.updates[name], fit.model.label_of[name]
     others = plan.others(label)
-    gram_labels = [k for k in fit.model.mm.legs if k[1] != label]
+    gram_labels = fit.model.weighted_labels(label)[1:]      # W is the block's mask
     values = fit.model.values(fit.tensors, fit.problem.inputs)
     gram = plan.weighted_gram(name)
     parts = stream.run(weighted_block, plan.environment(("X", *others), u.legs), gram,
@@ -672,8 +668,8 @@ def _fused_pass(fit, plan: BlockPlan, stream: Stream, first: str, second: str,
     to_first, to_second = plan.fused(p, h)
     parts = stream.run(fused_block, to_first, to_second,
                        plan.operands(plan.others(p), values, fill), p, solve)
-    fit.set_tensor(first, np.ascontiguousarray(np.concatenate([r for r, _ in parts], axis=axis)))
-    fit.pending[second] = sum((c for _, c in parts[1:]), parts[0][1])
+    fit.set_tensor(first, np.ascontiguousarray(_joined([r for r, _ in parts], axis)))
+    fit.pending[second] = _joined([c for _, c in parts], None)
 
 
 def _residual_pass(fit, plan: BlockPlan, stream: Stream) -> float:

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from tnc.engine.blocks import BlockSource, MaskSource, run_blocks
+from tnc.engine.blocks import BlockSource, MaskSource, observed, run_blocks
 from tnc.engine.network import Network
 from tnc.errors import TncError
 from tnc.fitting import gcp
@@ -132,7 +132,7 @@ def _observed(block, mask):
     """The block with its missing entries zeroed (as in memory), and its observed values."""
     if mask is None:
         return block, block
-    return np.where(mask, block, 0).astype(block.dtype, copy=False), block[mask]
+    return observed(block, mask), block[mask]
 
 
 def gcp_block(block, start, stop, part: BlockGCP, tensors: dict, mask=None):
