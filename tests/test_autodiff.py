@@ -22,9 +22,16 @@ JAX_RANDOM = settings(RANDOM, max_examples=25)      # each example compiles unde
 TT = dict(N=4, d=3, r=2)
 
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch")
+@pytest.fixture(scope="module", params=["numpy views", "torch operations"])
+def torch(request):
+    """torch, with CPU tensors run through tnc's numpy engine on views of their memory
+    (the default) or as torch operations (the route other devices take)."""
+    torch = pytest.importorskip("torch")
+    import tnc.torch
+    previous = tnc.torch.NUMPY_ON_CPU
+    tnc.torch.NUMPY_ON_CPU = request.param == "numpy views"
+    yield torch
+    tnc.torch.NUMPY_ON_CPU = previous
 
 
 @pytest.fixture(scope="module")

@@ -38,14 +38,18 @@ class Call:
     plan: object
 
     @classmethod
-    def make(cls, network, optimize, wrt) -> "Call":
-        """The call's plan, laid out for BLAS products: tnc's compiled kernels take
-        numpy arrays only, and a kernel layout run on torch or jax arrays becomes a
-        broadcast batched product of thin matrices (54 ms instead of 17 ms for one
-        step of the 1024 x 1024 TT-matrix layer at batch 256, torch CPU)."""
+    def make(cls, network, optimize, wrt, numpy_arrays: bool = False) -> "Call":
+        """The call's plan. For torch or jax arrays (``numpy_arrays`` False) it is laid
+        out for BLAS products: tnc's compiled kernels take numpy arrays only, and a
+        kernel layout run on torch or jax arrays becomes a broadcast batched product
+        of thin matrices (54 ms instead of 17 ms for one step of the 1024 x 1024
+        TT-matrix layer at batch 256, torch CPU). ``numpy_arrays``: the call runs on
+        numpy arrays (views of CPU tensors), laid out for the kernels."""
         from tnc.engine import kernels
         from tnc.engine.grad import grad_plan
         names = tuple(dict.fromkeys(occ.name for occ in network.occurrences))
+        if numpy_arrays:
+            return cls(network, names, grad_plan(network, optimize, frozenset(wrt)))
         with kernels.disabled():
             return cls(network, names, grad_plan(network, optimize, frozenset(wrt)))
 

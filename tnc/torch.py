@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,25 +45,53 @@ def contract(network, tensors: dict, optimize="auto", memory_limit="auto"):
     reverse sweep); the plan is kept by the network's program per ``optimize``
     and set of differentiated tensors. ``memory_limit`` as in
     :meth:`tnc.Network.grad` (the forward keeps the backward's intermediates).
+
+    CPU tensors of float32, float64, complex64 or complex128 run through tnc's numpy
+    engine on views of their memory (no copies; its compiled kernels, BLAS's threads:
+    ``OMP_NUM_THREADS``/threadpoolctl rather than ``torch.set_num_threads``); other
+    devices and dtypes run as torch operations. The results are torch tensors either way.
     """
     arrays = ordered_arrays(network, tensors, torch.is_tensor, "torch tensor")
     names = tuple(dict.fromkeys(occ.name for occ in network.occurrences))
     grad_on = torch.is_grad_enabled()
     wrt = {n for n, a in zip(names, arrays) if grad_on and a.requires_grad}
-    call = Call.make(network, optimize, wrt)
+    host = NUMPY_ON_CPU and all(_numpy_compatible(a) for a in arrays)
+    call = Call.make(network, optimize, wrt, numpy_arrays=host)
     call.check_memory(max(a.element_size() for a in arrays), memory_limit)
-    return _Contract.apply(call, *arrays)
+    return _Contract.apply(call, host, *arrays)
+
+
+NUMPY_ON_CPU = True    # False: CPU tensors run as torch operations too (the tests run both)
+HOST_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+def _numpy_compatible(array) -> bool:
+    """Whether ``array`` can run as a numpy view of its memory: a dense CPU tensor of a
+    dtype numpy has (``.numpy()`` shares the memory)."""
+    return array.device.type == "cpu" and array.layout == torch.strided and \
+        array.dtype in HOST_DTYPES
+
+
+def _as_numpy(array):
+    """A numpy view of a CPU tensor's memory (lazy conjugate and negative bits resolved,
+    which copies only a tensor that has one)."""
+    return array.detach().resolve_conj().resolve_neg().numpy()
 
 
 class _Contract(torch.autograd.Function):
-    """forward: tnc's forward sweep; backward: tnc's reverse sweep (see :func:`contract`)."""
+    """forward: tnc's forward sweep; backward: tnc's reverse sweep (see :func:`contract`).
+    ``host``: the sweeps run on numpy views of the tensors, the results are wrapped back."""
 
     @staticmethod
-    def forward(ctx, call, *arrays):
-        value, tape = call.forward(arrays)
+    def forward(ctx, call, host, *arrays):
+        if host:
+            value, tape = call.forward([_as_numpy(a) for a in arrays])
+            value = torch.from_numpy(np.asarray(value))
+        else:
+            value, tape = call.forward(arrays)
         if any(_shares_memory(value, a) for a in arrays):
             value = value.clone()          # never hand back a view of an input
-        ctx.call, ctx.tape = call, tape
+        ctx.call, ctx.tape, ctx.host = call, tape, host
         ctx.save_for_backward(*arrays)
         return value
 
@@ -70,15 +99,23 @@ class _Contract(torch.autograd.Function):
     def backward(ctx, upstream):
         call = ctx.call
         if torch.is_grad_enabled():        # create_graph=True: differentiable gradients
-            return (None, *_differentiable_grads(call, ctx.saved_tensors, upstream))
-        if not upstream.is_complex():
-            grads = call.backward(ctx.tape, upstream)
-            return (None, *(grads.get(name) for name in call.names))
+            return (None, None, *_differentiable_grads(call, ctx.saved_tensors, upstream))
         # tnc's sweep is holomorphic (jax's vjp); torch's convention for complex tensors is
         # its conjugate on conjugated upstream, and a real input takes the real part.
-        grads = call.backward(ctx.tape, upstream.conj())
-        return (None, *(_torch_convention(grads.get(name), array)
-                        for name, array in zip(call.names, ctx.saved_tensors)))
+        complex_upstream = upstream.is_complex()
+        grads = _sweep_back(ctx, upstream.conj() if complex_upstream else upstream)
+        if not complex_upstream:
+            return (None, None, *(grads.get(name) for name in call.names))
+        return (None, None, *(_torch_convention(grads.get(name), array)
+                              for name, array in zip(call.names, ctx.saved_tensors)))
+
+
+def _sweep_back(ctx, upstream) -> dict:
+    """tnc's reverse sweep over the forward's tape: name -> torch gradient."""
+    if not ctx.host:
+        return ctx.call.backward(ctx.tape, upstream)
+    grads = ctx.call.backward(ctx.tape, _as_numpy(upstream))   # the output's dtype, CPU
+    return {name: torch.from_numpy(np.asarray(g)) for name, g in grads.items()}
 
 
 def _torch_convention(grad, array):
