@@ -27,6 +27,7 @@ from tnc.engine.network import Network
 from tnc.options import validated
 from tnc.lang.parser import parse
 from tnc.engine.plan import memory_budget
+from tnc.fitting import degenerate
 from tnc.fitting.backends import (boundary_arrays, foreign, to_library, to_numpy_call,
                                   within)
 from tnc.fitting.dtypes import COMPLEX, REAL, fit_dtype, promoted  # noqa: F401 (methods' dtypes)
@@ -146,6 +147,7 @@ def fit(model, data=None, method: str = "als", *, mask=None, inputs=None, name=N
     with memory_budget(memory_limit), within(like):   # within: native ALS's policy
         result = _fit(model, data, method, mask, inputs, name, sizes, memory_limit, options,
                       spelling)
+    degenerate.record(result)         # cancelling CP terms: named, and warned about
     return result if like is None else to_library(result, like)
 
 

@@ -137,6 +137,10 @@ class FitResult(Result):
     def details(self) -> list[str]:
         screened = self.info.get("screened")    # ALS init="auto": iterations after the screen
         parts = [f"after the best of {len(screened)} screened starts"] if screened else []
+        degenerate = self.info.get("degenerate")     # cancelling CP terms (fitting.degenerate)
+        if degenerate:
+            parts.append("degenerate: terms {} and {} cancel (congruence {:.3f})".format(
+                *degenerate["terms"], degenerate["congruence"]))
         if self.info.get("max_truncation_error") is None:
             return parts
         return parts + [f"truncation error {self.info['max_truncation_error']:.3g}"   # DMRG
