@@ -285,9 +285,25 @@ def test_complex_gcp_gradient_matches_finite_differences():
                 assert part == pytest.approx(slope, rel=1e-6, abs=1e-6)
 
 
-def test_nonneg_and_extrapolating_als_refuse_complex_data():
+def test_nonneg_als_refuses_complex_data():
     data = planted(METHODS[0], "complex128")
     with pytest.raises(TncError, match="nonneg.*complex"):
         tnc.fit(cp(data.shape, 2), data, "als", nonneg=True, progress=False)
-    with pytest.raises(TncError, match="extrapolate.*complex"):
-        tnc.fit(cp(data.shape, 2), data, "als", extrapolate=True, progress=False)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_extrapolating_als_fits_complex_data_like_plain_als(masked):
+    """The line search on complex data (real steps, the loss from real parts of Hermitian
+    inner products) never raises the loss and ends where plain ALS does."""
+    data = planted(METHODS[0], "complex128")
+    mask = np.random.default_rng(3).random(data.shape) >= 0.2 if masked else None
+    fits = {extrapolate: tnc.fit(cp(data.shape, 2), data, "als", mask=mask, init="random",
+                                 extrapolate=extrapolate, tol=1e-12, max_iter=500,
+                                 progress=False)
+            for extrapolate in (False, True)}
+    fast = fits[True]
+    losses = np.array([h["loss"] for h in fast.history])
+    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1])
+    assert fast.info["extrapolated"] > 0
+    assert all(t.dtype == np.complex128 for t in fast.tensors.values())
+    assert fast.rel_error == pytest.approx(fits[False].rel_error, rel=1e-6)

@@ -29,6 +29,16 @@ def assert_monotone(result, observed):
     assert np.all(np.diff(losses) <= 1e-12 * losses[:-1] + floor)
 
 
+def complexified(tensors: dict, seed: int) -> dict:
+    """``tensors`` plus ``1j`` times other random values of the same shapes."""
+    rng = np.random.default_rng(seed)
+    return {n: t + 1j * rng.standard_normal(t.shape) for n, t in tensors.items()}
+
+
+def squared(array) -> float:
+    return float(np.vdot(array, array).real)
+
+
 @pytest.mark.parametrize("kind,sizes", NETWORKS)
 @pytest.mark.parametrize("missing", [None, "em", "wls"])
 def test_extrapolated_sweeps_never_raise_the_loss_and_reach_the_plant(kind, sizes, missing):
@@ -65,7 +75,8 @@ def test_line_polynomial_matches_direct_contraction():
                                    rtol=1e-10, atol=1e-10)
 
 
-def test_line_minimum_matches_a_dense_grid_with_mask_and_ridge():
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_line_minimum_matches_a_dense_grid_with_mask_and_ridge(dtype):
     net, X = planted("cp", dict(I=5, J=4, K=3, R=2))
     mask = random_mask(X.shape, 0.3, seed=8)
     result = tnc.fit(net, X + 0.1 * np.random.default_rng(0).standard_normal(X.shape),
@@ -73,10 +84,13 @@ def test_line_minimum_matches_a_dense_grid_with_mask_and_ridge():
                      extrapolate=False)
     from tnc.fitting.als import Fit, als_model, resolve_settings, ALSOptions
     from tnc.fitting.front import FitProblem
+    old, new = result.tensors, net.random(seed=4)
+    if dtype == "complex128":
+        X = X + 1j * net.contract(complexified(net.random(seed=8), 9))
+        old, new = complexified(old, 6), complexified(new, 7)
     target = np.where(mask, X, 0.0)
     problem = FitProblem(net, target, mask, {})
     settings = resolve_settings(problem, ALSOptions(l2=0.01))
-    old, new = result.tensors, net.random(seed=4)
     fit = Fit(problem, als_model(net, settings.order, "auto"), settings, dict(new), mask)
     search = extrapolate.LineSearch(fit)
     direction = {n: new[n] - old[n] for n in old}
@@ -87,8 +101,7 @@ def test_line_minimum_matches_a_dense_grid_with_mask_and_ridge():
     def loss(s):
         tensors = {n: old[n] + s * direction[n] for n in old}
         residual = np.where(mask, target - net.contract(tensors), 0.0)
-        return float(np.vdot(residual, residual)) + 0.01 * sum(
-            float(np.vdot(t, t)) for t in tensors.values())
+        return squared(residual) + 0.01 * sum(squared(t) for t in tensors.values())
 
     grid = np.linspace(1.0, cap, 2001)
     best = min(loss(s) for s in grid)
@@ -150,18 +163,22 @@ def test_an_all_missing_slice_is_named():
         tnc.fit(net, X, mask=mask, method="als", progress=False)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
 @pytest.mark.parametrize("kind,sizes", NETWORKS)
-def test_complete_data_line_matches_brute_force_losses(kind, sizes):
+def test_complete_data_line_matches_brute_force_losses(kind, sizes, dtype):
     """CompleteLine (model-norm network + split data term, no dense model) finds the same
     loss along the line as contracting the model at each step: at its minimum, at s = 1,
-    and no grid point of [1, cap] is lower."""
+    and no grid point of [1, cap] is lower; complex tensors and data too."""
     from tnc.fitting.als import Fit, als_model, resolve_settings, ALSOptions
     from tnc.fitting.front import FitProblem
     net, X = planted(kind, sizes)
     X = X + 0.05 * np.random.default_rng(0).standard_normal(X.shape)
+    old, new = net.random(seed=2), net.random(seed=3)
+    if dtype == "complex128":
+        old, new = complexified(old, 6), complexified(new, 7)
+        X = X + 1j * net.contract(complexified(net.random(seed=8), 9))
     problem = FitProblem(net, X, None, {})
     settings = resolve_settings(problem, ALSOptions(l2=0.01))
-    old, new = net.random(seed=2), net.random(seed=3)
     fit = Fit(problem, als_model(net, settings.order, "auto"), settings, dict(new), None)
     search = extrapolate.LineSearch(fit)
     assert search.line is not None                      # the complete-data path
@@ -170,9 +187,8 @@ def test_complete_data_line_matches_brute_force_losses(kind, sizes):
 
     def loss(s):
         tensors = {n: old[n] + s * direction[n] for n in old}
-        residual = X - net.contract(tensors)
-        return float(np.vdot(residual, residual)) + 0.01 * sum(
-            float(np.vdot(t, t)) for t in tensors.values())
+        return squared(X - net.contract(tensors)) + 0.01 * sum(
+            squared(t) for t in tensors.values())
 
     for sweep in (1, 2):
         x, value, at_one = search.line.minimum(old, direction, cap, sweep)

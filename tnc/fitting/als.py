@@ -397,9 +397,6 @@ def resolve_settings(problem: FitProblem, options: ALSOptions) -> Settings:
     if nonneg and problem.dtype.kind == "c":
         raise TncError(f"nonneg: complex data ({problem.dtype}) has no non-negative tensors; "
                        "fit it without nonneg")
-    if options.extrapolate and problem.dtype.kind == "c":
-        raise TncError(f"extrapolate: the line search does not take complex data "
-                       f"({problem.dtype}) yet; fit it with extrapolate=False")
     if options.missing not in ("auto", "em", "wls"):
         raise TncError(f"missing must be 'auto', 'em' or 'wls', got {options.missing!r}")
     if not 0.0 <= options.holdout < 1.0:

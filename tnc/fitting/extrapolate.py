@@ -75,9 +75,11 @@ class LineSearch:
         if self.line is None:
             size, rows = fit.problem.target.size, len(fit.tensors) + 1
             check_allocation(8 * size * rows, "the extrapolation's line tensors")
-            self.stack = np.empty((rows, size))      # the model at each node, one row each
+            dtype = np.result_type(fit.problem.target.dtype, np.float64)   # complex data: complex
+            self.stack = np.empty((rows, size), dtype)  # the model at each node, one row each
             self.weight = None if fit.mask is None else fit.mask.ravel().astype(float)
-            self.scratch = None if fit.mask is None else np.empty((rows, min(size, GRAM_BLOCK)))
+            self.scratch = None if fit.mask is None else np.empty((rows, min(size, GRAM_BLOCK)),
+                                                                  dtype)
 
     def start_model(self):
         """The model at the tensors the sweep starts from (computed once)."""
@@ -172,10 +174,11 @@ class LineSearch:
 
         With ``V`` the node rows, ``W`` the 0/1 mask and ``L(x)`` the Lagrange weights,
         the model is ``L(x) V`` and the data loss ``|X|² - 2 L Vx + L (V W Vᵀ) Lᵀ``:
-        one ``(N+1) x (N+1)`` Gram and ``N + 1`` products with the data."""
+        one ``(N+1) x (N+1)`` Gram and ``N + 1`` products with the data (complex data:
+        their real parts, ``Re <V_k, V_l>`` and ``Re <V_k, X>``, as ``s`` is real)."""
         fit, stack = self.fit, self.stack
         gram = _masked_gram(stack, self.weight, self.scratch)
-        products = stack @ fit.observed_target.ravel()     # the data is 0 off the mask
+        products = np.real(stack.conj() @ fit.observed_target.ravel())   # 0 off the mask
         line = _line(len(nodes) - 1, cap)
         points, weights = line.points, line.weights
         values = fit.xx - 2 * weights @ products + np.einsum("pi,ij,pj->p", weights, gram, weights)
@@ -185,7 +188,7 @@ class LineSearch:
     def _loss(self, model) -> float:
         """Data loss of ``model`` on the fitted entries."""
         residual = _observed(self.fit, self.fit.problem.target - model)
-        return float(np.vdot(residual, residual))
+        return float(np.vdot(residual, residual).real)
 
 
 class CompleteLine:
@@ -266,7 +269,7 @@ class CompleteLine:
         stacks = _stacks(old, direction, steps)
         names = self.fit.model.name_of
         return np.real(expression(*(
-            stacks[names[_label(label)]] if batched else self.fit.values[label]
+            _leaf(label, stacks[names[_label(label)]]) if batched else self.fit.values[label]
             for label, (_, batched) in leaves.items())))
 
     def _batched(self, key, network, leaves: dict, count: int):
@@ -323,7 +326,8 @@ class CompleteLine:
         _, _, new, change = self.split
         stacks = _stacks(old, direction, steps)
         names = self.fit.model.name_of
-        others = [stacks[names[k]] if k in self.params else self.fit.values[k] for k in rest]
+        others = [_leaf(k, stacks[names[k]]) if k in self.params else self.fit.values[k]
+                  for k in rest]
         return np.real(expression(new, *others) + (steps - 1.0) * expression(change, *others))
 
     def _plan(self, step: int):
@@ -345,11 +349,12 @@ class CompleteLine:
 
     def _uses(self, name, array) -> dict:
         """The leaves of every use of ``name`` in both scalar networks, set to ``array``
-        (real data only: the line search refuses complex data)."""
+        (conjugated where :func:`tnc.fitting.als.leaf_values` conjugates)."""
+        from tnc.fitting.als import leaf_values       # als imports this module
         leaves = {}
         for label, owner in self.fit.model.name_of.items():
             if owner == name:
-                leaves.update({label: array, ("1", label): array, ("2", label): array})
+                leaves.update(leaf_values(label, array))
         return leaves
 
     def _values(self, tensors: dict) -> dict:
@@ -383,6 +388,13 @@ def _stacks(old: dict, direction: dict, steps) -> dict:
     """Name -> ``(len(steps), *shape)``: each tensor ``T + s D`` at every step."""
     return {n: old[n][None] + steps.reshape((-1,) + (1,) * d.ndim) * d[None]
             for n, d in direction.items()}
+
+
+def _leaf(leaf, array):
+    """``array`` as the value of ``leaf`` (:func:`tnc.fitting.als.leaf_values`' rule: a
+    complex tensor is conjugated in ``<X, M>`` and in the primed copy of ``<M, M>``)."""
+    conjugated = not isinstance(leaf, tuple) or leaf[0] == "2"
+    return array.conj() if conjugated and np.iscomplexobj(array) else array
 
 
 def _label(leaf):
@@ -420,7 +432,8 @@ def _own_split(model, target, params):
 
 def penalty(fit, tensors) -> float:
     """The ridge penalties ``sum l2 |T|^2`` of ``tensors`` under ``fit``'s settings."""
-    return sum(w * float(np.vdot(tensors[n], tensors[n])) for n, w in fit.settings.l2.items() if w)
+    return sum(w * float(np.vdot(tensors[n], tensors[n]).real)
+               for n, w in fit.settings.l2.items() if w)
 
 
 def _observed(fit, array):
@@ -437,13 +450,13 @@ def _masked_gram(stack, weight, scratch):
     [[4.0, 10.0], [10.0, 34.0]]
     """
     if weight is None:
-        return stack @ stack.T
+        return np.real(stack.conj() @ stack.T)
     gram = np.zeros((len(stack),) * 2)
     block = scratch.shape[1]
     for start in range(0, stack.shape[1], block):
         rows = stack[:, start:start + block]
         weighted = np.multiply(rows, weight[start:start + block], out=scratch[:, :rows.shape[1]])
-        gram += weighted @ rows.T
+        gram += np.real(weighted.conj() @ rows.T)
     return gram
 
 
@@ -506,9 +519,9 @@ def _penalty_line(fit, old, direction, steps):
     a = b = c = 0.0
     for name, weight in fit.settings.l2.items():
         if weight:
-            a += weight * float(np.vdot(old[name], old[name]))
-            b += weight * float(np.vdot(old[name], direction[name]))
-            c += weight * float(np.vdot(direction[name], direction[name]))
+            a += weight * float(np.vdot(old[name], old[name]).real)
+            b += weight * float(np.vdot(old[name], direction[name]).real)
+            c += weight * float(np.vdot(direction[name], direction[name]).real)
     return a + 2 * b * steps + c * steps ** 2
 
 
