@@ -96,3 +96,18 @@ def test_only_cp_models_are_diagnosed():
     matrix = tnc.compile("network mf() { index i: 3, j: 4, r: 2  tensor A(i, r), B(j, r) "
                          "output i, j }")
     assert rank_index(matrix) is None        # two factors: a best fit always exists (SVD)
+
+
+def test_the_finding_does_not_depend_on_the_data_scale():
+    """Scale-equivariant fits of c X have tensors c^(1/3) times X's: the same finding,
+    without overflow at c = 1e300 (the term norms are compared in log space)."""
+    net = tnc.library("cp", I=4, J=4, K=4, R=2)
+    result, _ = fit_quietly(net, border_rank_tensor(), method="als", init="random",
+                            max_iter=300)
+    found = diagnose(net, result.tensors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = diagnose(net, {n: t * 1e100 for n, t in result.tensors.items()})
+    assert huge["terms"] == found["terms"]
+    assert huge["congruence"] == pytest.approx(found["congruence"], abs=1e-12)
+    assert huge["norm_ratio"] == pytest.approx(found["norm_ratio"], rel=1e-10)

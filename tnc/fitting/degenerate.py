@@ -66,15 +66,18 @@ def diagnose(network, tensors: dict) -> dict | None:
     columns = [_columns(np.asarray(tensors[o.name]), o.indices.index(index))
                for o in network.occurrences]
     norms = [np.linalg.norm(c, axis=0) for c in columns]
-    if any(not np.all(np.isfinite(n)) or np.any(n == 0) for n in norms):
+    if any(not np.all(np.isfinite(n) & (n > 0)) for n in norms):
         return None
-    grams = [c.conj().T @ c for c in columns]
-    model_norm = math.sqrt(max(float(np.real(np.prod(grams, axis=0).sum())), 0.0))
-    term_norms = np.prod(norms, axis=0)
-    cosines = np.prod([np.real(g) / np.outer(n, n) for g, n in zip(grams, norms)], axis=0)
+    # <term r, term s> / (|term r| |term s|): the product of the columns' cosines (complex
+    # tensors: its real part, as the model's norm takes it)
+    cosines = np.real(np.prod([(c.conj().T @ c) / np.outer(n, n)
+                               for c, n in zip(columns, norms)], axis=0))
+    logs = np.sum(np.log(norms), axis=0)         # the terms' norms, scaled so none overflows
+    terms = np.exp(logs - logs.max())
+    model = math.sqrt(max(float(terms @ cosines @ terms), 0.0))
     np.fill_diagonal(cosines, np.inf)
     r, s = np.unravel_index(np.argmin(cosines), cosines.shape)
-    ratio = float(min(term_norms[r], term_norms[s]) / model_norm) if model_norm > 0 else math.inf
+    ratio = float(min(terms[r], terms[s]) / model) if model > 0 else math.inf
     if cosines[r, s] >= CONGRUENCE or ratio <= 1.0:
         return None
     return {"terms": sorted([int(r), int(s)]), "congruence": float(cosines[r, s]),
