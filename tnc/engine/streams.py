@@ -7,8 +7,6 @@ Entry points for the fits (every one returns the same numbers, to rounding, eith
   of a dense tensor (GCP's elementwise derivative) in two passes over it;
 * :func:`cp_model`: the dense CP tensor ``sum_r prod_n U_n[i_n, r]``;
 * :func:`project`: ``Bᵀ M`` of a wide matrix by a thin basis (TT-SVD's projection);
-* :func:`sandwich`: ``B[a, m, b] = sum_{p,q} L[p, a] X[p, m, q] R[q, b]``, the data with a
-  left and a right environment (DMRG fitting's projected data);
 * :class:`CPLayout`: whether a network is CP-like (every tensor one output leg and one
   shared rank leg) and its model and gradients through the two above.
 
@@ -113,25 +111,6 @@ def project(basis, matrix) -> np.ndarray:
     if np.iscomplexobj(matrix) or np.iscomplexobj(basis):
         return basis.conj().T @ matrix
     return _thin(matrix[None], np.ascontiguousarray(basis, dtype=matrix.dtype))[0]
-
-
-def sandwich(left, data, right) -> np.ndarray:
-    """``B[a, m, b] = sum_{p, q} left[p, a] data[p, m, q] right[q, b]``: ``left (P, A)``,
-    ``data (P, M, Q)``, ``right (Q, B)`` -> ``(A, M, B)``; the side that shrinks the data
-    more goes first (DMRG fitting: the data with the environments of a pair of cores).
-
-    >>> X = np.arange(8.0).reshape(2, 2, 2)
-    >>> sandwich(np.eye(2), X, np.eye(2)).tolist() == X.tolist()
-    True
-    """
-    P, M, Q = data.shape
-    A, B = left.shape[1], right.shape[1]
-    left, right = (np.ascontiguousarray(f, dtype=data.dtype) for f in (left, right))
-    if A * Q <= P * B:   # contract p first: (A, M, Q) is the smaller intermediate
-        inner = _thin(data.reshape(1, P, M * Q), left)[0].reshape(A * M, Q, 1)
-        return _thin(inner, right).reshape(A, M, B)
-    inner = _thin(data.reshape(P * M, Q, 1), right).reshape(1, P, M * B)
-    return _thin(inner, left).reshape(A, M, B)
 
 
 # measured (CPU time, one thread, rank 5-20, AVX-512): the grad engine's BLAS products
