@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -57,7 +57,7 @@ from tnc.engine import kernels
 from tnc.lang.compiler import read_source
 from tnc.errors import TncError
 from tnc.fitting.front import (FitProblem, _sizes_from_shape, as_target, check_finite, split_missing,
-                      with_array_mask)
+                      squared_norm, with_array_mask)
 from tnc.engine import backend
 from tnc.fitting.backends import foreign, to_library
 from tnc.fitting.gcp import DenseObjective, check_loss_data, run_lbfgsb
@@ -438,8 +438,7 @@ def measure(model: CoupledModel, tensors: dict, targets: dict, masks: dict) -> d
         residual = targets[term.data] - values[term.data]
         if masks[term.data] is not None:
             residual = np.where(masks[term.data], residual, 0.0)
-        err, norm = float(np.vdot(residual, residual)), float(np.vdot(
-            targets[term.data], targets[term.data]))
+        err, norm = squared_norm(residual), squared_norm(targets[term.data])
         per[term.data] = math.sqrt(err / norm) if norm > 0 else math.sqrt(err)
         errors, norms = errors + err, norms + norm
     return {"rel_error": math.sqrt(errors / norms) if norms > 0 else math.sqrt(errors),
