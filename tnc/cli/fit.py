@@ -235,11 +235,9 @@ def report(result, output, steps: str, details=()) -> int:
     """Print the summary, final error and ``details`` lines of ``result``; save it to ``output``."""
     print(result.summary())
     last = result.history[-1] if result.history else {}
-    if last.get("rel_error") is not None:
-        screened = result.info.get("screened")
-        start = (f" from the best of {len(screened)} screened starts" if screened else "")
+    if last.get("rel_error") is not None:     # (the summary says how the start was chosen)
         print(f"final relative error {last['rel_error']:.6g} after {result.iterations} {steps}"
-              f"{start} in {result.wall_time:.3g} s")
+              f" in {result.wall_time:.3g} s")
     for line in details:
         print(line)
     if output:
