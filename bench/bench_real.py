@@ -13,7 +13,9 @@ error on the observed entries, computed here from its factors the same way.
 * ``pyttb``: ``cp_als`` (complete data only, pyttb has no masked CP-ALS; random start,
   1000 iterations, stoptol 1e-9, best of the seeds, median time).
 
-Columns ``sweeps-1e-9``: sweeps until the loss changes by less than 1e-9 of itself
+Column ``degen``: whether the fit holds two cancelling terms (:mod:`tnc.fitting.degenerate`,
+the same test on every library's factors: then the best fit of that rank does not exist and
+no budget converges). Columns ``sweeps-1e-9``: sweeps until the loss changes by less than 1e-9 of itself
 between sweeps (``-``: not within the budget); ``t->tl``: seconds until the fit's error
 first reaches tensorly's best (0.01 % slack; ``-``: never); ``vs tl``: the fit's error
 over tensorly's best minus 1 (the issue-18 goal: at most +0.3 %). The closing lines give
@@ -77,7 +79,19 @@ def tnc_fit(data, mask, rank, **options):
     result, elapsed = timed_call(tnc.fit, cp_text(data.shape, rank), data, method="als",
                                  mask=mask, progress=False, clock=clock, **options)
     return {"error": observed_error(data, mask, result.reconstruct()), "converged": result.converged,
-            "iterations": result.iterations, "time": elapsed, "history": result.history}
+            "iterations": result.iterations, "time": elapsed, "history": result.history,
+            "degenerate": "degenerate" in result.info}
+
+
+def degenerate(shape, rank, factors, weights=None) -> bool:
+    """Whether another library's CP factors hold a cancelling pair of terms, by the test
+    tnc.fit applies to its own (:mod:`tnc.fitting.degenerate`)."""
+    from tnc.fitting.degenerate import diagnose
+    factors = [np.asarray(f, float) for f in factors]
+    if weights is not None:
+        factors[0] = factors[0] * np.asarray(weights, float)
+    net = tnc.compile(cp_text(shape, rank))
+    return diagnose(net, {f"F{k}": f for k, f in enumerate(factors)}) is not None
 
 
 def tensorly_fit(data, mask, rank, seeds):
@@ -92,7 +106,8 @@ def tensorly_fit(data, mask, rank, seeds):
                                            return_errors=True, clock=clock)
         fits.append({"error": observed_error(data, mask, tl.cp_to_tensor(cp)),
                      "converged": len(errors) < 1000, "iterations": len(errors),
-                     "time": elapsed})
+                     "time": elapsed,
+                     "degenerate": degenerate(data.shape, rank, cp.factors, cp.weights)})
     return best_of(fits)
 
 
@@ -106,8 +121,9 @@ def pyttb_fit(data, rank, seeds):
                                                  maxiters=1000, stoptol=1e-9, printitn=-1,
                                                  clock=clock)
         fits.append({"error": observed_error(data, None, ktensor.full().data),
-                     "converged": info["iters"] < 1000, "iterations": info["iters"],
-                     "time": elapsed})
+                     "converged": info["iters"] < 999, "iterations": info["iters"] + 1,   # 0-based
+                     "time": elapsed, "degenerate": degenerate(
+                         data.shape, rank, ktensor.factor_matrices, ktensor.weights)})
     return best_of(fits)
 
 
@@ -141,14 +157,15 @@ def row(name, rank, label, fit, reference):
         sweeps, reach = sweeps_to(fit["history"]), time_to(fit, reference)
         extra = f" {sweeps if sweeps else '-':>11} {f'{reach:.3f}' if reach else '-':>7}"
     print(f"{name:8} {rank:>2} {label:14} {fit['error']:.5f} {100 * gap:+6.2f}% "
-          f"{str(fit['converged']):>5} {fit['iterations']:>5} {fit['time']:7.3f}{extra}",
-          flush=True)
+          f"{str(fit['converged']):>5} {'yes' if fit['degenerate'] else '-':>5} "
+          f"{fit['iterations']:>5} {fit['time']:7.3f}{extra}", flush=True)
 
 
 def main(names, ranks=None, seeds: int = 5) -> None:
     warnings.filterwarnings("ignore")
     other = not ALSOptions().extrapolate
-    print(f"{'data':8} {'R':>2} {'fit':14} {'error':7} {'vs tl':>7} {'conv':>5} {'iter':>5} "
+    print(f"{'data':8} {'R':>2} {'fit':14} {'error':7} {'vs tl':>7} {'conv':>5} {'degen':>5} "
+          f"{'iter':>5} "
           f"{'time s':>7} {'sweeps-1e-9':>11} {'t->tl':>7}")
     ratios = {"default": [], "extrap": [], "sweeps": []}
     for name, data, mask, data_ranks in datasets(names):

@@ -109,8 +109,9 @@ class ALSOptions:
     ``optimize``: contraction path optimizer; ``extrapolate``: after each
     sweep, an exact line search along the sweep's update, taken only when it
     lowers the loss (:mod:`tnc.fitting.extrapolate`); off by default because
-    it cut sweeps to 0.34-0.40x but cost more time than it saved in
-    ``bench/bench_real.py`` runs (Kinetic rank 3: 326 vs 809 sweeps, 4.8x the time);
+    a sweep costs 2.2-7x a plain one and most real-data fits run to the budget
+    (``bench/bench_real.py``, README: Kinetic rank 3 converged in 291 sweeps
+    against 1000 unconverged, 2.0x the time);
     ``backend``: torch/jax data's sweeps on their own library (``"auto"``, ``"native"``,
     ``"numpy"``: the policy of :mod:`tnc.fitting.backends`).
 
