@@ -472,13 +472,33 @@ def initial_tensors(problem: FitProblem, loss: Loss, init, rng, model: SampledMo
 def random_tensors(network, loss: Loss, rng, dtype) -> tuple[dict, int | None]:
     """The random start of a GCP fit (absolute values for a non-negative model) and the
     power whose mean the start is scaled to match (1: mean, 2: mean square; None: no
-    scaling, other links start at entries of order one). Draws one integer of ``rng``."""
-    tensors = random_start(network, int(rng.integers(2 ** 31)), dtype)
+    scaling, other links start at entries of order one). Draws one integer of ``rng``.
+    The tensors are balanced (:func:`balanced`)."""
+    tensors = balanced(random_start(network, int(rng.integers(2 ** 31)), dtype))
     if loss.model_lower_bound is not None:
         return {k: np.abs(v) for k, v in tensors.items()}, 1
     if loss.name == "gaussian" or loss.name.startswith("huber("):
         return tensors, 2
     return tensors, None
+
+
+def balanced(tensors: dict) -> dict:
+    """``tensors`` scaled to one Frobenius norm, their geometric mean (a product of
+    tensors used once each keeps its value), as pyttb's ``gcp_opt`` balances its start
+    (``normalize("all")``). An unbalanced start drifts further apart under L-BFGS-B: on
+    COVID-19 serology at CP rank 4, Gaussian starts (factor norms about sqrt of each size,
+    438 against 6) ended at relative errors 0.56-0.66 with one factor's columns near 0
+    and the others near 200, against 0.4347 from balanced starts and for ALS.
+
+        >>> b = balanced({"A": np.full((4, 1), 1.0), "B": np.full((1, 1), 4.0)})
+        >>> round(float(np.linalg.norm(b["A"])), 6), round(float(np.linalg.norm(b["B"])), 6)
+        (2.828427, 2.828427)
+    """
+    norms = {k: float(np.linalg.norm(v)) for k, v in tensors.items()}
+    if not norms or min(norms.values()) <= 0:
+        return tensors
+    target = math.exp(sum(math.log(n) for n in norms.values()) / len(norms))
+    return {k: v * (target / norms[k]) for k, v in tensors.items()}
 
 
 def matched(tensors: dict, network, data_stat: float, model_stat: float, power: int) -> dict:
