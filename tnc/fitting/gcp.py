@@ -46,7 +46,7 @@ import numpy as np
 from tnc.errors import ConvergenceWarning, TncError
 from tnc.lang.expand import NetworkSpec, Occurrence
 from tnc.engine import backend
-from tnc.fitting.dtypes import COMPLEX, REAL, random_start, real_dtype, resolution
+from tnc.fitting.dtypes import COMPLEX, REAL, balanced, random_start, real_dtype, resolution
 from tnc.fitting.front import FitProblem, check_finite, observed_rel_error, register_method
 from tnc.engine.constants import Folded
 from tnc.engine.grad import grad_plan
@@ -480,25 +480,6 @@ def random_tensors(network, loss: Loss, rng, dtype) -> tuple[dict, int | None]:
     if loss.name == "gaussian" or loss.name.startswith("huber("):
         return tensors, 2
     return tensors, None
-
-
-def balanced(tensors: dict) -> dict:
-    """``tensors`` scaled to one Frobenius norm, their geometric mean (a product of
-    tensors used once each keeps its value), as pyttb's ``gcp_opt`` balances its start
-    (``normalize("all")``). An unbalanced start drifts further apart under L-BFGS-B: on
-    COVID-19 serology at CP rank 4, Gaussian starts (factor norms about sqrt of each size,
-    438 against 6) ended at relative errors 0.56-0.66 with one factor's columns near 0
-    and the others near 200, against 0.4347 from balanced starts and for ALS.
-
-        >>> b = balanced({"A": np.full((4, 1), 1.0), "B": np.full((1, 1), 4.0)})
-        >>> round(float(np.linalg.norm(b["A"])), 6), round(float(np.linalg.norm(b["B"])), 6)
-        (2.828427, 2.828427)
-    """
-    norms = {k: float(np.linalg.norm(v)) for k, v in tensors.items()}
-    if not norms or min(norms.values()) <= 0:
-        return tensors
-    target = math.exp(sum(math.log(n) for n in norms.values()) / len(norms))
-    return {k: v * (target / norms[k]) for k, v in tensors.items()}
 
 
 def matched(tensors: dict, network, data_stat: float, model_stat: float, power: int) -> dict:

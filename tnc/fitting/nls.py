@@ -38,7 +38,7 @@ import numpy as np
 
 from tnc.errors import TncError
 from tnc.engine.grad import grad_plan
-from tnc.fitting.dtypes import REAL, random_start, resolution
+from tnc.fitting.dtypes import REAL, balanced, random_start, resolution
 from tnc.fitting.front import (FitProblem, check_finite, observed_rel_error, register_method,
                                squared_norm)
 from tnc.fitting.optimizers import Packing
@@ -256,7 +256,7 @@ def initial_tensors(problem: FitProblem, jacobian: Jacobian, init, seed) -> dict
         return tensors
     if not (isinstance(init, str) and init == "random"):
         raise TncError(f"init must be 'random', a dict of arrays or a FitResult, got {init!r}")
-    tensors = random_start(net, seed, problem.dtype)
+    tensors = balanced(random_start(net, seed, problem.dtype))
     residual = Residual(problem, jacobian)
     mm = float(np.sum(residual.observed(jacobian.model(tensors)) ** 2))
     if mm <= 0 or residual.xx <= 0:
