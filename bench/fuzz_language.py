@@ -268,10 +268,23 @@ def run_one(text: str) -> tuple[str, str, float]:
     return worst[0], worst[1], max(r[2] for r in results)
 
 
+def _mapped_bytes(resource) -> int:
+    """This process's mapped address space (Linux ``/proc/self/statm``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _worker(connection) -> None:
     try:
         import resource
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        # beyond what the worker already maps: forked from a test run that loaded torch and
+        # jax, it starts with gigabytes of address space, and a plain 4 GiB cap left it
+        # none to parse with (the worker died instead of running over the time limit)
+        limit = _mapped_bytes(resource) + MEMORY_LIMIT
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):
         pass
     import tnc  # noqa: F401 - imported once, before the clock starts
