@@ -21,6 +21,7 @@ layer contracts: the weight network plus a data tensor ``x(batch, inputs...)``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -48,9 +49,7 @@ class Call:
         from tnc.engine import kernels
         from tnc.engine.grad import grad_plan
         names = tuple(dict.fromkeys(occ.name for occ in network.occurrences))
-        if numpy_arrays:
-            return cls(network, names, grad_plan(network, optimize, frozenset(wrt)))
-        with kernels.disabled():
+        with contextlib.nullcontext() if numpy_arrays else kernels.disabled():
             return cls(network, names, grad_plan(network, optimize, frozenset(wrt)))
 
     def operands(self, arrays) -> list:

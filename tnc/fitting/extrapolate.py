@@ -391,10 +391,10 @@ def _stacks(old: dict, direction: dict, steps) -> dict:
 
 
 def _leaf(leaf, array):
-    """``array`` as the value of ``leaf`` (:func:`tnc.fitting.als.leaf_values`' rule: a
-    complex tensor is conjugated in ``<X, M>`` and in the primed copy of ``<M, M>``)."""
-    conjugated = not isinstance(leaf, tuple) or leaf[0] == "2"
-    return array.conj() if conjugated and np.iscomplexobj(array) else array
+    """``array`` as the value of ``leaf``, by :func:`tnc.fitting.als.leaf_values` (a complex
+    tensor conjugated in ``<X, M>`` and in the primed copy of ``<M, M>``)."""
+    from tnc.fitting.als import leaf_values       # als imports this module
+    return leaf_values(_label(leaf), array)[leaf]
 
 
 def _label(leaf):
