@@ -44,6 +44,38 @@ def test_mttkrp_matches_einsum(shape, numpy_only, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rank", [1, 3, 10, 70])
+def test_fibers_product_matches_einsum(rank):
+    """The mode-grouped product (sparse_kernels.c's fibers), on unsorted coordinates with
+    empty slices and rows holding fewer than four nonzeros, every mode; a rank past
+    FIBER_RANK goes to the unsorted loop."""
+    if sparse_als._library() is None:
+        pytest.skip("no compiled sparse kernels here")
+    rng = np.random.default_rng(4)
+    shape = (9, 7, 6)
+    dense = sparse_data(shape, 0.3, 5)
+    dense[3] = 0.0                                     # an empty slice along each mode
+    dense[:, 2] = 0.0
+    dense[:, :, 4] = 0.0
+    x = SparseTensor.from_dense(dense)
+    order = rng.permutation(x.nnz)
+    x = SparseTensor.from_coo(x.coords[order], x.values[order], shape)
+    fibers = sparse_als.Fibers.of(x, memory_limit=None)
+    factors = [rng.standard_normal((n, rank)) for n in shape]
+    for mode, want in enumerate(["ijk,jr,kr->ir", "ijk,ir,kr->jr", "ijk,ir,jr->kr"]):
+        others = [f for m, f in enumerate(factors) if m != mode]
+        np.testing.assert_allclose(fibers.mttkrp(factors, mode),
+                                   np.einsum(want, dense, *others), rtol=1e-12, atol=1e-12)
+
+
+def test_fibers_stay_within_the_memory_limit():
+    x = SparseTensor.from_dense(sparse_data((6, 5, 4), 0.5, 1))
+    assert sparse_als.Fibers.of(x, memory_limit=48 * x.nnz * 2 - 1) is None
+    assert sparse_als.Fibers.of(SparseTensor.from_dense(np.ones((2, 2))), None) is None
+    if sparse_als._library() is not None:
+        assert sparse_als.Fibers.of(x, memory_limit=48 * x.nnz * 2) is not None
+
+
 def test_cp_layout_reads_transposed_factors_and_refuses_others():
     net = tnc.compile("network t(I=3, J=4, R=2) { index i: I, j: J, r: R\n"
                       " tensor A(r, i), B(j, r)\n output i, j }")
