@@ -67,14 +67,12 @@ def child(path: str, mode: str, rank: int, sweeps: int, memory_limit: int,
     """One fit (``mode`` "disk" or "memory") in this process; prints a JSON line."""
     import resource
     import tnc
-    data = np.load(path, mmap_mode="r")
-    mask = np.load(mask_path, mmap_mode="r") if mask_path else None
-    if mode == "memory":                    # as stored (float32), as tnc.fit holds it
-        data = np.array(data)
-    elif mode == "memory64":                # converted to float64 first
-        data = np.array(data, dtype=np.float64)
-    if mask is not None and mode != "disk":
-        mask = np.array(mask)
+    # in memory: read, not copied from a mapping (whose pages would count in the RSS too)
+    load = (lambda p: np.load(p, mmap_mode="r")) if mode == "disk" else np.load
+    data = load(path)
+    mask = load(mask_path) if mask_path else None
+    if mode == "memory64":                  # converted to float64 first
+        data = data.astype(np.float64)
     n = data.shape[0]
     net = tnc.library("cp", I=n, J=n, K=n, R=rank)
     limit = memory_limit if mode == "disk" else "auto"
