@@ -216,3 +216,17 @@ def test_float32_masked_fits_report_the_observed_error(method, options):
     else:
         assert result.rel_error == pytest.approx(
             observed_rel_error(x.astype(np.float64), model_value, observed), rel=1e-7)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_bad_entry_in_the_last_chunk_of_big_data_is_refused(bad):
+    """all_finite checks big data chunk by chunk: one bad entry at the very end (past
+    the first FINITE_CHUNK entries) is still found, and in a non-contiguous view too."""
+    from tnc.fitting.front import FINITE_CHUNK, all_finite
+    data = np.ones((3, FINITE_CHUNK // 2 + 1))
+    assert all_finite(data) and all_finite(data.T)
+    data[-1, -1] = bad
+    assert not all_finite(data) and not all_finite(data.T)
+    net = tnc.library("cp", I=3, J=data.shape[1], K=1, R=1)
+    with pytest.raises(tnc.TncError, match="NaN|infinite"):
+        tnc.fit(net, data[:, :, None], max_iter=1, progress=False)

@@ -352,13 +352,30 @@ def numeric_array(value, what: str, numeric: bool = True) -> np.ndarray:
     return array
 
 
+FINITE_CHUNK = 1 << 20     # entries checked at a time by all_finite
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """``np.isfinite(array).all()`` without a data-sized boolean array: a contiguous
+    array is checked ``FINITE_CHUNK`` entries at a time, stopping at the first bad chunk.
+
+        >>> all_finite(np.arange(3e6)), all_finite(np.array([1.0, np.inf]))
+        (True, False)
+    """
+    if not array.flags.c_contiguous or array.size <= FINITE_CHUNK:
+        return bool(np.isfinite(array).all())
+    flat = array.reshape(-1)
+    return all(np.isfinite(flat[k:k + FINITE_CHUNK]).all()
+               for k in range(0, flat.size, FINITE_CHUNK))
+
+
 def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
     """``(target with every unobserved entry zeroed, mask or None)`` after checking both.
 
     Zeroing here, once, means no method ever sees an unobserved value (NaN, inf
     or a finite outlier): each fits the same data whatever the mask hides.
     """
-    if mask is None and np.isfinite(target).all():
+    if mask is None and all_finite(target):
         return target, None                          # the common case: one pass
     nan = np.isnan(target)
     if isinstance(mask, str):
