@@ -235,3 +235,17 @@ def test_batched_line_networks_equal_the_tree_walks(kind, sizes, monkeypatch):
     extrapolate._batched_expression.cache_clear()
     assert batched[0] == pytest.approx(walked[0], abs=1e-9)
     assert batched[1:] == pytest.approx(walked[1:], rel=1e-11)
+
+
+def test_line_search_loss_of_float32_data_is_summed_in_float64():
+    """The exact-fit branch compares two data losses: on 2^22 float32 residuals a float32
+    sum is off by ~1e-5 relative (np.vdot), enough to flip a close comparison."""
+    from types import SimpleNamespace
+    from tnc.fitting.extrapolate import LineSearch
+    rng = np.random.default_rng(3)
+    target = rng.random(2 ** 22).astype(np.float32)
+    model = np.zeros_like(target)
+    search = LineSearch.__new__(LineSearch)
+    search.fit = SimpleNamespace(problem=SimpleNamespace(target=target), mask=None)
+    exact = float(np.dot(target.astype(np.float64), target.astype(np.float64)))
+    assert abs(search._loss(model) / exact - 1) < 1e-7

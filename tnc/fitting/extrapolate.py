@@ -187,8 +187,8 @@ class LineSearch:
 
     def _loss(self, model) -> float:
         """Data loss of ``model`` on the fitted entries."""
-        residual = _observed(self.fit, self.fit.problem.target - model)
-        return float(np.vdot(residual, residual).real)
+        from tnc.fitting.front import squared_norm   # float32 summed in float64 rows
+        return squared_norm(_observed(self.fit, self.fit.problem.target - model))
 
 
 class CompleteLine:
