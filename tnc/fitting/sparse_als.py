@@ -64,20 +64,11 @@ def cp_layout(network) -> dict | None:
     >>> cp_layout(tnc.library("tucker", I=3, J=4, K=5, R1=2, R2=2, R3=2)) is None
     True
     """
-    occurrences = network.occurrences
-    if any(occ.kind != "param" or len(occ.indices) != 2 for occ in occurrences):
+    from tnc.engine.streams import CPLayout      # the one CP recogniser, untied here
+    layout = CPLayout.of(network)
+    if layout is None or len({name for name, _, _ in layout.uses}) != len(layout.uses):
         return None
-    output = list(network.output)
-    layout, bonds = {}, set()
-    for occ in occurrences:
-        free = [ix for ix in occ.indices if ix in output]
-        if len(free) != 1 or occ.name in layout:
-            return None
-        bonds.add(next(ix for ix in occ.indices if ix != free[0]))
-        layout[occ.name] = (output.index(free[0]), occ.indices[0] != free[0])
-    if len(bonds) != 1 or sorted(m for m, _ in layout.values()) != list(range(len(output))):
-        return None
-    return layout
+    return {name: (mode, first) for name, mode, first in layout.uses}
 
 
 # -- the products ----------------------------------------------------------------------------
