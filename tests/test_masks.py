@@ -219,14 +219,15 @@ def test_float32_masked_fits_report_the_observed_error(method, options):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_a_bad_entry_in_the_last_chunk_of_big_data_is_refused(bad):
-    """all_finite checks big data chunk by chunk: one bad entry at the very end (past
-    the first FINITE_CHUNK entries) is still found, and in a non-contiguous view too."""
-    from tnc.fitting.front import FINITE_CHUNK, all_finite
-    data = np.ones((3, FINITE_CHUNK // 2 + 1))
-    assert all_finite(data) and all_finite(data.T)
-    data[-1, -1] = bad
-    assert not all_finite(data) and not all_finite(data.T)
-    net = tnc.library("cp", I=3, J=data.shape[1], K=1, R=1)
+def test_one_bad_entry_of_complete_data_is_refused(bad):
+    """Complete data are checked by their sum of squares (front.checked_target): one NaN or
+    infinity anywhere makes it non-finite and the fit is refused by name; finite data
+    whose squares overflow are not refused (the long check finds nothing)."""
+    data = np.ones((3, 4, 5))
+    data[-1, -1, -1] = bad
+    net = tnc.library("cp", I=3, J=4, K=5, R=1)
     with pytest.raises(tnc.TncError, match="NaN|infinite"):
-        tnc.fit(net, data[:, :, None], max_iter=1, progress=False)
+        tnc.fit(net, data, max_iter=1, progress=False)
+    huge = np.full((3, 4, 5), 1e200)
+    result = tnc.fit(net, huge, max_iter=5, progress=False)
+    assert result.rel_error < 1e-8

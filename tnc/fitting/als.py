@@ -472,7 +472,8 @@ class Fit:
         self.mask = mask
         self.observed_target = np.ascontiguousarray(    # C order: BLAS reads X in place
             problem.target if mask is None else np.where(mask, problem.target, 0.0))
-        self.xx = squared_norm(self.observed_target)
+        known = getattr(problem, "squares", None) if mask is None else None
+        self.xx = squared_norm(self.observed_target) if known is None else known
         self.cache: dict = {}
         self.mode = self._mode(settings.missing)
         weight = None if mask is None else mask.astype(real_dtype(problem.dtype))

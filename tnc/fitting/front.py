@@ -52,6 +52,7 @@ class FitProblem:
     mask: np.ndarray | None
     inputs: dict[str, np.ndarray]
     memory_limit: object = "auto"
+    squares: float | None = None     # sum |target|^2 when the data's check computed it
 
     def __post_init__(self):
         self.network.check_arrays_fit(self.network.params, "parameter tensors",
@@ -175,8 +176,8 @@ def _fit(model, target, method, mask, inputs, name, sizes, memory_limit, options
     dtype = promoted(target.dtype, getattr(options, "init", None), inputs, chosen.name,
                      chosen.dtypes)
     inputs = {k: v.astype(dtype, copy=False) for k, v in inputs.items()}
-    problem = FitProblem(network, *split_missing(target.astype(dtype, copy=False), mask),
-                         inputs, memory_limit)
+    target, mask, squares = checked_target(target.astype(dtype, copy=False), mask)
+    problem = FitProblem(network, target, mask, inputs, memory_limit, squares)
     with kernels.blas_serial(problem.target):   # small data: serial BLAS (kernels.py says why)
         return run_at_unit_scale(chosen, problem, options)
 
@@ -188,7 +189,8 @@ def run_at_unit_scale(chosen: Method, problem: FitProblem, options):
     Other methods run as given (GCP scales its homogeneous losses itself)."""
     if not getattr(chosen.options, "least_squares", False):
         return chosen.run(problem, options)
-    rescale = Rescale.of([problem.network], [problem.target], problem.observed)
+    rescale = Rescale.of([problem.network], [problem.target], problem.observed,
+                         squares=problem.squares)
     if rescale.identity:
         return chosen.run(problem, options)
     scaled = FitProblem(problem.network, rescale.data(problem.target), problem.mask,
@@ -352,31 +354,32 @@ def numeric_array(value, what: str, numeric: bool = True) -> np.ndarray:
     return array
 
 
-FINITE_CHUNK = 1 << 20     # entries checked at a time by all_finite
-
-
-def all_finite(array: np.ndarray) -> bool:
-    """``np.isfinite(array).all()`` without a data-sized boolean array: a contiguous
-    array is checked ``FINITE_CHUNK`` entries at a time, stopping at the first bad chunk.
-
-        >>> all_finite(np.arange(3e6)), all_finite(np.array([1.0, np.inf]))
-        (True, False)
-    """
-    if not array.flags.c_contiguous or array.size <= FINITE_CHUNK:
-        return bool(np.isfinite(array).all())
-    flat = array.reshape(-1)
-    return all(np.isfinite(flat[k:k + FINITE_CHUNK]).all()
-               for k in range(0, flat.size, FINITE_CHUNK))
-
-
 def split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
     """``(target with every unobserved entry zeroed, mask or None)`` after checking both.
 
     Zeroing here, once, means no method ever sees an unobserved value (NaN, inf
     or a finite outlier): each fits the same data whatever the mask hides.
     """
-    if mask is None and all_finite(target):
-        return target, None                          # the common case: one pass
+    return checked_target(target, mask)[:2]
+
+
+def checked_target(target: np.ndarray, mask) -> tuple:
+    """:func:`split_missing`'s ``(target, mask)`` and the target's sum of squares when the
+    check computed it, else None. Complete data take one pass, the sum itself: it is
+    finite exactly when every entry is (a NaN or an infinity makes it NaN or inf; an
+    overflowing sum of finite entries goes the long way), and the rescale and ALS reuse it.
+
+        >>> checked_target(np.array([3.0, 4.0]), None)[2]
+        25.0
+    """
+    if mask is None:
+        squares = squared_norm(target)
+        if math.isfinite(squares):
+            return target, None, squares              # the common case: one pass
+    return (*_split_missing(target, mask), None)
+
+
+def _split_missing(target: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray | None]:
     nan = np.isnan(target)
     if isinstance(mask, str):
         if mask != "nan":

@@ -687,14 +687,15 @@ def data_scale(problem: FitProblem, loss: Loss) -> Rescale:
     """
     if loss.homogeneous != 2:
         return Rescale()
-    return Rescale.of([problem.network], [problem.target], problem.observed, exact=True)
+    return Rescale.of([problem.network], [problem.target], problem.observed, exact=True,
+                      squares=problem.squares)
 
 
 def scaled_problem(problem: FitProblem, scaling: Rescale) -> FitProblem:
     """``problem`` with its data (dense or sparse) in the fit's units (its memory limit kept)."""
     if scaling.identity:
         return problem
-    return dataclasses.replace(problem, target=scaling.data(problem.target))
+    return dataclasses.replace(problem, target=scaling.data(problem.target), squares=None)
 
 
 def _bounded(loss: Loss) -> bool:

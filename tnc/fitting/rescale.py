@@ -38,13 +38,14 @@ SAFE_EXPONENT = 64         # data with RMS within 2**±64 are fitted as given: t
                            # Grams and products are far from overflow and underflow
 
 
-def rms(arrays, count: int | None = None) -> float:
+def rms(arrays, count: int | None = None, squares: float | None = None) -> float:
     """Root mean square of the entries of ``arrays`` over ``count`` entries (default:
     all of them; fewer when zeroed unobserved ones are left out), without overflow
-    or underflow."""
+    or underflow; ``squares``: their sum of squares when known (no pass)."""
     arrays = [np.asarray(a) for a in arrays if np.size(a)]
     count = sum(a.size for a in arrays) if count is None else count
-    squares = sum(float(np.vdot(a.ravel(), a.ravel()).real) for a in arrays)  # one pass, no copy
+    if squares is None:
+        squares = sum(float(np.vdot(a.ravel(), a.ravel()).real) for a in arrays)  # no copy
     if 1e-280 < squares < 1e280:
         return math.sqrt(squares / count)
     largest = max((float(np.max(np.abs(a))) for a in arrays), default=0.0)
@@ -55,12 +56,13 @@ def rms(arrays, count: int | None = None) -> float:
     return unit * math.sqrt(squares / count)          # agrees bit for bit with the one above
 
 
-def unit_scale(arrays, exact: bool = False, count: int | None = None) -> float:
-    """The factor bringing the RMS of ``arrays`` (over ``count`` entries) to about 1:
-    ``2**-round(log2(rms))``, or 1.0 when the RMS is within ``2**±SAFE_EXPONENT``
-    (methods whose every test is relative fit such data alike at any scale);
-    ``exact``: ``1 / rms`` always. 1.0 for all-zero data."""
-    value = rms(arrays, count)
+def unit_scale(arrays, exact: bool = False, count: int | None = None,
+               squares: float | None = None) -> float:
+    """The factor bringing the RMS of ``arrays`` (over ``count`` entries; ``squares``:
+    their sum of squares when known) to about 1: ``2**-round(log2(rms))``, or 1.0 when
+    the RMS is within ``2**±SAFE_EXPONENT`` (methods whose every test is relative fit
+    such data alike at any scale); ``exact``: ``1 / rms`` always. 1.0 for all-zero data."""
+    value = rms(arrays, count, squares)
     if not value > 0 or not math.isfinite(value):
         return 1.0
     if exact:
@@ -102,11 +104,13 @@ class Rescale:
     exponents: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, networks, arrays, observed: int, exact: bool = False) -> "Rescale":
+    def of(cls, networks, arrays, observed: int, exact: bool = False,
+           squares: float | None = None) -> "Rescale":
         """The rescale of data ``arrays`` (dense with unobserved entries zeroed, or
-        :class:`~tnc.engine.sparse.SparseTensor`; ``observed`` entries in all) fitted by ``networks``; the identity when the data are already about
-        unit size or the networks' tensors cannot share one scale."""
-        scale = unit_scale([_stored(a) for a in arrays], exact, observed)
+        :class:`~tnc.engine.sparse.SparseTensor`; ``observed`` entries in all; ``squares``
+        their sum of squares when known) fitted by ``networks``; the identity when the
+        data are already about unit size or the networks' tensors cannot share one scale."""
+        scale = unit_scale([_stored(a) for a in arrays], exact, observed, squares)
         found = None if scale == 1.0 else exponents(networks)   # the common case stops here
         if found is None:
             return cls()
