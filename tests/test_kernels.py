@@ -534,6 +534,7 @@ def fresh_kernels(monkeypatch, tmp_path):
 
 WRONG_KERNELS = """#include <stddef.h>
 int tnc_variant_supported(int variant) { return 1; }
+ptrdiff_t tnc_q_tile(int variant, int single) { return 8; }
 int tnc_mode_product(int variant, int single, const double *x, const double *f, double *y,
                      ptrdiff_t P, ptrdiff_t S, ptrdiff_t Q, ptrdiff_t R, int threads) {
     if (single) return -1;
@@ -883,3 +884,26 @@ def test_tt_svd_on_the_kernels_matches_blas():
         slow = tt_svd(X, 8)
     for a, b in zip(fast, slow):
         np.testing.assert_allclose(abs(a), abs(b), rtol=1e-8, atol=1e-10)  # signs may differ
+
+
+def test_products_the_kernel_runs_slowly_go_to_blas():
+    """kernels.suits: a q extent narrower than the register tile (padded) and, where q
+    spans several tiles, a factor F (S x R) beyond F_CACHE_BYTES go to BLAS; Q == 1
+    never does."""
+    if not kernels.available():
+        pytest.skip("no compiled kernels here")
+    name, lib = kernels.variant(), kernels._state["lib"]
+    for dtype in kernels.DTYPES:
+        tile = lib.tnc_q_tile(kernels.VARIANTS.index(name), kernels.DTYPES.index(dtype))
+        assert tile >= 2
+        for q in (2, 4, 8, 16, 50, 200):
+            assert kernels.suits(name, (50, 300, q), 10, dtype) == (q >= tile)
+        long_s = kernels.F_CACHE_BYTES // (10 * dtype.itemsize) + 1
+        assert not kernels.suits(name, (1, long_s, 2 * tile), 10, dtype)
+        assert not kernels.suits(name, (3, long_s, 2 * tile), 10, dtype)
+        assert kernels.suits(name, (3, long_s, tile), 10, dtype)
+        assert kernels.suits(name, (3, long_s - 1, 2 * tile), 10, dtype)
+        assert kernels.suits(name, (40000, long_s, 1), 10, dtype)
+    big, small = np.random.default_rng(2).standard_normal((20, 300, 4)), np.ones((300, 3))
+    np.testing.assert_allclose(kernels.mode_product(big, small), reference(big, small),
+                               rtol=1e-12, atol=1e-11)

@@ -145,6 +145,25 @@ static const product_fn products[3][2] = {
     {NULL, NULL}, {NULL, NULL}, {product_portable_f64, product_portable_f32}};
 #endif
 
+typedef ptrdiff_t (*tile_fn)(void);
+#if TNC_X86
+static const tile_fn q_tiles[3][2] = {
+    {q_tile_avx512_f64, q_tile_avx512_f32},
+    {q_tile_avx2_f64, q_tile_avx2_f32},
+    {q_tile_portable_f64, q_tile_portable_f32}};
+#else
+static const tile_fn q_tiles[3][2] = {
+    {NULL, NULL}, {NULL, NULL}, {q_tile_portable_f64, q_tile_portable_f32}};
+#endif
+
+/* the q entries one register tile of the Q > 1 path covers (a narrower Q is padded to
+ * it), or -1 for an unknown variant */
+ptrdiff_t tnc_q_tile(int variant, int single) {
+    if (variant < 0 || variant > 2 || single < 0 || single > 1) return -1;
+    if (q_tiles[variant][single] == NULL) return -1;
+    return q_tiles[variant][single]();
+}
+
 /* Y = X x F on `variant` in float64 (single == 0) or float32 (single == 1). f is S x R
  * (row-major) when Q > 1 and R x S (F transposed) when Q == 1; all C-contiguous.
  * Returns 0, or -1 when the variant is unknown or this CPU cannot run it. */
@@ -449,6 +468,8 @@ TARGET static void N(range)(const job_t *j, ptrdiff_t start, ptrdiff_t stop) {
         for (ptrdiff_t p = start; p < stop; p++)
             N(strided_slab)(x + p * S * Q, f, y + p * R * Q, S, Q, R, 0, Q);
 }
+
+static ptrdiff_t N(q_tile)(void) { return (ptrdiff_t)LANES * QV; }
 
 static int N(product)(const void *x, const void *f, void *y, ptrdiff_t P, ptrdiff_t S,
                       ptrdiff_t Q, ptrdiff_t R, int threads) {
