@@ -34,6 +34,7 @@ same vectors as the dense ALS's SVD start; ``holdout`` and ``extrapolate`` are r
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import threading
 import time
@@ -253,10 +254,12 @@ def run_sparse_cp(problem, options):
     seeds = [None if options.seed is None else options.seed + k for k in range(options.restarts)]
     plan = screening(problem, options)          # the dense ALS's init="auto" rule
     starts, sweeps = plan or (0, 0)
+    fibers = Fibers.of(problem.target, problem.memory_limit)   # built once for every start
     with Progress(options.max_iter * options.restarts + starts * sweeps, desc="als",
                   enabled=options.progress) as bar:
         def run(run_options, run_seed, init):
-            return _fit_once(problem, layout, settings, run_options, run_seed, bar, init)
+            return _fit_once(problem, layout, settings, run_options, run_seed, bar, init,
+                             fibers)
         for k, seed in enumerate(seeds):
             if k == 0 and plan is not None:
                 result = screened_fit(run, options, seed, plan)
@@ -271,8 +274,9 @@ def run_sparse_cp(problem, options):
     return best
 
 
-def _fit_once(problem, layout, settings, options, seed, bar, init):
-    """One CP-ALS run from ``init`` and ``seed`` (the dense ALS's sweep and stopping rule)."""
+def _fit_once(problem, layout, settings, options, seed, bar, init, fibers=None):
+    """One CP-ALS run from ``init`` and ``seed`` (the dense ALS's sweep and stopping rule);
+    its products from ``fibers`` (:class:`Fibers`) when given."""
     from tnc.fitting.als import EXACT_FIT, solve_rows
     from tnc.fitting.progress import wants_stop
     from tnc.fitting.records import record
@@ -281,8 +285,7 @@ def _fit_once(problem, layout, settings, options, seed, bar, init):
     factors = _start(problem, layout, init, seed, settings.nonneg)   # name -> (I_m, R)
     grams = {name: f.T @ f for name, f in factors.items()}
     xx = float(data.values @ data.values)
-    fibers = Fibers.of(data, problem.memory_limit)
-    product = mttkrp if fibers is None else (lambda _, ordered, mode: fibers.mttkrp(ordered, mode))
+    product = functools.partial(mttkrp, data) if fibers is None else fibers.mttkrp
     history, converged, previous = [], False, math.inf
     for sweep in range(1, options.max_iter + 1):
         for name in settings.order:
@@ -290,7 +293,7 @@ def _fit_once(problem, layout, settings, options, seed, bar, init):
             ordered = [None] * data.ndim
             for other, (m, _) in layout.items():
                 ordered[m] = factors[other]
-            rhs = product(data, ordered, mode)
+            rhs = product(ordered, mode)
             gram = np.prod([g for other, g in grams.items() if other != name], axis=0)
             new = solve_rows(rhs[None], gram[None], settings.l2[name],
                              name in settings.nonneg, factors[name][None])[0]
