@@ -472,7 +472,7 @@ class Fit:
         self.mask = mask
         self.observed_target = np.ascontiguousarray(    # C order: BLAS reads X in place
             problem.target if mask is None else np.where(mask, problem.target, 0.0))
-        known = getattr(problem, "squares", None) if mask is None else None
+        known = problem.squares if mask is None else None      # the data check's sum
         self.xx = squared_norm(self.observed_target) if known is None else known
         self.cache: dict = {}
         self.mode = self._mode(settings.missing)

@@ -38,6 +38,7 @@ from numpy.polynomial import chebyshev as cheb
 
 from tnc.engine.plan import check_allocation
 from tnc.engine.trees import chain_tree, evaluate
+from tnc.fitting.front import squared_norm      # float32 summed in float64 rows
 
 START_CAP = 2.0      # first bound on the step s (s = 1 is plain ALS)
 MIN_CAP = 1.5
@@ -187,7 +188,6 @@ class LineSearch:
 
     def _loss(self, model) -> float:
         """Data loss of ``model`` on the fitted entries."""
-        from tnc.fitting.front import squared_norm   # float32 summed in float64 rows
         return squared_norm(_observed(self.fit, self.fit.problem.target - model))
 
 
