@@ -135,33 +135,25 @@ typedef int (*product_fn)(const void *, const void *, void *, ptrdiff_t, ptrdiff
 #define TRB 5
 #include __FILE__
 
-#if TNC_X86
-static const product_fn products[3][2] = {
-    {product_avx512_f64, product_avx512_f32},
-    {product_avx2_f64, product_avx2_f32},
-    {product_portable_f64, product_portable_f32}};
-#else
-static const product_fn products[3][2] = {
-    {NULL, NULL}, {NULL, NULL}, {product_portable_f64, product_portable_f32}};
-#endif
-
+/* each variant's product and the q entries one register tile of its Q > 1 path covers
+ * (a narrower Q is padded to it), in float64 ([0]) and float32 ([1]) */
 typedef ptrdiff_t (*tile_fn)(void);
+typedef struct { product_fn product; tile_fn q_tile; } kernel_t;
+#define KERNELS(v) {{product_##v##_f64, q_tile_##v##_f64}, {product_##v##_f32, q_tile_##v##_f32}}
 #if TNC_X86
-static const tile_fn q_tiles[3][2] = {
-    {q_tile_avx512_f64, q_tile_avx512_f32},
-    {q_tile_avx2_f64, q_tile_avx2_f32},
-    {q_tile_portable_f64, q_tile_portable_f32}};
+static const kernel_t kernels[3][2] = {KERNELS(avx512), KERNELS(avx2), KERNELS(portable)};
 #else
-static const tile_fn q_tiles[3][2] = {
-    {NULL, NULL}, {NULL, NULL}, {q_tile_portable_f64, q_tile_portable_f32}};
+static const kernel_t kernels[3][2] = {
+    {{NULL, NULL}, {NULL, NULL}}, {{NULL, NULL}, {NULL, NULL}}, KERNELS(portable)};
 #endif
+#undef KERNELS
 
 /* the q entries one register tile of the Q > 1 path covers (a narrower Q is padded to
  * it), or -1 for an unknown variant */
 ptrdiff_t tnc_q_tile(int variant, int single) {
     if (variant < 0 || variant > 2 || single < 0 || single > 1) return -1;
-    if (q_tiles[variant][single] == NULL) return -1;
-    return q_tiles[variant][single]();
+    if (kernels[variant][single].q_tile == NULL) return -1;
+    return kernels[variant][single].q_tile();
 }
 
 /* Y = X x F on `variant` in float64 (single == 0) or float32 (single == 1). f is S x R
@@ -170,8 +162,8 @@ ptrdiff_t tnc_q_tile(int variant, int single) {
 int tnc_mode_product(int variant, int single, const void *x, const void *f, void *y, ptrdiff_t P,
                      ptrdiff_t S, ptrdiff_t Q, ptrdiff_t R, int threads) {
     if (variant < 0 || variant > 2 || single < 0 || single > 1) return -1;
-    if (!tnc_variant_supported(variant) || products[variant][single] == NULL) return -1;
-    return products[variant][single](x, f, y, P, S, Q, R, threads);
+    if (!tnc_variant_supported(variant) || kernels[variant][single].product == NULL) return -1;
+    return kernels[variant][single].product(x, f, y, P, S, Q, R, threads);
 }
 
 #elif TNC_BODY == 1  /* one variant: both dtypes, then its macros dropped */
